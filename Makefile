@@ -1,0 +1,79 @@
+# amber top-level build: binaries to build/, guest images to build/guest/, tests and benchmarks.
+# Each directory contributes its objects through a module.mk fragment included below.
+
+CC        ?= gcc
+BUILD     ?= build
+WERROR    ?= 1
+SAN       ?=
+V         ?= 0
+FUZZ_SECONDS ?= 30
+
+ifeq ($(V),0)
+Q := @
+else
+Q :=
+endif
+
+WARNINGS := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+            -Wformat=2 -Wundef -Wno-unused-parameter
+ifeq ($(WERROR),1)
+WARNINGS += -Werror
+endif
+
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=gnu11 -D_GNU_SOURCE -fno-strict-aliasing -fstack-protector-strong \
+            -D_FORTIFY_SOURCE=2 -I. $(WARNINGS) -MD -MP
+LDFLAGS  ?=
+LDLIBS_VMM := -lpthread -ljson-c -lseccomp -luring
+
+ifneq ($(SAN),)
+BUILD    := build/san
+CFLAGS   += -fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS  += -fsanitize=$(SAN)
+endif
+
+SETUP_STAMP := build/.setup-stamp
+
+.DEFAULT_GOAL := all
+
+# Fragments append to these lists.
+VMM_OBJS   :=
+CTL_OBJS   :=
+UNIT_TESTS :=
+FUZZ_TARGETS :=
+ALL_BINS   :=
+
+# Every directory that builds something owns one fragment (module.mk or <part>.mk).
+include tests/module.mk
+include $(sort $(filter-out tests/module.mk,$(wildcard */module.mk */*.mk */*/*.mk)))
+
+all: $(SETUP_STAMP) $(ALL_BINS)
+
+# Linked here, after every fragment has added its objects.
+$(BUILD)/amber: $(addprefix $(BUILD)/,$(VMM_OBJS) vmm/main.o)
+	@[ "$(V)" = 0 ] && echo "  LD      $@" || true
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_VMM)
+
+$(SETUP_STAMP): scripts/setup.sh
+	$(Q)mkdir -p build
+	$(Q)bash scripts/setup.sh
+	$(Q)touch $@
+
+$(BUILD)/%.o: %.c | $(SETUP_STAMP)
+	@mkdir -p $(dir $@)
+	@[ "$(V)" = 0 ] && echo "  CC      $<" || true
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
+
+format-check:
+	$(Q)files=$$(git ls-files '*.c' '*.h'); \
+	  [ -z "$$files" ] || clang-format --dry-run --Werror $$files
+
+format:
+	$(Q)clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build
+
+.PHONY: all format-check format clean
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

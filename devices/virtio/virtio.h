@@ -1,0 +1,131 @@
+/* The virtio device interface and the virtio-mmio v2 transport that carries it. */
+#ifndef AMBER_DEVICES_VIRTIO_VIRTIO_H
+#define AMBER_DEVICES_VIRTIO_VIRTIO_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "devices/virtio/virtq.h"
+#include "vmm/loop.h"
+#include "vmm/mem.h"
+
+#define VIRTIO_MAX_QUEUES 4
+
+/* Device status bits (virtio 1.x, 2.1). */
+#define VIRTIO_STATUS_ACKNOWLEDGE 1
+#define VIRTIO_STATUS_DRIVER      2
+#define VIRTIO_STATUS_DRIVER_OK   4
+#define VIRTIO_STATUS_FEATURES_OK 8
+#define VIRTIO_STATUS_NEEDS_RESET 64
+#define VIRTIO_STATUS_FAILED      128
+
+/* Transport feature bits the transport itself offers. */
+#define VIRTIO_F_INDIRECT_DESC 28
+#define VIRTIO_F_EVENT_IDX     29
+#define VIRTIO_F_VERSION_1     32
+
+/* Device ids. */
+#define VIRTIO_ID_NET   1
+#define VIRTIO_ID_BLOCK 2
+#define VIRTIO_ID_RNG   4
+#define VIRTIO_ID_VSOCK 19
+
+struct virtio_dev;
+
+/*
+ * What a device implements. Only device_id, num_queues and queue_notify are required; every
+ * other hook may be NULL. Unless noted, hooks run on the event loop thread with d->lock held.
+ */
+struct virtio_dev_ops {
+    const char *name;
+    uint32_t device_id;
+    uint16_t num_queues;
+    uint16_t queue_max; /* largest QueueNum accepted, power of two <= VIRTQ_MAX_SIZE */
+    uint64_t features;  /* device-specific feature bits offered (transport adds its own) */
+
+    /* Device config space: runs on a vCPU thread with d->lock held. off+len is checked
+     * against config_size by the transport. */
+    uint32_t config_size;
+    void (*config_read)(struct virtio_dev *d, uint32_t off, uint8_t *data, uint32_t len);
+    void (*config_write)(struct virtio_dev *d, uint32_t off, const uint8_t *data, uint32_t len);
+
+    /* The driver set DRIVER_OK: start the back-end. Non-zero sets NEEDS_RESET. */
+    int (*activate)(struct virtio_dev *d);
+    /* Queue q was kicked (ioeventfd or a QueueNotify write). */
+    void (*queue_notify)(struct virtio_dev *d, unsigned q);
+    /* The driver wrote 0 to Status: drop all in-flight state; the device may start again. */
+    void (*reset)(struct virtio_dev *d);
+    /* Pause: finish or park in-flight work; afterwards touch neither guest memory nor
+     * back-end fds until resume. Runs on the loop, d->lock NOT held (it may wait). */
+    void (*quiesce)(struct virtio_dev *d);
+    /* Undo quiesce: re-arm back-end watches. The transport replays kicks afterwards. */
+    void (*resume)(struct virtio_dev *d);
+    /* Free device-private state at VM teardown. */
+    void (*destroy)(struct virtio_dev *d);
+};
+
+/*
+ * One virtio-mmio transport instance. Threads: MMIO register accesses come from vCPU
+ * threads; kicks, back-end events and completions run on the loop. d->lock serialises the
+ * two, which is why hooks run with it held.
+ */
+struct virtio_dev {
+    const struct virtio_dev_ops *ops;
+    void *priv;
+    const struct guest_mem *mem;
+    struct loop *loop;
+    pthread_mutex_t lock;
+
+    uint64_t mmio_base;
+    unsigned gsi;
+
+    uint32_t status;
+    uint64_t host_features; /* ops->features | transport bits */
+    uint64_t driver_features;
+    uint32_t host_features_sel, driver_features_sel;
+    uint32_t queue_sel;
+    uint32_t isr; /* bit 0: used buffer, bit 1: config change */
+    uint32_t config_generation;
+
+    struct virtq vq[VIRTIO_MAX_QUEUES];
+    int kick_fd[VIRTIO_MAX_QUEUES]; /* eventfds; the VMM binds them as ioeventfds */
+    int irq_fd;                     /* eventfd; the VMM binds it as an irqfd on gsi */
+
+    bool quiesced;
+    uint32_t pending_kicks; /* bit per queue, kicks seen while quiesced */
+    bool pending_irq;       /* interrupt withheld while quiesced */
+};
+
+/*
+ * Set up transport state for a device: eventfds, loop watches on the kick fds, features.
+ * Does not touch KVM; the VMM binds kick_fd/irq_fd afterwards. Returns 0 or -errno.
+ */
+int virtio_dev_init(struct virtio_dev *d, const struct virtio_dev_ops *ops, void *priv,
+                    const struct guest_mem *mem, struct loop *loop, uint64_t mmio_base,
+                    unsigned gsi);
+
+/* Tear down: loop watches, eventfds, then ops->destroy. */
+void virtio_dev_destroy(struct virtio_dev *d);
+
+/* The transport's bus handler for the 4 KiB virtio-mmio register window. */
+void virtio_mmio_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write);
+
+/* True once FEATURES_OK was accepted and the driver acked this feature bit. */
+bool virtio_has_feature(const struct virtio_dev *d, unsigned bit);
+
+/* After pushing used buffers on queue q: interrupt the guest if the queue wants it. Called
+ * with d->lock held. While quiesced the interrupt is withheld and delivered on resume. */
+void virtio_notify_used(struct virtio_dev *d, unsigned q);
+
+/* Config space changed (e.g. a drive's capacity): bump generation, raise config irq. */
+void virtio_notify_config(struct virtio_dev *d);
+
+/* The guest broke the protocol: log once, set NEEDS_RESET, tell the driver. */
+void virtio_set_needs_reset(struct virtio_dev *d, const char *why);
+
+/* Pause support, called by the VMM on the loop thread. */
+void virtio_dev_quiesce(struct virtio_dev *d);
+void virtio_dev_resume(struct virtio_dev *d);
+
+#endif

@@ -1,0 +1,79 @@
+/* Split virtqueues: the only code that walks guest descriptors, with every access checked. */
+#ifndef AMBER_DEVICES_VIRTIO_VIRTQ_H
+#define AMBER_DEVICES_VIRTIO_VIRTQ_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "vmm/mem.h"
+
+#define VIRTQ_MAX_SIZE 1024 /* largest queue we offer (power of two) */
+#define VIRTQ_MAX_IOV  VIRTQ_MAX_SIZE
+
+/* One queue's guest-programmed state (set through the transport) and our private indices. */
+struct virtq {
+    const struct guest_mem *mem;
+    uint16_t size; /* QueueNum chosen by the driver, power of two <= max */
+    bool ready;
+    bool event_idx; /* VIRTIO_F_EVENT_IDX negotiated */
+    uint64_t desc_gpa, avail_gpa, used_gpa;
+    uint16_t last_avail; /* next avail ring entry we will consume */
+    uint16_t used_idx;   /* our copy of used->idx */
+    uint16_t signalled_used; /* used_idx at the last interrupt (event idx) */
+    bool signalled_valid;
+};
+
+/*
+ * A popped descriptor chain, split into device-readable (out) then device-writable (in)
+ * host iovecs. Every iovec points inside guest RAM.
+ */
+struct virtq_chain {
+    uint16_t head;
+    unsigned nout, nin;
+    uint64_t out_len, in_len; /* total bytes */
+    struct iovec iov[VIRTQ_MAX_IOV]; /* out first, then in */
+};
+
+/*
+ * Check the ring addresses against guest RAM and the size against max_size. Called when
+ * the driver sets QueueReady. Returns 0 or -EINVAL.
+ */
+int virtq_validate(const struct virtq *q, uint16_t max_size);
+
+/* Forget all indices (device reset / queue reset). */
+void virtq_reset(struct virtq *q);
+
+/*
+ * Take the next available chain. Returns 1 with *c filled, 0 if the ring is empty, or
+ * -EINVAL if the guest published something malformed (bad index, address, length, loop,
+ * chain too long, nested indirect, readable after writable). On -EINVAL a line has been
+ * logged and the caller must put the device into NEEDS_RESET.
+ */
+int virtq_pop(struct virtq *q, struct virtq_chain *c);
+
+/* Return a chain to the guest with written bytes; returns 0 or -EINVAL if head is bad. */
+int virtq_push(struct virtq *q, uint16_t head, uint32_t written);
+
+/*
+ * True if the driver wants an interrupt for what was pushed since the last call (honours
+ * VIRTQ_AVAIL_F_NO_INTERRUPT, or used_event with EVENT_IDX). Updates the signalled mark.
+ */
+bool virtq_should_notify(struct virtq *q);
+
+/* True if the avail ring holds entries we have not popped. */
+bool virtq_has_work(const struct virtq *q);
+
+/*
+ * With EVENT_IDX, publish avail_event = last_avail so the driver kicks us for the next
+ * entry; without it, toggle VIRTQ_USED_F_NO_NOTIFY. Used by devices that poll.
+ */
+void virtq_enable_notify(struct virtq *q, bool enable);
+
+/* Copy up to len bytes out of / into a chain's out / in iovecs from byte offset off.
+ * Return the number of bytes copied. */
+uint64_t virtq_chain_read(const struct virtq_chain *c, uint64_t off, void *dst, uint64_t len);
+uint64_t virtq_chain_write(const struct virtq_chain *c, uint64_t off, const void *src,
+                           uint64_t len);
+
+#endif

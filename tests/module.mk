@@ -1,0 +1,41 @@
+# Test plumbing: helpers other fragments call to declare cmocka unit tests and libFuzzer targets,
+# plus the unit/e2e/test/fuzz targets themselves.
+
+RESULTS := $(BUILD)/test-results
+FUZZ_CC ?= clang
+FUZZ_CFLAGS := -g -O1 -std=gnu11 -D_GNU_SOURCE -I. -fsanitize=fuzzer,address,undefined \
+               -DAMBER_FUZZ=1
+
+# $(call unit_test,NAME,OBJS,EXTRA_LDLIBS): build/tests/NAME from tests/unit/NAME.c + OBJS.
+define unit_test
+UNIT_TESTS += $(BUILD)/tests/$(1)
+$(BUILD)/tests/$(1): $(BUILD)/tests/unit/$(1).o $(addprefix $(BUILD)/,$(2))
+	@mkdir -p $$(dir $$@)
+	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$^ -lcmocka -lpthread $(3)
+endef
+
+# $(call fuzz_target,NAME,SOURCES,EXTRA_LDLIBS): build/fuzz/NAME from tests/fuzz/NAME.c + SOURCES.
+define fuzz_target
+FUZZ_TARGETS += build/fuzz/$(1)
+build/fuzz/$(1): tests/fuzz/$(1).c $(2) | $(SETUP_STAMP)
+	@mkdir -p $$(dir $$@)
+	$$(Q)$$(FUZZ_CC) $$(FUZZ_CFLAGS) -o $$@ $$^ -lpthread $(3)
+endef
+
+unit: $(SETUP_STAMP) $(UNIT_TESTS)
+	$(Q)bash tests/run-unit.sh $(RESULTS) $(UNIT_TESTS)
+
+e2e: $(SETUP_STAMP) all guest
+	$(Q)bash tests/e2e/run.sh $(RESULTS)
+
+test: $(SETUP_STAMP)
+	$(Q)rm -rf $(RESULTS); mkdir -p $(RESULTS)
+	-$(Q)$(MAKE) --no-print-directory unit
+	-$(Q)$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=5
+	-$(Q)$(MAKE) --no-print-directory e2e
+	$(Q)bash tests/summary.sh $(RESULTS)
+
+fuzz: $(SETUP_STAMP) $(FUZZ_TARGETS)
+	$(Q)bash tests/run-fuzz.sh $(RESULTS) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+.PHONY: unit e2e test fuzz

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs each libFuzzer target for a bounded time on its checked-in corpus; records results.
+set -u
+results=$1; seconds=$2; shift 2
+mkdir -p "$results"
+passed=0; failed=0
+for t in "$@"; do
+    name=$(basename "$t")
+    corpus=tests/fuzz/corpus/$name
+    work=build/fuzz/corpus-$name
+    mkdir -p "$work" "$corpus"
+    if "$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+        -print_final_stats=1 -artifact_prefix=build/fuzz/"$name"- "$work" "$corpus" > build/fuzz/"$name".log 2>&1; then
+        echo "fuzz: $name ok ($(grep -o 'stat::number_of_executed_units: [0-9]*' build/fuzz/"$name".log || tail -1 build/fuzz/"$name".log))"
+        passed=$((passed + 1))
+    else
+        echo "fuzz: $name FAILED, see build/fuzz/$name.log"; tail -20 build/fuzz/"$name".log
+        failed=$((failed + 1))
+    fi
+done
+echo "fuzz: $passed passed, $failed failed"
+echo "$passed passed, $failed failed" > "$results/fuzz.txt"
+[ "$failed" -eq 0 ]

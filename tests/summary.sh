@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Adds up every suite's "N passed, N failed" record and prints the one closing summary line.
+set -u
+results=$1
+passed=0; failed=0
+for suite in unit fuzz e2e sdk; do
+    f="$results/$suite.txt"
+    if [ ! -f "$f" ]; then
+        echo "summary: suite '$suite' recorded no result (it did not run or crashed)"
+        failed=$((failed + 1))
+        continue
+    fi
+    read -r p _ fl _ < "$f"
+    echo "summary: $suite: $p passed, $fl failed"
+    passed=$((passed + p)); failed=$((failed + fl))
+done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,5 @@
+/* amber's entry point (placeholder until the VMM core lands). */
+int main(void)
+{
+    return 0;
+}

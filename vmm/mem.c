@@ -1,0 +1,80 @@
+/* Guest physical memory: anonymous mapping, region layout and checked address translation. */
+#include "vmm/mem.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+int mem_init(struct guest_mem *m, uint64_t size_bytes)
+{
+    memset(m, 0, sizeof(*m));
+    if (size_bytes == 0 || (size_bytes & 0xfff))
+        return -EINVAL;
+
+    void *p = mmap(NULL, size_bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        return -ENOMEM;
+    /* Guest RAM never belongs in a core dump of the monitor. */
+    madvise(p, size_bytes, MADV_DONTDUMP);
+
+    m->map = p;
+    m->map_size = size_bytes;
+    m->size = size_bytes;
+
+    uint64_t low = size_bytes < MEM_GAP_START ? size_bytes : MEM_GAP_START;
+    m->region[0] = (struct mem_region){.gpa = 0, .size = low, .host = m->map};
+    m->nregions = 1;
+    if (size_bytes > low) {
+        m->region[1] = (struct mem_region){
+            .gpa = MEM_GAP_END, .size = size_bytes - low, .host = m->map + low};
+        m->nregions = 2;
+    }
+    return 0;
+}
+
+void mem_free(struct guest_mem *m)
+{
+    if (m->map)
+        munmap(m->map, m->map_size);
+    memset(m, 0, sizeof(*m));
+}
+
+void *mem_ptr(const struct guest_mem *m, uint64_t gpa, uint64_t len)
+{
+    if (len == 0)
+        len = 1;
+    for (unsigned i = 0; i < m->nregions; i++) {
+        const struct mem_region *r = &m->region[i];
+        if (gpa < r->gpa)
+            continue;
+        uint64_t off = gpa - r->gpa;
+        /* off < size and len <= size - off: no addition that could wrap. */
+        if (off < r->size && len <= r->size - off)
+            return r->host + off;
+    }
+    return NULL;
+}
+
+int mem_write(const struct guest_mem *m, uint64_t gpa, const void *src, uint64_t len)
+{
+    void *dst = mem_ptr(m, gpa, len);
+    if (!dst)
+        return -EFAULT;
+    memcpy(dst, src, len);
+    return 0;
+}
+
+int mem_read(const struct guest_mem *m, uint64_t gpa, void *dst, uint64_t len)
+{
+    const void *src = mem_ptr(m, gpa, len);
+    if (!src)
+        return -EFAULT;
+    memcpy(dst, src, len);
+    return 0;
+}
+
+uint64_t mem_low_size(const struct guest_mem *m)
+{
+    return m->nregions ? m->region[0].size : 0;
+}

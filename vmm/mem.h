@@ -1,0 +1,53 @@
+/* Guest physical memory: allocation, layout and the one checked GPA-to-host translation. */
+#ifndef AMBER_VMM_MEM_H
+#define AMBER_VMM_MEM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* 32-bit MMIO gap: RAM below it is "low RAM", RAM that does not fit continues at 4 GiB. */
+#define MEM_GAP_START 0xC0000000ULL
+#define MEM_GAP_END   0x100000000ULL
+
+#define MEM_MAX_REGIONS 2
+
+struct mem_region {
+    uint64_t gpa;
+    uint64_t size;
+    uint8_t *host;
+};
+
+struct guest_mem {
+    struct mem_region region[MEM_MAX_REGIONS];
+    unsigned nregions;
+    uint64_t size;     /* total RAM bytes */
+    uint8_t *map;      /* the single host mapping backing every region */
+    uint64_t map_size;
+};
+
+/*
+ * Map size_bytes of anonymous guest RAM (MAP_NORESERVE, MADV_DONTDUMP) and lay it out as low
+ * RAM below MEM_GAP_START plus, if needed, a region from 4 GiB. size_bytes must be a non-zero
+ * multiple of 4 KiB. Returns 0 or a negative errno (-ENOMEM if the host refuses the mapping).
+ */
+int mem_init(struct guest_mem *m, uint64_t size_bytes);
+
+/* Unmap guest RAM; safe on a zeroed or already freed struct. */
+void mem_free(struct guest_mem *m);
+
+/*
+ * The only translation from guest physical address to host pointer: returns a pointer to
+ * [gpa, gpa+len) if that whole range lies inside one RAM region, else NULL. Overflow-safe;
+ * len 0 is treated as 1.
+ */
+void *mem_ptr(const struct guest_mem *m, uint64_t gpa, uint64_t len);
+
+/* Copy len bytes into / out of guest RAM. Returns 0, or -EFAULT if the range is not RAM. */
+int mem_write(const struct guest_mem *m, uint64_t gpa, const void *src, uint64_t len);
+int mem_read(const struct guest_mem *m, uint64_t gpa, void *dst, uint64_t len);
+
+/* Bytes of RAM below the MMIO gap (where the kernel, initrd and boot data must live). */
+uint64_t mem_low_size(const struct guest_mem *m);
+
+#endif
