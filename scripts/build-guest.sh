@@ -71,7 +71,7 @@ populate() {
     printf 'export PS1="amber# "\nexport PATH=/sbin:/bin:/usr/sbin:/usr/bin\n' >"$root/etc/profile"
 }
 
-stage="$out/initramfs.d"
+stage="$out/initramfs-root"
 rm -rf "$stage"
 populate "$stage"
 install -m 0755 "$img/init-initramfs.sh" "$stage/init"
@@ -80,7 +80,7 @@ python3 "$img/mkcpio.py" "$stage" "$out/initramfs.cpio.gz" \
     --dev dev/console:c:5:1 --dev dev/null:c:1:3
 echo "guest: initramfs.cpio.gz ($(du -k "$out/initramfs.cpio.gz" | cut -f1) KiB)$([ -f "$agent" ] && echo ', with amber-agent')"
 
-stage="$out/rootfs.d"
+stage="$out/rootfs-root"
 rm -rf "$stage"
 populate "$stage"
 rm -f "$out/rootfs.ext4.tmp"
