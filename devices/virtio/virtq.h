@@ -11,6 +11,13 @@
 #define VIRTQ_MAX_SIZE 1024 /* largest queue we offer (power of two) */
 #define VIRTQ_MAX_IOV  VIRTQ_MAX_SIZE
 
+/* Descriptor flags and ring flags (virtio 1.x, 2.7.5 - 2.7.8). */
+#define VIRTQ_DESC_F_NEXT          1
+#define VIRTQ_DESC_F_WRITE         2
+#define VIRTQ_DESC_F_INDIRECT      4
+#define VIRTQ_AVAIL_F_NO_INTERRUPT 1
+#define VIRTQ_USED_F_NO_NOTIFY     1
+
 /* One queue's guest-programmed state (set through the transport) and our private indices. */
 struct virtq {
     const struct guest_mem *mem;
@@ -18,10 +25,11 @@ struct virtq {
     bool ready;
     bool event_idx; /* VIRTIO_F_EVENT_IDX negotiated */
     uint64_t desc_gpa, avail_gpa, used_gpa;
-    uint16_t last_avail; /* next avail ring entry we will consume */
-    uint16_t used_idx;   /* our copy of used->idx */
+    uint16_t last_avail;     /* next avail ring entry we will consume */
+    uint16_t used_idx;       /* our copy of used->idx */
     uint16_t signalled_used; /* used_idx at the last interrupt (event idx) */
     bool signalled_valid;
+    bool notify_off; /* virtq_enable_notify(false) in effect */
 };
 
 /*
@@ -31,7 +39,7 @@ struct virtq {
 struct virtq_chain {
     uint16_t head;
     unsigned nout, nin;
-    uint64_t out_len, in_len; /* total bytes */
+    uint64_t out_len, in_len;        /* total bytes */
     struct iovec iov[VIRTQ_MAX_IOV]; /* out first, then in */
 };
 
