@@ -95,7 +95,51 @@ struct virtio_dev {
     bool quiesced;
     uint32_t pending_kicks; /* bit per queue, kicks seen while quiesced */
     bool pending_irq;       /* interrupt withheld while quiesced */
+
+    /* Transport-private (mmio.c). */
+    struct virtio_kick {
+        struct virtio_dev *d;
+        unsigned q;
+    } kick[VIRTIO_MAX_QUEUES]; /* loop watch context per kick fd */
+    bool logged_bad_access;    /* odd-size register access already logged */
 };
+
+/* virtio-mmio v2 register offsets (virtio 1.x, 4.2.2). */
+#define VIRTIO_MMIO_MAGIC_VALUE         0x000
+#define VIRTIO_MMIO_VERSION             0x004
+#define VIRTIO_MMIO_DEVICE_ID           0x008
+#define VIRTIO_MMIO_VENDOR_ID           0x00c
+#define VIRTIO_MMIO_DEVICE_FEATURES     0x010
+#define VIRTIO_MMIO_DEVICE_FEATURES_SEL 0x014
+#define VIRTIO_MMIO_DRIVER_FEATURES     0x020
+#define VIRTIO_MMIO_DRIVER_FEATURES_SEL 0x024
+#define VIRTIO_MMIO_QUEUE_SEL           0x030
+#define VIRTIO_MMIO_QUEUE_NUM_MAX       0x034
+#define VIRTIO_MMIO_QUEUE_NUM           0x038
+#define VIRTIO_MMIO_QUEUE_READY         0x044
+#define VIRTIO_MMIO_QUEUE_NOTIFY        0x050
+#define VIRTIO_MMIO_INTERRUPT_STATUS    0x060
+#define VIRTIO_MMIO_INTERRUPT_ACK       0x064
+#define VIRTIO_MMIO_STATUS              0x070
+#define VIRTIO_MMIO_QUEUE_DESC_LOW      0x080
+#define VIRTIO_MMIO_QUEUE_DESC_HIGH     0x084
+#define VIRTIO_MMIO_QUEUE_DRIVER_LOW    0x090
+#define VIRTIO_MMIO_QUEUE_DRIVER_HIGH   0x094
+#define VIRTIO_MMIO_QUEUE_DEVICE_LOW    0x0a0
+#define VIRTIO_MMIO_QUEUE_DEVICE_HIGH   0x0a4
+#define VIRTIO_MMIO_SHM_SEL             0x0ac
+#define VIRTIO_MMIO_SHM_LEN_LOW         0x0b0
+#define VIRTIO_MMIO_SHM_LEN_HIGH        0x0b4
+#define VIRTIO_MMIO_CONFIG_GENERATION   0x0fc
+#define VIRTIO_MMIO_CONFIG              0x100
+#define VIRTIO_MMIO_SIZE                0x1000
+
+#define VIRTIO_MMIO_MAGIC  0x74726976 /* "virt" */
+#define VIRTIO_MMIO_VENDOR 0x524d4241 /* "AMBR" */
+
+/* InterruptStatus bits. */
+#define VIRTIO_ISR_USED   1
+#define VIRTIO_ISR_CONFIG 2
 
 /*
  * Set up transport state for a device: eventfds, loop watches on the kick fds, features.
@@ -118,10 +162,12 @@ bool virtio_has_feature(const struct virtio_dev *d, unsigned bit);
  * with d->lock held. While quiesced the interrupt is withheld and delivered on resume. */
 void virtio_notify_used(struct virtio_dev *d, unsigned q);
 
-/* Config space changed (e.g. a drive's capacity): bump generation, raise config irq. */
+/* Config space changed (e.g. a drive's capacity): bump generation, raise config irq.
+ * Called with d->lock held (take it around the config update). */
 void virtio_notify_config(struct virtio_dev *d);
 
-/* The guest broke the protocol: log once, set NEEDS_RESET, tell the driver. */
+/* The guest broke the protocol: log once, set NEEDS_RESET, tell the driver. Called with
+ * d->lock held (as from queue_notify). */
 void virtio_set_needs_reset(struct virtio_dev *d, const char *why);
 
 /* Pause support, called by the VMM on the loop thread. */
