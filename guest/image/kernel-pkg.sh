@@ -11,6 +11,17 @@ resolve() {
         awk '$1 == "Depends:" && $2 ~ /^linux-image-/ { print $2; exit }'
 }
 
+# Resolving through apt-cache takes seconds; reuse the answer while the apt lists are unchanged.
+cache="$dest/.resolved-$meta"
+lists_sig=$(ls -l --time-style=+%s /var/lib/apt/lists/ 2>/dev/null | cksum | cut -d' ' -f1)
+if [ -f "$cache" ]; then
+    read -r sig tree_cached <"$cache" || true
+    if [ "${sig:-}" = "$lists_sig" ] && [ -f "${tree_cached:-/nonexistent}/.unpacked" ]; then
+        echo "$tree_cached"
+        exit 0
+    fi
+fi
+
 pkg=$(resolve || true)
 if [ -z "$pkg" ]; then
     echo "kernel-pkg: apt lists do not know $meta; running apt-get update" >&2
@@ -37,4 +48,6 @@ if [ ! -f "$tree/.unpacked" ]; then
     dpkg -x "$deb" "$tree"
     touch "$tree/.unpacked"
 fi
+lists_sig=$(ls -l --time-style=+%s /var/lib/apt/lists/ 2>/dev/null | cksum | cut -d' ' -f1)
+echo "$lists_sig $tree" >"$cache"
 echo "$tree"

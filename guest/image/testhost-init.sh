@@ -1,0 +1,66 @@
+#!/bin/sh
+# Test host /init: mounts the outer machine's root over 9p (read-only) and the checkout (writable),
+# then runs the job's command in a chroot with the serial line ttyS1 as its terminal or output.
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+set -o pipefail
+
+mount -t devtmpfs -o mode=0755 devtmpfs /dev
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+exec </dev/console >/dev/console 2>&1
+
+while read -r mod; do
+    [ -n "$mod" ] && insmod "/lib/modules/$mod" 2>/dev/null
+done </etc/amber-modules
+
+job=
+repo=
+tty=0
+for arg in $(cat /proc/cmdline); do
+    case "$arg" in
+    amber.job=*) job=${arg#amber.job=} ;;
+    amber.repo=*) repo=${arg#amber.repo=} ;;
+    amber.tty=*) tty=${arg#amber.tty=} ;;
+    esac
+done
+
+fail() {
+    echo "testhost-init: $*"
+    sync
+    poweroff -f
+}
+
+opts=trans=virtio,version=9p2000.L,msize=262144
+mkdir -p /host
+mount -t 9p -o "$opts,ro,cache=loose" hostroot /host || fail "cannot mount the host root"
+mount -t 9p -o "$opts" repo "/host$repo" || fail "cannot mount the checkout at $repo"
+mount -t proc proc /host/proc
+mount -t sysfs sysfs /host/sys
+mount -t devtmpfs -o mode=0755 devtmpfs /host/dev
+mkdir -p /host/dev/pts /host/dev/shm
+mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /host/dev/pts
+mount -t tmpfs -o mode=1777 tmpfs /host/dev/shm
+for d in /tmp /run /var/tmp; do
+    mount -t tmpfs -o mode=1777 tmpfs "/host$d"
+done
+# Programs that write under $HOME (caches, histories) get a scratch home.
+mount -t tmpfs -o mode=0700 tmpfs /host/root
+ip link set lo up
+hostname testhost
+[ -d "/host$job" ] || fail "job directory $job is missing"
+
+echo "$(cut -d' ' -f1 /proc/uptime)" >"/host$job/started"
+if [ "$tty" = 1 ]; then
+    stty -F /dev/ttyS1 sane
+    chroot /host /usr/bin/setsid -w -c /bin/bash "$job/cmd.sh" </dev/ttyS1 >/dev/ttyS1 2>&1
+    rc=$?
+else
+    stty -F /dev/ttyS1 raw -echo
+    chroot /host /bin/bash "$job/cmd.sh" </dev/null 2>&1 | cat >/dev/ttyS1
+    rc=$?
+fi
+# stty sets the line with TCSADRAIN: it returns once the command's output has left the UART.
+stty -F /dev/ttyS1 sane
+echo "$rc" >"/host$job/rc"
+sync
+poweroff -f
