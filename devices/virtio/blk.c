@@ -1,0 +1,291 @@
+/* virtio-blk device: backing file, config space, feature set, pause and backing swap. */
+#include "devices/virtio/blk_priv.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <linux/virtio_blk.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "vmm/log.h"
+
+/* Config space we expose: everything up to (not including) the secure-erase fields. */
+#define BLK_CONFIG_SIZE offsetof(struct virtio_blk_config, max_secure_erase_sectors)
+
+/* An opened backing file before it is installed. */
+struct blk_backing {
+    int fd, fd_buffered;
+    bool direct;
+    uint64_t capacity_sectors;
+};
+
+static void backing_close(struct blk_backing *k)
+{
+    if (k->fd_buffered >= 0 && k->fd_buffered != k->fd)
+        close(k->fd_buffered);
+    if (k->fd >= 0)
+        close(k->fd);
+    k->fd = k->fd_buffered = -1;
+}
+
+static int backing_open(const char *id, const char *path, bool read_only, bool direct,
+                        struct blk_backing *k, char *err, size_t errlen)
+{
+    int flags = (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+    *k = (struct blk_backing){.fd = -1, .fd_buffered = -1};
+    int rc;
+    if (direct) {
+        k->fd = open(path, flags | O_DIRECT);
+        if (k->fd >= 0) {
+            k->direct = true;
+        } else if (errno == EINVAL) {
+            log_info("drive %s: %s refuses O_DIRECT, using the page cache", id, path);
+        } else {
+            rc = -errno;
+            goto fail;
+        }
+    }
+    if (k->fd < 0) {
+        k->fd = open(path, flags);
+        if (k->fd < 0) {
+            rc = -errno;
+            goto fail;
+        }
+    }
+    k->fd_buffered = k->fd;
+    if (k->direct) {
+        k->fd_buffered = open(path, flags);
+        if (k->fd_buffered < 0) {
+            rc = -errno;
+            goto fail;
+        }
+    }
+    struct stat st;
+    if (fstat(k->fd, &st) < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    uint64_t size_bytes;
+    if (S_ISREG(st.st_mode)) {
+        size_bytes = (uint64_t)st.st_size;
+    } else if (S_ISBLK(st.st_mode)) {
+        if (ioctl(k->fd, BLKGETSIZE64, &size_bytes) < 0) {
+            rc = -errno;
+            goto fail;
+        }
+    } else {
+        rc = -EINVAL;
+        snprintf(err, errlen, "drive %s: %s is not a regular file or block device", id, path);
+        backing_close(k);
+        return rc;
+    }
+    k->capacity_sectors = size_bytes / BLK_SECTOR_SIZE;
+    return 0;
+fail:
+    snprintf(err, errlen, "drive %s: cannot open %s: %s", id, path, strerror(-rc));
+    backing_close(k);
+    return rc;
+}
+
+static struct blk *blk_of(struct virtio_dev *d)
+{
+    return d->priv;
+}
+
+static void blk_config_read(struct virtio_dev *d, uint32_t off, uint8_t *data, uint32_t len)
+{
+    struct blk *b = blk_of(d);
+    struct virtio_blk_config cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.capacity = htole64(b->capacity_sectors);
+    cfg.seg_max = htole32(BLK_SEG_MAX);
+    cfg.blk_size = htole32(BLK_SECTOR_SIZE);
+    cfg.max_discard_sectors = htole32(BLK_MAX_DISCARD_SECTS);
+    cfg.max_discard_seg = htole32(BLK_MAX_DISCARD_SEG);
+    cfg.discard_sector_alignment = htole32(8); /* 4 KiB: whole filesystem blocks */
+    cfg.max_write_zeroes_sectors = htole32(BLK_MAX_DISCARD_SECTS);
+    cfg.max_write_zeroes_seg = htole32(BLK_MAX_DISCARD_SEG);
+    cfg.write_zeroes_may_unmap = 1;
+    if (off > BLK_CONFIG_SIZE || len > BLK_CONFIG_SIZE - off)
+        return;
+    memcpy(data, (const uint8_t *)&cfg + off, len);
+}
+
+static void blk_queue_notify(struct virtio_dev *d, unsigned q)
+{
+    if (q == 0)
+        blk_process_queue(blk_of(d));
+}
+
+static void blk_reset(struct virtio_dev *d)
+{
+    struct blk *b = blk_of(d);
+    /* Guest buffers may be reused after reset: no I/O may still target them. */
+    b->dropping = true;
+    blk_drain(b);
+    b->dropping = false;
+    b->paused = false;
+}
+
+static void blk_quiesce(struct virtio_dev *d)
+{
+    struct blk *b = blk_of(d);
+    pthread_mutex_lock(&d->lock);
+    b->paused = true;
+    blk_drain(b); /* results land in the used ring; the transport withholds the irq */
+    pthread_mutex_unlock(&d->lock);
+}
+
+static void blk_resume(struct virtio_dev *d)
+{
+    struct blk *b = blk_of(d);
+    pthread_mutex_lock(&d->lock);
+    b->paused = false;
+    pthread_mutex_unlock(&d->lock);
+}
+
+static void blk_free(struct blk *b)
+{
+    if (b->ring_ok) {
+        b->dropping = true;
+        blk_drain(b);
+        io_uring_queue_exit(&b->ring);
+    }
+    if (b->ev_fd >= 0)
+        close(b->ev_fd);
+    struct blk_backing k = {.fd = b->fd, .fd_buffered = b->fd_buffered};
+    backing_close(&k);
+    free(b);
+}
+
+static void blk_destroy(struct virtio_dev *d)
+{
+    struct blk *b = blk_of(d);
+    if (!b)
+        return;
+    if (b->ev_fd >= 0)
+        loop_del(d->loop, b->ev_fd);
+    blk_free(b);
+    d->priv = NULL;
+}
+
+int blk_create(struct virtio_dev *d, const struct drive_config *cfg, const struct guest_mem *mem,
+               struct loop *loop, uint64_t mmio_base, unsigned gsi, char *err, size_t errlen)
+{
+    struct blk *b = calloc(1, sizeof(*b));
+    if (!b) {
+        snprintf(err, errlen, "drive %s: out of memory", cfg->id);
+        return -ENOMEM;
+    }
+    b->ev_fd = -1;
+    b->d = d;
+    snprintf(b->id, sizeof(b->id), "%s", cfg->id);
+    b->read_only = cfg->read_only;
+    b->want_direct = cfg->direct;
+
+    struct blk_backing k;
+    int rc = backing_open(b->id, cfg->path, b->read_only, cfg->direct, &k, err, errlen);
+    if (rc < 0) {
+        free(b);
+        return rc;
+    }
+    b->fd = k.fd;
+    b->fd_buffered = k.fd_buffered;
+    b->direct = k.direct;
+    b->capacity_sectors = k.capacity_sectors;
+
+    rc = blk_ring_init(b, err, errlen);
+    if (rc < 0)
+        goto fail;
+
+    uint64_t features =
+        1ULL << VIRTIO_BLK_F_SEG_MAX | 1ULL << VIRTIO_BLK_F_BLK_SIZE | 1ULL << VIRTIO_BLK_F_FLUSH;
+    if (b->read_only)
+        features |= 1ULL << VIRTIO_BLK_F_RO;
+    else
+        features |= 1ULL << VIRTIO_BLK_F_DISCARD | 1ULL << VIRTIO_BLK_F_WRITE_ZEROES;
+    b->ops = (struct virtio_dev_ops){
+        .name = "virtio-blk",
+        .device_id = VIRTIO_ID_BLOCK,
+        .num_queues = 1,
+        .queue_max = BLK_QUEUE_SIZE,
+        .features = features,
+        .config_size = BLK_CONFIG_SIZE,
+        .config_read = blk_config_read,
+        .queue_notify = blk_queue_notify,
+        .reset = blk_reset,
+        .quiesce = blk_quiesce,
+        .resume = blk_resume,
+        .destroy = blk_destroy,
+    };
+    rc = virtio_dev_init(d, &b->ops, b, mem, loop, mmio_base, gsi);
+    if (rc < 0) {
+        snprintf(err, errlen, "drive %s: virtio transport setup failed: %s", b->id, strerror(-rc));
+        goto fail;
+    }
+    rc = loop_add(loop, b->ev_fd, EPOLLIN, blk_ring_event, b);
+    if (rc < 0) {
+        snprintf(err, errlen, "drive %s: cannot watch the io_uring eventfd: %s", b->id,
+                 strerror(-rc));
+        virtio_dev_destroy(d); /* calls blk_destroy, which frees b */
+        return rc;
+    }
+    log_info("drive %s: %s, %llu sectors%s%s", b->id, cfg->path,
+             (unsigned long long)b->capacity_sectors, b->read_only ? ", read-only" : "",
+             b->direct ? ", O_DIRECT" : "");
+    return 0;
+fail:
+    blk_free(b);
+    return rc;
+}
+
+int blk_swap_backing(struct virtio_dev *d, const char *path, char *err, size_t errlen)
+{
+    struct blk *b = blk_of(d);
+    struct blk_backing k;
+    int rc = backing_open(b->id, path, b->read_only, b->want_direct, &k, err, errlen);
+    if (rc < 0)
+        return rc;
+
+    pthread_mutex_lock(&d->lock);
+    blk_drain(b); /* no request may straddle two files */
+    int fds[2] = {k.fd, k.fd_buffered};
+    rc = io_uring_register_files_update(&b->ring, 0, fds, 2);
+    if (rc < 0) {
+        pthread_mutex_unlock(&d->lock);
+        snprintf(err, errlen, "drive %s: cannot install %s in the ring: %s", b->id, path,
+                 strerror(-rc));
+        backing_close(&k);
+        return rc;
+    }
+    struct blk_backing old = {.fd = b->fd, .fd_buffered = b->fd_buffered};
+    b->fd = k.fd;
+    b->fd_buffered = k.fd_buffered;
+    b->direct = k.direct;
+    b->capacity_sectors = k.capacity_sectors;
+    virtio_notify_config(d);
+    /* Requests that arrived during the drain were left in the ring: take them now. */
+    blk_process_queue(b);
+    pthread_mutex_unlock(&d->lock);
+    backing_close(&old);
+    log_info("drive %s: backing file now %s, %llu sectors", b->id, path,
+             (unsigned long long)k.capacity_sectors);
+    return 0;
+}
+
+uint64_t blk_capacity_sectors(struct virtio_dev *d)
+{
+    struct blk *b = blk_of(d);
+    pthread_mutex_lock(&d->lock);
+    uint64_t cap = b->capacity_sectors;
+    pthread_mutex_unlock(&d->lock);
+    return cap;
+}
