@@ -1,0 +1,11 @@
+# amber-agent: the static guest binary (build/amber-agent), plus its codec's unit test and fuzzer.
+AGENT_OBJS := guest/agent/main.o guest/agent/serve.o guest/agent/exec.o guest/agent/init.o \
+              guest/agent/user.o guest/agent/proto.o
+ALL_BINS += $(BUILD)/amber-agent
+
+$(BUILD)/amber-agent: $(addprefix $(BUILD)/,$(AGENT_OBJS))
+	@[ "$(V)" = 0 ] && echo "  LD      $@" || true
+	$(Q)$(CC) $(LDFLAGS) $(if $(SAN),,-static) -o $@ $^
+
+$(eval $(call unit_test,test_agent_proto,guest/agent/proto.o guest/agent/user.o,))
+$(eval $(call fuzz_target,fuzz_agent_frame,guest/agent/proto.c,))

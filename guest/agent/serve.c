@@ -1,0 +1,293 @@
+/* amber-agent: one connection's request dispatch, the frame I/O helpers, ping and file ops. */
+#include "guest/agent/agent.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+void agent_log(const char *fmt, ...)
+{
+    char line[512];
+    int n = snprintf(line, sizeof(line), "amber-agent: ");
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
+    if (len > sizeof(line) - 2)
+        len = sizeof(line) - 2;
+    line[len++] = '\n';
+    if (write(STDERR_FILENO, line, len) < 0) {
+        /* nowhere left to report it */
+    }
+}
+
+int conn_send(struct agent_conn *c, uint8_t type, const void *payload, size_t len)
+{
+    uint8_t hdr[PROTO_HDR_LEN];
+    int r = proto_frame_header(hdr, type, c->id, len);
+    if (r < 0)
+        return r;
+    struct iovec iov[2] = {{hdr, sizeof(hdr)}, {(void *)payload, len}};
+    int iovcnt = len ? 2 : 1;
+    struct iovec *v = iov;
+    while (iovcnt > 0) {
+        ssize_t n = writev(c->fd, v, iovcnt);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        while (iovcnt > 0 && (size_t)n >= v->iov_len) {
+            n -= (ssize_t)v->iov_len;
+            v++;
+            iovcnt--;
+        }
+        if (iovcnt > 0) {
+            v->iov_base = (uint8_t *)v->iov_base + n;
+            v->iov_len -= (size_t)n;
+        }
+    }
+    return 0;
+}
+
+int conn_send_error(struct agent_conn *c, int err, const char *fmt, ...)
+{
+    char msg[512];
+    uint8_t buf[600];
+    struct proto_buf b = {buf, 0, sizeof(buf)};
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    proto_tlv_put_u64(&b, TAG_ERRNO, (uint64_t)(err < 0 ? -err : err));
+    proto_tlv_put_str(&b, TAG_MESSAGE, msg);
+    return conn_send(c, PROTO_ERROR, b.data, b.len);
+}
+
+int conn_fill(struct agent_conn *c, int timeout_ms)
+{
+    struct pollfd p = {.fd = c->fd, .events = POLLIN};
+    int r;
+    do
+        r = poll(&p, 1, timeout_ms);
+    while (r < 0 && errno == EINTR);
+    if (r < 0)
+        return -errno;
+    if (r == 0)
+        return -ETIMEDOUT;
+    size_t room;
+    uint8_t *dst = proto_rx_space(&c->rx, &room);
+    ssize_t n;
+    do
+        n = read(c->fd, dst, room);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -errno;
+    if (n == 0)
+        return -ECONNRESET;
+    proto_rx_commit(&c->rx, (size_t)n);
+    return 0;
+}
+
+int conn_next_frame(struct agent_conn *c, struct proto_frame *f, int timeout_ms)
+{
+    for (;;) {
+        int r = proto_rx_next(&c->rx, f);
+        if (r != 0)
+            return r;
+        r = conn_fill(c, timeout_ms);
+        if (r < 0)
+            return r;
+    }
+}
+
+static uint64_t clock_ms(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int serve_ping(struct agent_conn *c)
+{
+    uint8_t buf[128];
+    struct proto_buf b = {buf, 0, sizeof(buf)};
+    proto_tlv_put_u64(&b, TAG_PROTO_VERSION, PROTO_VERSION);
+    proto_tlv_put_str(&b, TAG_AGENT_VERSION, AGENT_VERSION);
+    proto_tlv_put_u64(&b, TAG_UPTIME_MS, clock_ms(CLOCK_BOOTTIME));
+    return conn_send(c, PROTO_RESULT, b.data, b.len);
+}
+
+static int serve_read_file(struct agent_conn *c, const struct proto_path_req *req)
+{
+    int fd = open(req->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return conn_send_error(c, errno, "open %s: %s", req->path, strerror(errno));
+    struct stat st;
+    int r;
+    if (fstat(fd, &st) < 0) {
+        r = conn_send_error(c, errno, "stat %s: %s", req->path, strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        r = conn_send_error(c, S_ISDIR(st.st_mode) ? EISDIR : EINVAL, "%s: not a regular file",
+                            req->path);
+        goto out;
+    }
+    uint8_t meta[64];
+    struct proto_buf b = {meta, 0, sizeof(meta)};
+    proto_tlv_put_u64(&b, TAG_MODE, st.st_mode & 07777);
+    proto_tlv_put_u64(&b, TAG_SIZE, (uint64_t)st.st_size);
+    if ((r = conn_send(c, PROTO_RESULT, b.data, b.len)) < 0)
+        goto out;
+    uint8_t *chunk = malloc(PROTO_DATA_CHUNK);
+    if (!chunk) {
+        r = conn_send_error(c, ENOMEM, "out of memory");
+        goto out;
+    }
+    for (;;) {
+        ssize_t n = read(fd, chunk, PROTO_DATA_CHUNK);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            r = conn_send_error(c, errno, "read %s: %s", req->path, strerror(errno));
+            break;
+        }
+        if (n == 0) {
+            r = conn_send(c, PROTO_EOF, NULL, 0);
+            break;
+        }
+        if ((r = conn_send(c, PROTO_DATA, chunk, (size_t)n)) < 0)
+            break;
+    }
+    free(chunk);
+out:
+    close(fd);
+    return r;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t len)
+{
+    while (len) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int serve_write_file(struct agent_conn *c, const struct proto_path_req *req)
+{
+    int fd = open(req->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, req->mode);
+    if (fd < 0)
+        return conn_send_error(c, errno, "open %s: %s", req->path, strerror(errno));
+    uint64_t total = 0;
+    int r;
+    /* The umask narrowed the mode at creation, and O_TRUNC kept an old file's mode. */
+    if (fchmod(fd, req->mode) < 0) {
+        r = conn_send_error(c, errno, "chmod %s: %s", req->path, strerror(errno));
+        goto out;
+    }
+    for (;;) {
+        struct proto_frame f;
+        r = conn_next_frame(c, &f, c->opts->idle_timeout_ms);
+        if (r < 0) {
+            conn_send_error(c, -r, "write_file: reading data: %s", strerror(-r));
+            goto out;
+        }
+        if (f.type == PROTO_EOF)
+            break;
+        if (f.type != PROTO_DATA) {
+            r = conn_send_error(c, EPROTO, "write_file: unexpected frame type 0x%02x", f.type);
+            goto out;
+        }
+        r = write_all(fd, f.payload, f.len);
+        if (r < 0) {
+            conn_send_error(c, -r, "write %s: %s", req->path, strerror(-r));
+            goto out;
+        }
+        total += f.len;
+    }
+    if (fsync(fd) < 0) {
+        r = conn_send_error(c, errno, "fsync %s: %s", req->path, strerror(errno));
+        goto out;
+    }
+    uint8_t meta[64];
+    struct proto_buf b = {meta, 0, sizeof(meta)};
+    proto_tlv_put_u64(&b, TAG_SIZE, total);
+    proto_tlv_put_u64(&b, TAG_MODE, req->mode);
+    r = conn_send(c, PROTO_RESULT, b.data, b.len);
+out:
+    close(fd);
+    return r;
+}
+
+static int serve_shutdown(struct agent_conn *c, const struct proto_frame *f, int *shutdown)
+{
+    struct proto_tlv_iter it;
+    uint16_t tag;
+    const uint8_t *val;
+    uint32_t n;
+    uint64_t action = PROTO_POWEROFF;
+    int r;
+    proto_tlv_iter_init(&it, f->payload, f->len);
+    while ((r = proto_tlv_next(&it, &tag, &val, &n)) > 0)
+        if (tag == TAG_ACTION && (r = proto_tlv_u64(val, n, &action)) < 0)
+            break;
+    if (r < 0 || action > PROTO_REBOOT)
+        return conn_send_error(c, EINVAL, "shutdown: bad request");
+    r = conn_send(c, PROTO_RESULT, NULL, 0);
+    *shutdown = (int)action;
+    return r;
+}
+
+int serve_conn(struct agent_conn *c, int *shutdown)
+{
+    struct proto_frame f;
+    int r = conn_next_frame(c, &f, c->opts->idle_timeout_ms);
+    if (r == -EMSGSIZE || r == -EBADMSG)
+        return conn_send_error(c, -r, "malformed frame: %s", strerror(-r));
+    if (r < 0)
+        return r;
+    c->id = f.id;
+    switch (f.type) {
+    case PROTO_PING:
+        return serve_ping(c);
+    case PROTO_EXEC: {
+        struct proto_exec_req req;
+        r = proto_exec_req_decode(f.payload, f.len, &req);
+        if (r < 0)
+            return conn_send_error(c, -r, "exec: bad request: %s", strerror(-r));
+        r = exec_serve(c, &req);
+        proto_exec_req_free(&req);
+        return r;
+    }
+    case PROTO_READ_FILE:
+    case PROTO_WRITE_FILE: {
+        struct proto_path_req req;
+        r = proto_path_req_decode(f.payload, f.len, &req);
+        if (r < 0)
+            return conn_send_error(c, -r, "file: bad request: %s", strerror(-r));
+        r = f.type == PROTO_READ_FILE ? serve_read_file(c, &req) : serve_write_file(c, &req);
+        proto_path_req_free(&req);
+        return r;
+    }
+    case PROTO_SHUTDOWN:
+        return serve_shutdown(c, &f, shutdown);
+    default:
+        return conn_send_error(c, EPROTO, "frame type 0x%02x is not a request", f.type);
+    }
+}
