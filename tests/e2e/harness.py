@@ -1,0 +1,366 @@
+"""Helpers for amber's end-to-end tests: start a VMM with a captured console, wait for lines, clean up.
+
+A test usually derives from AmberTestCase:
+
+    class TestBoot(harness.AmberTestCase):
+        def test_poweroff(self):
+            vm = self.amber(initrd=True, cmdline_extra="amber.test=poweroff")
+            vm.wait_for(harness.READY)
+            self.assertEqual(vm.wait_exit(), 0)
+
+Sockets and scratch images live in a per-test directory under /tmp (a tmpfs in the test host:
+9p cannot hold Unix sockets). Every process a test starts is killed in tearDown, and its console
+and stderr are kept in $AMBER_E2E_LOGDIR/<test id>.log when that variable is set.
+Timeouts are multiplied by $AMBER_E2E_TIMEOUT_SCALE (default 1).
+"""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.path.join(REPO, "build")
+AMBER = os.path.join(BUILD, "amber")
+GUEST = os.path.join(BUILD, "guest")
+VMLINUZ = os.path.join(GUEST, "vmlinuz")
+VMLINUX = os.path.join(GUEST, "vmlinux")
+INITRAMFS = os.path.join(GUEST, "initramfs.cpio.gz")
+ROOTFS = os.path.join(GUEST, "rootfs.ext4")
+
+READY = r"^amber-guest: ready$"
+DEFAULT_CMDLINE = "console=ttyS0 reboot=k panic=-1 quiet"
+BOOT_TIMEOUT_S = 90.0
+EXIT_TIMEOUT_S = 60.0
+
+# Every live process, so that the run_tests.py watchdog can kill them on a global timeout.
+LIVE = set()
+_LIVE_LOCK = threading.Lock()
+_ANSI = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|[()][0-9A-Za-z]|[=>c78])")
+
+
+def timeout_scale():
+    """The factor from $AMBER_E2E_TIMEOUT_SCALE (default 1.0) applied to every timeout."""
+    try:
+        return max(float(os.environ.get("AMBER_E2E_TIMEOUT_SCALE", "1")), 0.01)
+    except ValueError:
+        return 1.0
+
+
+def scaled(seconds):
+    return seconds * timeout_scale()
+
+
+def clean_line(raw):
+    """Decodes a console line and strips CR and terminal escape codes (firmware screen clears)."""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    return _ANSI.sub("", text).replace("\r", "").rstrip("\n")
+
+
+def kvm_native():
+    """True when this machine has hardware virtualization (vmx/svm) and a usable /dev/kvm."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = re.search(r"^flags\s*:(.*)$", f.read(), re.M)
+        hw = flags is not None and (" vmx" in flags.group(1) or " svm" in flags.group(1))
+        return hw and os.access("/dev/kvm", os.R_OK | os.W_OK)
+    except OSError:
+        return False
+
+
+def sparse_copy(src, dst):
+    """Copies src to dst leaving holes for all-zero 1 MiB blocks; returns dst."""
+    block = 1 << 20
+    zero = bytes(block)
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        while True:
+            chunk = fin.read(block)
+            if not chunk:
+                break
+            if chunk == zero[: len(chunk)]:
+                fout.seek(len(chunk), os.SEEK_CUR)
+            else:
+                fout.write(chunk)
+        fout.truncate()
+    return dst
+
+
+class Vm:
+    """One VMM process whose stdout is the guest console, read line by line into self.lines."""
+
+    def __init__(self, argv, log_path, env=None, stdin=subprocess.DEVNULL, cwd=None):
+        self.argv = [str(a) for a in argv]
+        self.log_path = log_path
+        self.lines = []
+        self.stderr_lines = []
+        self.returncode = None
+        self._cond = threading.Condition()
+        self._log = open(log_path, "a", buffering=1)
+        self._log.write("$ %s\n" % " ".join(self.argv))
+        self.started_at = time.monotonic()
+        self.proc = subprocess.Popen(self.argv, stdin=stdin, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, env=env, cwd=cwd,
+                                     start_new_session=True)
+        with _LIVE_LOCK:
+            LIVE.add(self.proc)
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, self.lines, ""), daemon=True),
+            threading.Thread(target=self._read, args=(self.proc.stderr, self.stderr_lines, "[stderr] "),
+                             daemon=True),
+        ]
+        for t in self._readers:
+            t.start()
+
+    def _read(self, pipe, sink, prefix):
+        for raw in iter(pipe.readline, b""):
+            line = clean_line(raw)
+            with self._cond:
+                sink.append(line)
+                self._log.write(prefix + line + "\n")
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def elapsed_s(self):
+        return time.monotonic() - self.started_at
+
+    def output(self):
+        """The console seen so far, one string."""
+        with self._cond:
+            return "\n".join(self.lines)
+
+    def tail(self, n=40):
+        with self._cond:
+            out = self.lines[-n:]
+            err = self.stderr_lines[-n:]
+        text = "--- console (last %d lines) ---\n%s" % (len(out), "\n".join(out))
+        if err:
+            text += "\n--- stderr (last %d lines) ---\n%s" % (len(err), "\n".join(err))
+        return text
+
+    def _eof(self):
+        return not any(t.is_alive() for t in self._readers)
+
+    def wait_for(self, pattern, timeout=BOOT_TIMEOUT_S, start=0):
+        """Waits for a console line (from index start) matching the regex; returns the match.
+
+        Raises AssertionError, with the console's tail, on timeout or if the VMM exits first.
+        """
+        regex = re.compile(pattern) if isinstance(pattern, str) else pattern
+        deadline = time.monotonic() + scaled(timeout)
+        seen = start
+        with self._cond:
+            while True:
+                while seen < len(self.lines):
+                    m = regex.search(self.lines[seen])
+                    seen += 1
+                    if m:
+                        return m
+                if self._eof():
+                    rc = self.proc.wait()
+                    raise AssertionError("VMM exited with status %s before /%s/ appeared\n%s"
+                                         % (rc, regex.pattern, self._tail_locked()))
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("timed out after %.0f s waiting for /%s/\n%s"
+                                         % (scaled(timeout), regex.pattern, self._tail_locked()))
+                self._cond.wait(min(left, 0.5))
+
+    def _tail_locked(self):
+        out = "\n".join(self.lines[-40:])
+        err = "\n".join(self.stderr_lines[-20:])
+        return "--- console ---\n%s\n--- stderr ---\n%s" % (out, err)
+
+    def wait_exit(self, timeout=EXIT_TIMEOUT_S):
+        """Waits for the VMM to exit and returns its status (negative: killed by that signal).
+
+        Raises AssertionError, with the console's tail, if it is still running after the timeout.
+        """
+        try:
+            self.returncode = self.proc.wait(scaled(timeout))
+        except subprocess.TimeoutExpired:
+            raise AssertionError("VMM still running after %.0f s\n%s"
+                                 % (scaled(timeout), self.tail())) from None
+        for t in self._readers:
+            t.join(5)
+        return self.returncode
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def signal(self, sig):
+        if self.alive():
+            self.proc.send_signal(sig)
+
+    def write(self, data):
+        """Writes to the VMM's stdin (start it with stdin=subprocess.PIPE)."""
+        if isinstance(data, str):
+            data = data.encode()
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def kill(self, grace_s=3.0):
+        """SIGTERM, then SIGKILL to the whole process group after grace_s; always reaps."""
+        if self.alive():
+            try:
+                self.proc.terminate()
+                self.proc.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        self.returncode = self.proc.wait()
+        for t in self._readers:
+            t.join(5)
+        with _LIVE_LOCK:
+            LIVE.discard(self.proc)
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if f is not None:
+                f.close()
+        self._log.write("[harness] exit status %s after %.1f s\n" % (self.returncode, self.elapsed_s()))
+        self._log.close()
+        return self.returncode
+
+
+def amber_argv(kernel=VMLINUZ, initrd=None, cmdline=None, vcpus=None, mem_mib=None, console="stdio",
+               drives=(), net=None, vsock=None, api_sock=None, extra=(), binary=AMBER):
+    """Builds an amber command line. drives: dicts {path, ro, id, root} or ready 'path=...' strings.
+
+    vsock: (cid, uds_path). Arguments left None are not passed, so amber's defaults apply.
+    """
+    argv = [binary]
+    if kernel is not None:
+        argv += ["--kernel", kernel]
+    if initrd is not None:
+        argv += ["--initrd", initrd]
+    if cmdline is not None:
+        argv += ["--cmdline", cmdline]
+    if vcpus is not None:
+        argv += ["--vcpus", str(vcpus)]
+    if mem_mib is not None:
+        argv += ["--mem-mib", str(mem_mib)]
+    if console is not None:
+        argv += ["--console", console]
+    for d in drives:
+        if isinstance(d, str):
+            argv += ["--drive", d]
+            continue
+        spec = "path=%s" % d["path"]
+        if d.get("ro"):
+            spec += ",ro"
+        if d.get("id"):
+            spec += ",id=%s" % d["id"]
+        if d.get("root"):
+            spec += ",root"
+        argv += ["--drive", spec]
+    if net is not None:
+        argv += ["--net", "tap=%s" % net]
+    if vsock is not None:
+        argv += ["--vsock", "cid=%d,uds=%s" % (vsock[0], vsock[1])]
+    if api_sock is not None:
+        argv += ["--api-sock", api_sock]
+    return argv + [str(a) for a in extra]
+
+
+class Session:
+    """A scratch directory under /tmp plus every VM started in it; close() kills and removes all."""
+
+    def __init__(self, name="e2e", log_dir=None):
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[-80:]
+        self.dir = tempfile.mkdtemp(prefix="amber-%s-" % safe[-40:], dir="/tmp")
+        self.log_dir = log_dir or os.environ.get("AMBER_E2E_LOGDIR") or self.dir
+        os.makedirs(self.log_dir, exist_ok=True)
+        self.log_path = os.path.join(self.log_dir, safe + ".log")
+        self.vms = []
+
+    def path(self, name):
+        """A path inside the scratch directory (use it for sockets and images)."""
+        return os.path.join(self.dir, name)
+
+    def start(self, argv, **kw):
+        """Starts any command as a Vm (its stdout is treated as the console)."""
+        vm = Vm(argv, self.log_path, **kw)
+        self.vms.append(vm)
+        return vm
+
+    def amber(self, initrd=False, cmdline=None, cmdline_extra="", **kw):
+        """Starts build/amber. initrd=True uses the guest initramfs; cmdline defaults to
+        DEFAULT_CMDLINE (plus root=/dev/vda when a drive is marked root) + cmdline_extra."""
+        if not os.access(AMBER, os.X_OK):
+            raise AssertionError("%s is missing: run make first" % AMBER)
+        if initrd is True:
+            initrd = INITRAMFS
+        elif initrd is False:
+            initrd = None
+        if cmdline is None:
+            cmdline = DEFAULT_CMDLINE
+            if any(isinstance(d, dict) and d.get("root") for d in kw.get("drives", ())):
+                cmdline += " root=/dev/vda"
+        if cmdline_extra:
+            cmdline += " " + cmdline_extra
+        stdin = kw.pop("stdin", subprocess.DEVNULL)
+        env = kw.pop("env", None)
+        return self.start(amber_argv(initrd=initrd, cmdline=cmdline, **kw), stdin=stdin, env=env)
+
+    def rootfs_copy(self, name="rootfs.ext4", files=None):
+        """A sparse copy of build/guest/rootfs.ext4 in the scratch directory; returns its path.
+
+        files maps guest paths to text or bytes written into the copy (e.g. {"/amber-run.sh": "..."}).
+        """
+        if not os.path.exists(ROOTFS):
+            raise AssertionError("%s is missing: run make guest first" % ROOTFS)
+        dst = sparse_copy(ROOTFS, self.path(name))
+        for guest_path, content in (files or {}).items():
+            local = self.path(".debugfs-src")
+            with open(local, "wb") as f:
+                f.write(content.encode() if isinstance(content, str) else content)
+            cmds = "rm %s\nwrite %s %s\nsif %s mode 0100755\n" % (guest_path, local, guest_path, guest_path)
+            res = subprocess.run(["debugfs", "-w", "-f", "-", dst], input=cmds.encode(),
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            if res.returncode != 0:
+                raise AssertionError("debugfs failed writing %s: %s" % (guest_path, res.stdout.decode()))
+            os.unlink(local)
+        return dst
+
+    def close(self):
+        for vm in self.vms:
+            vm.kill()
+        self.vms = []
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class AmberTestCase(unittest.TestCase):
+    """A TestCase with a Session in self.session; amber(), start(), rootfs_copy() and path() forward to it."""
+
+    def setUp(self):
+        super().setUp()
+        self.session = Session(self.id())
+        self.addCleanup(self.session.close)
+
+    def amber(self, **kw):
+        return self.session.amber(**kw)
+
+    def start(self, argv, **kw):
+        return self.session.start(argv, **kw)
+
+    def rootfs_copy(self, name="rootfs.ext4", files=None):
+        return self.session.rootfs_copy(name, files)
+
+    def path(self, name):
+        return self.session.path(name)
+
+
+def log(msg):
+    """Prints a progress line from a test (stderr, so it interleaves with unittest's output)."""
+    print("  [e2e] %s" % msg, file=sys.stderr, flush=True)
