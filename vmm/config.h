@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define CONFIG_MAX_VCPUS   32
 #define CONFIG_MAX_DRIVES  16
@@ -12,6 +13,16 @@
 #define CONFIG_ID_MAX      64
 #define CONFIG_PATH_MAX    4096
 #define CONFIG_CMDLINE_MAX 4096
+
+#define AMBER_VERSION "0.1.0"
+
+#define CONFIG_MIN_MEM_MIB      16
+#define CONFIG_MAX_MEM_MIB      (1024ULL * 1024) /* 1 TiB */
+#define CONFIG_MAX_CONSOLE_MIB  (1024ULL * 1024)
+#define CONFIG_DEFAULT_CONSOLE_MIB 64
+
+/* config_parse_args() printed --help or --version: exit 0 without starting. */
+#define CONFIG_PARSE_EXIT 1
 
 enum console_mode { CONSOLE_STDIO, CONSOLE_NONE, CONSOLE_FILE };
 enum on_reboot { ON_REBOOT_EXIT, ON_REBOOT_RESTART };
@@ -22,6 +33,10 @@ struct drive_config {
     bool read_only;
     bool root;
     bool direct; /* O_DIRECT, falling back to page cache where refused */
+    /* From the API / --config-file (Firecracker's Drive fields). */
+    char partuuid[CONFIG_ID_MAX + 1]; /* "" = none; root=PARTUUID=... when root */
+    bool cache_writeback;             /* cache_type "Writeback" (honour flush); else "Unsafe" */
+    bool io_async;                    /* io_engine "Async"; else "Sync" */
 };
 
 struct net_config {
@@ -35,6 +50,7 @@ struct vsock_config {
     bool enabled;
     uint32_t cid; /* >= 3 */
     char uds_path[108]; /* sun_path */
+    char vsock_id[CONFIG_ID_MAX + 1]; /* accepted and echoed; "" = none */
 };
 
 struct vm_config {
@@ -58,6 +74,14 @@ struct vm_config {
     struct vsock_config vsock;
     bool entropy;
 
+    /* PUT /logger and PUT /metrics (or the config file's "logger"/"metrics"). */
+    char log_path[CONFIG_PATH_MAX]; /* "" = none */
+    char log_level[8];              /* "Error".."Off" as given; "" = default */
+    bool log_show_level;
+    bool log_show_origin;
+    char metrics_path[CONFIG_PATH_MAX]; /* "" = none */
+    bool metrics_emit_id;
+
     /* API and process options. */
     char api_sock[108];
     char config_file[CONFIG_PATH_MAX];
@@ -69,5 +93,34 @@ struct vm_config {
 
 /* Fill cfg with defaults: 1 vCPU, 256 MiB, console on stdio, seccomp on, no devices. */
 void config_defaults(struct vm_config *cfg);
+
+/*
+ * Parse the command line (argv[0] is the program name) into cfg, which the caller filled with
+ * config_defaults(). Both "--flag value" and "--flag=value" work. Returns 0; CONFIG_PARSE_EXIT
+ * after printing --help or --version to stdout; or -EINVAL with a one-line reason in err (the
+ * caller prints it and exits 2). Checks the flags' syntax and how they combine, but touches no
+ * files: call config_validate() before booting. Not thread-safe (getopt state).
+ */
+int config_parse_args(struct vm_config *cfg, int argc, char **argv, char *err, size_t errlen);
+
+/*
+ * Check that cfg can boot now: a kernel is set, the numbers are in range, drive ids are unique
+ * with at most one root, and the kernel, initrd, drive and seccomp filter files exist and are
+ * readable (drives also writable unless read-only). Used after the command line and by the
+ * API at InstanceStart. Returns 0, or a negative errno with a one-line reason in err.
+ */
+int config_validate(const struct vm_config *cfg, char *err, size_t errlen);
+
+/* Print --help: one line per flag. */
+void config_usage(FILE *out);
+
+/* True if id matches [A-Za-z0-9_-]{1,64} (sandbox, drive and interface ids). */
+bool config_id_valid(const char *id);
+
+/*
+ * Parse "xx:xx:xx:xx:xx:xx" (hex, either case) into mac. Returns 0, or -EINVAL for bad syntax
+ * or a multicast or all-zero address.
+ */
+int config_mac_parse(const char *s, uint8_t mac[6]);
 
 #endif

@@ -1,0 +1,73 @@
+/* The VMM's HTTP/JSON control API on a Unix socket: lifecycle, back-end hooks and the server. */
+#ifndef AMBER_API_API_H
+#define AMBER_API_API_H
+
+#include <json-c/json.h>
+#include <stddef.h>
+
+#include "vmm/config.h"
+#include "vmm/loop.h"
+
+#ifndef AMBER_VERSION
+#define AMBER_VERSION "1.0.0"
+#endif
+
+/*
+ * What the API asks the VMM to do. Every op runs on the loop thread and returns 0 or a negative
+ * errno, with a one-line reason in err. Errors the client caused (-EINVAL, -ENOENT, -EACCES,
+ * -EISDIR, -ENOTDIR, -ENOEXEC, -ENAMETOOLONG, -EEXIST, -EADDRINUSE) become 400; anything else
+ * becomes 500. An op left NULL answers 500 "not implemented", except vsock_bind and metrics,
+ * which are then skipped.
+ */
+struct api_backend {
+    void *ctx;
+    /* InstanceStart: build and start the VM from cfg. */
+    int (*start)(void *ctx, const struct vm_config *cfg, char *err, size_t errlen);
+    /*
+     * Pause: return only once every vCPU is stopped at the barrier and device emulation is
+     * quiesced. On failure the VM must be running again as before.
+     */
+    int (*pause)(void *ctx, char *err, size_t errlen);
+    /* Resume: devices first, replay notifications, then release the vCPUs. */
+    int (*resume)(void *ctx, char *err, size_t errlen);
+    /* SendCtrlAltDel through the i8042. */
+    int (*ctrl_alt_del)(void *ctx, char *err, size_t errlen);
+    /* PATCH /drives/{id} after boot: reopen the drive on path and signal a config change. */
+    int (*drive_swap)(void *ctx, const char *drive_id, const char *path, char *err, size_t errlen);
+    /*
+     * PUT /vsock before boot: (re)bind the host Unix socket vsock->uds_path now. A repeated PUT
+     * calls it again: unlink and rebind.
+     */
+    int (*vsock_bind)(void *ctx, const struct vsock_config *vsock, char *err, size_t errlen);
+    /* Add device/VM counters to a metrics line (an object; add members to it). */
+    void (*metrics)(void *ctx, struct json_object *out);
+};
+
+struct api;
+
+/*
+ * Create the API on loop. With sock_path, listen there (mode 0600; a stale socket from a dead
+ * process is replaced, a live one refused with -EADDRINUSE); with NULL, serve no socket but still
+ * honour cfg's logger and metrics (for --no-api). cfg is modified by the configuration endpoints
+ * and must outlive the api; be is copied. Opens cfg->log_path / cfg->metrics_path if already set
+ * (--config-file). Returns the api, or NULL with err set.
+ */
+struct api *api_create(struct loop *loop, const char *sock_path, struct vm_config *cfg,
+                       const struct api_backend *be, char *err, size_t errlen);
+
+/* Close every connection, unlink the socket (if still ours), close logger/metrics files. */
+void api_destroy(struct api *api);
+
+/* The VM was started without InstanceStart (flags or --config-file): the API is now RUNNING. */
+void api_set_started(struct api *api);
+
+/* The VM has stopped (guest power-off/reboot, fatal error): every state change is refused. */
+void api_set_stopped(struct api *api);
+
+/* Close idle connections after ms of silence (default 30000). For tests. */
+void api_set_idle_timeout(struct api *api, unsigned ms);
+
+/* Write one metrics line now (as FlushMetrics does). Returns 0, -ENOENT if not configured. */
+int api_flush_metrics(struct api *api);
+
+#endif

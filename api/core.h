@@ -1,0 +1,105 @@
+/* The API's request-handling core, shared by the socket server, the unit tests and the fuzzer:
+ * routing, handlers, VM state and the logger/metrics sinks (no sockets here). */
+#ifndef AMBER_API_CORE_H
+#define AMBER_API_CORE_H
+
+#include <json-c/json.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "api/api.h"
+#include "api/http.h"
+#include "api/state.h"
+
+/* One response: status, optional JSON body and extra header lines. */
+struct api_response {
+    int status;
+    char *body; /* malloc'd, or NULL for none */
+    size_t body_len;
+    char headers[96]; /* extra header lines, each ending in "\r\n" (e.g. Allow) */
+};
+
+struct api_core {
+    struct vm_config *cfg;
+    struct api_backend be;
+    struct vm_status st;
+    int log_fd;     /* our logger sink, or -1 */
+    int metrics_fd; /* metrics sink, or -1 */
+    /* Opens a logger/metrics path; returns an fd or -errno. Tests and the fuzzer replace it. */
+    int (*open_sink)(const char *path);
+    uint64_t requests, errors;
+    uint64_t metrics_lines, metrics_dropped;
+};
+
+/* Initialise c for cfg and a copy of be (NOT_STARTED, no sinks). */
+void api_core_init(struct api_core *c, struct vm_config *cfg, const struct api_backend *be);
+
+/* Close the sinks c opened (detaching the logger sink if it is ours). */
+void api_core_fini(struct api_core *c);
+
+/* Handle one request, filling *resp (free it with api_response_free). Never fails. */
+void api_core_route(struct api_core *c, const struct http_request *req, struct api_response *resp);
+
+/* Free resp's body. */
+void api_response_free(struct api_response *resp);
+
+/* Apply a state event now (api_set_started/api_set_stopped). Returns 0 or -EINVAL. */
+int api_core_event(struct api_core *c, enum vm_event ev);
+
+/*
+ * Open cfg's logger (if which_logger) and/or metrics (which_metrics) paths with open_sink and
+ * install them, closing what they replace. Returns 0 or -errno with err set.
+ */
+int api_core_open_sinks(struct api_core *c, bool which_logger, bool which_metrics, char *err,
+                        size_t errlen);
+
+/* Write one metrics line to the metrics sink, never blocking. 0, -ENOENT or -EAGAIN (dropped). */
+int api_core_flush_metrics(struct api_core *c);
+
+/* Response helpers for the handlers. resp_json takes ownership of o. */
+void resp_error(struct api_response *r, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void resp_json(struct api_response *r, int status, struct json_object *o);
+void resp_empty(struct api_response *r);
+
+/* Status for a back-end error: 400 when the client caused it, else 500. */
+int api_backend_status(int err);
+
+/* Handlers: body is the parsed JSON body (NULL for GET/POST), id the {id} path segment or NULL. */
+typedef void (*api_handler)(struct api_core *c, struct json_object *body, const char *id,
+                            struct api_response *r);
+
+void h_get_machine(struct api_core *c, struct json_object *b, const char *id,
+                   struct api_response *r);
+void h_put_machine(struct api_core *c, struct json_object *b, const char *id,
+                   struct api_response *r);
+void h_patch_machine(struct api_core *c, struct json_object *b, const char *id,
+                     struct api_response *r);
+void h_put_boot(struct api_core *c, struct json_object *b, const char *id, struct api_response *r);
+void h_put_drive(struct api_core *c, struct json_object *b, const char *id, struct api_response *r);
+void h_patch_drive(struct api_core *c, struct json_object *b, const char *id,
+                   struct api_response *r);
+void h_put_net(struct api_core *c, struct json_object *b, const char *id, struct api_response *r);
+void h_patch_net(struct api_core *c, struct json_object *b, const char *id, struct api_response *r);
+void h_put_vsock(struct api_core *c, struct json_object *b, const char *id, struct api_response *r);
+void h_put_entropy(struct api_core *c, struct json_object *b, const char *id,
+                   struct api_response *r);
+void h_put_logger(struct api_core *c, struct json_object *b, const char *id,
+                  struct api_response *r);
+void h_put_metrics(struct api_core *c, struct json_object *b, const char *id,
+                   struct api_response *r);
+void h_get_vm_config(struct api_core *c, struct json_object *b, const char *id,
+                     struct api_response *r);
+void h_get_root(struct api_core *c, struct json_object *b, const char *id, struct api_response *r);
+void h_get_version(struct api_core *c, struct json_object *b, const char *id,
+                   struct api_response *r);
+void h_put_actions(struct api_core *c, struct json_object *b, const char *id,
+                   struct api_response *r);
+void h_patch_vm(struct api_core *c, struct json_object *b, const char *id, struct api_response *r);
+void h_post_pause(struct api_core *c, struct json_object *b, const char *id,
+                  struct api_response *r);
+void h_post_resume(struct api_core *c, struct json_object *b, const char *id,
+                   struct api_response *r);
+
+#endif

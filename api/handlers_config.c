@@ -1,0 +1,219 @@
+/* Pre-boot configuration endpoints: machine-config, boot-source, drives, network interfaces,
+ * vsock, entropy, logger and metrics; plus GET /vm/config. */
+#include "api/core.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "api/config_json.h"
+#include "api/jfield.h"
+#include "vmm/log.h"
+
+/* Configuration changes are pre-boot only, as in Firecracker. True (and 400) after boot. */
+static bool refuse_after_boot(struct api_core *c, struct api_response *r)
+{
+    if (c->st.state == VM_NOT_STARTED)
+        return false;
+    resp_error(r, 400, "this configuration is not supported after boot");
+    return true;
+}
+
+/* 204 on success, 400 with the validator's message otherwise. */
+static void finish(struct api_response *r, int err, const char *msg)
+{
+    if (err)
+        resp_error(r, 400, "%s", msg);
+    else
+        resp_empty(r);
+}
+
+void h_get_machine(struct api_core *c, struct json_object *b, const char *id,
+                   struct api_response *r)
+{
+    resp_json(r, 200, config_json_machine(c->cfg));
+}
+
+void h_put_machine(struct api_core *c, struct json_object *b, const char *id,
+                   struct api_response *r)
+{
+    char err[256];
+    if (!refuse_after_boot(c, r))
+        finish(r, cfgjson_machine(c->cfg, b, false, err, sizeof(err)), err);
+}
+
+void h_patch_machine(struct api_core *c, struct json_object *b, const char *id,
+                     struct api_response *r)
+{
+    char err[256];
+    if (!refuse_after_boot(c, r))
+        finish(r, cfgjson_machine(c->cfg, b, true, err, sizeof(err)), err);
+}
+
+void h_put_boot(struct api_core *c, struct json_object *b, const char *id, struct api_response *r)
+{
+    char err[256];
+    if (!refuse_after_boot(c, r))
+        finish(r, cfgjson_boot_source(c->cfg, b, err, sizeof(err)), err);
+}
+
+void h_put_drive(struct api_core *c, struct json_object *b, const char *id, struct api_response *r)
+{
+    char err[256];
+    if (!refuse_after_boot(c, r))
+        finish(r, cfgjson_drive(c->cfg, b, id, err, sizeof(err)), err);
+}
+
+void h_patch_drive(struct api_core *c, struct json_object *b, const char *id,
+                   struct api_response *r)
+{
+    char err[256], path[CONFIG_PATH_MAX];
+    if (c->st.state == VM_NOT_STARTED) {
+        resp_error(r, 400, "PATCH /drives is not supported before boot; use PUT");
+        return;
+    }
+    if (c->st.state == VM_STOPPED) {
+        resp_error(r, 400, "the VM has stopped");
+        return;
+    }
+    int e = cfgjson_drive_patch(c->cfg, b, id, path, err, sizeof(err));
+    if (e) {
+        resp_error(r, 400, "%s", err);
+        return;
+    }
+    if (!path[0]) { /* only a (null/{}) rate limiter: nothing to do */
+        resp_empty(r);
+        return;
+    }
+    if (!c->be.drive_swap) {
+        resp_error(r, 500, "drive swap is not implemented");
+        return;
+    }
+    err[0] = '\0';
+    e = c->be.drive_swap(c->be.ctx, id, path, err, sizeof(err));
+    if (e) {
+        resp_error(r, api_backend_status(e), "drive swap failed: %s", err[0] ? err : strerror(-e));
+        return;
+    }
+    for (unsigned i = 0; i < c->cfg->ndrives; i++)
+        if (strcmp(c->cfg->drive[i].id, id) == 0)
+            snprintf(c->cfg->drive[i].path, sizeof(c->cfg->drive[i].path), "%s", path);
+    resp_empty(r);
+}
+
+void h_put_net(struct api_core *c, struct json_object *b, const char *id, struct api_response *r)
+{
+    char err[256];
+    if (!refuse_after_boot(c, r))
+        finish(r, cfgjson_net(c->cfg, b, id, err, sizeof(err)), err);
+}
+
+void h_patch_net(struct api_core *c, struct json_object *b, const char *id, struct api_response *r)
+{
+    static const char *const known[] = {"iface_id", "rx_rate_limiter", "tx_rate_limiter", NULL};
+    char err[256];
+    if (c->st.state == VM_NOT_STARTED) {
+        resp_error(r, 400, "PATCH /network-interfaces is not supported before boot");
+        return;
+    }
+    const char *iid;
+    int e = jf_object(b, "network interface", err, sizeof(err));
+    if (!e)
+        e = jf_known(b, known, err, sizeof(err));
+    if (!e)
+        e = jf_str(b, "iface_id", true, &iid, err, sizeof(err));
+    if (!e && strcmp(iid, id) != 0) {
+        snprintf(err, sizeof(err), "field 'iface_id' does not match the id in the path");
+        e = -EINVAL;
+    }
+    if (!e)
+        e = jf_rate_limiter(b, "rx_rate_limiter", err, sizeof(err));
+    if (!e)
+        e = jf_rate_limiter(b, "tx_rate_limiter", err, sizeof(err));
+    bool found = false;
+    for (unsigned i = 0; !e && i < c->cfg->nnets; i++)
+        found |= strcmp(c->cfg->net[i].id, id) == 0;
+    if (!e && !found) {
+        snprintf(err, sizeof(err), "no network interface with id '%s'", id);
+        e = -EINVAL;
+    }
+    finish(r, e, err);
+}
+
+void h_put_vsock(struct api_core *c, struct json_object *b, const char *id, struct api_response *r)
+{
+    char err[256];
+    struct vsock_config v;
+    if (refuse_after_boot(c, r))
+        return;
+    int e = cfgjson_vsock(&v, b, err, sizeof(err));
+    if (e) {
+        resp_error(r, 400, "%s", err);
+        return;
+    }
+    if (c->be.vsock_bind) {
+        err[0] = '\0';
+        e = c->be.vsock_bind(c->be.ctx, &v, err, sizeof(err));
+        if (e) {
+            resp_error(r, api_backend_status(e), "cannot bind vsock socket '%s': %s", v.uds_path,
+                       err[0] ? err : strerror(-e));
+            return;
+        }
+    }
+    c->cfg->vsock = v;
+    resp_empty(r);
+}
+
+void h_put_entropy(struct api_core *c, struct json_object *b, const char *id,
+                   struct api_response *r)
+{
+    char err[256];
+    if (!refuse_after_boot(c, r))
+        finish(r, cfgjson_entropy(c->cfg, b, err, sizeof(err)), err);
+}
+
+void h_put_logger(struct api_core *c, struct json_object *b, const char *id, struct api_response *r)
+{
+    char err[256];
+    char old_path[CONFIG_PATH_MAX], old_level[sizeof(c->cfg->log_level)];
+    bool old_show = c->cfg->log_show_level, old_origin = c->cfg->log_show_origin;
+    memcpy(old_path, c->cfg->log_path, sizeof(old_path));
+    memcpy(old_level, c->cfg->log_level, sizeof(old_level));
+    int e = cfgjson_logger(c->cfg, b, err, sizeof(err));
+    if (!e)
+        e = api_core_open_sinks(c, true, false, err, sizeof(err));
+    if (e) {
+        memcpy(c->cfg->log_path, old_path, sizeof(old_path));
+        memcpy(c->cfg->log_level, old_level, sizeof(old_level));
+        c->cfg->log_show_level = old_show;
+        c->cfg->log_show_origin = old_origin;
+        resp_error(r, 400, "%s", err);
+        return;
+    }
+    resp_empty(r);
+}
+
+void h_put_metrics(struct api_core *c, struct json_object *b, const char *id,
+                   struct api_response *r)
+{
+    char err[256];
+    char old_path[CONFIG_PATH_MAX];
+    bool old_emit = c->cfg->metrics_emit_id;
+    memcpy(old_path, c->cfg->metrics_path, sizeof(old_path));
+    int e = cfgjson_metrics(c->cfg, b, err, sizeof(err));
+    if (!e)
+        e = api_core_open_sinks(c, false, true, err, sizeof(err));
+    if (e) {
+        memcpy(c->cfg->metrics_path, old_path, sizeof(old_path));
+        c->cfg->metrics_emit_id = old_emit;
+        resp_error(r, 400, "%s", err);
+        return;
+    }
+    resp_empty(r);
+}
+
+void h_get_vm_config(struct api_core *c, struct json_object *b, const char *id,
+                     struct api_response *r)
+{
+    resp_json(r, 200, config_json_export(c->cfg));
+}
