@@ -108,9 +108,8 @@ static void test_oversized_body(void **state)
 {
     struct http_request r;
     assert_int_equal(parse_str("PUT /x HTTP/1.1\r\nContent-Length: 65537\r\n\r\n", &r), -413);
-    assert_int_equal(parse_str("PUT /x HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
-                               &r),
-                     -413);
+    assert_int_equal(
+        parse_str("PUT /x HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n", &r), -413);
     /* Exactly the cap is fine (waits for the body). */
     assert_int_equal(parse_str("PUT /x HTTP/1.1\r\nContent-Length: 65536\r\n\r\n", &r), 0);
 }
@@ -138,8 +137,7 @@ static void test_bad_content_length(void **state)
 static void test_chunked_refused(void **state)
 {
     struct http_request r;
-    assert_int_equal(parse_str("PUT /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", &r),
-                     -501);
+    assert_int_equal(parse_str("PUT /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", &r), -501);
 }
 
 static void test_control_and_utf8(void **state)
@@ -171,10 +169,16 @@ static void test_bad_request_line(void **state)
 {
     struct http_request r;
     const char *bad[] = {
-        "GET HTTP/1.1\r\n\r\n",       "GET  / HTTP/1.1\r\n\r\n",   "GET x HTTP/1.1\r\n\r\n",
-        "GET / HTTP/1.1 \r\n\r\n",    "GET / FOO\r\n\r\n",         " GET / HTTP/1.1\r\n\r\n",
-        "G(T / HTTP/1.1\r\n\r\n",     "GET / HTTP/1.1\r\n: v\r\n\r\n",
-        "GET / HTTP/1.1\r\nX : v\r\n\r\n", "GET / HTTP/1.1\r\n folded\r\n\r\n",
+        "GET HTTP/1.1\r\n\r\n",
+        "GET  / HTTP/1.1\r\n\r\n",
+        "GET x HTTP/1.1\r\n\r\n",
+        "GET / HTTP/1.1 \r\n\r\n",
+        "GET / FOO\r\n\r\n",
+        " GET / HTTP/1.1\r\n\r\n",
+        "G(T / HTTP/1.1\r\n\r\n",
+        "GET / HTTP/1.1\r\n: v\r\n\r\n",
+        "GET / HTTP/1.1\r\nX : v\r\n\r\n",
+        "GET / HTTP/1.1\r\n folded\r\n\r\n",
         "GET / HTTP/1.1\r\nNoColon\r\n\r\n",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -196,8 +200,8 @@ static void test_connection_and_http10(void **state)
     assert_false(r.keep_alive);
     assert_true(parse_str("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", &r) > 0);
     assert_true(r.keep_alive);
-    assert_true(parse_str("PUT / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n",
-                          &r) > 0);
+    assert_true(
+        parse_str("PUT / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n", &r) > 0);
     assert_true(r.expect_continue);
 }
 
@@ -221,18 +225,12 @@ static void test_write_head(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_simple_get),
-        cmocka_unit_test(test_body_and_methods),
-        cmocka_unit_test(test_split_bytewise),
-        cmocka_unit_test(test_pipelined),
-        cmocka_unit_test(test_oversized_head),
-        cmocka_unit_test(test_oversized_body),
-        cmocka_unit_test(test_bad_content_length),
-        cmocka_unit_test(test_chunked_refused),
-        cmocka_unit_test(test_control_and_utf8),
-        cmocka_unit_test(test_missing_crlf),
-        cmocka_unit_test(test_bad_request_line),
-        cmocka_unit_test(test_connection_and_http10),
+        cmocka_unit_test(test_simple_get),         cmocka_unit_test(test_body_and_methods),
+        cmocka_unit_test(test_split_bytewise),     cmocka_unit_test(test_pipelined),
+        cmocka_unit_test(test_oversized_head),     cmocka_unit_test(test_oversized_body),
+        cmocka_unit_test(test_bad_content_length), cmocka_unit_test(test_chunked_refused),
+        cmocka_unit_test(test_control_and_utf8),   cmocka_unit_test(test_missing_crlf),
+        cmocka_unit_test(test_bad_request_line),   cmocka_unit_test(test_connection_and_http10),
         cmocka_unit_test(test_write_head),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
