@@ -1,0 +1,302 @@
+/* virtio-net device: features and offloads, config space, TX path, back-end watches, pause. */
+#include "devices/virtio/net_priv.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <linux/if_tun.h>
+#include <linux/virtio_net.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "devices/virtio/tap.h"
+#include "vmm/log.h"
+
+#define NET_CONFIG_SIZE 10 /* mac, status, max_virtqueue_pairs */
+#define BIT(b)          (1ULL << (b))
+
+static const uint64_t OFFLOAD_FEATURES =
+    BIT(VIRTIO_NET_F_CSUM) | BIT(VIRTIO_NET_F_GUEST_CSUM) | BIT(VIRTIO_NET_F_GUEST_TSO4) |
+    BIT(VIRTIO_NET_F_GUEST_TSO6) | BIT(VIRTIO_NET_F_HOST_TSO4) | BIT(VIRTIO_NET_F_HOST_TSO6);
+
+uint64_t net_features_offered(bool tap_offloads)
+{
+    uint64_t f = BIT(VIRTIO_NET_F_MAC) | BIT(VIRTIO_NET_F_STATUS) | BIT(VIRTIO_NET_F_MRG_RXBUF);
+    return tap_offloads ? f | OFFLOAD_FEATURES : f;
+}
+
+unsigned net_tun_offload_flags(uint64_t guest_features)
+{
+    unsigned flags = 0;
+    if (!(guest_features & BIT(VIRTIO_NET_F_GUEST_CSUM)))
+        return 0; /* TSO frames always carry partial checksums */
+    flags |= TUN_F_CSUM;
+    if (guest_features & BIT(VIRTIO_NET_F_GUEST_TSO4))
+        flags |= TUN_F_TSO4;
+    if (guest_features & BIT(VIRTIO_NET_F_GUEST_TSO6))
+        flags |= TUN_F_TSO6;
+    return flags;
+}
+
+int net_tx_hdr_check(const uint8_t hdr[NET_HDR_LEN], uint64_t features)
+{
+    uint8_t flags = hdr[0], gso = hdr[1];
+    if (flags & ~VIRTIO_NET_HDR_F_NEEDS_CSUM)
+        return -EINVAL;
+    if ((flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && !(features & BIT(VIRTIO_NET_F_CSUM)))
+        return -EINVAL;
+    switch (gso) {
+    case VIRTIO_NET_HDR_GSO_NONE:
+        return 0;
+    case VIRTIO_NET_HDR_GSO_TCPV4:
+        return features & BIT(VIRTIO_NET_F_HOST_TSO4) ? 0 : -EINVAL;
+    case VIRTIO_NET_HDR_GSO_TCPV6:
+        return features & BIT(VIRTIO_NET_F_HOST_TSO6) ? 0 : -EINVAL;
+    default:
+        return -EINVAL; /* UFO, ECN and unknown types were never offered */
+    }
+}
+
+static struct net *net_of(struct virtio_dev *d)
+{
+    return d->priv;
+}
+
+bool net_running(const struct net *n)
+{
+    uint32_t s = n->d->status;
+    return !n->paused && (s & VIRTIO_STATUS_DRIVER_OK) && !(s & VIRTIO_STATUS_NEEDS_RESET);
+}
+
+static void tap_event(void *opaque, uint32_t events);
+
+/* Make the loop watch match what we wait for. Loop thread only. */
+static void update_watch(struct net *n)
+{
+    uint32_t want = 0;
+    if (!n->paused && !n->broken)
+        want = (n->rx_armed ? EPOLLIN : 0) | (n->tx_blocked ? EPOLLOUT : 0);
+    if (n->watched && want == n->watch_events)
+        return;
+    int rc = 0;
+    if (want == 0) {
+        if (n->watched)
+            loop_del(n->d->loop, n->fd);
+        n->watched = false;
+    } else if (n->watched) {
+        rc = loop_mod(n->d->loop, n->fd, want);
+    } else {
+        rc = loop_add(n->d->loop, n->fd, want, tap_event, n);
+        n->watched = rc == 0;
+    }
+    if (rc < 0)
+        log_warn("%s: cannot watch the back-end: %s", n->name, strerror(-rc));
+    n->watch_events = want;
+}
+
+/* Send TX chains to the back-end until the queue is empty or the back-end is full. */
+static void tx_process(struct net *n)
+{
+    struct virtio_dev *d = n->d;
+    struct virtq *q = &d->vq[NET_TXQ];
+    bool pushed = false;
+    while (net_running(n) && !n->broken && q->ready && !n->tx_blocked) {
+        struct virtq_chain *c = &n->tx_chain;
+        if (!n->tx_pending) {
+            int rc = virtq_pop(q, c);
+            if (rc == 0)
+                break;
+            if (rc < 0) {
+                virtio_set_needs_reset(d, "virtio-net: malformed TX chain");
+                break;
+            }
+            n->tx_pending = true;
+        }
+        uint8_t hdr[NET_HDR_LEN];
+        bool ok = c->out_len > NET_HDR_LEN &&
+                  virtq_chain_read(c, 0, hdr, sizeof(hdr)) == sizeof(hdr) &&
+                  net_tx_hdr_check(hdr, d->driver_features) == 0;
+        if (ok && writev(n->fd, c->iov, (int)c->nout) < 0) {
+            if (errno == EAGAIN || errno == ENOBUFS) {
+                n->tx_blocked = true; /* keep the chain; retry on EPOLLOUT */
+                break;
+            }
+            log_debug("%s: back-end refused a frame: %s", n->name, strerror(errno));
+        }
+        virtq_push(q, c->head, 0);
+        n->tx_pending = false;
+        pushed = true;
+    }
+    if (pushed)
+        virtio_notify_used(d, NET_TXQ);
+}
+
+static void tap_event(void *opaque, uint32_t events)
+{
+    struct net *n = opaque;
+    pthread_mutex_lock(&n->d->lock);
+    if ((events & (EPOLLERR | EPOLLHUP)) && !n->broken) {
+        log_warn("%s: back-end hung up or failed; the link is dead", n->name);
+        n->broken = true;
+    }
+    if (events & EPOLLOUT) {
+        n->tx_blocked = false;
+        tx_process(n);
+    }
+    if (events & EPOLLIN)
+        net_rx_process(n);
+    update_watch(n);
+    pthread_mutex_unlock(&n->d->lock);
+}
+
+static void net_queue_notify(struct virtio_dev *d, unsigned q)
+{
+    struct net *n = net_of(d);
+    if (q == NET_RXQ)
+        net_rx_process(n); /* new RX buffers: pending or queued frames can flow again */
+    else if (q == NET_TXQ)
+        tx_process(n);
+    update_watch(n);
+}
+
+static void net_config_read(struct virtio_dev *d, uint32_t off, uint8_t *data, uint32_t len)
+{
+    struct net *n = net_of(d);
+    uint8_t cfg[NET_CONFIG_SIZE];
+    uint16_t status = htole16(VIRTIO_NET_S_LINK_UP), pairs = htole16(1);
+    memcpy(cfg, n->mac, 6);
+    memcpy(cfg + 6, &status, 2);
+    memcpy(cfg + 8, &pairs, 2);
+    if (off <= sizeof(cfg) && len <= sizeof(cfg) - off)
+        memcpy(data, cfg + off, len);
+}
+
+/* Runs on the loop: start reading once the driver is up (activate runs on a vCPU thread). */
+static void net_start(void *arg)
+{
+    struct net *n = arg;
+    pthread_mutex_lock(&n->d->lock);
+    if (n->is_tap && n->tap_offloads && net_running(n)) {
+        unsigned flags = net_tun_offload_flags(n->d->driver_features);
+        int rc = tap_set_offload(n->fd, flags);
+        if (rc < 0) {
+            log_warn("%s: TUNSETOFFLOAD %#x failed: %s", n->name, flags, strerror(-rc));
+            virtio_set_needs_reset(n->d, "TAP refused the negotiated offloads");
+        }
+    }
+    net_rx_process(n);
+    update_watch(n);
+    pthread_mutex_unlock(&n->d->lock);
+}
+
+static int net_activate(struct virtio_dev *d)
+{
+    /* Offloads and the first read happen on the loop: this runs on a vCPU thread. */
+    return loop_post(d->loop, net_start, net_of(d));
+}
+
+static void net_reset(struct virtio_dev *d)
+{
+    struct net *n = net_of(d);
+    /* May run on a vCPU thread: only state here; the loop drops the watch on its next
+     * event because the device is no longer running. */
+    n->tx_pending = false;
+    n->tx_blocked = false;
+    net_rx_reset(n);
+}
+
+static void net_quiesce(struct virtio_dev *d)
+{
+    struct net *n = net_of(d);
+    pthread_mutex_lock(&d->lock);
+    n->paused = true;
+    update_watch(n); /* host frames stay queued in the kernel, unread */
+    pthread_mutex_unlock(&d->lock);
+}
+
+static void net_resume(struct virtio_dev *d)
+{
+    struct net *n = net_of(d);
+    pthread_mutex_lock(&d->lock);
+    n->paused = false;
+    net_rx_process(n); /* re-arms EPOLLIN if the guest has buffers */
+    update_watch(n);
+    pthread_mutex_unlock(&d->lock);
+}
+
+static void net_destroy(struct virtio_dev *d)
+{
+    struct net *n = net_of(d);
+    if (!n)
+        return;
+    if (n->watched)
+        loop_del(d->loop, n->fd);
+    close(n->fd);
+    free(n);
+    d->priv = NULL;
+}
+
+int net_create_with_fd(struct virtio_dev *d, const struct net_config *cfg, int fd, bool is_tap,
+                       const struct guest_mem *mem, struct loop *loop, uint64_t mmio_base,
+                       unsigned gsi, char *err, size_t errlen)
+{
+    struct net *n = calloc(1, sizeof(*n));
+    if (!n) {
+        close(fd);
+        snprintf(err, errlen, "net %s: out of memory", cfg->id);
+        return -ENOMEM;
+    }
+    n->d = d;
+    n->fd = fd;
+    n->is_tap = is_tap;
+    snprintf(n->name, sizeof(n->name), "net %s (%s)", cfg->id, cfg->tap);
+    if (cfg->has_mac) {
+        memcpy(n->mac, cfg->mac, 6);
+    } else {
+        if (getrandom(n->mac, sizeof(n->mac), 0) != sizeof(n->mac))
+            memcpy(n->mac, (uint8_t[6]){0, 0, 0, 0, 0, (uint8_t)getpid()}, 6);
+        n->mac[0] = (uint8_t)((n->mac[0] & 0xfe) | 0x02); /* unicast, locally administered */
+    }
+    if (is_tap) {
+        n->tap_offloads = tap_set_offload(fd, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) == 0;
+        tap_set_offload(fd, 0); /* nothing offloaded until the guest says what it takes */
+        if (!n->tap_offloads)
+            log_info("%s: TAP refuses offloads, offering none", n->name);
+    }
+    n->ops = (struct virtio_dev_ops){
+        .name = "net",
+        .device_id = VIRTIO_ID_NET,
+        .num_queues = 2,
+        .queue_max = NET_QUEUE_SIZE,
+        .features = net_features_offered(n->tap_offloads),
+        .config_size = NET_CONFIG_SIZE,
+        .config_read = net_config_read,
+        .activate = net_activate,
+        .queue_notify = net_queue_notify,
+        .reset = net_reset,
+        .quiesce = net_quiesce,
+        .resume = net_resume,
+        .destroy = net_destroy,
+    };
+    int rc = virtio_dev_init(d, &n->ops, n, mem, loop, mmio_base, gsi);
+    if (rc < 0) {
+        snprintf(err, errlen, "%s: virtio transport setup failed: %s", n->name, strerror(-rc));
+        close(fd);
+        free(n);
+        return rc;
+    }
+    return 0;
+}
+
+int net_create(struct virtio_dev *d, const struct net_config *cfg, const struct guest_mem *mem,
+               struct loop *loop, uint64_t mmio_base, unsigned gsi, char *err, size_t errlen)
+{
+    int fd = tap_open(cfg->tap, err, errlen);
+    if (fd < 0)
+        return fd;
+    return net_create_with_fd(d, cfg, fd, true, mem, loop, mmio_base, gsi, err, errlen);
+}
