@@ -69,8 +69,9 @@ static void child_exec(const struct proto_exec_req *req, const struct user_info 
         if (setgroups(1, &u->gid) < 0 || setgid(u->gid) < 0 || setuid(u->uid) < 0)
             child_fail(errpipe, 0);
     }
-    const char *dir = req->cwd ? req->cwd : (u ? u->home : NULL);
-    if (dir && chdir(dir) < 0)
+    if (req->cwd && chdir(req->cwd) < 0)
+        child_fail(errpipe, 1);
+    if (!req->cwd && u && chdir(u->home) < 0 && chdir("/") < 0) /* e.g. nobody's /nonexistent */
         child_fail(errpipe, 1);
     if (req->shell)
         execl("/bin/sh", "sh", "-c", req->shell, (char *)NULL);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/reboot.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -212,7 +213,8 @@ int main(int argc, char **argv)
             agent_log("disable Ctrl-Alt-Del: %s", strerror(errno));
         if (!getenv("PATH"))
             setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 1);
-    }
+    } else if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) /* reap our commands' orphans ourselves */
+        agent_log("PR_SET_CHILD_SUBREAPER: %s", strerror(errno));
     if (!o.port)
         o.port = agent_cmdline_port(PROTO_DEFAULT_PORT);
 

@@ -260,6 +260,8 @@ int serve_conn(struct agent_conn *c, int *shutdown)
     int r = conn_next_frame(c, &f, c->opts->idle_timeout_ms);
     if (r == -EMSGSIZE || r == -EBADMSG)
         return conn_send_error(c, -r, "malformed frame: %s", strerror(-r));
+    if (r == -ECONNRESET && c->rx.len > c->rx.start)
+        return conn_send_error(c, EBADMSG, "truncated frame");
     if (r < 0)
         return r;
     c->id = f.id;

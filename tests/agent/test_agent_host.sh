@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# Host-side tests of amber-agent and amberctl over a Unix socket (no VM): prints "N passed, N failed".
+# Usage: tests/agent/test_agent_host.sh [RESULTS_DIR]   (needs build/amber-agent and build/amberctl)
+set -u
+cd "$(dirname "$0")/../.."
+results=${1:-}
+AGENT=build/amber-agent
+CTL=build/amberctl
+T=$(mktemp -d /tmp/amber-agent-test.XXXXXX)
+SOCK=$T/agent.sock
+passed=0
+failed=0
+agent_pid=
+
+cleanup() {
+    [ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null
+    rm -rf "$T"
+}
+trap cleanup EXIT
+
+ok() { echo "ok   - $1"; passed=$((passed + 1)); }
+bad() { echo "FAIL - $1${2:+: $2}"; failed=$((failed + 1)); }
+check() { # check NAME EXPECTED ACTUAL
+    if [ "$2" = "$3" ]; then ok "$1"; else bad "$1" "expected '$2', got '$3'"; fi
+}
+x() { "$CTL" exec --agent-sock "$SOCK" "$@"; }
+
+start_agent() {
+    "$AGENT" --listen "unix:$SOCK" > "$T/agent.out" 2> "$T/agent.err" &
+    agent_pid=$!
+    for _ in $(seq 50); do
+        grep -qx 'amber-guest: ready' "$T/agent.out" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+if [ ! -x "$AGENT" ] || [ ! -x "$CTL" ]; then
+    echo "agent-host: build $AGENT and $CTL first"
+    bad "binaries present"
+else
+    if start_agent; then ok "agent prints the ready marker"; else bad "agent ready marker"; fi
+
+    out=$("$CTL" ping --agent-sock "$SOCK" --json)
+    case "$out" in *'"protocol": 1'*) ok "ping reports protocol 1" ;; *) bad "ping" "$out" ;; esac
+
+    out=$(x -- sh -c "echo 42 > $T/value.txt"; echo "rc=$?")
+    out2=$(x -- cat "$T/value.txt" | od -An -c | tr -s ' '; echo "rc=${PIPESTATUS[0]}")
+    check "echo 42 then cat gives 42\\n" "rc=0 4 2 \n rc=0" "$(echo $out $out2)"
+
+    x -- true; check "exit code 0" 0 $?
+    x -- false; check "exit code 1" 1 $?
+    x -- /no/such/command 2> "$T/err127"; check "command not found is 127" 127 $?
+    x --shell -- 'nosuchcommand_xyz' 2>/dev/null; check "shell: command not found is 127" 127 $?
+    x -- sh -c 'kill -9 $$'; check "SIGKILL gives 128+9" 137 $?
+    x -- sh -c 'exit 200'; check "exit code 200" 200 $?
+
+    head -c $((64 << 20)) /dev/urandom > "$T/big64"
+    want=$(sha256sum < "$T/big64" | cut -d' ' -f1)
+    got=$(x -- cat "$T/big64" | sha256sum | cut -d' ' -f1)
+    check "64 MiB stdout sha256" "$want" "$got"
+
+    x --shell -- 'echo out; echo err >&2; echo out2' > "$T/o" 2> "$T/e"
+    check "stdout and stderr stay separate" "out out2|err" "$(echo $(cat "$T/o"))|$(cat "$T/e")"
+
+    head -c $((16 << 20)) /dev/urandom > "$T/in16"
+    want=$(sha256sum < "$T/in16" | cut -d' ' -f1)
+    got=$(x -- sha256sum < "$T/in16" | cut -d' ' -f1)
+    check "16 MiB stdin sha256" "$want" "$got"
+
+    x -- true < "$T/big64"; check "unread stdin does not hang" 0 $?
+
+    pids=()
+    for i in $(seq 32); do
+        (x -- sh -c "sleep 0.2; echo n$i" > "$T/conc.$i" 2>&1; echo "rc=$?" >> "$T/conc.$i") &
+        pids+=($!)
+    done
+    wait "${pids[@]}"
+    good=0
+    for i in $(seq 32); do
+        [ "$(cat "$T/conc.$i")" = "$(printf 'n%s\nrc=0' "$i")" ] && good=$((good + 1))
+    done
+    check "32 concurrent execs all succeed" 32 "$good"
+
+    start=$(date +%s%N)
+    x --timeout 1 --shell -- "sleep 1000 & echo \$! > $T/bg.pid; echo \$\$ > $T/sh.pid; sleep 1000"
+    rc=$?
+    ms=$((($(date +%s%N) - start) / 1000000))
+    check "timeout exits 124" 124 "$rc"
+    [ "$ms" -lt 5000 ] && ok "timeout fired in ${ms} ms" || bad "timeout took ${ms} ms"
+    sleep 0.3
+    alive=0
+    for f in "$T/bg.pid" "$T/sh.pid"; do
+        p=$(cat "$f" 2>/dev/null)
+        if [ -n "$p" ] && [ -e "/proc/$p" ] && ! grep -q '^State:.*Z' "/proc/$p/status" 2>/dev/null; then
+            alive=$((alive + 1))
+        fi
+    done
+    check "timeout killed the shell and its background sleep" 0 "$alive"
+
+    out=$(x --env FOO=bar --env A=b=c --cwd "$T" --shell -- 'echo $FOO $A $(pwd)')
+    check "--env and --cwd" "bar b=c $T" "$out"
+    if id nobody > /dev/null 2>&1; then
+        out=$(x --user nobody -- id -u)
+        check "--user nobody" "$(id -u nobody)" "$out"
+    fi
+    x --cwd /no/such/dir -- true 2> "$T/cwderr"
+    check "bad --cwd is amberctl's failure (125)" 125 $?
+
+    printf 'hello\0binary\377\n' > "$T/src"
+    chmod 0751 "$T/src"
+    "$CTL" cp --agent-sock "$SOCK" "$T/src" "guest:$T/copy"
+    check "cp in exit 0" 0 $?
+    check "cp in keeps the mode" 751 "$(stat -c %a "$T/copy")"
+    "$CTL" cp --agent-sock "$SOCK" "guest:$T/copy" "$T/back"
+    check "cp out exit 0" 0 $?
+    cmp -s "$T/src" "$T/back" && ok "cp round trip is byte-exact" || bad "cp round trip differs"
+    check "cp out keeps the mode" 751 "$(stat -c %a "$T/back")"
+    "$CTL" cp --agent-sock "$SOCK" "guest:$T/missing" "$T/m" 2>/dev/null
+    check "cp of a missing guest file fails" 1 $?
+    [ ! -e "$T/m" ] && ok "failed cp leaves no file" || bad "failed cp left a file"
+    "$CTL" cp --agent-sock "$SOCK" "$T/big64" "guest:$T/big64.copy" &&
+        cmp -s "$T/big64" "$T/big64.copy" && ok "cp in 64 MiB" || bad "cp in 64 MiB"
+
+    # Hostile frames: an oversized length, an unknown type, a non-request first frame, a
+    # truncated frame, a truncated TLV, an exec with no command, a TLV overrunning its frame.
+    for hex in 'ffffffff0100000001' '000000004200000001' '000000001000000001' \
+        '0000000602000000010001000000' '0000000502000000010001000000' '00000000020000000a' \
+        '0000000f03000000010007000000052f746d70'; do
+        reply=$(python3 - "$SOCK" "$hex" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(bytes.fromhex(sys.argv[2]))
+s.shutdown(socket.SHUT_WR)
+s.settimeout(5)
+data = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+print("%02x" % data[4] if len(data) >= 9 else "none")
+PY
+)
+        check "hostile frame $hex gets an ERROR frame" 7f "$reply"
+    done
+    "$CTL" ping --agent-sock "$SOCK" > /dev/null
+    check "agent still serves after hostile frames" 0 $?
+    kill -0 "$agent_pid" 2>/dev/null && ok "agent process survived" || bad "agent died"
+
+    "$CTL" exec --agent-sock "$SOCK" -- sh -c 'head -c 1000000 /dev/zero' | head -c 10 > /dev/null
+    "$CTL" ping --agent-sock "$SOCK" > /dev/null
+    check "client going away mid-stream leaves the agent serving" 0 $?
+
+    python3 - "$SOCK" <<'PY'
+import socket, struct, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(struct.pack(">IBI", 14, 5, 1) + struct.pack(">HIQ", 9, 8, 0))
+PY
+    for _ in $(seq 30); do kill -0 "$agent_pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$agent_pid" 2>/dev/null; then bad "shutdown ends a test-mode agent"; else
+        ok "shutdown ends a test-mode agent"
+        wait "$agent_pid"; agent_pid=
+    fi
+fi
+
+echo "agent-host: $passed passed, $failed failed"
+[ -n "$results" ] && mkdir -p "$results" && echo "$passed passed, $failed failed" > "$results/agent-host.txt"
+[ "$failed" -eq 0 ]
