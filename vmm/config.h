@@ -16,9 +16,9 @@
 
 #define AMBER_VERSION "0.1.0"
 
-#define CONFIG_MIN_MEM_MIB      16
-#define CONFIG_MAX_MEM_MIB      (1024ULL * 1024) /* 1 TiB */
-#define CONFIG_MAX_CONSOLE_MIB  (1024ULL * 1024)
+#define CONFIG_MIN_MEM_MIB         16
+#define CONFIG_MAX_MEM_MIB         (1024ULL * 1024) /* 1 TiB */
+#define CONFIG_MAX_CONSOLE_MIB     (1024ULL * 1024)
 #define CONFIG_DEFAULT_CONSOLE_MIB 64
 
 /* config_parse_args() printed --help or --version: exit 0 without starting. */
@@ -48,8 +48,8 @@ struct net_config {
 
 struct vsock_config {
     bool enabled;
-    uint32_t cid; /* >= 3 */
-    char uds_path[108]; /* sun_path */
+    uint32_t cid;                     /* >= 3 */
+    char uds_path[108];               /* sun_path */
     char vsock_id[CONFIG_ID_MAX + 1]; /* accepted and echoed; "" = none */
 };
 
