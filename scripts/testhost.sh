@@ -40,7 +40,7 @@ fingerprint=$(
     } | sha256sum | cut -d' ' -f1
 )
 if [ ! -f "$th/initramfs.cpio.gz" ] || [ "$(cat "$th/.fingerprint" 2>/dev/null)" != "$fingerprint" ]; then
-    stage=$th/initramfs-root
+    stage=$th/initramfs-root.$$
     rm -rf "$stage"
     mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,host,tmp}
     install -m 0755 "$(command -v busybox)" "$stage/bin/busybox"
@@ -50,6 +50,7 @@ if [ ! -f "$th/initramfs.cpio.gz" ] || [ "$(cat "$th/.fingerprint" 2>/dev/null)"
     install -m 0755 "$img/testhost-init.sh" "$stage/init"
     python3 "$img/modules.py" "$tree" "$stage" "${modules[@]}" 2>/dev/null
     python3 "$img/mkcpio.py" "$stage" "$th/initramfs.cpio.gz" --dev dev/console:c:5:1
+    rm -rf "$stage"
     echo "$fingerprint" >"$th/.fingerprint"
 fi
 

@@ -11,6 +11,11 @@ resolve() {
         awk '$1 == "Depends:" && $2 ~ /^linux-image-/ { print $2; exit }'
 }
 
+mkdir -p "$dest"
+# Concurrent callers (two test hosts starting at once) wait for each other here.
+exec 9>"$dest/.kernel-pkg.lock"
+flock 9
+
 # Resolving through apt-cache takes seconds; reuse the answer while the apt lists are unchanged.
 cache="$dest/.resolved-$meta"
 lists_sig=$(ls -l --time-style=+%s /var/lib/apt/lists/ 2>/dev/null | cksum | cut -d' ' -f1)

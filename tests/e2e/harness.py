@@ -99,6 +99,7 @@ class Vm:
         self.lines = []
         self.stderr_lines = []
         self.returncode = None
+        self._killed = False
         self._cond = threading.Condition()
         self._log = open(log_path, "a", buffering=1)
         self._log.write("$ %s\n" % " ".join(self.argv))
@@ -209,7 +210,13 @@ class Vm:
         self.proc.stdin.flush()
 
     def kill(self, grace_s=3.0):
-        """SIGTERM, then SIGKILL to the whole process group after grace_s; always reaps."""
+        """SIGTERM, then SIGKILL to the whole process group after grace_s; always reaps.
+
+        Returns the exit status; calling it again is harmless.
+        """
+        if self._killed:
+            return self.returncode
+        self._killed = True
         if self.alive():
             try:
                 self.proc.terminate()
