@@ -1,7 +1,9 @@
 # virtio-blk and virtio-net back-ends (io_uring block I/O, TAP networking) and their tests.
 BLK_OBJS := devices/virtio/blk.o devices/virtio/blk_io.o devices/virtio/blk_req.o
-VMM_OBJS += $(BLK_OBJS)
+NET_OBJS := devices/virtio/net.o devices/virtio/net_rx.o devices/virtio/tap.o
+VMM_OBJS += $(BLK_OBJS) $(NET_OBJS)
 
 BLKNET_CORE_OBJS := devices/virtio/virtq.o devices/virtio/mmio.o vmm/mem.o vmm/loop.o vmm/log.o
 
 $(eval $(call unit_test,test_blk,$(BLK_OBJS) $(BLKNET_CORE_OBJS),-luring))
+$(eval $(call unit_test,test_net,$(NET_OBJS) $(BLKNET_CORE_OBJS),))

@@ -1,0 +1,408 @@
+/* Unit tests for virtio-net: feature/offload/header logic, RX and TX over a socketpair, TAP. */
+#include <errno.h>
+#include <linux/if_tun.h>
+#include <linux/virtio_net.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "devices/virtio/net.h"
+#include "devices/virtio/net_priv.h"
+#include "devices/virtio/virtio.h"
+#include "vmm/loop.h"
+#include "vmm/mem.h"
+
+#define BIT(b) (1ULL << (b))
+
+static void test_features_and_offloads(void **state)
+{
+    uint64_t plain = net_features_offered(false), off = net_features_offered(true);
+    assert_true(plain & BIT(VIRTIO_NET_F_MAC));
+    assert_true(plain & BIT(VIRTIO_NET_F_STATUS));
+    assert_true(plain & BIT(VIRTIO_NET_F_MRG_RXBUF));
+    assert_false(plain & BIT(VIRTIO_NET_F_CSUM));
+    assert_false(plain & BIT(VIRTIO_NET_F_GUEST_TSO4));
+    assert_true(off & BIT(VIRTIO_NET_F_GUEST_CSUM));
+    assert_true(off & BIT(VIRTIO_NET_F_HOST_TSO6));
+    assert_false(off & BIT(VIRTIO_NET_F_GUEST_UFO));
+
+    assert_int_equal(net_tun_offload_flags(0), 0);
+    assert_int_equal(net_tun_offload_flags(BIT(VIRTIO_NET_F_GUEST_CSUM)), TUN_F_CSUM);
+    assert_int_equal(
+        net_tun_offload_flags(BIT(VIRTIO_NET_F_GUEST_CSUM) | BIT(VIRTIO_NET_F_GUEST_TSO4)),
+        TUN_F_CSUM | TUN_F_TSO4);
+    /* TSO without checksum offload is meaningless: nothing. Host bits do not count. */
+    assert_int_equal(net_tun_offload_flags(BIT(VIRTIO_NET_F_GUEST_TSO6)), 0);
+    assert_int_equal(net_tun_offload_flags(off & ~BIT(VIRTIO_NET_F_GUEST_TSO4)),
+                     TUN_F_CSUM | TUN_F_TSO6);
+}
+
+static void test_tx_hdr_check(void **state)
+{
+    uint8_t h[NET_HDR_LEN] = {0};
+    uint64_t all = net_features_offered(true);
+    assert_int_equal(net_tx_hdr_check(h, 0), 0);
+    h[0] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+    assert_int_equal(net_tx_hdr_check(h, 0), -EINVAL);
+    assert_int_equal(net_tx_hdr_check(h, BIT(VIRTIO_NET_F_CSUM)), 0);
+    h[0] = 0x80; /* unknown flag */
+    assert_int_equal(net_tx_hdr_check(h, all), -EINVAL);
+    h[0] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+    h[1] = VIRTIO_NET_HDR_GSO_TCPV4;
+    assert_int_equal(net_tx_hdr_check(h, BIT(VIRTIO_NET_F_CSUM)), -EINVAL);
+    assert_int_equal(net_tx_hdr_check(h, all), 0);
+    h[1] = VIRTIO_NET_HDR_GSO_TCPV6;
+    assert_int_equal(net_tx_hdr_check(h, all & ~BIT(VIRTIO_NET_F_HOST_TSO6)), -EINVAL);
+    h[1] = VIRTIO_NET_HDR_GSO_UDP;
+    assert_int_equal(net_tx_hdr_check(h, all), -EINVAL);
+    h[1] = VIRTIO_NET_HDR_GSO_TCPV4 | VIRTIO_NET_HDR_GSO_ECN;
+    assert_int_equal(net_tx_hdr_check(h, all), -EINVAL);
+}
+
+/* ---- Device over a SOCK_SEQPACKET socketpair standing in for the TAP. ---- */
+
+#define QSZ 16
+
+struct ring {
+    uint64_t desc, avail, used;
+    uint16_t avail_idx, next_desc;
+};
+
+struct env {
+    struct guest_mem mem;
+    struct loop loop;
+    struct virtio_dev d;
+    int peer;
+    struct ring rq[2];
+    uint64_t buf_gpa; /* bump allocator for buffers */
+};
+
+static uint16_t get16(struct env *e, uint64_t gpa)
+{
+    uint16_t v = 0;
+    mem_read(&e->mem, gpa, &v, 2);
+    return v;
+}
+
+static uint32_t get32(struct env *e, uint64_t gpa)
+{
+    uint32_t v = 0;
+    mem_read(&e->mem, gpa, &v, 4);
+    return v;
+}
+
+static void put16(struct env *e, uint64_t gpa, uint16_t v)
+{
+    mem_write(&e->mem, gpa, &v, 2);
+}
+
+/* Add a chain of n descriptors (gpa/len/writable) to queue q and publish it. */
+static void add_chain(struct env *e, unsigned q, unsigned n, const uint64_t *gpa,
+                      const uint32_t *len, bool writable)
+{
+    struct ring *r = &e->rq[q];
+    uint16_t head = r->next_desc;
+    for (unsigned i = 0; i < n; i++) {
+        uint16_t idx = (uint16_t)((head + i) % QSZ), next = (uint16_t)((idx + 1) % QSZ);
+        uint16_t flags = (uint16_t)((i + 1 < n ? 1 : 0) | (writable ? 2 : 0));
+        uint8_t raw[16];
+        memcpy(raw, &gpa[i], 8);
+        memcpy(raw + 8, &len[i], 4);
+        memcpy(raw + 12, &flags, 2);
+        memcpy(raw + 14, &next, 2);
+        mem_write(&e->mem, r->desc + 16 * (uint64_t)idx, raw, 16);
+    }
+    r->next_desc = (uint16_t)((head + n) % QSZ);
+    put16(e, r->avail + 4 + 2 * (uint64_t)(r->avail_idx % QSZ), head);
+    r->avail_idx++;
+    put16(e, r->avail + 2, r->avail_idx);
+}
+
+static uint64_t add_rx_buffer(struct env *e, uint32_t len)
+{
+    uint64_t gpa = e->buf_gpa;
+    e->buf_gpa += 0x10000;
+    add_chain(e, NET_RXQ, 1, &gpa, &len, true);
+    return gpa;
+}
+
+static void kick(struct env *e, unsigned q)
+{
+    pthread_mutex_lock(&e->d.lock);
+    e->d.ops->queue_notify(&e->d, q);
+    pthread_mutex_unlock(&e->d.lock);
+}
+
+static uint16_t used_idx(struct env *e, unsigned q)
+{
+    return get16(e, e->rq[q].used + 2);
+}
+
+static uint32_t used_len(struct env *e, unsigned q, uint16_t i)
+{
+    return get32(e, e->rq[q].used + 8 + 8 * (uint64_t)(i % QSZ));
+}
+
+static struct net *net_of_env(struct env *e)
+{
+    return e->d.priv;
+}
+
+static void env_start(struct env *e, uint64_t drop_features)
+{
+    e->d.driver_features = e->d.host_features & ~BIT(VIRTIO_F_EVENT_IDX) & ~drop_features;
+    e->d.status = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
+                  VIRTIO_STATUS_DRIVER_OK;
+    for (unsigned q = 0; q < 2; q++) {
+        struct virtq *vq = &e->d.vq[q];
+        vq->size = QSZ;
+        vq->desc_gpa = e->rq[q].desc;
+        vq->avail_gpa = e->rq[q].avail;
+        vq->used_gpa = e->rq[q].used;
+        vq->ready = true;
+    }
+}
+
+static int setup(void **state)
+{
+    struct env *e = calloc(1, sizeof(*e));
+    assert_int_equal(mem_init(&e->mem, 16 << 20), 0);
+    assert_int_equal(loop_init(&e->loop), 0);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, sv), 0);
+    e->peer = sv[1];
+    e->rq[0] = (struct ring){.desc = 0x1000, .avail = 0x2000, .used = 0x3000};
+    e->rq[1] = (struct ring){.desc = 0x4000, .avail = 0x5000, .used = 0x6000};
+    e->buf_gpa = 0x100000;
+    struct net_config cfg = {
+        .id = "eth0", .tap = "test", .has_mac = true, .mac = {0x02, 1, 2, 3, 4, 5}};
+    char err[256];
+    assert_int_equal(net_create_with_fd(&e->d, &cfg, sv[0], false, &e->mem, &e->loop, 0xd0001000, 6,
+                                        err, sizeof(err)),
+                     0);
+    *state = e;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct env *e = *state;
+    virtio_dev_destroy(&e->d);
+    close(e->peer);
+    loop_destroy(&e->loop);
+    mem_free(&e->mem);
+    free(e);
+    return 0;
+}
+
+static void run_loop(struct env *e, int n)
+{
+    for (int i = 0; i < n; i++)
+        loop_run_once(&e->loop, 5);
+}
+
+static void send_frame(struct env *e, size_t len, uint8_t seed)
+{
+    uint8_t buf[2048] = {0};
+    for (size_t i = NET_HDR_LEN; i < len; i++)
+        buf[i] = (uint8_t)(seed + i);
+    assert_int_equal(send(e->peer, buf, len, 0), (ssize_t)len);
+}
+
+static void test_config(void **state)
+{
+    struct env *e = *state;
+    uint8_t cfg[10];
+    e->d.ops->config_read(&e->d, 0, cfg, 10);
+    assert_memory_equal(cfg, ((uint8_t[]){0x02, 1, 2, 3, 4, 5}), 6);
+    assert_int_equal(cfg[6] | cfg[7] << 8, VIRTIO_NET_S_LINK_UP);
+    assert_false(e->d.host_features & BIT(VIRTIO_NET_F_CSUM)); /* not a TAP: no offloads */
+}
+
+static void test_tx(void **state)
+{
+    struct env *e = *state;
+    env_start(e, 0);
+    uint8_t frame[12 + 60];
+    memset(frame, 0, 12);
+    for (int i = 12; i < 72; i++)
+        frame[i] = (uint8_t)i;
+    mem_write(&e->mem, 0x200000, frame, 12);
+    mem_write(&e->mem, 0x200100, frame + 12, 60);
+    uint64_t g[2] = {0x200000, 0x200100};
+    uint32_t l[2] = {12, 60};
+    add_chain(e, NET_TXQ, 2, g, l, false);
+    kick(e, NET_TXQ);
+    uint8_t got[256];
+    assert_int_equal(recv(e->peer, got, sizeof(got), 0), 72);
+    assert_memory_equal(got, frame, 72);
+    assert_int_equal(used_idx(e, NET_TXQ), 1);
+
+    /* A GSO frame the guest could not have negotiated: dropped, chain still returned. */
+    frame[1] = VIRTIO_NET_HDR_GSO_TCPV4;
+    mem_write(&e->mem, 0x200000, frame, 12);
+    add_chain(e, NET_TXQ, 2, g, l, false);
+    kick(e, NET_TXQ);
+    assert_int_equal(recv(e->peer, got, sizeof(got), 0), -1);
+    assert_int_equal(used_idx(e, NET_TXQ), 2);
+    assert_int_equal(e->d.status & VIRTIO_STATUS_NEEDS_RESET, 0);
+}
+
+static void test_rx_merged(void **state)
+{
+    struct env *e = *state;
+    env_start(e, 0);
+    struct net *n = net_of_env(e);
+    /* A frame arrives before the guest has buffers: it waits, and we do not spin on it. */
+    send_frame(e, 112, 7);
+    kick(e, NET_RXQ);
+    run_loop(e, 3);
+    assert_false(n->watched && (n->watch_events & EPOLLIN));
+    assert_int_equal(used_idx(e, NET_RXQ), 0);
+
+    uint64_t b0 = add_rx_buffer(e, 48), b1 = add_rx_buffer(e, 48), b2 = add_rx_buffer(e, 48);
+    kick(e, NET_RXQ);
+    assert_int_equal(used_idx(e, NET_RXQ), 3);
+    assert_int_equal(used_len(e, NET_RXQ, 0), 48);
+    assert_int_equal(used_len(e, NET_RXQ, 1), 48);
+    assert_int_equal(used_len(e, NET_RXQ, 2), 16);
+    assert_int_equal(get16(e, b0 + 10), 3); /* num_buffers */
+    uint8_t *p0 = mem_ptr(&e->mem, b0, 48), *p1 = mem_ptr(&e->mem, b1, 48);
+    uint8_t *p2 = mem_ptr(&e->mem, b2, 16);
+    assert_int_equal(p0[12], (uint8_t)(7 + 12));
+    assert_int_equal(p1[0], (uint8_t)(7 + 48));
+    assert_int_equal(p2[15], (uint8_t)(7 + 111));
+    /* Buffers left and nothing to read: EPOLLIN stays armed. */
+    add_rx_buffer(e, 1600);
+    kick(e, NET_RXQ);
+    assert_true(n->watched && (n->watch_events & EPOLLIN));
+    send_frame(e, 80, 1);
+    run_loop(e, 3);
+    assert_int_equal(used_idx(e, NET_RXQ), 4);
+    assert_int_equal(used_len(e, NET_RXQ, 3), 80);
+}
+
+static void test_rx_flood_waits(void **state)
+{
+    struct env *e = *state;
+    env_start(e, 0);
+    struct net *n = net_of_env(e);
+    for (int i = 0; i < 5; i++)
+        send_frame(e, 100, (uint8_t)i);
+    add_rx_buffer(e, 1600);
+    add_rx_buffer(e, 1600);
+    kick(e, NET_RXQ);
+    run_loop(e, 3);
+    assert_int_equal(used_idx(e, NET_RXQ), 2);
+    assert_false(n->watched && (n->watch_events & EPOLLIN));
+    /* The other three wait (one read into our buffer, two in the socket), none lost. */
+    for (int i = 0; i < 3; i++)
+        add_rx_buffer(e, 1600);
+    kick(e, NET_RXQ);
+    run_loop(e, 3);
+    assert_int_equal(used_idx(e, NET_RXQ), 5);
+    uint8_t *last = mem_ptr(&e->mem, 0x100000 + 4 * 0x10000, 100);
+    assert_int_equal(last[12], (uint8_t)(4 + 12));
+}
+
+static void test_rx_no_mrg(void **state)
+{
+    struct env *e = *state;
+    env_start(e, BIT(VIRTIO_NET_F_MRG_RXBUF));
+    uint64_t b0 = add_rx_buffer(e, 64);
+    uint64_t b1 = add_rx_buffer(e, 1600);
+    send_frame(e, 100, 0); /* too big for the first buffer: dropped */
+    send_frame(e, 100, 9);
+    kick(e, NET_RXQ);
+    run_loop(e, 2);
+    assert_int_equal(used_idx(e, NET_RXQ), 2);
+    assert_int_equal(used_len(e, NET_RXQ, 0), 0);
+    assert_int_equal(used_len(e, NET_RXQ, 1), 100);
+    assert_int_equal(get16(e, b1 + 10), 1);
+    (void)b0;
+}
+
+static void test_quiesce_resume(void **state)
+{
+    struct env *e = *state;
+    env_start(e, 0);
+    add_rx_buffer(e, 1600);
+    add_rx_buffer(e, 1600);
+    kick(e, NET_RXQ);
+    uint64_t v;
+    while (read(e->d.irq_fd, &v, 8) == 8)
+        ;
+    virtio_dev_quiesce(&e->d);
+    struct net *n = net_of_env(e);
+    assert_false(n->watched);
+    send_frame(e, 100, 3);
+    run_loop(e, 3);
+    assert_int_equal(used_idx(e, NET_RXQ), 0); /* host input stays unread */
+    assert_int_equal(read(e->d.irq_fd, &v, 8), -1);
+    virtio_dev_resume(&e->d);
+    run_loop(e, 2);
+    assert_int_equal(used_idx(e, NET_RXQ), 1);
+    assert_int_equal(read(e->d.irq_fd, &v, 8), 8);
+}
+
+static void test_tap(void **state)
+{
+    if (access("/dev/net/tun", R_OK | W_OK) != 0) {
+        skip();
+        return;
+    }
+    struct guest_mem mem;
+    struct loop loop;
+    assert_int_equal(mem_init(&mem, 1 << 20), 0);
+    assert_int_equal(loop_init(&loop), 0);
+    struct net_config cfg = {.id = "eth0"};
+    snprintf(cfg.tap, sizeof(cfg.tap), "amt%d", getpid() % 100000);
+    struct virtio_dev *d = calloc(2, sizeof(*d));
+    char err[256] = "";
+    int rc = net_create(&d[0], &cfg, &mem, &loop, 0xd0000000, 5, err, sizeof(err));
+    if (rc == -EPERM) {
+        free(d);
+        skip();
+        return;
+    }
+    assert_int_equal(rc, 0);
+    uint8_t mac[6];
+    d[0].ops->config_read(&d[0], 0, mac, 6);
+    assert_int_equal(mac[0] & 3, 2); /* random, locally administered, unicast */
+    assert_true(d[0].host_features & BIT(VIRTIO_NET_F_CSUM)); /* a real TAP takes offloads */
+    /* A second attach to the same TAP is refused with a message naming it. */
+    rc = net_create(&d[1], &cfg, &mem, &loop, 0xd0001000, 6, err, sizeof(err));
+    assert_int_equal(rc, -EBUSY);
+    assert_non_null(strstr(err, cfg.tap));
+    virtio_dev_destroy(&d[0]);
+    struct net_config bad = {.id = "x", .tap = ""};
+    assert_true(net_create(&d[1], &bad, &mem, &loop, 0, 5, err, sizeof(err)) < 0);
+    free(d);
+    loop_destroy(&loop);
+    mem_free(&mem);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_features_and_offloads),
+        cmocka_unit_test(test_tx_hdr_check),
+        cmocka_unit_test_setup_teardown(test_config, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tx, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rx_merged, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rx_flood_waits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rx_no_mrg, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_quiesce_resume, setup, teardown),
+        cmocka_unit_test(test_tap),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
