@@ -1,0 +1,306 @@
+/* Unit tests for the amber-agent frame/TLV codec and passwd parsing, with hostile inputs. */
+#include "guest/agent/proto.h"
+#include "guest/agent/user.h"
+
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+static size_t frame(uint8_t *out, uint32_t len_field, uint8_t type, uint32_t id)
+{
+    out[0] = (uint8_t)(len_field >> 24);
+    out[1] = (uint8_t)(len_field >> 16);
+    out[2] = (uint8_t)(len_field >> 8);
+    out[3] = (uint8_t)len_field;
+    out[4] = type;
+    out[5] = (uint8_t)(id >> 24);
+    out[6] = (uint8_t)(id >> 16);
+    out[7] = (uint8_t)(id >> 8);
+    out[8] = (uint8_t)id;
+    return PROTO_HDR_LEN;
+}
+
+static void test_header_round_trip(void **state)
+{
+    uint8_t buf[PROTO_HDR_LEN + 3];
+    struct proto_frame f;
+    assert_int_equal(proto_frame_header(buf, PROTO_STDOUT, 0xdeadbeef, 3), 0);
+    memcpy(buf + PROTO_HDR_LEN, "abc", 3);
+    assert_int_equal(proto_frame_parse(buf, sizeof(buf), &f), (ssize_t)sizeof(buf));
+    assert_int_equal(f.type, PROTO_STDOUT);
+    assert_int_equal(f.id, 0xdeadbeef);
+    assert_int_equal(f.len, 3);
+    assert_memory_equal(f.payload, "abc", 3);
+    assert_int_equal(proto_frame_header(buf, PROTO_DATA, 1, PROTO_MAX_PAYLOAD + 1), -EMSGSIZE);
+}
+
+static void test_truncated_needs_more(void **state)
+{
+    uint8_t buf[PROTO_HDR_LEN + 4];
+    struct proto_frame f;
+    frame(buf, 4, PROTO_DATA, 7);
+    for (size_t n = 0; n < sizeof(buf); n++)
+        assert_int_equal(proto_frame_parse(buf, n, &f), 0);
+    assert_int_equal(proto_frame_parse(buf, sizeof(buf), &f), (ssize_t)sizeof(buf));
+}
+
+static void test_oversized_and_unknown(void **state)
+{
+    uint8_t buf[PROTO_HDR_LEN];
+    struct proto_frame f;
+    frame(buf, PROTO_MAX_PAYLOAD + 1, PROTO_DATA, 1);
+    assert_int_equal(proto_frame_parse(buf, sizeof(buf), &f), -EMSGSIZE);
+    frame(buf, 0xffffffffu, PROTO_EXEC, 1);
+    assert_int_equal(proto_frame_parse(buf, sizeof(buf), &f), -EMSGSIZE);
+    frame(buf, PROTO_MAX_PAYLOAD, PROTO_DATA, 1); /* the largest legal frame: wait for it */
+    assert_int_equal(proto_frame_parse(buf, sizeof(buf), &f), 0);
+    frame(buf, 0, 0x42, 1);
+    assert_int_equal(proto_frame_parse(buf, sizeof(buf), &f), -EBADMSG);
+    frame(buf, 0, 0x00, 1);
+    assert_int_equal(proto_frame_parse(buf, sizeof(buf), &f), -EBADMSG);
+}
+
+static void test_zero_length(void **state)
+{
+    uint8_t buf[PROTO_HDR_LEN];
+    struct proto_frame f;
+    frame(buf, 0, PROTO_EOF, 9);
+    assert_int_equal(proto_frame_parse(buf, sizeof(buf), &f), PROTO_HDR_LEN);
+    assert_int_equal(f.len, 0);
+    assert_int_equal(f.type, PROTO_EOF);
+}
+
+static void test_tlv_bounds(void **state)
+{
+    uint8_t small[10];
+    struct proto_buf b = {small, 0, sizeof(small)};
+    assert_int_equal(proto_tlv_put_u64(&b, TAG_SIZE, 1), -ENOSPC);
+    assert_int_equal(b.len, 0);
+    assert_int_equal(proto_tlv_put(&b, TAG_PATH, "abcd", 4), 0);
+    assert_int_equal(proto_tlv_put(&b, TAG_PATH, "", 0), -ENOSPC);
+
+    /* A TLV whose length runs past the payload, and a truncated TLV header. */
+    const uint8_t overrun[] = {0, 7, 0, 0, 0, 9, 'x'};
+    const uint8_t *val;
+    uint16_t tag;
+    uint32_t len;
+    struct proto_tlv_iter it;
+    proto_tlv_iter_init(&it, overrun, sizeof(overrun));
+    assert_int_equal(proto_tlv_next(&it, &tag, &val, &len), -EBADMSG);
+    proto_tlv_iter_init(&it, overrun, 3);
+    assert_int_equal(proto_tlv_next(&it, &tag, &val, &len), -EBADMSG);
+    const uint8_t huge[] = {0, 7, 0xff, 0xff, 0xff, 0xff};
+    proto_tlv_iter_init(&it, huge, sizeof(huge));
+    assert_int_equal(proto_tlv_next(&it, &tag, &val, &len), -EBADMSG);
+
+    uint64_t v;
+    assert_int_equal(proto_tlv_u64((const uint8_t *)"1234567", 7, &v), -EBADMSG);
+    char *s = NULL;
+    assert_int_equal(proto_tlv_strdup((const uint8_t *)"a\0b", 3, &s), -EBADMSG);
+    assert_null(s);
+    assert_int_equal(proto_tlv_strdup((const uint8_t *)"x", PROTO_MAX_STR + 1, &s), -ENAMETOOLONG);
+}
+
+static int put_str(struct proto_buf *b, uint16_t tag, const char *s)
+{
+    return proto_tlv_put_str(b, tag, s);
+}
+
+static void test_exec_decode_ok(void **state)
+{
+    uint8_t buf[512];
+    struct proto_buf b = {buf, 0, sizeof(buf)};
+    struct proto_exec_req req;
+    put_str(&b, TAG_ARGV, "echo");
+    put_str(&b, TAG_ARGV, "hi there");
+    put_str(&b, TAG_ENV, "A=b=c");
+    put_str(&b, TAG_CWD, "/tmp");
+    put_str(&b, TAG_USER, "nobody");
+    proto_tlv_put_u64(&b, TAG_TIMEOUT_MS, 1500);
+    proto_tlv_put_u64(&b, 999, 5); /* unknown tags are skipped */
+    assert_int_equal(proto_exec_req_decode(b.data, b.len, &req), 0);
+    assert_int_equal(req.argc, 2);
+    assert_string_equal(req.argv[1], "hi there");
+    assert_null(req.argv[2]);
+    assert_int_equal(req.envc, 1);
+    assert_string_equal(req.env[0], "A=b=c");
+    assert_string_equal(req.cwd, "/tmp");
+    assert_string_equal(req.user, "nobody");
+    assert_int_equal(req.timeout_ms, 1500);
+    assert_null(req.shell);
+    proto_exec_req_free(&req);
+
+    b.len = 0;
+    put_str(&b, TAG_SHELL, "echo $HOME | wc -c");
+    assert_int_equal(proto_exec_req_decode(b.data, b.len, &req), 0);
+    assert_string_equal(req.shell, "echo $HOME | wc -c");
+    assert_int_equal(req.argc, 0);
+    proto_exec_req_free(&req);
+}
+
+static void test_exec_decode_hostile(void **state)
+{
+    uint8_t buf[512];
+    struct proto_buf b = {buf, 0, sizeof(buf)};
+    struct proto_exec_req req;
+    assert_int_equal(proto_exec_req_decode(NULL, 0, &req), -EINVAL); /* no command */
+
+    put_str(&b, TAG_ARGV, "ls");
+    put_str(&b, TAG_SHELL, "ls");
+    assert_int_equal(proto_exec_req_decode(b.data, b.len, &req), -EINVAL); /* both */
+
+    b.len = 0;
+    put_str(&b, TAG_ARGV, "ls");
+    put_str(&b, TAG_ENV, "NOEQUALS");
+    assert_int_equal(proto_exec_req_decode(b.data, b.len, &req), -EINVAL);
+
+    b.len = 0;
+    put_str(&b, TAG_ARGV, "ls");
+    put_str(&b, TAG_ENV, "=x");
+    assert_int_equal(proto_exec_req_decode(b.data, b.len, &req), -EINVAL);
+
+    b.len = 0;
+    put_str(&b, TAG_ARGV, "ls");
+    put_str(&b, TAG_CWD, "/a");
+    put_str(&b, TAG_CWD, "/b");
+    assert_int_equal(proto_exec_req_decode(b.data, b.len, &req), -EBADMSG);
+
+    b.len = 0;
+    put_str(&b, TAG_ARGV, "");
+    assert_int_equal(proto_exec_req_decode(b.data, b.len, &req), -EINVAL);
+
+    b.len = 0;
+    put_str(&b, TAG_ARGV, "ls");
+    proto_tlv_put(&b, TAG_TIMEOUT_MS, "abc", 3);
+    assert_int_equal(proto_exec_req_decode(b.data, b.len, &req), -EBADMSG);
+
+    b.len = 0;
+    put_str(&b, TAG_ARGV, "ls");
+    proto_tlv_put(&b, TAG_ARGV, "a\0b", 3);
+    assert_int_equal(proto_exec_req_decode(b.data, b.len, &req), -EBADMSG);
+
+    b.len = 0;
+    put_str(&b, TAG_ARGV, "ls");
+    b.data[b.len++] = 0; /* trailing garbage shorter than a TLV header */
+    assert_int_equal(proto_exec_req_decode(b.data, b.len, &req), -EBADMSG);
+}
+
+static void test_exec_decode_huge_counts(void **state)
+{
+    size_t cap = (PROTO_MAX_ARGS + PROTO_MAX_ENV + 2) * 8;
+    uint8_t *buf = malloc(cap);
+    struct proto_buf b = {buf, 0, cap};
+    struct proto_exec_req req;
+    for (unsigned i = 0; i < PROTO_MAX_ARGS; i++)
+        assert_int_equal(proto_tlv_put(&b, TAG_ARGV, "ab", 2), 0);
+    assert_int_equal(proto_exec_req_decode(b.data, b.len, &req), 0);
+    assert_int_equal(req.argc, PROTO_MAX_ARGS);
+    proto_exec_req_free(&req);
+    assert_int_equal(proto_tlv_put(&b, TAG_ARGV, "ab", 2), 0);
+    assert_int_equal(proto_exec_req_decode(b.data, b.len, &req), -E2BIG);
+
+    b.len = 0;
+    assert_int_equal(proto_tlv_put(&b, TAG_ARGV, "ab", 2), 0);
+    for (unsigned i = 0; i <= PROTO_MAX_ENV; i++)
+        proto_tlv_put(&b, TAG_ENV, "A=", 2);
+    assert_int_equal(proto_exec_req_decode(b.data, b.len, &req), -E2BIG);
+    free(buf);
+}
+
+static void test_path_decode(void **state)
+{
+    uint8_t buf[128];
+    struct proto_buf b = {buf, 0, sizeof(buf)};
+    struct proto_path_req req;
+    put_str(&b, TAG_PATH, "/etc/hosts");
+    proto_tlv_put_u64(&b, TAG_MODE, 0750);
+    assert_int_equal(proto_path_req_decode(b.data, b.len, &req), 0);
+    assert_string_equal(req.path, "/etc/hosts");
+    assert_int_equal(req.mode, 0750);
+    proto_path_req_free(&req);
+
+    b.len = 0;
+    put_str(&b, TAG_PATH, "relative");
+    assert_int_equal(proto_path_req_decode(b.data, b.len, &req), -EINVAL);
+    b.len = 0;
+    proto_tlv_put_u64(&b, TAG_MODE, 0644);
+    assert_int_equal(proto_path_req_decode(b.data, b.len, &req), -EINVAL);
+    b.len = 0;
+    put_str(&b, TAG_PATH, "/x");
+    proto_tlv_put_u64(&b, TAG_MODE, 010000);
+    assert_int_equal(proto_path_req_decode(b.data, b.len, &req), -EINVAL);
+}
+
+static void test_rx_byte_by_byte(void **state)
+{
+    struct proto_rx rx;
+    struct proto_frame f;
+    uint8_t stream[64];
+    size_t n = 0;
+    n += frame(stream + n, 2, PROTO_DATA, 1);
+    stream[n++] = 'h';
+    stream[n++] = 'i';
+    n += frame(stream + n, 0, PROTO_EOF, 1);
+    n += frame(stream + n, PROTO_MAX_PAYLOAD + 5, PROTO_DATA, 1);
+    assert_int_equal(proto_rx_init(&rx), 0);
+    int frames = 0, err = 0;
+    for (size_t i = 0; i < n && !err; i++) {
+        size_t room;
+        uint8_t *dst = proto_rx_space(&rx, &room);
+        assert_true(room >= 1);
+        *dst = stream[i];
+        proto_rx_commit(&rx, 1);
+        int r;
+        while ((r = proto_rx_next(&rx, &f)) == 1) {
+            frames++;
+            if (frames == 1)
+                assert_memory_equal(f.payload, "hi", 2);
+            else
+                assert_int_equal(f.type, PROTO_EOF);
+        }
+        err = r;
+    }
+    assert_int_equal(frames, 2);
+    assert_int_equal(err, -EMSGSIZE);
+    proto_rx_free(&rx);
+}
+
+static void test_passwd_lines(void **state)
+{
+    struct user_info u;
+    assert_int_equal(
+        user_parse_line("nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n", &u), 0);
+    assert_int_equal(u.uid, 65534);
+    assert_int_equal(u.gid, 65534);
+    assert_string_equal(u.name, "nobody");
+    assert_string_equal(u.home, "/nonexistent");
+    assert_int_equal(user_parse_line("root:x:0:0:root:/root", &u), -EINVAL);
+    assert_int_equal(user_parse_line("a:x:-1:0::/:/bin/sh", &u), -EINVAL);
+    assert_int_equal(user_parse_line("a:x:12abc:0::/:/bin/sh", &u), -EINVAL);
+    assert_int_equal(user_parse_line("a:x:99999999999:0::/:/bin/sh", &u), -EINVAL);
+    assert_int_equal(user_parse_line("", &u), -EINVAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_header_round_trip),
+        cmocka_unit_test(test_truncated_needs_more),
+        cmocka_unit_test(test_oversized_and_unknown),
+        cmocka_unit_test(test_zero_length),
+        cmocka_unit_test(test_tlv_bounds),
+        cmocka_unit_test(test_exec_decode_ok),
+        cmocka_unit_test(test_exec_decode_hostile),
+        cmocka_unit_test(test_exec_decode_huge_counts),
+        cmocka_unit_test(test_path_decode),
+        cmocka_unit_test(test_rx_byte_by_byte),
+        cmocka_unit_test(test_passwd_lines),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
