@@ -4,3 +4,4 @@ VMM_OBJS += $(X86_OBJS)
 
 $(eval $(call unit_test,test_kernel,vmm/x86/kernel.o vmm/mem.o,))
 $(eval $(call unit_test,test_boot,vmm/x86/kernel.o vmm/x86/boot.o vmm/x86/boot_cpu.o vmm/mem.o,))
+$(eval $(call unit_test,test_acpi,vmm/x86/aml.o vmm/x86/acpi.o vmm/mem.o,))
