@@ -15,7 +15,7 @@ Q :=
 endif
 
 WARNINGS := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
-            -Wformat=2 -Wundef -Wno-unused-parameter
+            -Wformat=2 -Wundef -Wno-unused-parameter -Wno-format-truncation
 ifeq ($(WERROR),1)
 WARNINGS += -Werror
 endif

@@ -14,7 +14,7 @@
 #define CONFIG_PATH_MAX    4096
 #define CONFIG_CMDLINE_MAX 4096
 
-#define AMBER_VERSION "0.1.0"
+#define AMBER_VERSION "1.0.0"
 
 #define CONFIG_MIN_MEM_MIB         16
 #define CONFIG_MAX_MEM_MIB         (1024ULL * 1024) /* 1 TiB */
@@ -89,6 +89,8 @@ struct vm_config {
     bool seccomp; /* default on */
     char seccomp_filter[CONFIG_PATH_MAX];
     bool boot_timer;
+    char pid_file[CONFIG_PATH_MAX];  /* written and flock'ed while amber lives; "" = none */
+    char exit_file[CONFIG_PATH_MAX]; /* {"reason","status"} written at exit; "" = none */
 };
 
 /* Fill cfg with defaults: 1 vCPU, 256 MiB, console on stdio, seccomp on, no devices. */

@@ -1,0 +1,371 @@
+/* Assembling the VM's devices: legacy ports, virtio-mmio slots, KVM wiring, pause hooks. */
+#include "vmm/devices.h"
+
+#include <errno.h>
+#include <sys/epoll.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "devices/i8042.h"
+#include "devices/pm.h"
+#include "devices/serial.h"
+#include "devices/virtio/blk.h"
+#include "devices/virtio/net.h"
+#include "devices/virtio/rng.h"
+#include "devices/virtio/vsock.h"
+#include "vmm/log.h"
+#include "vmm/vm.h"
+
+#define CONSOLE_ESCAPE           0x01 /* Ctrl-A, then 'x' quits */
+
+/* Console state; one per VM, hung off the devices' private block. */
+struct devices_priv {
+    int console_fd; /* owned when it is a file */
+    bool stdin_watched;
+    bool stdin_paused; /* stopped while the FIFO is full or the VM is paused */
+    bool tty_raw;
+    struct termios saved_tty;
+    bool escape;
+    const char *drive_ids[VIRTIO_MAX_DEVICES]; /* drive id per slot, NULL for non-drives */
+};
+
+static struct devices_priv *priv(struct vm *vm)
+{
+    return vm->devices_priv;
+}
+
+static void on_poweroff(void *opaque)
+{
+    vm_request_exit(opaque, VM_EXIT_POWEROFF, "guest powered off");
+}
+
+static void on_reset(void *opaque)
+{
+    vm_request_exit(opaque, VM_EXIT_REBOOT, "guest rebooted (i8042 reset)");
+}
+
+static void stdin_set_watch(struct vm *vm, bool on)
+{
+    struct devices_priv *p = priv(vm);
+    if (!p->stdin_watched || p->stdin_paused == !on)
+        return;
+    p->stdin_paused = !on;
+    loop_mod(vm->loop, vm->stdin_fd, on ? EPOLLIN : 0);
+}
+
+static void on_stdin(void *opaque, uint32_t events)
+{
+    struct vm *vm = opaque;
+    struct devices_priv *p = priv(vm);
+    size_t space = serial_rx_space(vm->serial);
+    if (space == 0) {
+        stdin_set_watch(vm, false); /* re-armed by the UART's rx_ready callback */
+        return;
+    }
+    uint8_t buf[256];
+    if (space > sizeof(buf))
+        space = sizeof(buf);
+    ssize_t n = read(vm->stdin_fd, buf, space);
+    if (n <= 0) {
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            return;
+        loop_del(vm->loop, vm->stdin_fd); /* EOF: the guest simply gets no more input */
+        p->stdin_watched = false;
+        return;
+    }
+    size_t out = 0;
+    for (ssize_t i = 0; i < n; i++) {
+        if (p->tty_raw && p->escape) {
+            p->escape = false;
+            if (buf[i] == 'x') {
+                vm_request_exit(vm, VM_EXIT_SIGNAL, "quit from the console (Ctrl-A x)");
+                return;
+            }
+            if (buf[i] != CONSOLE_ESCAPE)
+                continue;
+        } else if (p->tty_raw && buf[i] == CONSOLE_ESCAPE) {
+            p->escape = true;
+            continue;
+        }
+        buf[out++] = buf[i];
+    }
+    serial_input(vm->serial, buf, out);
+}
+
+/* The UART freed receive space: called on a vCPU thread, so hop to the loop. */
+static void rx_ready_on_loop(void *arg)
+{
+    struct vm *vm = arg;
+    if (!vm->paused)
+        stdin_set_watch(vm, true);
+}
+
+static void on_rx_ready(void *opaque)
+{
+    struct vm *vm = opaque;
+    loop_post(vm->loop, rx_ready_on_loop, vm);
+}
+
+static int setup_console(struct vm *vm, char *err, size_t errlen)
+{
+    struct devices_priv *p = priv(vm);
+    const struct vm_config *cfg = vm->cfg;
+    int out_fd = -1;
+    p->console_fd = -1;
+    if (cfg->console == CONSOLE_STDIO) {
+        out_fd = STDOUT_FILENO;
+    } else if (cfg->console == CONSOLE_FILE) {
+        p->console_fd =
+            open(cfg->console_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NONBLOCK, 0644);
+        if (p->console_fd < 0) {
+            int ret = -errno;
+            snprintf(err, errlen, "cannot open console file '%s': %s", cfg->console_path,
+                     strerror(errno));
+            return ret;
+        }
+        out_fd = p->console_fd;
+    }
+    vm->serial = serial_create(out_fd, cfg->console_max_mib << 20, vm_irq_line, vm, GSI_COM1);
+    if (!vm->serial)
+        return -ENOMEM;
+    serial_set_rx_ready(vm->serial, on_rx_ready, vm);
+    int ret = bus_register(&vm->pio, SERIAL_COM1_PORT, SERIAL_PORT_LEN, serial_io, vm->serial);
+    if (ret)
+        return ret;
+
+    /* Input comes from stdin when it is a terminal or a pipe. */
+    struct stat st;
+    if (cfg->console != CONSOLE_STDIO || fstat(STDIN_FILENO, &st) < 0)
+        return 0;
+    bool tty = isatty(STDIN_FILENO);
+    if (!tty && !S_ISFIFO(st.st_mode) && !S_ISSOCK(st.st_mode))
+        return 0;
+    if (loop_add(vm->loop, STDIN_FILENO, EPOLLIN, on_stdin, vm) < 0)
+        return 0;
+    vm->stdin_fd = STDIN_FILENO;
+    p->stdin_watched = true;
+    if (tty && tcgetattr(STDIN_FILENO, &p->saved_tty) == 0) {
+        struct termios raw = p->saved_tty;
+        cfmakeraw(&raw);
+        raw.c_oflag |= OPOST | ONLCR; /* keep the host's output readable */
+        if (tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0)
+            p->tty_raw = true;
+    }
+    return 0;
+}
+
+static int setup_legacy(struct vm *vm, char *err, size_t errlen)
+{
+    int ret = setup_console(vm, err, errlen);
+    if (ret)
+        return ret;
+    vm->i8042 = i8042_create(vm_irq_line, vm, GSI_I8042, on_reset, vm);
+    vm->pm = pm_create(on_poweroff, vm);
+    if (!vm->i8042 || !vm->pm)
+        return -ENOMEM;
+    ret = bus_register(&vm->pio, I8042_PORT_BASE, I8042_PORT_LEN, i8042_io, vm->i8042);
+    if (!ret)
+        ret = bus_register(&vm->pio, LAYOUT_ACPI_SLEEP_CTL, 2, pm_io, vm->pm);
+    if (ret)
+        snprintf(err, errlen, "cannot register legacy ports: %s", strerror(-ret));
+    return ret;
+}
+
+/* Bind a created virtio device to KVM and the MMIO bus. */
+static int wire_virtio(struct vm *vm, struct virtio_dev *d, char *err, size_t errlen)
+{
+    struct kvm_irqfd irqfd = {.fd = (uint32_t)d->irq_fd, .gsi = d->gsi};
+    if (ioctl(vm->vm_fd, KVM_IRQFD, &irqfd) < 0) {
+        snprintf(err, errlen, "KVM_IRQFD for %s: %s", d->ops->name, strerror(errno));
+        return -errno;
+    }
+    for (unsigned q = 0; q < d->ops->num_queues; q++) {
+        struct kvm_ioeventfd ioev = {
+            .datamatch = q,
+            .addr = d->mmio_base + VIRTIO_MMIO_QUEUE_NOTIFY,
+            .len = 4,
+            .fd = d->kick_fd[q],
+            .flags = KVM_IOEVENTFD_FLAG_DATAMATCH,
+        };
+        if (ioctl(vm->vm_fd, KVM_IOEVENTFD, &ioev) < 0) {
+            snprintf(err, errlen, "KVM_IOEVENTFD for %s queue %u: %s", d->ops->name, q,
+                     strerror(errno));
+            return -errno;
+        }
+    }
+    int ret = bus_register(&vm->mmio, d->mmio_base, LAYOUT_VIRTIO_MMIO_SLOT, virtio_mmio_io, d);
+    if (ret)
+        snprintf(err, errlen, "cannot map %s at %#llx", d->ops->name,
+                 (unsigned long long)d->mmio_base);
+    return ret;
+}
+
+/* Reserve the next slot: its transport struct, MMIO base and GSI. */
+static struct virtio_dev *next_slot(struct vm *vm, uint64_t *base, unsigned *gsi, char *err,
+                                    size_t errlen)
+{
+    if (vm->nvirtio == VIRTIO_MAX_DEVICES) {
+        snprintf(err, errlen, "too many virtio devices: at most %d fit on GSI %d-%d",
+                 VIRTIO_MAX_DEVICES, GSI_VIRTIO_FIRST, GSI_VIRTIO_LAST);
+        return NULL;
+    }
+    struct virtio_dev *d = calloc(1, sizeof(*d));
+    if (!d) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    *base = LAYOUT_VIRTIO_MMIO_BASE + vm->nvirtio * LAYOUT_VIRTIO_MMIO_SLOT;
+    *gsi = GSI_VIRTIO_FIRST + vm->nvirtio;
+    return d;
+}
+
+/* Keep a device that was created, then wire it; the slot is taken either way. */
+static int commit_slot(struct vm *vm, struct virtio_dev *d, int created, const char *drive_id,
+                       char *err, size_t errlen)
+{
+    if (created) {
+        free(d);
+        return created;
+    }
+    priv(vm)->drive_ids[vm->nvirtio] = drive_id;
+    vm->virtio[vm->nvirtio++] = d;
+    return wire_virtio(vm, d, err, errlen);
+}
+
+static int add_drive(struct vm *vm, const struct drive_config *dc, char *err, size_t errlen)
+{
+    uint64_t base;
+    unsigned gsi;
+    struct virtio_dev *d = next_slot(vm, &base, &gsi, err, errlen);
+    if (!d)
+        return -ENOSPC;
+    int ret = blk_create(d, dc, &vm->mem, vm->loop, base, gsi, err, errlen);
+    return commit_slot(vm, d, ret, dc->id, err, errlen);
+}
+
+static int setup_virtio(struct vm *vm, char *err, size_t errlen)
+{
+    const struct vm_config *cfg = vm->cfg;
+    int ret = 0;
+    /* The root drive is always vda; the others follow in the order given. */
+    for (unsigned i = 0; i < cfg->ndrives && !ret; i++)
+        if (cfg->drive[i].root)
+            ret = add_drive(vm, &cfg->drive[i], err, errlen);
+    for (unsigned i = 0; i < cfg->ndrives && !ret; i++)
+        if (!cfg->drive[i].root)
+            ret = add_drive(vm, &cfg->drive[i], err, errlen);
+    for (unsigned i = 0; i < cfg->nnets && !ret; i++) {
+        uint64_t base;
+        unsigned gsi;
+        struct virtio_dev *d = next_slot(vm, &base, &gsi, err, errlen);
+        if (!d)
+            return -ENOSPC;
+        ret = net_create(d, &cfg->net[i], &vm->mem, vm->loop, base, gsi, err, errlen);
+        ret = commit_slot(vm, d, ret, NULL, err, errlen);
+    }
+    if (!ret && cfg->vsock.enabled) {
+        uint64_t base;
+        unsigned gsi;
+        struct virtio_dev *d = next_slot(vm, &base, &gsi, err, errlen);
+        if (!d)
+            return -ENOSPC;
+        if (vm->vsock_listen_fd >= 0)
+            ret = vsock_create_fd(d, &cfg->vsock, vm->vsock_listen_fd, &vm->mem, vm->loop, base,
+                                  gsi, err, errlen);
+        else
+            ret = vsock_create(d, &cfg->vsock, &vm->mem, vm->loop, base, gsi, err, errlen);
+        if (!ret)
+            vm->vsock_listen_fd = -1; /* the device owns it now */
+        ret = commit_slot(vm, d, ret, NULL, err, errlen);
+    }
+    if (!ret && cfg->entropy) {
+        uint64_t base;
+        unsigned gsi;
+        struct virtio_dev *d = next_slot(vm, &base, &gsi, err, errlen);
+        if (!d)
+            return -ENOSPC;
+        ret = rng_create(d, &vm->mem, vm->loop, base, gsi);
+        if (ret)
+            snprintf(err, errlen, "cannot create virtio-rng: %s", strerror(-ret));
+        ret = commit_slot(vm, d, ret, NULL, err, errlen);
+    }
+    return ret;
+}
+
+int devices_create(struct vm *vm, char *err, size_t errlen)
+{
+    vm->devices_priv = calloc(1, sizeof(struct devices_priv));
+    if (!vm->devices_priv)
+        return -ENOMEM;
+    priv(vm)->console_fd = -1;
+    int ret = setup_legacy(vm, err, errlen);
+    if (!ret)
+        ret = setup_virtio(vm, err, errlen);
+    return ret;
+}
+
+void devices_quiesce(struct vm *vm)
+{
+    stdin_set_watch(vm, false);
+    for (unsigned i = 0; i < vm->nvirtio; i++)
+        virtio_dev_quiesce(vm->virtio[i]);
+}
+
+void devices_resume(struct vm *vm)
+{
+    for (unsigned i = 0; i < vm->nvirtio; i++)
+        virtio_dev_resume(vm->virtio[i]);
+    stdin_set_watch(vm, true);
+}
+
+void devices_destroy(struct vm *vm)
+{
+    struct devices_priv *p = priv(vm);
+    for (unsigned i = 0; i < vm->nvirtio; i++) {
+        virtio_dev_destroy(vm->virtio[i]);
+        free(vm->virtio[i]);
+        vm->virtio[i] = NULL;
+    }
+    vm->nvirtio = 0;
+    if (vm->vsock_listen_fd >= 0) {
+        close(vm->vsock_listen_fd);
+        vm->vsock_listen_fd = -1;
+    }
+    if (p) {
+        if (p->stdin_watched)
+            loop_del(vm->loop, vm->stdin_fd);
+        if (p->tty_raw)
+            tcsetattr(STDIN_FILENO, TCSANOW, &p->saved_tty);
+        if (p->console_fd >= 0)
+            close(p->console_fd);
+        free(p);
+        vm->devices_priv = NULL;
+    }
+    serial_destroy(vm->serial);
+    vm->serial = NULL;
+    i8042_destroy(vm->i8042);
+    vm->i8042 = NULL;
+    pm_destroy(vm->pm);
+    vm->pm = NULL;
+}
+
+struct virtio_dev *devices_find_drive(struct vm *vm, const char *id)
+{
+    struct devices_priv *p = priv(vm);
+    for (unsigned i = 0; p && i < vm->nvirtio; i++)
+        if (p->drive_ids[i] && strcmp(p->drive_ids[i], id) == 0)
+            return vm->virtio[i];
+    return NULL;
+}
+
+int devices_ctrl_alt_del(struct vm *vm)
+{
+    return vm->i8042 ? i8042_send_ctrl_alt_del(vm->i8042) : -ENODEV;
+}

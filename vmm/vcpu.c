@@ -1,0 +1,288 @@
+/* vCPU threads: x86 state at creation, the KVM_RUN loop, exit dispatch and pause kicks. */
+#include "vmm/vcpu.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vmm/log.h"
+#include "vmm/vm.h"
+#include "vmm/x86/cpuid.h"
+
+#define MSR_MAX_BOOT 32
+
+/* LAPIC register offsets and delivery modes for LINT0/LINT1. */
+#define APIC_LVT0          0x350
+#define APIC_LVT1          0x360
+#define APIC_MODE_EXTINT   0x7
+#define APIC_MODE_NMI      0x4
+#define APIC_MODE_SHIFT    8
+
+static void kick_handler(int sig)
+{
+    (void)sig; /* only here to make KVM_RUN return -EINTR */
+}
+
+int vcpu_install_kick_handler(void)
+{
+    struct sigaction sa = {.sa_handler = kick_handler};
+    sigemptyset(&sa.sa_mask);
+    return sigaction(VCPU_KICK_SIGNAL, &sa, NULL) < 0 ? -errno : 0;
+}
+
+static int set_cpuid(struct vcpu *v, const struct kvm_cpuid2 *supported, char *err,
+                     size_t errlen)
+{
+    unsigned max = supported->nent + 8;
+    struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + max * sizeof(c->entries[0]));
+    if (!c)
+        return -ENOMEM;
+    int ret = cpuid_build(supported, v->index, v->vm->nvcpus, c, max);
+    if (ret == 0 && ioctl(v->fd, KVM_SET_CPUID2, c) < 0) {
+        ret = -errno;
+        snprintf(err, errlen, "vcpu%u: KVM_SET_CPUID2: %s", v->index, strerror(errno));
+    } else if (ret < 0) {
+        snprintf(err, errlen, "vcpu%u: cannot build CPUID: %s", v->index, strerror(-ret));
+    }
+    free(c);
+    return ret;
+}
+
+static int set_msrs(struct vcpu *v, char *err, size_t errlen)
+{
+    struct {
+        struct kvm_msrs hdr;
+        struct kvm_msr_entry entries[MSR_MAX_BOOT];
+    } msrs;
+    memset(&msrs, 0, sizeof(msrs));
+    msrs.hdr.nmsrs = (uint32_t)msr_boot_list(msrs.entries, MSR_MAX_BOOT);
+    int n = ioctl(v->fd, KVM_SET_MSRS, &msrs);
+    if (n < 0 || (uint32_t)n != msrs.hdr.nmsrs) {
+        uint32_t bad = n < 0 ? 0 : msrs.entries[n].index;
+        snprintf(err, errlen, "vcpu%u: KVM_SET_MSRS failed at MSR %#x", v->index, bad);
+        return n < 0 ? -errno : -EINVAL;
+    }
+    return 0;
+}
+
+static int set_fpu_and_lapic(struct vcpu *v, char *err, size_t errlen)
+{
+    struct kvm_fpu fpu = {.fcw = 0x37f, .mxcsr = 0x1f80};
+    if (ioctl(v->fd, KVM_SET_FPU, &fpu) < 0) {
+        snprintf(err, errlen, "vcpu%u: KVM_SET_FPU: %s", v->index, strerror(errno));
+        return -errno;
+    }
+
+    /* LINT0 takes the legacy PIC's ExtINT, LINT1 takes NMIs, as on real boards. */
+    struct kvm_lapic_state lapic;
+    if (ioctl(v->fd, KVM_GET_LAPIC, &lapic) < 0) {
+        snprintf(err, errlen, "vcpu%u: KVM_GET_LAPIC: %s", v->index, strerror(errno));
+        return -errno;
+    }
+    uint32_t lvt0, lvt1;
+    memcpy(&lvt0, &lapic.regs[APIC_LVT0], 4);
+    memcpy(&lvt1, &lapic.regs[APIC_LVT1], 4);
+    lvt0 = (lvt0 & ~(7u << APIC_MODE_SHIFT)) | (APIC_MODE_EXTINT << APIC_MODE_SHIFT);
+    lvt1 = (lvt1 & ~(7u << APIC_MODE_SHIFT)) | (APIC_MODE_NMI << APIC_MODE_SHIFT);
+    memcpy(&lapic.regs[APIC_LVT0], &lvt0, 4);
+    memcpy(&lapic.regs[APIC_LVT1], &lvt1, 4);
+    if (ioctl(v->fd, KVM_SET_LAPIC, &lapic) < 0) {
+        snprintf(err, errlen, "vcpu%u: KVM_SET_LAPIC: %s", v->index, strerror(errno));
+        return -errno;
+    }
+    return 0;
+}
+
+int vcpu_create(struct vcpu *v, struct vm *vm, unsigned index, const struct kvm_cpuid2 *supported,
+                char *err, size_t errlen)
+{
+    memset(v, 0, sizeof(*v));
+    v->vm = vm;
+    v->index = index;
+    v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)index);
+    if (v->fd < 0) {
+        snprintf(err, errlen, "KVM_CREATE_VCPU %u: %s", index, strerror(errno));
+        return -errno;
+    }
+    void *run = mmap(NULL, (size_t)vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
+    if (run == MAP_FAILED) {
+        int ret = -errno;
+        snprintf(err, errlen, "vcpu%u: mmap kvm_run: %s", index, strerror(errno));
+        close(v->fd);
+        v->fd = -1;
+        return ret;
+    }
+    v->run = run;
+
+    int ret = set_cpuid(v, supported, err, errlen);
+    if (!ret)
+        ret = set_msrs(v, err, errlen);
+    if (!ret)
+        ret = set_fpu_and_lapic(v, err, errlen);
+    if (ret) {
+        munmap(v->run, (size_t)vm->run_size);
+        close(v->fd);
+        v->fd = -1;
+        v->run = NULL;
+    }
+    return ret;
+}
+
+int vcpu_get_sregs(struct vcpu *v, struct kvm_sregs *sregs)
+{
+    return ioctl(v->fd, KVM_GET_SREGS, sregs) < 0 ? -errno : 0;
+}
+
+int vcpu_set_regs(struct vcpu *v, const struct kvm_regs *regs, const struct kvm_sregs *sregs)
+{
+    if (ioctl(v->fd, KVM_SET_SREGS, sregs) < 0)
+        return -errno;
+    if (ioctl(v->fd, KVM_SET_REGS, regs) < 0)
+        return -errno;
+    return 0;
+}
+
+static const char *exit_name(uint32_t reason)
+{
+    switch (reason) {
+    case KVM_EXIT_UNKNOWN: return "KVM_EXIT_UNKNOWN";
+    case KVM_EXIT_EXCEPTION: return "KVM_EXIT_EXCEPTION";
+    case KVM_EXIT_HYPERCALL: return "KVM_EXIT_HYPERCALL";
+    case KVM_EXIT_DEBUG: return "KVM_EXIT_DEBUG";
+    case KVM_EXIT_HLT: return "KVM_EXIT_HLT";
+    case KVM_EXIT_FAIL_ENTRY: return "KVM_EXIT_FAIL_ENTRY";
+    case KVM_EXIT_INTERNAL_ERROR: return "KVM_EXIT_INTERNAL_ERROR";
+    case KVM_EXIT_SHUTDOWN: return "KVM_EXIT_SHUTDOWN";
+    case KVM_EXIT_SYSTEM_EVENT: return "KVM_EXIT_SYSTEM_EVENT";
+    default: return "unknown exit";
+    }
+}
+
+static void fatal_exit(struct vcpu *v, const char *what)
+{
+    struct kvm_regs regs;
+    unsigned long long rip = 0;
+    if (ioctl(v->fd, KVM_GET_REGS, &regs) == 0)
+        rip = regs.rip;
+    if (v->run->exit_reason == KVM_EXIT_INTERNAL_ERROR)
+        vm_request_exit(v->vm, VM_EXIT_ERROR,
+                        "vcpu%u: unhandled %s (suberror %u) at RIP %#llx", v->index, what,
+                        v->run->internal.suberror, rip);
+    else
+        vm_request_exit(v->vm, VM_EXIT_ERROR, "vcpu%u: unhandled %s (reason %u) at RIP %#llx",
+                        v->index, what, v->run->exit_reason, rip);
+}
+
+/* Handle one exit. Returns false when the vCPU must stop running. */
+static bool handle_exit(struct vcpu *v)
+{
+    struct kvm_run *run = v->run;
+    switch (run->exit_reason) {
+    case KVM_EXIT_IO: {
+        uint8_t *data = (uint8_t *)run + run->io.data_offset;
+        bool is_write = run->io.direction == KVM_EXIT_IO_OUT;
+        /* String I/O (rep ins/outs) arrives as `count` back-to-back elements. */
+        for (uint32_t i = 0; i < run->io.count; i++)
+            bus_dispatch(&v->vm->pio, run->io.port, data + (size_t)i * run->io.size,
+                         run->io.size, is_write);
+        return true;
+    }
+    case KVM_EXIT_MMIO:
+        if (run->mmio.len > sizeof(run->mmio.data))
+            return true;
+        bus_dispatch(&v->vm->mmio, run->mmio.phys_addr, run->mmio.data, run->mmio.len,
+                     run->mmio.is_write);
+        return true;
+    case KVM_EXIT_INTR:
+        return true;
+    case KVM_EXIT_HLT:
+        /* With the in-kernel LAPIC, HLT is handled by KVM; a stray one just resumes. */
+        return true;
+    case KVM_EXIT_SHUTDOWN:
+        vm_request_exit(v->vm, VM_EXIT_REBOOT, "guest reset (triple fault on vcpu%u)", v->index);
+        return false;
+    case KVM_EXIT_SYSTEM_EVENT:
+        if (run->system_event.type == KVM_SYSTEM_EVENT_SHUTDOWN) {
+            vm_request_exit(v->vm, VM_EXIT_POWEROFF, "guest powered off");
+            return false;
+        }
+        if (run->system_event.type == KVM_SYSTEM_EVENT_RESET) {
+            vm_request_exit(v->vm, VM_EXIT_REBOOT, "guest rebooted (system reset)");
+            return false;
+        }
+        fatal_exit(v, "KVM_EXIT_SYSTEM_EVENT");
+        return false;
+    default:
+        fatal_exit(v, exit_name(run->exit_reason));
+        return false;
+    }
+}
+
+static void *vcpu_thread(void *arg)
+{
+    struct vcpu *v = arg;
+    struct vm *vm = v->vm;
+    for (;;) {
+        if (pause_checkpoint(&vm->barrier, &v->run->immediate_exit))
+            break;
+        if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+            if (errno == EINTR || errno == EAGAIN) {
+                /* Kicked: tell the guest's watchdogs that the coming gap is a pause. A guest
+                 * that never enabled kvmclock answers EINVAL, which is harmless. */
+                if (vm->barrier.requested)
+                    ioctl(v->fd, KVM_KVMCLOCK_CTRL, 0);
+                continue;
+            }
+            vm_request_exit(vm, VM_EXIT_ERROR, "vcpu%u: KVM_RUN: %s", v->index,
+                            strerror(errno));
+            break;
+        }
+        if (!handle_exit(v))
+            break;
+    }
+    pause_leave(&vm->barrier);
+    return NULL;
+}
+
+int vcpu_start(struct vcpu *v)
+{
+    int ret = pthread_create(&v->thread, NULL, vcpu_thread, v);
+    if (ret)
+        return -ret;
+    v->started = true;
+    char name[16];
+    snprintf(name, sizeof(name), "vcpu%u", v->index);
+    pthread_setname_np(v->thread, name);
+    return 0;
+}
+
+void vcpu_kick(struct vcpu *v)
+{
+    if (!v->run)
+        return;
+    v->run->immediate_exit = 1;
+    if (v->started)
+        pthread_kill(v->thread, VCPU_KICK_SIGNAL);
+}
+
+void vcpu_destroy(struct vcpu *v)
+{
+    if (v->started) {
+        pthread_join(v->thread, NULL);
+        v->started = false;
+    }
+    if (v->run) {
+        munmap(v->run, (size_t)v->vm->run_size);
+        v->run = NULL;
+    }
+    if (v->fd >= 0) {
+        close(v->fd);
+        v->fd = -1;
+    }
+}

@@ -1,0 +1,54 @@
+/* vCPU threads: creation and x86 register setup, the KVM_RUN loop, exit dispatch and kicks. */
+#ifndef AMBER_VMM_VCPU_H
+#define AMBER_VMM_VCPU_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdbool.h>
+
+struct vm;
+
+#define VCPU_KICK_SIGNAL SIGUSR1
+
+struct vcpu {
+    struct vm *vm;
+    unsigned index;
+    int fd;
+    struct kvm_run *run;
+    pthread_t thread;
+    bool started;
+};
+
+/*
+ * Install the (empty) kick signal handler, without SA_RESTART so KVM_RUN returns -EINTR.
+ * Call once per process before any vCPU thread starts. Returns 0 or a negative errno.
+ */
+int vcpu_install_kick_handler(void);
+
+/*
+ * Create vCPU `index`: KVM_CREATE_VCPU, map kvm_run, set CPUID (from `supported`, with this
+ * vCPU's topology), the boot MSRs, the FPU and the LAPIC's LINT0/LINT1 modes.
+ * Returns 0 or a negative errno with a message in err.
+ */
+int vcpu_create(struct vcpu *v, struct vm *vm, unsigned index, const struct kvm_cpuid2 *supported,
+                char *err, size_t errlen);
+
+/* Load the boot vCPU's registers. Returns 0 or a negative errno. */
+int vcpu_set_regs(struct vcpu *v, const struct kvm_regs *regs, const struct kvm_sregs *sregs);
+
+/* Read the vCPU's special registers (the boot code edits them). Returns 0 or -errno. */
+int vcpu_get_sregs(struct vcpu *v, struct kvm_sregs *sregs);
+
+/* Start the vCPU's thread (named "vcpu<N>"). Returns 0 or a negative errno. */
+int vcpu_start(struct vcpu *v);
+
+/*
+ * Make the vCPU leave KVM_RUN soon: set immediate_exit and signal its thread. Used by the
+ * pause barrier with the barrier lock held; async-signal-safe work only.
+ */
+void vcpu_kick(struct vcpu *v);
+
+/* Join the thread (after the barrier was told to stop) and release the vCPU's fd and map. */
+void vcpu_destroy(struct vcpu *v);
+
+#endif

@@ -1,0 +1,293 @@
+/* The VM's lifecycle: KVM setup with capability checks, guest RAM, vCPUs, pause and teardown. */
+#include "vmm/vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vmm/devices.h"
+#include "vmm/loader.h"
+#include "vmm/log.h"
+#include "vmm/vcpu.h"
+
+#define KVM_API_EXPECTED 12
+#define TSS_ADDR         0xfffbd000ULL
+#define IDENTITY_MAP     0xfffbc000ULL
+
+struct kvm_cap_need {
+    int cap;
+    const char *name;
+};
+
+/* Every capability amber relies on; a missing one is named in the error. */
+static const struct kvm_cap_need caps_needed[] = {
+    {KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
+    {KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"},
+    {KVM_CAP_PIT2, "KVM_CAP_PIT2"},
+    {KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD"},
+    {KVM_CAP_IRQFD, "KVM_CAP_IRQFD"},
+    {KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR"},
+    {KVM_CAP_SET_IDENTITY_MAP_ADDR, "KVM_CAP_SET_IDENTITY_MAP_ADDR"},
+    {KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
+    {KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"},
+    {KVM_CAP_KVMCLOCK_CTRL, "KVM_CAP_KVMCLOCK_CTRL"},
+    {KVM_CAP_MP_STATE, "KVM_CAP_MP_STATE"},
+};
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static int kvm_open_checked(struct vm *vm, char *err, size_t errlen)
+{
+    vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (vm->kvm_fd < 0) {
+        int ret = -errno;
+        snprintf(err, errlen, "cannot open /dev/kvm: %s", strerror(errno));
+        return ret;
+    }
+    int version = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
+    if (version != KVM_API_EXPECTED) {
+        snprintf(err, errlen, "/dev/kvm speaks API version %d, amber needs %d", version,
+                 KVM_API_EXPECTED);
+        return -ENOTSUP;
+    }
+    for (size_t i = 0; i < sizeof(caps_needed) / sizeof(caps_needed[0]); i++) {
+        if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, caps_needed[i].cap) <= 0) {
+            snprintf(err, errlen, "KVM lacks a capability amber needs: %s", caps_needed[i].name);
+            return -ENOTSUP;
+        }
+    }
+    int max = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
+    if (max <= 0)
+        max = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
+    vm->max_vcpus = max > 0 ? (unsigned)max : 1;
+    vm->run_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+    if (vm->run_size <= 0) {
+        snprintf(err, errlen, "KVM_GET_VCPU_MMAP_SIZE failed: %s", strerror(errno));
+        return -ENOTSUP;
+    }
+    vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+    if (vm->vm_fd < 0) {
+        int ret = -errno;
+        snprintf(err, errlen, "KVM_CREATE_VM: %s", strerror(errno));
+        return ret;
+    }
+    return 0;
+}
+
+static int setup_memory(struct vm *vm, char *err, size_t errlen)
+{
+    int ret = mem_init(&vm->mem, vm->cfg->mem_mib << 20);
+    if (ret) {
+        snprintf(err, errlen, "cannot allocate %llu MiB of guest memory: %s",
+                 (unsigned long long)vm->cfg->mem_mib, strerror(-ret));
+        return ret;
+    }
+    for (unsigned i = 0; i < vm->mem.nregions; i++) {
+        const struct mem_region *r = &vm->mem.region[i];
+        struct kvm_userspace_memory_region kr = {
+            .slot = i,
+            .guest_phys_addr = r->gpa,
+            .memory_size = r->size,
+            .userspace_addr = (uint64_t)(uintptr_t)r->host,
+        };
+        if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &kr) < 0) {
+            ret = -errno;
+            snprintf(err, errlen, "KVM_SET_USER_MEMORY_REGION (%llu MiB at %#llx): %s",
+                     (unsigned long long)(r->size >> 20), (unsigned long long)r->gpa,
+                     strerror(errno));
+            return ret;
+        }
+    }
+    return 0;
+}
+
+static int setup_irqchip(struct vm *vm, char *err, size_t errlen)
+{
+    if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)TSS_ADDR) < 0) {
+        snprintf(err, errlen, "KVM_SET_TSS_ADDR: %s", strerror(errno));
+        return -errno;
+    }
+    uint64_t map_addr = IDENTITY_MAP;
+    if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &map_addr) < 0) {
+        snprintf(err, errlen, "KVM_SET_IDENTITY_MAP_ADDR: %s", strerror(errno));
+        return -errno;
+    }
+    if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
+        snprintf(err, errlen, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
+        return -errno;
+    }
+    struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
+    if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
+        snprintf(err, errlen, "KVM_CREATE_PIT2: %s", strerror(errno));
+        return -errno;
+    }
+    return 0;
+}
+
+static int create_vcpus(struct vm *vm, char *err, size_t errlen)
+{
+    unsigned max_entries = 256;
+    struct kvm_cpuid2 *supported =
+        calloc(1, sizeof(*supported) + max_entries * sizeof(supported->entries[0]));
+    if (!supported)
+        return -ENOMEM;
+    supported->nent = max_entries;
+    if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, supported) < 0) {
+        int ret = -errno;
+        snprintf(err, errlen, "KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));
+        free(supported);
+        return ret;
+    }
+
+    vm->vcpus = calloc(vm->nvcpus, sizeof(*vm->vcpus));
+    if (!vm->vcpus) {
+        free(supported);
+        return -ENOMEM;
+    }
+    for (unsigned i = 0; i < vm->nvcpus; i++)
+        vm->vcpus[i].fd = -1;
+    int ret = 0;
+    for (unsigned i = 0; i < vm->nvcpus && !ret; i++)
+        ret = vcpu_create(&vm->vcpus[i], vm, i, supported, err, errlen);
+    free(supported);
+    return ret;
+}
+
+int vm_create(struct vm *vm, const struct vm_config *cfg, struct loop *loop, int vsock_listen_fd,
+              char *err, size_t errlen)
+{
+    memset(vm, 0, sizeof(*vm));
+    vm->cfg = cfg;
+    vm->loop = loop;
+    vm->kvm_fd = vm->vm_fd = vm->stdin_fd = -1;
+    vm->vsock_listen_fd = vsock_listen_fd;
+    vm->nvcpus = cfg->vcpus;
+    atomic_init(&vm->exit_reason, VM_EXIT_NONE);
+
+    int ret = kvm_open_checked(vm, err, errlen);
+    if (ret)
+        goto err;
+    if (vm->nvcpus == 0 || vm->nvcpus > vm->max_vcpus) {
+        snprintf(err, errlen, "%u vCPUs requested, KVM allows 1 to %u", vm->nvcpus,
+                 vm->max_vcpus);
+        ret = -EINVAL;
+        goto err;
+    }
+    ret = pause_init(&vm->barrier, vm->nvcpus);
+    if (ret)
+        goto err;
+    ret = setup_memory(vm, err, errlen);
+    if (ret)
+        goto err;
+    ret = setup_irqchip(vm, err, errlen);
+    if (ret)
+        goto err;
+    ret = devices_create(vm, err, errlen);
+    if (ret)
+        goto err;
+    ret = create_vcpus(vm, err, errlen);
+    if (ret)
+        goto err;
+    ret = loader_boot(vm, err, errlen);
+    if (ret)
+        goto err;
+    return 0;
+err:
+    vm_destroy(vm);
+    return ret;
+}
+
+static void kick_one(void *arg, unsigned i)
+{
+    struct vm *vm = arg;
+    vcpu_kick(&vm->vcpus[i]);
+}
+
+int vm_start(struct vm *vm, char *err, size_t errlen)
+{
+    vm->boot_ns = now_ns();
+    for (unsigned i = 0; i < vm->nvcpus; i++) {
+        int ret = vcpu_start(&vm->vcpus[i]);
+        if (ret) {
+            snprintf(err, errlen, "cannot start vcpu%u thread: %s", i, strerror(-ret));
+            return ret;
+        }
+    }
+    vm->running = true;
+    return 0;
+}
+
+int vm_pause(struct vm *vm, unsigned timeout_ms)
+{
+    if (vm->paused)
+        return -EALREADY;
+    int ret = pause_request(&vm->barrier, vm->nvcpus, kick_one, vm, timeout_ms);
+    if (ret)
+        return ret;
+    /* Every vCPU is parked: no MMIO can race with the devices while they quiesce. */
+    devices_quiesce(vm);
+    vm->paused = true;
+    return 0;
+}
+
+int vm_resume(struct vm *vm)
+{
+    if (!vm->paused)
+        return -EALREADY;
+    devices_resume(vm);
+    vm->paused = false;
+    pause_release(&vm->barrier);
+    return 0;
+}
+
+void vm_request_exit(struct vm *vm, enum vm_exit why, const char *fmt, ...)
+{
+    int expected = VM_EXIT_NONE;
+    if (!atomic_compare_exchange_strong(&vm->exit_reason, &expected, (int)why))
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(vm->exit_detail, sizeof(vm->exit_detail), fmt, ap);
+    va_end(ap);
+    loop_quit(vm->loop, why == VM_EXIT_ERROR ? 1 : 0);
+}
+
+void vm_irq_line(void *opaque, unsigned gsi, int level)
+{
+    struct vm *vm = opaque;
+    struct kvm_irq_level irq = {.irq = gsi, .level = (uint32_t)level};
+    if (ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq) < 0)
+        log_warn("KVM_IRQ_LINE gsi %u: %s", gsi, strerror(errno));
+}
+
+void vm_destroy(struct vm *vm)
+{
+    if (vm->vcpus) {
+        if (vm->running)
+            pause_stop(&vm->barrier, vm->nvcpus, kick_one, vm);
+        for (unsigned i = 0; i < vm->nvcpus; i++)
+            vcpu_destroy(&vm->vcpus[i]);
+        free(vm->vcpus);
+        vm->vcpus = NULL;
+        pause_destroy(&vm->barrier);
+    }
+    vm->running = false;
+    devices_destroy(vm);
+    mem_free(&vm->mem);
+    if (vm->vm_fd >= 0)
+        close(vm->vm_fd);
+    if (vm->kvm_fd >= 0)
+        close(vm->kvm_fd);
+    vm->vm_fd = vm->kvm_fd = -1;
+}

@@ -1,0 +1,357 @@
+/* The VMM process: event loop, signals, the optional API, and the VM from boot to exit. */
+#include "vmm/vmm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "api/api.h"
+#include "api/config_json.h"
+#include "devices/virtio/blk.h"
+#include "devices/virtio/vsock.h"
+#include "vmm/devices.h"
+#include "vmm/log.h"
+#include "vmm/loop.h"
+#include "vmm/vcpu.h"
+#include "vmm/vm.h"
+
+#define EXIT_BAD_INPUT       2
+#define PAUSE_TIMEOUT_MS     5000
+#define CONFIG_FILE_MAX_SIZE (1 << 20)
+
+struct vmm {
+    struct vm_config *cfg;
+    struct loop loop;
+    struct vm vm;
+    bool vm_created;
+    int signal_fd;
+    struct api *api;
+    int vsock_fd; /* bound by PUT /vsock before boot, or -1 */
+    int pid_fd;   /* --pid-file, flock'ed until exit, or -1 */
+};
+
+/* Write our pid to path and hold an exclusive lock on it for the life of the process, so a
+ * file whose lock is free belongs to an amber that is gone. */
+static int take_pid_file(struct vmm *vmm, const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot open pid file '%s': %s", path, strerror(errno));
+        return -errno;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        snprintf(err, errlen, "pid file '%s' is locked by a running amber", path);
+        close(fd);
+        return -EBUSY;
+    }
+    char buf[32];
+    int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+    if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t)n, 0) != n) {
+        snprintf(err, errlen, "cannot write pid file '%s': %s", path, strerror(errno));
+        close(fd);
+        return -EIO;
+    }
+    vmm->pid_fd = fd;
+    return 0;
+}
+
+/* Record why amber ended, atomically (write a temporary file, then rename it into place). */
+static void write_exit_file(const char *path, const char *reason, int status)
+{
+    char tmp[CONFIG_PATH_MAX + 8];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "we");
+    if (!f) {
+        log_warn("cannot write exit file '%s': %s", path, strerror(errno));
+        return;
+    }
+    fputs("{\"reason\": \"", f);
+    for (const char *c = reason; *c; c++) {
+        if (*c == '"' || *c == '\\')
+            fputc('\\', f);
+        if ((unsigned char)*c >= 0x20)
+            fputc(*c, f);
+    }
+    fprintf(f, "\", \"status\": %d}\n", status);
+    if (fclose(f) != 0 || rename(tmp, path) < 0)
+        log_warn("cannot write exit file '%s': %s", path, strerror(errno));
+}
+
+static void on_signal(void *opaque, uint32_t events)
+{
+    struct vmm *vmm = opaque;
+    struct signalfd_siginfo si;
+    if (read(vmm->signal_fd, &si, sizeof(si)) != sizeof(si))
+        return;
+    const char *name = sigabbrev_np((int)si.ssi_signo);
+    if (vmm->vm_created) {
+        vm_request_exit(&vmm->vm, VM_EXIT_SIGNAL, "terminated by SIG%s", name ? name : "?");
+    } else {
+        log_info("exit: terminated by SIG%s before boot", name ? name : "?");
+        loop_quit(&vmm->loop, 0);
+    }
+}
+
+static int setup_signals(struct vmm *vmm)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    /* Blocked in every thread (vCPU threads inherit the mask) and read from the loop. */
+    int ret = pthread_sigmask(SIG_BLOCK, &set, NULL);
+    if (ret)
+        return -ret;
+    vmm->signal_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (vmm->signal_fd < 0)
+        return -errno;
+    return loop_add(&vmm->loop, vmm->signal_fd, EPOLLIN, on_signal, vmm);
+}
+
+/* Exit status for a failed boot: bad input is 2, anything else a VMM failure. */
+static int boot_status(int err)
+{
+    switch (-err) {
+    case EINVAL:
+    case ENOENT:
+    case ENOEXEC:
+    case EACCES:
+    case ENOMEM:
+    case EISDIR:
+    case EBUSY:
+    case ENODEV:
+    case E2BIG:
+    case ENOSPC:
+        return EXIT_BAD_INPUT;
+    default:
+        return 1;
+    }
+}
+
+static int boot(struct vmm *vmm, char *err, size_t errlen)
+{
+    int ret = vm_create(&vmm->vm, vmm->cfg, &vmm->loop, vmm->vsock_fd, err, errlen);
+    vmm->vsock_fd = -1; /* vm_create owns it now, success or not */
+    if (ret)
+        return ret;
+    vmm->vm_created = true;
+    ret = vm_start(&vmm->vm, err, errlen);
+    if (ret) {
+        vm_destroy(&vmm->vm);
+        vmm->vm_created = false;
+    }
+    return ret;
+}
+
+/* --- the API back-end: what the HTTP handlers ask of the VM --- */
+
+static int be_start(void *ctx, const struct vm_config *cfg, char *err, size_t errlen)
+{
+    struct vmm *vmm = ctx;
+    (void)cfg; /* the API edits vmm->cfg in place */
+    int ret = config_validate(vmm->cfg, err, errlen);
+    if (ret)
+        return ret;
+    return boot(vmm, err, errlen);
+}
+
+static int be_pause(void *ctx, char *err, size_t errlen)
+{
+    struct vmm *vmm = ctx;
+    int ret = vm_pause(&vmm->vm, PAUSE_TIMEOUT_MS);
+    if (ret == -ETIMEDOUT)
+        snprintf(err, errlen, "a vCPU did not stop within %d ms; the VM is still running",
+                 PAUSE_TIMEOUT_MS);
+    else if (ret)
+        snprintf(err, errlen, "pause failed: %s", strerror(-ret));
+    return ret == -ETIMEDOUT ? -ETIME : ret;
+}
+
+static int be_resume(void *ctx, char *err, size_t errlen)
+{
+    struct vmm *vmm = ctx;
+    int ret = vm_resume(&vmm->vm);
+    if (ret)
+        snprintf(err, errlen, "resume failed: %s", strerror(-ret));
+    return ret;
+}
+
+static int be_ctrl_alt_del(void *ctx, char *err, size_t errlen)
+{
+    struct vmm *vmm = ctx;
+    int ret = devices_ctrl_alt_del(&vmm->vm);
+    if (ret)
+        snprintf(err, errlen, "cannot send Ctrl-Alt-Del: %s", strerror(-ret));
+    return ret;
+}
+
+static int be_drive_swap(void *ctx, const char *drive_id, const char *path, char *err,
+                         size_t errlen)
+{
+    struct vmm *vmm = ctx;
+    struct virtio_dev *d = devices_find_drive(&vmm->vm, drive_id);
+    if (!d) {
+        snprintf(err, errlen, "no drive '%s'", drive_id);
+        return -ENOENT;
+    }
+    return blk_swap_backing(d, path, err, errlen);
+}
+
+static int be_vsock_bind(void *ctx, const struct vsock_config *vsock, char *err, size_t errlen)
+{
+    struct vmm *vmm = ctx;
+    if (vmm->vsock_fd >= 0)
+        close(vmm->vsock_fd);
+    vmm->vsock_fd = vsock_listen(vsock->uds_path, err, errlen);
+    return vmm->vsock_fd < 0 ? vmm->vsock_fd : 0;
+}
+
+static const struct api_backend backend_ops = {
+    .start = be_start,
+    .pause = be_pause,
+    .resume = be_resume,
+    .ctrl_alt_del = be_ctrl_alt_del,
+    .drive_swap = be_drive_swap,
+    .vsock_bind = be_vsock_bind,
+};
+
+static int load_config_file(struct vm_config *cfg, char *err, size_t errlen)
+{
+    int fd = open(cfg->config_file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot open config file '%s': %s", cfg->config_file,
+                 strerror(errno));
+        return -errno;
+    }
+    char *text = malloc(CONFIG_FILE_MAX_SIZE + 1);
+    ssize_t n = text ? read(fd, text, CONFIG_FILE_MAX_SIZE + 1) : -1;
+    close(fd);
+    if (n < 0 || n > CONFIG_FILE_MAX_SIZE) {
+        snprintf(err, errlen, "cannot read config file '%s': %s", cfg->config_file,
+                 n < 0 ? strerror(errno) : "larger than 1 MiB");
+        free(text);
+        return -EINVAL;
+    }
+    text[n] = '\0';
+    char why[512] = "";
+    int ret = config_json_load(cfg, text, (size_t)n, why, sizeof(why));
+    free(text);
+    if (ret)
+        snprintf(err, errlen, "config file '%s': %s", cfg->config_file, why);
+    return ret;
+}
+
+static int setup_api(struct vmm *vmm, char *err, size_t errlen)
+{
+    struct api_backend be = backend_ops;
+    be.ctx = vmm;
+    const char *sock = vmm->cfg->api_sock[0] && !vmm->cfg->no_api ? vmm->cfg->api_sock : NULL;
+    vmm->api = api_create(&vmm->loop, sock, vmm->cfg, &be, err, errlen);
+    return vmm->api ? 0 : -EINVAL;
+}
+
+static int run(struct vmm *vmm, char *reason, size_t reasonlen)
+{
+    char err[1024] = "";
+    struct vm_config *cfg = vmm->cfg;
+
+    if (cfg->pid_file[0] && take_pid_file(vmm, cfg->pid_file, err, sizeof(err))) {
+        log_err("%s", err);
+        snprintf(reason, reasonlen, "%s", err);
+        return EXIT_BAD_INPUT;
+    }
+
+    /* The API socket comes first: clients connect the moment its file exists. */
+    if (cfg->api_sock[0] || cfg->no_api) {
+        if (setup_api(vmm, err, sizeof(err))) {
+            log_err("%s", err);
+            snprintf(reason, reasonlen, "%s", err);
+            return EXIT_BAD_INPUT;
+        }
+    }
+    if (cfg->config_file[0]) {
+        int ret = load_config_file(cfg, err, sizeof(err));
+        if (ret) {
+            log_err("%s", err);
+            snprintf(reason, reasonlen, "%s", err);
+            return EXIT_BAD_INPUT;
+        }
+    }
+    if (cfg->kernel[0]) {
+        int ret = config_validate(cfg, err, sizeof(err));
+        if (!ret)
+            ret = boot(vmm, err, sizeof(err));
+        if (ret) {
+            log_err("%s", err);
+            snprintf(reason, reasonlen, "%s", err);
+            return boot_status(ret);
+        }
+        if (vmm->api)
+            api_set_started(vmm->api);
+    }
+
+    int status = loop_run(&vmm->loop);
+    if (vmm->api)
+        api_set_stopped(vmm->api);
+    snprintf(reason, reasonlen, "stopped before boot");
+    if (vmm->vm_created) {
+        vm_destroy(&vmm->vm);
+        int why = atomic_load(&vmm->vm.exit_reason);
+        if (why != VM_EXIT_NONE)
+            snprintf(reason, reasonlen, "%s", vmm->vm.exit_detail);
+        if (why == VM_EXIT_ERROR) {
+            log_err("exit: %s", reason);
+            return 1;
+        }
+    }
+    log_info("exit: %s", reason);
+    return status;
+}
+
+int vmm_main(struct vm_config *cfg, char **argv)
+{
+    static struct vmm vmm;
+    vmm.cfg = cfg;
+    vmm.signal_fd = -1;
+    vmm.vsock_fd = -1;
+    vmm.pid_fd = -1;
+    (void)argv;
+
+    int ret = loop_init(&vmm.loop);
+    if (ret) {
+        log_err("cannot create the event loop: %s", strerror(-ret));
+        return 1;
+    }
+    ret = vcpu_install_kick_handler();
+    if (!ret)
+        ret = setup_signals(&vmm);
+    if (ret) {
+        log_err("cannot set up signal handling: %s", strerror(-ret));
+        return 1;
+    }
+
+    char reason[512] = "";
+    int status = run(&vmm, reason, sizeof(reason));
+
+    if (vmm.vm_created)
+        vm_destroy(&vmm.vm);
+    if (vmm.api)
+        api_destroy(vmm.api);
+    if (vmm.vsock_fd >= 0)
+        close(vmm.vsock_fd);
+    loop_destroy(&vmm.loop);
+    if (cfg->exit_file[0])
+        write_exit_file(cfg->exit_file, reason, status);
+    if (vmm.pid_fd >= 0)
+        close(vmm.pid_fd);
+    return status;
+}
