@@ -47,6 +47,7 @@ struct vsock_dev {
     int timer_fd;
     bool quiesced;
     uint64_t quiesced_at_ms;
+    bool reset_pending; /* the driver reset the device (vCPU thread); the loop finishes it */
     struct vsock_client *clients;
     unsigned nclients;
     bool rx_held; /* rx_chain was popped but not yet filled */
@@ -229,6 +230,21 @@ static void process_tx(struct vsock_dev *dev)
     process_rx(dev);
 }
 
+/*
+ * The driver reset the device from a vCPU thread, where fds and watches must not be touched
+ * (the loop may be about to call back into a connection). Every loop-thread entry point calls
+ * this first, with d->lock held. Returns true if it tore the connections down just now.
+ */
+static bool finish_reset(struct vsock_dev *dev)
+{
+    if (!dev->reset_pending)
+        return false;
+    dev->reset_pending = false;
+    vsock_mux_reset(&dev->mux); /* the guest forgot every socket: close the host ends */
+    dev->rx_held = false;
+    return true;
+}
+
 /* ---- timers: handshake and engine deadlines ---- */
 
 static void arm_timer(struct vsock_dev *dev)
@@ -273,6 +289,7 @@ static void timer_event(void *opaque, uint32_t events)
         /* spurious wake-up after re-arming: nothing to do */
     }
     pthread_mutex_lock(&dev->vdev->lock);
+    finish_reset(dev);
     if (!dev->quiesced) {
         uint64_t now = now_ms();
         struct vsock_client *cl = dev->clients;
@@ -299,7 +316,7 @@ static void conn_event(void *opaque, uint32_t events)
     struct vsock_conn *c = opaque;
     struct vsock_dev *dev = c->mux->opaque;
     pthread_mutex_lock(&dev->vdev->lock);
-    if (!dev->quiesced) {
+    if (!finish_reset(dev) && !dev->quiesced) { /* after a reset, c is gone */
         dev->mux.now_ms = now_ms();
         vsock_mux_host_event(&dev->mux, c, events & EPOLLIN, events & EPOLLOUT,
                              events & (EPOLLHUP | EPOLLERR));
@@ -355,6 +372,7 @@ static void client_event(void *opaque, uint32_t events)
     struct vsock_client *cl = opaque;
     struct vsock_dev *dev = cl->dev;
     pthread_mutex_lock(&dev->vdev->lock);
+    finish_reset(dev);
     if (!dev->quiesced) {
         client_read(dev, cl);
         arm_timer(dev);
@@ -366,6 +384,7 @@ static void listen_event(void *opaque, uint32_t events)
 {
     struct vsock_dev *dev = opaque;
     pthread_mutex_lock(&dev->vdev->lock);
+    finish_reset(dev);
     for (int i = 0; i < VSOCK_ACCEPT_BATCH && !dev->quiesced; i++) {
         int fd = accept4(dev->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
@@ -415,6 +434,7 @@ static void vsock_config_read(struct virtio_dev *d, uint32_t off, uint8_t *data,
 static void vsock_queue_notify(struct virtio_dev *d, unsigned q)
 {
     struct vsock_dev *dev = d->priv;
+    finish_reset(dev);
     dev->mux.now_ms = now_ms();
     if (q == VSOCK_TXQ)
         process_tx(dev);
@@ -424,17 +444,21 @@ static void vsock_queue_notify(struct virtio_dev *d, unsigned q)
     arm_timer(dev);
 }
 
+/* Runs on a vCPU thread: defer the teardown to the loop, woken through the timer. */
 static void vsock_reset(struct virtio_dev *d)
 {
     struct vsock_dev *dev = d->priv;
-    vsock_mux_reset(&dev->mux); /* the guest forgot every socket: close the host ends */
+    dev->reset_pending = true;
     dev->rx_held = false;
+    struct itimerspec soon = {.it_value.tv_nsec = 1};
+    timerfd_settime(dev->timer_fd, 0, &soon, NULL);
 }
 
 static void vsock_quiesce(struct virtio_dev *d)
 {
     struct vsock_dev *dev = d->priv;
     pthread_mutex_lock(&d->lock);
+    finish_reset(dev);
     dev->quiesced = true;
     dev->quiesced_at_ms = now_ms();
     /* Stop watching every host fd: new connections wait in the listen backlog, data in the
@@ -460,8 +484,12 @@ static void vsock_quiesce(struct virtio_dev *d)
 static void vsock_resume(struct virtio_dev *d)
 {
     struct vsock_dev *dev = d->priv;
-    if (!dev->quiesced)
+    pthread_mutex_lock(&d->lock); /* the transport calls resume without it */
+    finish_reset(dev);
+    if (!dev->quiesced) {
+        pthread_mutex_unlock(&d->lock);
         return;
+    }
     dev->quiesced = false;
     uint64_t paused_ms = now_ms() - dev->quiesced_at_ms; /* not counted against timeouts */
     vsock_mux_shift_deadlines(&dev->mux, paused_ms);
@@ -475,6 +503,7 @@ static void vsock_resume(struct virtio_dev *d)
     if (!dev->listen_watched)
         log_err("vsock: cannot watch the listening socket again");
     arm_timer(dev);
+    pthread_mutex_unlock(&d->lock);
 }
 
 static void vsock_destroy(struct virtio_dev *d)
