@@ -87,6 +87,48 @@ int ctl_target_dir(struct ctl_target *t)
     return 0;
 }
 
+int ctl_target_opt(struct ctl_target *t, int opt, const char *arg)
+{
+    char *end;
+    switch (opt) {
+    case OPT_ID:
+        t->id = arg;
+        return 1;
+    case OPT_VSOCK:
+        t->vsock_path = arg;
+        return 1;
+    case OPT_AGENT_SOCK:
+        t->agent_sock = arg;
+        return 1;
+    case OPT_API:
+        t->api_path = arg;
+        return 1;
+    case OPT_JSON:
+        t->json = true;
+        return 1;
+    case OPT_PORT: {
+        unsigned long v = strtoul(arg, &end, 10);
+        if (*end || !v || v > 0xfffffffeUL) {
+            fprintf(stderr, "amberctl: bad --port '%s'\n", arg);
+            return -1;
+        }
+        t->port = (unsigned)v;
+        return 1;
+    }
+    default:
+        return 0;
+    }
+}
+
+long long ctl_parse_seconds_ms(const char *s)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (*end || end == s || !(v > 0) || v > 1e9)
+        return -1;
+    return (long long)(v * 1000.0 + 0.5);
+}
+
 int ctl_target_agent(struct ctl_target *t, struct agent_addr *a)
 {
     memset(a, 0, sizeof(*a));

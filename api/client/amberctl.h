@@ -32,6 +32,36 @@ struct ctl_target {
     char path_buf[600]; /* storage for a derived socket path */
 };
 
+/* getopt_long codes of the options every subcommand shares (TARGET_OPTIONS). */
+enum ctl_opt {
+    OPT_ID = 0x100,
+    OPT_VSOCK,
+    OPT_PORT,
+    OPT_AGENT_SOCK,
+    OPT_API,
+    OPT_JSON,
+    OPT_TIMEOUT,
+    OPT_ENV,
+    OPT_CWD,
+    OPT_USER,
+    OPT_SHELL,
+    OPT_TAIL,
+};
+
+#define CTL_TARGET_OPTIONS                                                                         \
+    {"id", required_argument, NULL, OPT_ID}, {"vsock", required_argument, NULL, OPT_VSOCK},        \
+        {"port", required_argument, NULL, OPT_PORT},                                               \
+        {"agent-sock", required_argument, NULL, OPT_AGENT_SOCK},                                   \
+        {"api", required_argument, NULL, OPT_API},                                                 \
+    {                                                                                              \
+        "json", no_argument, NULL, OPT_JSON                                                        \
+    }
+
+/* Apply one shared option to t: 1 if it was one, 0 if not, -1 for a bad value (printed). */
+int ctl_target_opt(struct ctl_target *t, int opt, const char *arg);
+/* Parse seconds (fractions allowed, > 0) into milliseconds; -1 if invalid. */
+long long ctl_parse_seconds_ms(const char *s);
+
 /* One subcommand: argv[0] is the subcommand name. Returns the process exit status. */
 struct ctl_cmd {
     const char *name;
@@ -63,5 +93,16 @@ int ctl_target_dir(struct ctl_target *t);
  * Returns 0, or -EINVAL when none was given, or -ENOENT for an unknown id (message printed).
  */
 int ctl_target_agent(struct ctl_target *t, struct agent_addr *a);
+
+/* Runtime directory liveness, judged by the flock amber holds on amber.pid. */
+enum ctl_liveness { CTL_ALIVE, CTL_STALE, CTL_STARTING };
+
+/* Probe dir: *pid gets amber's pid when known (else 0). */
+enum ctl_liveness ctl_sandbox_probe(const char *dir, int *pid);
+/* Say why a stale sandbox ended (from exit.json) on stderr unless quiet, and remove its
+ * directory. Returns 0 or -errno. */
+int ctl_sandbox_reap(const char *dir, const char *id, bool quiet);
+/* Remove a directory tree (no symlinks followed). Returns 0 or -errno. */
+int ctl_remove_tree(const char *dir);
 
 #endif

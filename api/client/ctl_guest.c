@@ -12,77 +12,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum {
-    OPT_ID = 0x100,
-    OPT_VSOCK,
-    OPT_PORT,
-    OPT_AGENT_SOCK,
-    OPT_API,
-    OPT_TIMEOUT,
-    OPT_ENV,
-    OPT_CWD,
-    OPT_USER,
-    OPT_SHELL,
-    OPT_JSON
-};
-
-#define TARGET_OPTIONS                                                                             \
-    {"id", required_argument, NULL, OPT_ID}, {"vsock", required_argument, NULL, OPT_VSOCK},        \
-        {"port", required_argument, NULL, OPT_PORT},                                               \
-        {"agent-sock", required_argument, NULL, OPT_AGENT_SOCK},                                   \
-        {"api", required_argument, NULL, OPT_API},                                                 \
-    {                                                                                              \
-        "json", no_argument, NULL, OPT_JSON                                                        \
-    }
-
-/* Apply one target option; returns 1 if it was one, 0 if not, -1 for a bad value. */
-static int target_opt(struct ctl_target *t, int ch, const char *arg)
-{
-    char *end;
-    switch (ch) {
-    case OPT_ID:
-        t->id = arg;
-        return 1;
-    case OPT_VSOCK:
-        t->vsock_path = arg;
-        return 1;
-    case OPT_AGENT_SOCK:
-        t->agent_sock = arg;
-        return 1;
-    case OPT_API:
-        t->api_path = arg;
-        return 1;
-    case OPT_JSON:
-        t->json = true;
-        return 1;
-    case OPT_PORT: {
-        unsigned long v = strtoul(arg, &end, 10);
-        if (*end || !v || v > 0xfffffffeUL) {
-            fprintf(stderr, "amberctl: bad --port '%s'\n", arg);
-            return -1;
-        }
-        t->port = (unsigned)v;
-        return 1;
-    }
-    default:
-        return 0;
-    }
-}
-
-/* Parse seconds (fractions allowed) into milliseconds; returns -1 if invalid. */
-static long long parse_seconds_ms(const char *s)
-{
-    char *end;
-    double v = strtod(s, &end);
-    if (*end || end == s || !(v > 0) || v > 1e9)
-        return -1;
-    return (long long)(v * 1000.0 + 0.5);
-}
-
 int ctl_exec(int argc, char **argv)
 {
     static const struct option opts[] = {
-        TARGET_OPTIONS,
+        CTL_TARGET_OPTIONS,
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"env", required_argument, NULL, OPT_ENV},
         {"cwd", required_argument, NULL, OPT_CWD},
@@ -101,14 +34,14 @@ int ctl_exec(int argc, char **argv)
         return CTL_EXEC_FAIL;
     optind = 0;
     while ((ch = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
-        int r = target_opt(&t, ch, optarg);
+        int r = ctl_target_opt(&t, ch, optarg);
         if (r < 0)
             goto out;
         if (r > 0)
             continue;
         switch (ch) {
         case OPT_TIMEOUT: {
-            long long ms = parse_seconds_ms(optarg);
+            long long ms = ctl_parse_seconds_ms(optarg);
             if (ms < 0) {
                 fprintf(stderr, "amberctl: bad --timeout '%s'\n", optarg);
                 goto out;
@@ -265,12 +198,12 @@ static int cp_out(const struct agent_addr *a, const char *gpath, const char *dst
 
 int ctl_cp(int argc, char **argv)
 {
-    static const struct option opts[] = {TARGET_OPTIONS, {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {CTL_TARGET_OPTIONS, {NULL, 0, NULL, 0}};
     struct ctl_target t = {0};
     int ch;
     optind = 0;
     while ((ch = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
-        if (target_opt(&t, ch, optarg) <= 0) {
+        if (ctl_target_opt(&t, ch, optarg) <= 0) {
             fprintf(stderr, "usage: amberctl cp TARGET SRC DST\n");
             return CTL_USAGE;
         }
@@ -294,12 +227,12 @@ int ctl_cp(int argc, char **argv)
 
 int ctl_ping(int argc, char **argv)
 {
-    static const struct option opts[] = {TARGET_OPTIONS, {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {CTL_TARGET_OPTIONS, {NULL, 0, NULL, 0}};
     struct ctl_target t = {0};
     int ch;
     optind = 0;
     while ((ch = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
-        if (target_opt(&t, ch, optarg) <= 0) {
+        if (ctl_target_opt(&t, ch, optarg) <= 0) {
             fprintf(stderr, "usage: amberctl ping TARGET\n");
             return CTL_USAGE;
         }

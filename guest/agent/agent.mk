@@ -9,3 +9,9 @@ $(BUILD)/amber-agent: $(addprefix $(BUILD)/,$(AGENT_OBJS))
 
 $(eval $(call unit_test,test_agent_proto,guest/agent/proto.o guest/agent/user.o,))
 $(eval $(call fuzz_target,fuzz_agent_frame,guest/agent/proto.c,))
+
+# Host-side agent tests (no VM): the agent on a Unix socket driven by amberctl.
+test-agent-host: $(BUILD)/amber-agent $(BUILD)/amberctl
+	$(Q)bash tests/agent/test_agent_host.sh $(RESULTS)
+
+.PHONY: test-agent-host
