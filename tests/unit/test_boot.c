@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -320,6 +321,62 @@ static void test_pvh(void **state)
     assert_int_equal(si->modlist_paddr, 0);
 }
 
+/* Load the real kernels from `make guest` and build their full boot state in a 256 MiB guest. */
+static void boot_real(const char *path, enum kernel_kind want_a, enum kernel_kind want_b)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        print_message("%s not built (make guest); skipping\n", path);
+        skip();
+    }
+    fseek(fp, 0, SEEK_END);
+    long len = ftell(fp);
+    rewind(fp);
+    uint8_t *img = malloc((size_t)len);
+    assert_int_equal(fread(img, 1, (size_t)len, fp), (size_t)len);
+    fclose(fp);
+
+    struct guest_mem m;
+    struct kernel_info k;
+    struct kvm_regs regs;
+    struct kvm_sregs sregs = {0};
+    char err[160] = "";
+    static uint8_t rd[1 << 20];
+    uint64_t rd_gpa;
+    assert_int_equal(mem_init(&m, 256ULL << 20), 0);
+    int rc = kernel_load(&m, img, (size_t)len, &k, err, sizeof(err));
+    free(img);
+    if (rc)
+        fail_msg("%s: %s", path, err);
+    assert_true(k.kind == want_a || k.kind == want_b);
+    assert_int_equal(boot_load_initrd(&m, &k, rd, sizeof(rd), &rd_gpa), 0);
+    assert_true(rd_gpa >= k.load_end);
+    rc = boot_setup(&m, &k, "console=ttyS0 reboot=k panic=1", rd_gpa, sizeof(rd), &regs, &sregs,
+                    err, sizeof(err));
+    if (rc)
+        fail_msg("%s: boot_setup: %s", path, err);
+    assert_int_equal(regs.rip, k.entry);
+    if (k.kind == KERNEL_BZIMAGE) {
+        const struct boot_params *bp = mem_ptr(&m, LAYOUT_ZERO_PAGE, sizeof(*bp));
+        assert_true(bp->hdr.version >= 0x020c);
+        assert_int_equal(bp->hdr.ramdisk_image, rd_gpa);
+        assert_true(bp->hdr.xloadflags & 1);
+    }
+    mem_free(&m);
+}
+
+static void test_real_bzimage_boot(void **state)
+{
+    (void)state;
+    boot_real("build/guest/vmlinuz", KERNEL_BZIMAGE, KERNEL_BZIMAGE);
+}
+
+static void test_real_vmlinux_boot(void **state)
+{
+    (void)state;
+    boot_real("build/guest/vmlinux", KERNEL_ELF_PVH, KERNEL_ELF64);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -332,6 +389,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_initrd_ranges, setup, teardown),
         cmocka_unit_test_setup_teardown(test_elf64_zero_page, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pvh, setup, teardown),
+        cmocka_unit_test(test_real_bzimage_boot),
+        cmocka_unit_test(test_real_vmlinux_boot),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
