@@ -60,6 +60,13 @@ else
     got=$(x -- cat "$T/big64" | sha256sum | cut -d' ' -f1)
     check "64 MiB stdout sha256" "$want" "$got"
 
+    good=0
+    for i in $(seq 20); do
+        n=$(x --shell -- 'head -c 100000 /dev/zero; head -c 3000 /dev/zero >&2' 2>&1 | wc -c)
+        [ "$n" = 103000 ] && good=$((good + 1))
+    done
+    check "output written just before exit is all delivered (20 runs)" 20 "$good"
+
     x --shell -- 'echo out; echo err >&2; echo out2' > "$T/o" 2> "$T/e"
     check "stdout and stderr stay separate" "out out2|err" "$(echo $(cat "$T/o"))|$(cat "$T/e")"
 
@@ -145,6 +152,40 @@ PY
 )
         check "hostile frame $hex gets an ERROR frame" 7f "$reply"
     done
+    # A bad frame in the middle of an exec: ERROR, and the command's process group is killed.
+    reply=$(python3 - "$SOCK" "$T/mid.pid" <<'PY'
+import socket, struct, sys, time
+def tlv(t, v): return struct.pack(">HI", t, len(v)) + v
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+req = tlv(2, b"echo $$ > " + sys.argv[2].encode() + b"; exec sleep 1000")
+s.sendall(struct.pack(">IBI", len(req), 2, 7) + req)
+time.sleep(0.5)
+s.sendall(struct.pack(">IBI", 0, 0x99, 7))
+s.settimeout(5)
+data = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+types = []
+while len(data) >= 9:
+    n, t, i = struct.unpack(">IBI", data[:9])
+    types.append("%02x/%d" % (t, i))
+    data = data[9 + n:]
+print(" ".join(types))
+PY
+)
+    check "bad frame mid-exec: STARTED then ERROR, id echoed" "24/7 7f/7" "$reply"
+    sleep 0.3
+    p=$(cat "$T/mid.pid" 2>/dev/null)
+    if [ -n "$p" ] && [ -e "/proc/$p" ] && ! grep -q '^State:.*Z' "/proc/$p/status"; then
+        bad "bad frame mid-exec kills the command" "pid $p alive"
+    else
+        ok "bad frame mid-exec kills the command"
+    fi
+
     "$CTL" ping --agent-sock "$SOCK" > /dev/null
     check "agent still serves after hostile frames" 0 $?
     kill -0 "$agent_pid" 2>/dev/null && ok "agent process survived" || bad "agent died"
