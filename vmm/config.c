@@ -29,6 +29,10 @@ __attribute__((format(printf, 3, 4))) static int config_fail(char *err, size_t e
         va_start(ap, fmt);
         vsnprintf(err, errlen, fmt, ap);
         va_end(ap);
+        /* Messages quote user input: keep them on one line and free of terminal escapes. */
+        for (char *p = err; *p; p++)
+            if ((unsigned char)*p < ' ' || *p == 0x7f)
+                *p = '?';
     }
     return -EINVAL;
 }
@@ -244,6 +248,8 @@ enum {
     OPT_NO_SECCOMP,
     OPT_SECCOMP_FILTER,
     OPT_BOOT_TIMER,
+    OPT_PID_FILE,
+    OPT_EXIT_FILE,
     OPT_VERSION,
 };
 
@@ -270,6 +276,8 @@ static const struct option long_opts[] = {
     {"no-seccomp", no_argument, NULL, OPT_NO_SECCOMP},
     {"seccomp-filter", required_argument, NULL, OPT_SECCOMP_FILTER},
     {"boot-timer", no_argument, NULL, OPT_BOOT_TIMER},
+    {"pid-file", required_argument, NULL, OPT_PID_FILE},
+    {"exit-file", required_argument, NULL, OPT_EXIT_FILE},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -309,6 +317,8 @@ void config_usage(FILE *out)
           "  --no-seccomp             same as --seccomp=off\n"
           "  --seccomp-filter PATH    use this compiled BPF filter instead of the built-in one\n"
           "  --boot-timer             log the time from start to the guest's boot marker\n"
+          "  --pid-file PATH          write amber's pid here and keep it locked while running\n"
+          "  --exit-file PATH         write {\"reason\", \"status\"} here when amber exits\n"
           "  -h, --help               print this help and exit\n"
           "  --version                print the version and exit\n"
           "\n"
@@ -523,10 +533,14 @@ static int apply_opt(struct vm_config *cfg, struct seen *seen, int opt, const ch
     case OPT_KERNEL:
     case OPT_INITRD:
     case OPT_CONFIG_FILE:
-    case OPT_SECCOMP_FILTER: {
+    case OPT_SECCOMP_FILTER:
+    case OPT_PID_FILE:
+    case OPT_EXIT_FILE: {
         char *dst = opt == OPT_KERNEL        ? cfg->kernel
                     : opt == OPT_INITRD      ? cfg->initrd
                     : opt == OPT_CONFIG_FILE ? cfg->config_file
+                    : opt == OPT_PID_FILE    ? cfg->pid_file
+                    : opt == OPT_EXIT_FILE   ? cfg->exit_file
                                              : cfg->seccomp_filter;
         if (config_copy(dst, CONFIG_PATH_MAX, arg))
             return config_fail(err, errlen, "--%s: path is empty or too long", name);

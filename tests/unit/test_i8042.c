@@ -242,6 +242,17 @@ static void test_ctrl_alt_del(void **state)
     for (int i = 0; i < 32; i++)
         assert_int_equal(data(k), seq[i % 8]);
     expect_empty(k);
+
+    /* With only six bytes free, nothing of the sequence is queued. */
+    put(k, 0xff); /* two reply bytes */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(i8042_send_ctrl_alt_del(k), 0);
+    assert_int_equal(i8042_send_ctrl_alt_del(k), -ENOSPC);
+    assert_int_equal(data(k), 0xfa);
+    assert_int_equal(data(k), 0xaa);
+    for (int i = 0; i < 24; i++)
+        assert_int_equal(data(k), seq[i % 8]);
+    expect_empty(k);
 }
 
 static void test_reset(void **state)
