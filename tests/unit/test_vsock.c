@@ -1075,6 +1075,18 @@ static void test_dev_quiesce(void **state)
     pump(g);
 }
 
+/* A driver reset (from a vCPU thread) closes every host connection, on the loop. */
+static void test_dev_reset(void **state)
+{
+    struct gd *g = *state;
+    int fd = host_open(g, 1024, "");
+    gw32(g, VIRTIO_MMIO_STATUS, 0);
+    pump(g);
+    char c;
+    assert_int_equal(read(fd, &c, 1), 0);
+    close(fd);
+}
+
 static int count_fds(void)
 {
     DIR *d = opendir("/proc/self/fd");
@@ -1131,6 +1143,7 @@ int main(void)
         D(test_dev_guest_connect),
         D(test_dev_host_refused_and_bad_line),
         D(test_dev_quiesce),
+        D(test_dev_reset),
         D(test_dev_fd_churn),
     };
     log_set_level(LOG_ERROR);
