@@ -1,0 +1,21 @@
+"""amber Python SDK: local microVM sandboxes (create, execute, pause, resume, delete).
+
+    from amber import Sandbox
+    with Sandbox.create() as sbx:
+        sbx.execute("echo 42 > /tmp/value.txt")
+        sbx.pause()
+        sbx.resume()
+        print(sbx.execute("cat /tmp/value.txt").stdout)
+
+Standard library only (Python 3.11).
+"""
+from .errors import (SandboxClientError, SandboxError, SandboxNotFoundError, SandboxTimeoutError,
+                     SandboxUnavailableError)
+from .proto import ExecResult
+from .sandbox import Sandbox
+from .runtime import runtime_root, timeout_scale
+
+__all__ = [
+    "Sandbox", "ExecResult", "SandboxError", "SandboxClientError", "SandboxNotFoundError",
+    "SandboxUnavailableError", "SandboxTimeoutError", "runtime_root", "timeout_scale",
+]
