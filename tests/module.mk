@@ -31,6 +31,7 @@ e2e: $(SETUP_STAMP) all guest
 test: $(SETUP_STAMP)
 	$(Q)rm -rf $(RESULTS); mkdir -p $(RESULTS)
 	-$(Q)$(MAKE) --no-print-directory unit
+	-$(Q)$(MAKE) --no-print-directory test-agent-host
 	-$(Q)$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=5
 	-$(Q)$(MAKE) --no-print-directory e2e
 	$(Q)bash tests/summary.sh $(RESULTS)

@@ -5,7 +5,8 @@ results=$1; shift
 mkdir -p "$results"
 passed=0; failed=0
 for t in "$@"; do
-    out=$("$t" 2>&1); rc=$?
+    out=$(timeout 300 "$t" 2>&1 </dev/null); rc=$?
+    [ "$rc" -eq 124 ] && echo "unit: $t timed out after 300 s"
     printf '%s\n' "$out"
     p=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | tail -1)
     f=$(printf '%s\n' "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | tail -1)
