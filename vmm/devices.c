@@ -23,7 +23,7 @@
 #include "vmm/log.h"
 #include "vmm/vm.h"
 
-#define CONSOLE_ESCAPE           0x01 /* Ctrl-A, then 'x' quits */
+#define CONSOLE_ESCAPE 0x01 /* Ctrl-A, then 'x' quits */
 
 /* Console state; one per VM, hung off the devices' private block. */
 struct devices_priv {

@@ -3,19 +3,19 @@
 #define AMBER_VMM_LAYOUT_H
 
 /* Low memory used while booting (all below 1 MiB). */
-#define LAYOUT_GDT           0x0500ULL  /* boot GDT */
-#define LAYOUT_PVH_INFO      0x6000ULL  /* hvm_start_info + module list + memmap (PVH) */
-#define LAYOUT_ZERO_PAGE     0x7000ULL  /* struct boot_params */
-#define LAYOUT_PML4          0x9000ULL  /* identity page tables: PML4, PDPT, 4 PDs */
-#define LAYOUT_PDPT          0xA000ULL
-#define LAYOUT_PD            0xB000ULL  /* 4 pages: identity-maps the first 4 GiB */
-#define LAYOUT_BOOT_STACK    0x8FF0ULL
-#define LAYOUT_CMDLINE       0x20000ULL
-#define LAYOUT_CMDLINE_MAX   0x10000ULL /* 64 KiB */
-#define LAYOUT_EBDA_START    0x9FC00ULL /* RAM stops here in the e820 map ... */
-#define LAYOUT_ACPI          0xE0000ULL /* ... ACPI tables live in the BIOS area, RSDP first */
-#define LAYOUT_ACPI_MAX      0x20000ULL
-#define LAYOUT_HIGH_RAM      0x100000ULL /* kernel loads at 1 MiB */
+#define LAYOUT_GDT         0x0500ULL /* boot GDT */
+#define LAYOUT_PVH_INFO    0x6000ULL /* hvm_start_info + module list + memmap (PVH) */
+#define LAYOUT_ZERO_PAGE   0x7000ULL /* struct boot_params */
+#define LAYOUT_PML4        0x9000ULL /* identity page tables: PML4, PDPT, 4 PDs */
+#define LAYOUT_PDPT        0xA000ULL
+#define LAYOUT_PD          0xB000ULL /* 4 pages: identity-maps the first 4 GiB */
+#define LAYOUT_BOOT_STACK  0x8FF0ULL
+#define LAYOUT_CMDLINE     0x20000ULL
+#define LAYOUT_CMDLINE_MAX 0x10000ULL /* 64 KiB */
+#define LAYOUT_EBDA_START  0x9FC00ULL /* RAM stops here in the e820 map ... */
+#define LAYOUT_ACPI        0xE0000ULL /* ... ACPI tables live in the BIOS area, RSDP first */
+#define LAYOUT_ACPI_MAX    0x20000ULL
+#define LAYOUT_HIGH_RAM    0x100000ULL /* kernel loads at 1 MiB */
 
 /* 32-bit MMIO gap contents. */
 #define LAYOUT_VIRTIO_MMIO_BASE 0xD0000000ULL /* one 4 KiB slot per virtio-mmio device */

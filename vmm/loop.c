@@ -188,8 +188,7 @@ int loop_timer_set(int tfd, uint64_t first_ms, uint64_t period_ms)
     return timerfd_settime(tfd, 0, &its, NULL) < 0 ? -errno : 0;
 }
 
-int loop_add_timer(struct loop *l, uint64_t first_ms, uint64_t period_ms, loop_fn fn,
-                   void *opaque)
+int loop_add_timer(struct loop *l, uint64_t first_ms, uint64_t period_ms, loop_fn fn, void *opaque)
 {
     int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     if (tfd < 0)

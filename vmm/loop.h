@@ -47,8 +47,7 @@ int loop_del(struct loop *l, int fd);
  * Create a timerfd watched by the loop that fires after first_ms, then every period_ms
  * (0 = once). Returns the timer fd (the caller owns it: loop_del + close it) or -errno.
  */
-int loop_add_timer(struct loop *l, uint64_t first_ms, uint64_t period_ms, loop_fn fn,
-                   void *opaque);
+int loop_add_timer(struct loop *l, uint64_t first_ms, uint64_t period_ms, loop_fn fn, void *opaque);
 
 /* Re-arm an existing timer fd. Returns 0 or a negative errno. */
 int loop_timer_set(int tfd, uint64_t first_ms, uint64_t period_ms);

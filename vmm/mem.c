@@ -26,8 +26,8 @@ int mem_init(struct guest_mem *m, uint64_t size_bytes)
     m->region[0] = (struct mem_region){.gpa = 0, .size = low, .host = m->map};
     m->nregions = 1;
     if (size_bytes > low) {
-        m->region[1] = (struct mem_region){
-            .gpa = MEM_GAP_END, .size = size_bytes - low, .host = m->map + low};
+        m->region[1] =
+            (struct mem_region){.gpa = MEM_GAP_END, .size = size_bytes - low, .host = m->map + low};
         m->nregions = 2;
     }
     return 0;

@@ -21,8 +21,8 @@ struct mem_region {
 struct guest_mem {
     struct mem_region region[MEM_MAX_REGIONS];
     unsigned nregions;
-    uint64_t size;     /* total RAM bytes */
-    uint8_t *map;      /* the single host mapping backing every region */
+    uint64_t size; /* total RAM bytes */
+    uint8_t *map;  /* the single host mapping backing every region */
     uint64_t map_size;
 };
 

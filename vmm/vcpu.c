@@ -18,11 +18,11 @@
 #define MSR_MAX_BOOT 32
 
 /* LAPIC register offsets and delivery modes for LINT0/LINT1. */
-#define APIC_LVT0          0x350
-#define APIC_LVT1          0x360
-#define APIC_MODE_EXTINT   0x7
-#define APIC_MODE_NMI      0x4
-#define APIC_MODE_SHIFT    8
+#define APIC_LVT0        0x350
+#define APIC_LVT1        0x360
+#define APIC_MODE_EXTINT 0x7
+#define APIC_MODE_NMI    0x4
+#define APIC_MODE_SHIFT  8
 
 static void kick_handler(int sig)
 {
@@ -36,8 +36,7 @@ int vcpu_install_kick_handler(void)
     return sigaction(VCPU_KICK_SIGNAL, &sa, NULL) < 0 ? -errno : 0;
 }
 
-static int set_cpuid(struct vcpu *v, const struct kvm_cpuid2 *supported, char *err,
-                     size_t errlen)
+static int set_cpuid(struct vcpu *v, const struct kvm_cpuid2 *supported, char *err, size_t errlen)
 {
     unsigned max = supported->nent + 8;
     struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + max * sizeof(c->entries[0]));
@@ -151,16 +150,26 @@ int vcpu_set_regs(struct vcpu *v, const struct kvm_regs *regs, const struct kvm_
 static const char *exit_name(uint32_t reason)
 {
     switch (reason) {
-    case KVM_EXIT_UNKNOWN: return "KVM_EXIT_UNKNOWN";
-    case KVM_EXIT_EXCEPTION: return "KVM_EXIT_EXCEPTION";
-    case KVM_EXIT_HYPERCALL: return "KVM_EXIT_HYPERCALL";
-    case KVM_EXIT_DEBUG: return "KVM_EXIT_DEBUG";
-    case KVM_EXIT_HLT: return "KVM_EXIT_HLT";
-    case KVM_EXIT_FAIL_ENTRY: return "KVM_EXIT_FAIL_ENTRY";
-    case KVM_EXIT_INTERNAL_ERROR: return "KVM_EXIT_INTERNAL_ERROR";
-    case KVM_EXIT_SHUTDOWN: return "KVM_EXIT_SHUTDOWN";
-    case KVM_EXIT_SYSTEM_EVENT: return "KVM_EXIT_SYSTEM_EVENT";
-    default: return "unknown exit";
+    case KVM_EXIT_UNKNOWN:
+        return "KVM_EXIT_UNKNOWN";
+    case KVM_EXIT_EXCEPTION:
+        return "KVM_EXIT_EXCEPTION";
+    case KVM_EXIT_HYPERCALL:
+        return "KVM_EXIT_HYPERCALL";
+    case KVM_EXIT_DEBUG:
+        return "KVM_EXIT_DEBUG";
+    case KVM_EXIT_HLT:
+        return "KVM_EXIT_HLT";
+    case KVM_EXIT_FAIL_ENTRY:
+        return "KVM_EXIT_FAIL_ENTRY";
+    case KVM_EXIT_INTERNAL_ERROR:
+        return "KVM_EXIT_INTERNAL_ERROR";
+    case KVM_EXIT_SHUTDOWN:
+        return "KVM_EXIT_SHUTDOWN";
+    case KVM_EXIT_SYSTEM_EVENT:
+        return "KVM_EXIT_SYSTEM_EVENT";
+    default:
+        return "unknown exit";
     }
 }
 
@@ -171,9 +180,8 @@ static void fatal_exit(struct vcpu *v, const char *what)
     if (ioctl(v->fd, KVM_GET_REGS, &regs) == 0)
         rip = regs.rip;
     if (v->run->exit_reason == KVM_EXIT_INTERNAL_ERROR)
-        vm_request_exit(v->vm, VM_EXIT_ERROR,
-                        "vcpu%u: unhandled %s (suberror %u) at RIP %#llx", v->index, what,
-                        v->run->internal.suberror, rip);
+        vm_request_exit(v->vm, VM_EXIT_ERROR, "vcpu%u: unhandled %s (suberror %u) at RIP %#llx",
+                        v->index, what, v->run->internal.suberror, rip);
     else
         vm_request_exit(v->vm, VM_EXIT_ERROR, "vcpu%u: unhandled %s (reason %u) at RIP %#llx",
                         v->index, what, v->run->exit_reason, rip);
@@ -189,8 +197,8 @@ static bool handle_exit(struct vcpu *v)
         bool is_write = run->io.direction == KVM_EXIT_IO_OUT;
         /* String I/O (rep ins/outs) arrives as `count` back-to-back elements. */
         for (uint32_t i = 0; i < run->io.count; i++)
-            bus_dispatch(&v->vm->pio, run->io.port, data + (size_t)i * run->io.size,
-                         run->io.size, is_write);
+            bus_dispatch(&v->vm->pio, run->io.port, data + (size_t)i * run->io.size, run->io.size,
+                         is_write);
         return true;
     }
     case KVM_EXIT_MMIO:
@@ -239,8 +247,7 @@ static void *vcpu_thread(void *arg)
                     ioctl(v->fd, KVM_KVMCLOCK_CTRL, 0);
                 continue;
             }
-            vm_request_exit(vm, VM_EXIT_ERROR, "vcpu%u: KVM_RUN: %s", v->index,
-                            strerror(errno));
+            vm_request_exit(vm, VM_EXIT_ERROR, "vcpu%u: KVM_RUN: %s", v->index, strerror(errno));
             break;
         }
         if (!handle_exit(v))

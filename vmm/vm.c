@@ -179,8 +179,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, struct loop *loop, int
     if (ret)
         goto err;
     if (vm->nvcpus == 0 || vm->nvcpus > vm->max_vcpus) {
-        snprintf(err, errlen, "%u vCPUs requested, KVM allows 1 to %u", vm->nvcpus,
-                 vm->max_vcpus);
+        snprintf(err, errlen, "%u vCPUs requested, KVM allows 1 to %u", vm->nvcpus, vm->max_vcpus);
         ret = -EINVAL;
         goto err;
     }

@@ -23,10 +23,10 @@ struct vcpu;
 /* Why the VM stopped; the first reason recorded wins. */
 enum vm_exit {
     VM_EXIT_NONE,
-    VM_EXIT_POWEROFF,    /* guest ACPI power-off */
-    VM_EXIT_REBOOT,      /* i8042 reset, triple fault or KVM system reset */
-    VM_EXIT_SIGNAL,      /* SIGTERM/SIGINT/SIGHUP */
-    VM_EXIT_ERROR,       /* an exit amber cannot handle, or a fatal host error */
+    VM_EXIT_POWEROFF, /* guest ACPI power-off */
+    VM_EXIT_REBOOT,   /* i8042 reset, triple fault or KVM system reset */
+    VM_EXIT_SIGNAL,   /* SIGTERM/SIGINT/SIGHUP */
+    VM_EXIT_ERROR,    /* an exit amber cannot handle, or a fatal host error */
 };
 
 struct vm {
@@ -45,7 +45,7 @@ struct vm {
     struct serial *serial;
     struct i8042 *i8042;
     struct pm *pm;
-    int stdin_fd; /* console input watched on the loop, or -1 */
+    int stdin_fd;       /* console input watched on the loop, or -1 */
     void *devices_priv; /* devices.c's console and slot bookkeeping */
 
     struct virtio_dev *virtio[VIRTIO_MAX_DEVICES];

@@ -36,6 +36,7 @@ struct vmm {
     struct api *api;
     int vsock_fd; /* bound by PUT /vsock before boot, or -1 */
     int pid_fd;   /* --pid-file, flock'ed until exit, or -1 */
+    bool restart; /* guest rebooted with --on-reboot=restart */
 };
 
 /* Write our pid to path and hold an exclusive lock on it for the life of the process, so a
@@ -312,6 +313,11 @@ static int run(struct vmm *vmm, char *reason, size_t reasonlen)
             log_err("exit: %s", reason);
             return 1;
         }
+        if (why == VM_EXIT_REBOOT && cfg->on_reboot == ON_REBOOT_RESTART) {
+            log_info("%s: restarting", reason);
+            vmm->restart = true;
+            return 0;
+        }
     }
     log_info("exit: %s", reason);
     return status;
@@ -324,7 +330,6 @@ int vmm_main(struct vm_config *cfg, char **argv)
     vmm.signal_fd = -1;
     vmm.vsock_fd = -1;
     vmm.pid_fd = -1;
-    (void)argv;
 
     int ret = loop_init(&vmm.loop);
     if (ret) {
@@ -349,9 +354,17 @@ int vmm_main(struct vm_config *cfg, char **argv)
     if (vmm.vsock_fd >= 0)
         close(vmm.vsock_fd);
     loop_destroy(&vmm.loop);
-    if (cfg->exit_file[0])
-        write_exit_file(cfg->exit_file, reason, status);
     if (vmm.pid_fd >= 0)
         close(vmm.pid_fd);
+    if (vmm.restart) {
+        /* A fresh process is the simplest complete reset: new RAM, vCPUs and devices, and
+         * every fd closed on exec. The same arguments boot the same VM again. */
+        execv("/proc/self/exe", argv);
+        log_err("cannot restart: %s", strerror(errno));
+        snprintf(reason, sizeof(reason), "guest rebooted; restart failed");
+        status = 1;
+    }
+    if (cfg->exit_file[0])
+        write_exit_file(cfg->exit_file, reason, status);
     return status;
 }
