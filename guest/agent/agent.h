@@ -56,6 +56,11 @@ void init_load_modules(void);
  * returns if the reboot syscall failed. */
 void init_power(int action);
 
+/* `amber-agent vsock-send PORT [CID]`: connect to CID (default 2, the host) on PORT, copy stdin
+ * to the connection (half-closing it at EOF) and the connection to stdout. Returns the exit
+ * status: 0, 1 on a connection error, 2 on bad usage. */
+int vsock_send_main(int argc, char **argv);
+
 /* Read "amber.agent_port=N" from the kernel command line; returns the default if absent. */
 uint32_t agent_cmdline_port(uint32_t def);
 
