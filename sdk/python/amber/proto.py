@@ -369,7 +369,10 @@ class AgentClient:
                 writer = threading.Thread(target=self._pump_stdin, args=(c, bytes(stdin)), daemon=True)
                 writer.start()
             else:
-                c.send(EOF)
+                try:
+                    c.send(EOF)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the agent closed early: what it sent before says why
             while True:
                 try:
                     ftype, data = c.recv()

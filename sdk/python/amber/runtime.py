@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import time
 
-ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # A directory younger than this without amber.pid is an amber still starting (as amberctl).
 STARTING_GRACE_S = 30
 
@@ -23,7 +23,7 @@ ALIVE, STARTING, STALE, MISSING = "alive", "starting", "stale", "missing"
 
 def valid_id(sandbox_id):
     """True if sandbox_id matches [A-Za-z0-9_-]{1,64}."""
-    return isinstance(sandbox_id, str) and ID_RE.match(sandbox_id) is not None
+    return isinstance(sandbox_id, str) and ID_RE.fullmatch(sandbox_id) is not None
 
 
 def runtime_root(env=None):

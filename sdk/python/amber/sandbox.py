@@ -51,14 +51,15 @@ def _check_int(name, value, lo, hi):
 
 
 def _check_kvm():
-    if not os.path.exists("/dev/kvm"):
+    dev = os.environ.get("AMBER_KVM_DEVICE") or "/dev/kvm"  # tests point it elsewhere
+    if not os.path.exists(dev):
         raise SandboxUnavailableError(
-            "/dev/kvm is missing: amber needs KVM. Load kvm_intel or kvm_amd on a CPU with "
-            "hardware virtualization, or run inside the test host (scripts/testhost.sh)")
-    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+            "%s is missing: amber needs KVM. Load kvm_intel or kvm_amd on a CPU with "
+            "hardware virtualization, or run inside the test host (scripts/testhost.sh)" % dev)
+    if not os.access(dev, os.R_OK | os.W_OK):
         raise SandboxUnavailableError(
-            "/dev/kvm is not readable and writable by uid %d: add the user to the kvm group"
-            % os.getuid())
+            "%s is not readable and writable by uid %d: add the user to the kvm group"
+            % (dev, os.getuid()))
 
 
 class Sandbox:
@@ -210,7 +211,7 @@ class Sandbox:
             raise self._after_failure("%s %s" % (method, path), e) from None
         if 200 <= r.status < 300:
             return r.body if r.body is not None else {}
-        msg = "sandbox %s: %s" % (self.id, r.fault)
+        msg = r.fault if self.id in r.fault else "sandbox %s: %s" % (self.id, r.fault)
         if r.status >= 500:
             raise SandboxUnavailableError(msg, self.id)
         raise SandboxClientError(msg, status=r.status, sandbox_id=self.id)

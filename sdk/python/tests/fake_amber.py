@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+"""A stand-in for build/amber with the same command-line contract, for SDK tests without a VM.
+
+It flocks --pid-file, serves the sandbox API (GET /, POST /pause, POST /resume) on --api-sock,
+and serves --vsock's hybrid socket (CONNECT <port> / OK) by proxying to a real
+`amber-agent --listen unix:` running on this host. Pause stops the agent's process group, so
+a connection made while paused is accepted but not served, as with amber. A SHUTDOWN request
+ends the process as a guest power-off would (exit.json reason "guest power-off").
+Env: FAKE_AMBER_FAIL=msg exits at once with msg on stderr; FAKE_AMBER_BOOT_DELAY_S delays the
+agent; FAKE_AMBER_AGENT is the agent binary (default build/amber-agent).
+"""
+import argparse
+import datetime
+import fcntl
+import http.server
+import json
+import os
+import signal
+import socket
+import socketserver
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
+def now_iso():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class State:
+    def __init__(self, args):
+        self.args = args
+        self.lock = threading.Lock()
+        self.state = "Running"
+        self.paused_at = None
+        self.paused_mono = None
+        self.agent = None
+        self.done = threading.Event()
+        self.reason = ("unknown", 1)
+
+    def finish(self, reason, status):
+        self.reason = (reason, status)
+        self.done.set()
+
+
+def make_api_handler(st):
+    class H(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *a):
+            pass
+
+        def address_string(self):
+            return "unix"
+
+        def reply(self, code, obj):
+            body = json.dumps(obj).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            if self.path != "/":
+                return self.reply(404, {"fault_message": "unknown path %s" % self.path})
+            with st.lock:
+                self.reply(200, {"id": st.args.id, "state": st.state, "app_name": "fake-amber",
+                                 "paused_at": st.paused_at, "vcpus": st.args.vcpus,
+                                 "mem_mib": st.args.mem_mib})
+
+        def do_POST(self):
+            n = int(self.headers.get("Content-Length") or 0)
+            if n:
+                self.rfile.read(n)
+            with st.lock:
+                if self.path == "/pause":
+                    if st.state == "Paused":
+                        return self.reply(409, {"fault_message": "sandbox %s is already paused" % st.args.id})
+                    os.killpg(st.agent.pid, signal.SIGSTOP)
+                    st.state, st.paused_at, st.paused_mono = "Paused", now_iso(), time.monotonic()
+                    return self.reply(200, {"sandbox_id": st.args.id, "paused": True, "paused_at": st.paused_at})
+                if self.path == "/resume":
+                    if st.state != "Paused":
+                        return self.reply(409, {"fault_message": "sandbox %s is not paused" % st.args.id})
+                    os.killpg(st.agent.pid, signal.SIGCONT)
+                    ms = int((time.monotonic() - st.paused_mono) * 1000)
+                    st.state, st.paused_at = "Running", None
+                    return self.reply(200, {"sandbox_id": st.args.id, "paused": False,
+                                            "resumed_at": now_iso(), "paused_ms": ms})
+            self.reply(404, {"fault_message": "unknown path %s" % self.path})
+
+    return H
+
+
+class UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+def pump(src, dst):
+    try:
+        while True:
+            b = src.recv(65536)
+            if not b:
+                break
+            dst.sendall(b)
+    except OSError:
+        pass
+    finally:
+        for s in (dst,):
+            try:
+                s.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+
+def recv_exact(s, n):
+    buf = b""
+    while len(buf) < n:
+        b = s.recv(n - len(buf))
+        if not b:
+            return None
+        buf += b
+    return buf
+
+
+def make_vsock_handler(st, agent_sock):
+    class V(socketserver.BaseRequestHandler):
+        def handle(self):
+            c = self.request
+            line = b""
+            while not line.endswith(b"\n"):
+                b = c.recv(1)
+                if not b or len(line) > 64:
+                    return
+                line += b
+            if not line.startswith(b"CONNECT "):
+                return
+            g = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                g.connect(agent_sock)
+            except OSError:
+                return  # no listener yet: close, as a guest RST does
+            c.sendall(b"OK 1073741824\n")
+            hdr = recv_exact(c, 9)
+            if hdr is None:
+                return
+            n, ftype, sid = struct.unpack(">IBI", hdr)
+            payload = recv_exact(c, n) if n else b""
+            if ftype == 0x05:  # SHUTDOWN: answer, then "power off"
+                c.sendall(struct.pack(">IBI", 0, 0x20, sid))
+                c.close()
+                st.finish("guest power-off", 0)
+                return
+            g.sendall(hdr + (payload or b""))
+            t = threading.Thread(target=pump, args=(g, c), daemon=True)
+            t.start()
+            pump(c, g)
+            t.join()
+            g.close()
+
+    return V
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    for flag in ("--id", "--api-sock", "--kernel", "--initrd", "--drive", "--vsock", "--console",
+                 "--pid-file", "--exit-file"):
+        ap.add_argument(flag)
+    ap.add_argument("--vcpus", type=int, default=1)
+    ap.add_argument("--mem-mib", type=int, default=256)
+    args = ap.parse_args()
+    if os.environ.get("FAKE_AMBER_FAIL"):
+        print("amber: error: %s" % os.environ["FAKE_AMBER_FAIL"], file=sys.stderr)
+        return 1
+    pidf = os.open(args.pid_file, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(pidf, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.ftruncate(pidf, 0)
+    os.write(pidf, b"%d\n" % os.getpid())
+    st = State(args)
+    for s in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(s, lambda signo, _f: st.finish("received %s" % signal.Signals(signo).name, 0))
+
+    d = os.path.dirname(args.pid_file)
+    agent_sock = os.path.join(d, "agent.sock")
+    uds = dict(kv.split("=", 1) for kv in args.vsock.split(","))["uds"]
+    console = open(args.console, "ab", buffering=0)
+    console.write(b"fake-amber: booting\n")
+    time.sleep(float(os.environ.get("FAKE_AMBER_BOOT_DELAY_S", "0")))
+    agent_bin = os.environ.get("FAKE_AMBER_AGENT") or os.path.join(REPO, "build", "amber-agent")
+    st.agent = subprocess.Popen([agent_bin, "--listen", "unix:" + agent_sock, "--no-init"],
+                                stdin=subprocess.DEVNULL, stdout=console, stderr=console,
+                                start_new_session=True)
+    api = UnixServer(args.api_sock, make_api_handler(st))
+    vs = UnixServer(uds, make_vsock_handler(st, agent_sock))
+    for srv in (api, vs):
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+    while not st.done.wait(0.2):
+        if st.agent.poll() is not None:
+            st.finish("agent exited with status %s" % st.agent.returncode, 1)
+    try:
+        os.killpg(st.agent.pid, signal.SIGCONT)
+        os.killpg(st.agent.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    st.agent.wait()
+    for p in (args.api_sock, uds, agent_sock):
+        try:
+            os.unlink(p)
+        except OSError:
+            pass
+    reason, status = st.reason
+    with open(args.exit_file, "w") as f:
+        json.dump({"reason": reason, "status": status}, f)
+    console.write(b"fake-amber: exit: %s\n" % reason.encode())
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
