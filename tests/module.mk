@@ -14,15 +14,22 @@ $(BUILD)/tests/$(1): $(BUILD)/tests/unit/$(1).o $(addprefix $(BUILD)/,$(2))
 	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$^ -lcmocka -lpthread $(3)
 endef
 
+# Fuzzers are compiled from sources in one step, without .d files: rebuild on any header change.
+FUZZ_HDRS := $(wildcard */*.h */*/*.h */*/*/*.h)
+
 # $(call fuzz_target,NAME,SOURCES,EXTRA_LDLIBS): build/fuzz/NAME from tests/fuzz/NAME.c + SOURCES.
 define fuzz_target
 FUZZ_TARGETS += build/fuzz/$(1)
-build/fuzz/$(1): tests/fuzz/$(1).c $(2) | $(SETUP_STAMP)
+build/fuzz/$(1): tests/fuzz/$(1).c $(2) $$(FUZZ_HDRS) | $(SETUP_STAMP)
 	@mkdir -p $$(dir $$@)
-	$$(Q)$$(FUZZ_CC) $$(FUZZ_CFLAGS) -o $$@ $$^ -lpthread $(3)
+	$$(Q)$$(FUZZ_CC) $$(FUZZ_CFLAGS) -o $$@ $$(filter %.c,$$^) -lpthread $(3)
 endef
 
-unit: $(SETUP_STAMP) $(UNIT_TESTS)
+# The lists are filled by fragments included after this one: expand them a second time, when
+# the rule is used, or the prerequisites are empty and stale binaries run.
+.SECONDEXPANSION:
+
+unit: $(SETUP_STAMP) $$(UNIT_TESTS)
 	$(Q)bash tests/run-unit.sh $(RESULTS) $(UNIT_TESTS)
 
 e2e: $(SETUP_STAMP) all guest
@@ -36,7 +43,7 @@ test: $(SETUP_STAMP)
 	-$(Q)$(MAKE) --no-print-directory e2e
 	$(Q)bash tests/summary.sh $(RESULTS)
 
-fuzz: $(SETUP_STAMP) $(FUZZ_TARGETS)
+fuzz: $(SETUP_STAMP) $$(FUZZ_TARGETS)
 	$(Q)bash tests/run-fuzz.sh $(RESULTS) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 .PHONY: unit e2e test fuzz
