@@ -250,6 +250,15 @@ enum {
     OPT_BOOT_TIMER,
     OPT_PID_FILE,
     OPT_EXIT_FILE,
+    OPT_CHROOT,
+    OPT_UID,
+    OPT_GID,
+    OPT_NEW_MOUNT_NS,
+    OPT_NEW_PID_NS,
+    OPT_NETNS,
+    OPT_CGROUP,
+    OPT_RLIMIT_NOFILE,
+    OPT_RLIMIT_FSIZE,
     OPT_VERSION,
 };
 
@@ -278,6 +287,15 @@ static const struct option long_opts[] = {
     {"boot-timer", no_argument, NULL, OPT_BOOT_TIMER},
     {"pid-file", required_argument, NULL, OPT_PID_FILE},
     {"exit-file", required_argument, NULL, OPT_EXIT_FILE},
+    {"chroot", required_argument, NULL, OPT_CHROOT},
+    {"uid", required_argument, NULL, OPT_UID},
+    {"gid", required_argument, NULL, OPT_GID},
+    {"new-mount-ns", no_argument, NULL, OPT_NEW_MOUNT_NS},
+    {"new-pid-ns", no_argument, NULL, OPT_NEW_PID_NS},
+    {"netns", required_argument, NULL, OPT_NETNS},
+    {"cgroup", required_argument, NULL, OPT_CGROUP},
+    {"rlimit-nofile", required_argument, NULL, OPT_RLIMIT_NOFILE},
+    {"rlimit-fsize", required_argument, NULL, OPT_RLIMIT_FSIZE},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -319,6 +337,18 @@ void config_usage(FILE *out)
           "  --boot-timer             log the time from start to the guest's boot marker\n"
           "  --pid-file PATH          write amber's pid here and keep it locked while running\n"
           "  --exit-file PATH         write {\"reason\", \"status\"} here when amber exits\n"
+          "  --chroot DIR             confine amber to DIR (device nodes made inside); every "
+          "later path, flags and API alike, resolves inside DIR\n"
+          "  --uid N                  run as this user id (needs --gid; capabilities dropped)\n"
+          "  --gid N                  run as this group id (supplementary groups cleared)\n"
+          "  --new-mount-ns           run in a new mount namespace\n"
+          "  --new-pid-ns             run as pid 1 of a new pid namespace (a waiting parent "
+          "forwards signals)\n"
+          "  --netns PATH             join this network namespace (e.g. /var/run/netns/NAME)\n"
+          "  --cgroup DIR             join this cgroup v2 directory (writes cgroup.procs)\n"
+          "  --rlimit-nofile N        set RLIMIT_NOFILE (soft and hard) to N, 64..1048576\n"
+          "  --rlimit-fsize BYTES     set RLIMIT_FSIZE (soft and hard): the largest file amber "
+          "may write\n"
           "  -h, --help               print this help and exit\n"
           "  --version                print the version and exit\n"
           "\n"
@@ -519,7 +549,7 @@ static int parse_vsock(struct vm_config *cfg, const char *arg, char *err, size_t
 /* Which flags were given, for the checks on how they combine. */
 struct seen {
     const char *boot_flag; /* a flag that describes the VM, which --config-file also does */
-    bool kernel, initrd_or_cmdline, seccomp_off, seccomp_filter;
+    bool kernel, initrd_or_cmdline, seccomp_off, seccomp_filter, uid, gid;
 };
 
 /* Apply one option; returns 0 or -EINVAL with err set. */
@@ -535,12 +565,18 @@ static int apply_opt(struct vm_config *cfg, struct seen *seen, int opt, const ch
     case OPT_CONFIG_FILE:
     case OPT_SECCOMP_FILTER:
     case OPT_PID_FILE:
-    case OPT_EXIT_FILE: {
+    case OPT_EXIT_FILE:
+    case OPT_CHROOT:
+    case OPT_NETNS:
+    case OPT_CGROUP: {
         char *dst = opt == OPT_KERNEL        ? cfg->kernel
                     : opt == OPT_INITRD      ? cfg->initrd
                     : opt == OPT_CONFIG_FILE ? cfg->config_file
                     : opt == OPT_PID_FILE    ? cfg->pid_file
                     : opt == OPT_EXIT_FILE   ? cfg->exit_file
+                    : opt == OPT_CHROOT      ? cfg->chroot_dir
+                    : opt == OPT_NETNS       ? cfg->netns
+                    : opt == OPT_CGROUP      ? cfg->cgroup
                                              : cfg->seccomp_filter;
         if (config_copy(dst, CONFIG_PATH_MAX, arg))
             return config_fail(err, errlen, "--%s: path is empty or too long", name);
@@ -640,6 +676,33 @@ static int apply_opt(struct vm_config *cfg, struct seen *seen, int opt, const ch
     case OPT_BOOT_TIMER:
         cfg->boot_timer = true;
         break;
+    case OPT_UID:
+    case OPT_GID:
+        if (config_parse_u64(arg, UINT32_MAX - 1, &n))
+            return config_fail(err, errlen, "--%s '%s': want a number 0..%u", name, arg,
+                               UINT32_MAX - 1);
+        *(opt == OPT_UID ? &cfg->uid : &cfg->gid) = (uint32_t)n;
+        seen->uid |= opt == OPT_UID;
+        seen->gid |= opt == OPT_GID;
+        break;
+    case OPT_NEW_MOUNT_NS:
+        cfg->new_mount_ns = true;
+        break;
+    case OPT_NEW_PID_NS:
+        cfg->new_pid_ns = true;
+        break;
+    case OPT_RLIMIT_NOFILE:
+        if (config_parse_u64(arg, 1 << 20, &n) || n < 64)
+            return config_fail(err, errlen, "--rlimit-nofile '%s': want a number 64..%d", arg,
+                               1 << 20);
+        cfg->rlimit_nofile = n;
+        break;
+    case OPT_RLIMIT_FSIZE:
+        if (config_parse_u64(arg, UINT64_MAX - 1, &n) || n < 1)
+            return config_fail(err, errlen, "--rlimit-fsize '%s': want a number of bytes >= 1",
+                               arg);
+        cfg->rlimit_fsize_bytes = n;
+        break;
     }
     switch (opt) {
     case OPT_KERNEL:
@@ -676,6 +739,14 @@ static int check_combination(const struct vm_config *cfg, const struct seen *see
         return config_fail(err, errlen, "--initrd and --cmdline need --kernel");
     if (cfg->seccomp_filter[0] && !cfg->seccomp)
         return config_fail(err, errlen, "--seccomp-filter conflicts with seccomp off");
+    if (seen->uid != seen->gid)
+        return config_fail(err, errlen, "--uid and --gid go together");
+    if (cfg->chroot_dir[0] && cfg->chroot_dir[0] != '/')
+        return config_fail(err, errlen, "--chroot wants an absolute path");
+    if (cfg->on_reboot == ON_REBOOT_RESTART && (cfg->chroot_dir[0] || seen->uid || cfg->new_pid_ns))
+        return config_fail(err, errlen,
+                           "--on-reboot restart cannot re-execute amber inside --chroot, "
+                           "--uid or --new-pid-ns; use --on-reboot exit");
     return 0;
 }
 
@@ -719,5 +790,6 @@ int config_parse_args(struct vm_config *cfg, int argc, char **argv, char *err, s
     }
     if (optind < argc)
         return config_fail(err, errlen, "unexpected argument '%s' (see --help)", argv[optind]);
+    cfg->has_ids = seen.uid && seen.gid;
     return check_combination(cfg, &seen, err, errlen);
 }

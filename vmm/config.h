@@ -91,6 +91,17 @@ struct vm_config {
     bool boot_timer;
     char pid_file[CONFIG_PATH_MAX];  /* written and flock'ed while amber lives; "" = none */
     char exit_file[CONFIG_PATH_MAX]; /* {"reason","status"} written at exit; "" = none */
+
+    /* Confinement (vmm/jail.c), applied at start before any VM file is opened. */
+    char chroot_dir[CONFIG_PATH_MAX]; /* "" = none; later paths resolve inside it */
+    bool has_ids;                     /* --uid and --gid (always given together) */
+    uint32_t uid, gid;
+    bool new_mount_ns;
+    bool new_pid_ns;
+    char netns[CONFIG_PATH_MAX];  /* network namespace to join (setns); "" = none */
+    char cgroup[CONFIG_PATH_MAX]; /* cgroup v2 directory to join; "" = none */
+    uint64_t rlimit_nofile;       /* 0 = leave as is */
+    uint64_t rlimit_fsize_bytes;  /* 0 = leave as is */
 };
 
 /* Fill cfg with defaults: 1 vCPU, 256 MiB, console on stdio, seccomp on, no devices. */
