@@ -1,0 +1,16 @@
+# Python SDK: `make run` (the demo transcript) and `make sdk-test` (SDK unit tests, no VM).
+# The e2e SDK tests live in tests/e2e/test_sdk.py and run with `make e2e`.
+
+run: all guest
+	$(Q)if grep -qwE 'vmx|svm' /proc/cpuinfo; then \
+	  echo "make run: hardware virtualization found: running the demo directly"; \
+	  /usr/bin/python3 scripts/demo.py; \
+	else \
+	  echo "make run: no vmx/svm on this CPU: running the demo inside the test host (scripts/testhost.sh)"; \
+	  scripts/testhost.sh -- /usr/bin/python3 scripts/demo.py </dev/null; \
+	fi
+
+sdk-test: $(SETUP_STAMP) $(BUILD)/amber-agent
+	$(Q)/usr/bin/python3 -m unittest discover -s sdk/python/tests -t sdk/python/tests
+
+.PHONY: run sdk-test
