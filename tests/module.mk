@@ -3,7 +3,7 @@
 
 RESULTS := $(BUILD)/test-results
 FUZZ_CC ?= clang
-FUZZ_CFLAGS := -g -O1 -std=gnu11 -D_GNU_SOURCE -I. -fsanitize=fuzzer,address,undefined \
+FUZZ_CFLAGS := -g -O1 -std=gnu11 -D_GNU_SOURCE -I. -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
                -DAMBER_FUZZ=1
 
 # $(call unit_test,NAME,OBJS,EXTRA_LDLIBS): build/tests/NAME from tests/unit/NAME.c + OBJS.
