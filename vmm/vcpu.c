@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "vmm/log.h"
+#include "vmm/seccomp.h"
 #include "vmm/vm.h"
 #include "vmm/x86/cpuid.h"
 
@@ -236,6 +237,14 @@ static void *vcpu_thread(void *arg)
 {
     struct vcpu *v = arg;
     struct vm *vm = v->vm;
+    /* Before the first KVM_RUN: no guest code runs beside an unfiltered vCPU thread. */
+    int rc = vm->cfg->seccomp ? seccomp_install(SECCOMP_VCPU, vm->cfg) : 0;
+    if (rc) {
+        vm_request_exit(vm, VM_EXIT_ERROR, "vcpu%u: cannot install the seccomp filter: %s",
+                        v->index, strerror(-rc));
+        pause_leave(&vm->barrier);
+        return NULL;
+    }
     for (;;) {
         if (pause_checkpoint(&vm->barrier, &v->run->immediate_exit))
             break;

@@ -18,8 +18,10 @@
 #include "devices/virtio/blk.h"
 #include "devices/virtio/vsock.h"
 #include "vmm/devices.h"
+#include "vmm/jail.h"
 #include "vmm/log.h"
 #include "vmm/loop.h"
+#include "vmm/seccomp.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
 
@@ -138,6 +140,23 @@ static int boot_status(int err)
     }
 }
 
+/* The main thread's seccomp filter goes on once the vCPUs run (see vmm/seccomp.c for why not
+ * earlier). A restart re-executes amber, which a filtered thread could not do. */
+static int filter_main_thread(struct vmm *vmm, char *err, size_t errlen)
+{
+    if (!vmm->cfg->seccomp)
+        return 0;
+    if (vmm->cfg->on_reboot == ON_REBOOT_RESTART) {
+        log_warn("SECCOMP: --on-reboot restart: the main thread stays UNFILTERED (it must "
+                 "re-execute amber); vCPU threads are filtered");
+        return 0;
+    }
+    int ret = seccomp_install(SECCOMP_VMM, vmm->cfg);
+    if (ret)
+        snprintf(err, errlen, "cannot install the seccomp filter: %s", strerror(-ret));
+    return ret;
+}
+
 static int boot(struct vmm *vmm, char *err, size_t errlen)
 {
     int ret = vm_create(&vmm->vm, vmm->cfg, &vmm->loop, vmm->vsock_fd, err, errlen);
@@ -146,6 +165,8 @@ static int boot(struct vmm *vmm, char *err, size_t errlen)
         return ret;
     vmm->vm_created = true;
     ret = vm_start(&vmm->vm, err, errlen);
+    if (!ret)
+        ret = filter_main_thread(vmm, err, errlen);
     if (ret) {
         vm_destroy(&vmm->vm);
         vmm->vm_created = false;
@@ -331,7 +352,21 @@ int vmm_main(struct vm_config *cfg, char **argv)
     vmm.vsock_fd = -1;
     vmm.pid_fd = -1;
 
-    int ret = loop_init(&vmm.loop);
+    int jail_status = 0;
+    int ret = jail_enter(cfg, &jail_status);
+    if (ret > 0)
+        return jail_status; /* the --new-pid-ns parent, after its child ended */
+    if (ret < 0)
+        return EXIT_BAD_INPUT;
+    if (!cfg->seccomp)
+        log_warn("SECCOMP IS OFF (--seccomp=off): amber's threads run UNFILTERED; for "
+                 "debugging only");
+    else if ((ret = seccomp_install_handler()) < 0) {
+        log_err("cannot install the SIGSYS handler: %s", strerror(-ret));
+        return 1;
+    }
+
+    ret = loop_init(&vmm.loop);
     if (ret) {
         log_err("cannot create the event loop: %s", strerror(-ret));
         return 1;

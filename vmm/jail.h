@@ -1,0 +1,21 @@
+/* Process confinement at start: fds, environment, namespaces, cgroup, chroot, rlimits, ids. */
+#ifndef AMBER_VMM_JAIL_H
+#define AMBER_VMM_JAIL_H
+
+#include "vmm/config.h"
+
+/*
+ * Confine the process as cfg asks, before anything of the VM is opened. Always: close every
+ * inherited fd above 2, clear the environment and set PR_SET_NO_NEW_PRIVS. Then, as
+ * configured, in this order: join --cgroup, join --netns, enter a --new-pid-ns (fork: the
+ * child goes on as pid 1 of the namespace, the parent waits, forwarding SIGTERM/SIGINT/SIGHUP),
+ * enter a --new-mount-ns, make /dev/kvm and /dev/net/tun inside --chroot and chroot there,
+ * set the rlimits, and drop to --uid/--gid with no supplementary groups, checking that no
+ * capability is left.
+ * Returns 0 in the process that goes on to run the VM; 1 in the --new-pid-ns parent once its
+ * child has ended, with the child's exit status in *exit_status (the caller returns it); or a
+ * negative errno after logging why (the caller exits with status 2).
+ */
+int jail_enter(const struct vm_config *cfg, int *exit_status);
+
+#endif

@@ -1,0 +1,33 @@
+# Seccomp filters and confinement (vmm/seccomp.c, vmm/jail.c), the syscall-name table the SIGSYS
+# handler prints from, the test-hooks build of amber, and the seccomp unit test.
+VMM_OBJS += vmm/seccomp.o vmm/jail.o
+
+SYSCALL_NAMES_H := $(BUILD)/gen/amber_syscall_names.h
+
+# "[nr] = "name"," for every x86-64 syscall the C library headers know.
+$(SYSCALL_NAMES_H): vmm/security.mk | $(SETUP_STAMP)
+	@mkdir -p $(dir $@)
+	$(Q)echo '#include <sys/syscall.h>' | $(CC) -dM -E - | \
+	  sed -n 's/^#define __NR_\([a-z0-9_]*\) \([0-9][0-9]*\)$$/[\2] = "\1",/p' > $@.tmp
+	$(Q)mv $@.tmp $@
+
+$(BUILD)/vmm/seccomp.o: $(SYSCALL_NAMES_H)
+$(BUILD)/vmm/seccomp.o: CFLAGS += -I$(BUILD)/gen
+
+# build/test-hooks/amber: amber whose seccomp.c calls a forbidden syscall on request
+# (--id seccomp-violate-vmm / seccomp-violate-vcpu). Never installed or shipped.
+TEST_HOOKS_DIR := $(BUILD)/test-hooks
+$(TEST_HOOKS_DIR)/vmm/seccomp.o: vmm/seccomp.c $(SYSCALL_NAMES_H) | $(SETUP_STAMP)
+	@mkdir -p $(dir $@)
+	@[ "$(V)" = 0 ] && echo "  CC      $< (test hooks)" || true
+	$(Q)$(CC) $(CFLAGS) -I$(BUILD)/gen -DAMBER_TEST_HOOKS -c -o $@ $<
+
+$(TEST_HOOKS_DIR)/amber: $$(addprefix $(BUILD)/,$$(filter-out vmm/seccomp.o,$$(VMM_OBJS)) vmm/main.o) \
+                         $(TEST_HOOKS_DIR)/vmm/seccomp.o
+	@[ "$(V)" = 0 ] && echo "  LD      $@" || true
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_VMM)
+
+ALL_BINS += $(TEST_HOOKS_DIR)/amber
+
+$(eval $(call unit_test,test_seccomp,vmm/seccomp.o vmm/log.o,-lseccomp))
+$(BUILD)/tests/unit/test_seccomp.o: CFLAGS += -I$(BUILD)/gen
