@@ -1,0 +1,286 @@
+/* Seccomp allowlists: table sanity, and real filters loaded in forked children (no KVM needed). */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <linux/kvm.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "vmm/seccomp.h"
+
+/* What a child does after its filter is on; returns 0 if every allowed call behaved. */
+typedef int (*child_fn)(void);
+
+struct outcome {
+    int status;    /* exit status, or -1 if killed by a signal */
+    char err[512]; /* what the child wrote to stderr */
+};
+
+static struct outcome run_filtered(enum seccomp_kind kind, const struct vm_config *cfg, child_fn fn)
+{
+    struct outcome o = {.status = -1};
+    int pipefd[2];
+    assert_int_equal(pipe(pipefd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(pipefd[1], STDERR_FILENO);
+        close(pipefd[0]);
+        if (seccomp_install_handler() || seccomp_install(kind, cfg))
+            _exit(100);
+        _exit(fn() ? 101 : 0);
+    }
+    close(pipefd[1]);
+    size_t len = 0;
+    ssize_t n;
+    while ((n = read(pipefd[0], o.err + len, sizeof(o.err) - 1 - len)) > 0)
+        len += (size_t)n;
+    o.err[len] = '\0';
+    close(pipefd[0]);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    o.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return o;
+}
+
+static void expect_violation(struct outcome o, const char *line)
+{
+    if (o.status != SECCOMP_VIOLATION_STATUS || !strstr(o.err, line))
+        fail_msg("want status %d and '%s', got status %d and stderr '%s'", SECCOMP_VIOLATION_STATUS,
+                 line, o.status, o.err);
+}
+
+static void expect_clean(struct outcome o)
+{
+    if (o.status != 0)
+        fail_msg("want a clean exit, got status %d and stderr '%s'", o.status, o.err);
+}
+
+static struct vm_config cfg_plain;
+
+/* --- the vcpu filter --- */
+
+static int vcpu_allowed(void)
+{
+    /* An ioctl from the list on a bad fd reaches the kernel and fails with EBADF. */
+    if (ioctl(-1, KVM_RUN, 0) != -1 || errno != EBADF)
+        return 1;
+    if (ioctl(-1, KVM_IRQ_LINE, NULL) != -1 || errno != EBADF)
+        return 1;
+    void *m = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED || mprotect(m, 4096, PROT_READ) < 0 || munmap(m, 1 << 20) < 0)
+        return 1;
+    void *big = malloc(64 << 20); /* mmap-backed */
+    free(big);
+    return write(STDERR_FILENO, "", 0) < 0;
+}
+
+static int vcpu_open(void)
+{
+    return open("/dev/null", O_RDONLY) < 0 ? 0 : 1;
+}
+
+static int vcpu_exec_map(void)
+{
+    mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return 1;
+}
+
+static int vcpu_create_vm(void)
+{
+    ioctl(-1, KVM_CREATE_VM, 0);
+    return 1;
+}
+
+static int vcpu_tun(void)
+{
+    ioctl(-1, TUNSETOFFLOAD, 0); /* the vmm thread's ioctl, not a vCPU's */
+    return 1;
+}
+
+static int vcpu_getpid(void)
+{
+    getpid();
+    return 1;
+}
+
+static void test_vcpu_allows(void **state)
+{
+    (void)state;
+    expect_clean(run_filtered(SECCOMP_VCPU, &cfg_plain, vcpu_allowed));
+}
+
+static void test_vcpu_forbids(void **state)
+{
+    (void)state;
+    expect_violation(run_filtered(SECCOMP_VCPU, &cfg_plain, vcpu_open),
+                     "amber: seccomp violation: syscall 257 (openat)\n");
+    expect_violation(run_filtered(SECCOMP_VCPU, &cfg_plain, vcpu_exec_map),
+                     "amber: seccomp violation: syscall 9 (mmap)\n");
+    expect_violation(run_filtered(SECCOMP_VCPU, &cfg_plain, vcpu_create_vm),
+                     "amber: seccomp violation: syscall 16 (ioctl)\n");
+    expect_violation(run_filtered(SECCOMP_VCPU, &cfg_plain, vcpu_tun),
+                     "amber: seccomp violation: syscall 16 (ioctl)\n");
+    expect_violation(run_filtered(SECCOMP_VCPU, &cfg_plain, vcpu_getpid),
+                     "amber: seccomp violation: syscall 39 (getpid)\n");
+}
+
+/* --- the vmm filter --- */
+
+static int vmm_allowed(void)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 1;
+    close(fd);
+    fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 1;
+    close(fd);
+    if (ioctl(-1, KVM_IRQ_LINE, NULL) != -1 || errno != EBADF)
+        return 1;
+    if (ioctl(-1, TUNSETOFFLOAD, 0) != -1 || errno != EBADF)
+        return 1;
+    return getpid() <= 0;
+}
+
+static int vmm_inet(void)
+{
+    socket(AF_INET, SOCK_STREAM, 0);
+    return 1;
+}
+
+static int vmm_create(void)
+{
+    open("/tmp/amber-test-seccomp-create", O_WRONLY | O_CREAT | O_EXCL, 0600);
+    return 1;
+}
+
+static int vmm_exit_file(void)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/tmp/amber-test-seccomp-%d", (int)getpid());
+    FILE *f = fopen(path, "we");
+    if (!f)
+        return 1;
+    fputs("{}", f);
+    fclose(f);
+    return unlink(path) < 0;
+}
+
+static int vmm_create_vm(void)
+{
+    ioctl(-1, KVM_CREATE_VM, 0);
+    return 1;
+}
+
+static int vmm_fork(void)
+{
+    fork();
+    return 1;
+}
+
+static int vmm_kvm_run(void)
+{
+    ioctl(-1, KVM_RUN, 0);
+    return 1;
+}
+
+static void test_vmm_allows(void **state)
+{
+    (void)state;
+    expect_clean(run_filtered(SECCOMP_VMM, &cfg_plain, vmm_allowed));
+    struct vm_config with_exit = cfg_plain;
+    strcpy(with_exit.exit_file, "/tmp/x");
+    expect_clean(run_filtered(SECCOMP_VMM, &with_exit, vmm_exit_file));
+}
+
+static void test_vmm_forbids(void **state)
+{
+    (void)state;
+    expect_violation(run_filtered(SECCOMP_VMM, &cfg_plain, vmm_inet),
+                     "amber: seccomp violation: syscall 41 (socket)\n");
+    expect_violation(run_filtered(SECCOMP_VMM, &cfg_plain, vmm_create),
+                     "amber: seccomp violation: syscall 257 (openat)\n");
+    /* Without an exit file, creating files is not allowed at all. */
+    expect_violation(run_filtered(SECCOMP_VMM, &cfg_plain, vmm_exit_file),
+                     "amber: seccomp violation: syscall 257 (openat)\n");
+    expect_violation(run_filtered(SECCOMP_VMM, &cfg_plain, vmm_create_vm),
+                     "amber: seccomp violation: syscall 16 (ioctl)\n");
+    expect_violation(run_filtered(SECCOMP_VMM, &cfg_plain, vmm_kvm_run),
+                     "amber: seccomp violation: syscall 16 (ioctl)\n");
+    expect_violation(run_filtered(SECCOMP_VMM, &cfg_plain, vmm_fork),
+                     "amber: seccomp violation: syscall 56 (clone)\n");
+    struct vm_config with_exit = cfg_plain;
+    strcpy(with_exit.exit_file, "/tmp/x");
+    expect_violation(run_filtered(SECCOMP_VMM, &with_exit, vmm_create),
+                     "amber: seccomp violation: syscall 257 (openat)\n");
+}
+
+/* --seccomp-filter loads a raw BPF program: export the vcpu list and load it from the file. */
+static void test_filter_file(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/amber-test-bpf-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    scmp_filter_ctx ctx = seccomp_build(SECCOMP_VCPU, &cfg_plain);
+    assert_non_null(ctx);
+    assert_int_equal(seccomp_export_bpf(ctx, fd), 0);
+    seccomp_release(ctx);
+    close(fd);
+    struct vm_config c = cfg_plain;
+    strcpy(c.seccomp_filter, path);
+    expect_clean(run_filtered(SECCOMP_VMM, &c, vcpu_allowed));
+    expect_violation(run_filtered(SECCOMP_VMM, &c, vcpu_open),
+                     "amber: seccomp violation: syscall 257 (openat)\n");
+    strcpy(c.seccomp_filter, "/nonexistent.bpf");
+    struct outcome o = run_filtered(SECCOMP_VMM, &c, vcpu_allowed);
+    assert_int_equal(o.status, 100);
+    unlink(path);
+}
+
+/* Every entry is distinct and says why; print the counts the report quotes. */
+static void test_tables(void **state)
+{
+    (void)state;
+    const enum seccomp_kind kinds[] = {SECCOMP_VMM, SECCOMP_VCPU};
+    const char *names[] = {"vmm", "vcpu"};
+    for (unsigned k = 0; k < 2; k++) {
+        unsigned n = seccomp_allowed_count(kinds[k]);
+        assert_true(n > 5 && n < 60);
+        for (unsigned i = 0; i < n; i++) {
+            const char *name, *why, *name2, *why2;
+            assert_true(seccomp_allowed_at(kinds[k], i, &name, &why));
+            assert_true(strlen(why) > 5);
+            for (unsigned j = 0; j < i; j++) {
+                assert_true(seccomp_allowed_at(kinds[k], j, &name2, &why2));
+                assert_string_not_equal(name, name2);
+            }
+        }
+        const char *x, *y;
+        assert_false(seccomp_allowed_at(kinds[k], n, &x, &y));
+        print_message("seccomp %s filter: %u syscalls allowed\n", names[k], n);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tables),       cmocka_unit_test(test_vcpu_allows),
+        cmocka_unit_test(test_vcpu_forbids), cmocka_unit_test(test_vmm_allows),
+        cmocka_unit_test(test_vmm_forbids),  cmocka_unit_test(test_filter_file),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
