@@ -51,6 +51,7 @@ void virtio_notify_used(struct virtio_dev *d, unsigned q)
 {
     if (q >= d->ops->num_queues || !d->vq[q].ready)
         return;
+    virtq_publish(&d->vq[q]); /* a device that batched and forgot still gets seen */
     if (virtq_should_notify(&d->vq[q]))
         raise_irq(d, VIRTIO_ISR_USED);
 }
@@ -79,6 +80,7 @@ static void queue_clear(struct virtio_dev *d, unsigned q)
     vq->mem = d->mem;
     vq->size = queue_max_of(d);
     vq->event_idx = false;
+    vq->indirect_desc = false;
     vq->desc_gpa = vq->avail_gpa = vq->used_gpa = 0;
 }
 
@@ -132,8 +134,11 @@ static void status_write(struct virtio_dev *d, uint32_t val)
             added &= ~(uint32_t)VIRTIO_STATUS_FEATURES_OK; /* the driver sees it did not stick */
         } else {
             bool ev = d->driver_features & (1ULL << VIRTIO_F_EVENT_IDX);
-            for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++)
+            bool ind = d->driver_features & (1ULL << VIRTIO_F_INDIRECT_DESC);
+            for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++) {
                 d->vq[q].event_idx = ev;
+                d->vq[q].indirect_desc = ind;
+            }
         }
     }
     if ((added & VIRTIO_STATUS_DRIVER_OK) && !((d->status | added) & VIRTIO_STATUS_FEATURES_OK)) {
@@ -142,14 +147,22 @@ static void status_write(struct virtio_dev *d, uint32_t val)
     }
     d->status |= added;
 
-    if ((added & VIRTIO_STATUS_DRIVER_OK) && d->ops->activate &&
-        !(d->status & VIRTIO_STATUS_NEEDS_RESET)) {
-        int err = d->ops->activate(d);
-        if (err) {
-            log_warn("virtio-%s: activate failed: %s", d->ops->name, strerror(-err));
-            virtio_set_needs_reset(d, "activation failed");
-        }
+    if (!(added & VIRTIO_STATUS_DRIVER_OK) || (d->status & VIRTIO_STATUS_NEEDS_RESET))
+        return;
+    /* activate runs here, on the vCPU thread, with d->lock held (see virtio.h). */
+    int err = d->ops->activate ? d->ops->activate(d) : 0;
+    if (err) {
+        log_warn("virtio-%s: activate failed: %s", d->ops->name, strerror(-err));
+        virtio_set_needs_reset(d, "activation failed");
+        return;
     }
+    /* Start the device on the loop: a kick per live queue runs queue_notify there, which
+     * takes buffers the driver made available before DRIVER_OK (their kicks were dropped)
+     * and arms back-end watches. Only eventfd writes here: nothing is posted that could
+     * outlive the device. */
+    for (unsigned q = 0; q < d->ops->num_queues; q++)
+        if (d->vq[q].ready)
+            eventfd_signal(d->kick_fd[q]);
 }
 
 /* Queue registers other than QueueSel: writable only while the queue is off, before
@@ -192,6 +205,7 @@ static void queue_ready_write(struct virtio_dev *d, uint32_t val)
         return;
     vq->mem = d->mem;
     vq->event_idx = virtio_has_feature(d, VIRTIO_F_EVENT_IDX);
+    vq->indirect_desc = virtio_has_feature(d, VIRTIO_F_INDIRECT_DESC);
     if (virtq_validate(vq, queue_max_of(d))) {
         virtio_set_needs_reset(d, "invalid queue configuration");
         return;

@@ -127,12 +127,18 @@ static void tx_process(struct net *n)
             }
             log_debug("%s: back-end refused a frame: %s", n->name, strerror(errno));
         }
-        virtq_push(q, c->head, 0);
+        if (virtq_push_elem(q, c->head, 0) < 0) {
+            virtio_set_needs_reset(d, "virtio-net: TX used ring");
+            n->tx_pending = false;
+            break;
+        }
         n->tx_pending = false;
         pushed = true;
     }
-    if (pushed)
+    if (pushed) {
+        virtq_publish(q); /* one index store for the whole batch */
         virtio_notify_used(d, NET_TXQ);
+    }
 }
 
 static void tap_event(void *opaque, uint32_t events)
@@ -175,37 +181,34 @@ static void net_config_read(struct virtio_dev *d, uint32_t off, uint8_t *data, u
         memcpy(data, cfg + off, len);
 }
 
-/* Runs on the loop: start reading once the driver is up (activate runs on a vCPU thread). */
-static void net_start(void *arg)
-{
-    struct net *n = arg;
-    pthread_mutex_lock(&n->d->lock);
-    if (n->is_tap && n->tap_offloads && net_running(n)) {
-        unsigned flags = net_tun_offload_flags(n->d->driver_features);
-        int rc = tap_set_offload(n->fd, flags);
-        if (rc < 0) {
-            log_warn("%s: TUNSETOFFLOAD %#x failed: %s", n->name, flags, strerror(-rc));
-            virtio_set_needs_reset(n->d, "TAP refused the negotiated offloads");
-        }
-    }
-    net_rx_process(n);
-    update_watch(n);
-    pthread_mutex_unlock(&n->d->lock);
-}
-
+/*
+ * DRIVER_OK, on a vCPU thread with d->lock held: only the TAP offload ioctl, which is safe from
+ * any thread and serialised with the loop's TAP I/O by the lock. Reading starts on the loop,
+ * where the transport's kick of the RX queue runs net_queue_notify.
+ */
 static int net_activate(struct virtio_dev *d)
 {
-    /* Offloads and the first read happen on the loop: this runs on a vCPU thread. */
-    return loop_post(d->loop, net_start, net_of(d));
+    struct net *n = net_of(d);
+    if (!n->is_tap || !n->tap_offloads)
+        return 0;
+    unsigned flags = net_tun_offload_flags(d->driver_features);
+    int rc = tap_set_offload(n->fd, flags);
+    if (rc < 0)
+        log_warn("%s: TUNSETOFFLOAD %#x failed: %s", n->name, flags, strerror(-rc));
+    return rc; /* non-zero: the transport sets NEEDS_RESET */
 }
 
+/*
+ * Status 0, on a vCPU thread with d->lock held: forget the chains of the old queues. The loop
+ * watch is left alone (loop-thread only); the next TAP event finds the device not running and
+ * drops it.
+ */
 static void net_reset(struct virtio_dev *d)
 {
     struct net *n = net_of(d);
-    /* May run on a vCPU thread: only state here; the loop drops the watch on its next
-     * event because the device is no longer running. */
     n->tx_pending = false;
     n->tx_blocked = false;
+    n->rx_armed = false;
     net_rx_reset(n);
 }
 

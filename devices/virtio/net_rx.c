@@ -21,14 +21,28 @@ void net_rx_reset(struct net *n)
     n->rx_placed = 0;
 }
 
+/*
+ * Write a used element for every chain of the frame, unpublished: net_rx_process publishes
+ * whole frames with one used->idx store. A driver polling the used ring must never see the
+ * first buffers of a merged frame without the rest (Linux drops it for a short num_buffers).
+ */
+static void rx_push_frame(struct net *n, bool with_lens)
+{
+    struct virtq *q = &n->d->vq[NET_RXQ];
+    for (unsigned i = 0; i < n->rx_nheads; i++) {
+        if (virtq_push_elem(q, n->rx_heads[i], with_lens ? n->rx_lens[i] : 0) < 0) {
+            virtio_set_needs_reset(n->d, "virtio-net: RX used ring");
+            break;
+        }
+    }
+}
+
 /* Publish the placed frame: num_buffers in the first header, then every used entry. */
 static void rx_complete(struct net *n)
 {
-    struct virtq *q = &n->d->vq[NET_RXQ];
     uint16_t nb = htole16((uint16_t)n->rx_nheads);
     virtq_chain_write(&n->rx_first, NET_HDR_LEN - 2, &nb, sizeof(nb));
-    for (unsigned i = 0; i < n->rx_nheads; i++)
-        virtq_push(q, n->rx_heads[i], n->rx_lens[i]);
+    rx_push_frame(n, true);
     n->rx_have = false;
     n->rx_nheads = 0;
     n->rx_placed = 0;
@@ -37,10 +51,8 @@ static void rx_complete(struct net *n)
 /* Give back every chain of a frame that cannot be delivered, with nothing written. */
 static void rx_discard(struct net *n, const char *why)
 {
-    struct virtq *q = &n->d->vq[NET_RXQ];
     log_warn("%s: dropping a %u-byte frame: %s", n->name, n->rx_len, why);
-    for (unsigned i = 0; i < n->rx_nheads; i++)
-        virtq_push(q, n->rx_heads[i], 0);
+    rx_push_frame(n, false);
     n->rx_have = false;
     n->rx_nheads = 0;
     n->rx_placed = 0;
@@ -127,6 +139,7 @@ void net_rx_process(struct net *n)
             break;
         }
     }
+    virtq_publish(q); /* whole frames only: a partly placed frame has pushed nothing */
     if (pushed)
         virtio_notify_used(d, NET_RXQ);
 }

@@ -36,6 +36,19 @@ struct virtio_dev;
 /*
  * What a device implements. Only device_id, num_queues and queue_notify are required; every
  * other hook may be NULL. Unless noted, hooks run on the event loop thread with d->lock held.
+ *
+ * Threads. activate and reset are driven by the driver's Status writes, so they run on the
+ * vCPU thread that wrote Status, with d->lock held; the loop may be running this device's
+ * other callbacks concurrently and blocks on d->lock meanwhile. In those two hooks a device
+ * may change its state, use its own fds with thread-safe syscalls (ioctl, a timerfd or
+ * eventfd write, waiting for its own io_uring) and set NEEDS_RESET, but it must NOT call
+ * loop_add/loop_mod/loop_del/loop_post (the loop's structures are loop-thread only, and a
+ * posted call could run after the device is destroyed) nor close an fd the loop watches.
+ * Loop-side work follows on the loop's next callback for the device, which sees the new
+ * state under the lock: after activate the transport kicks every ready queue (queue_notify
+ * then starts the back-end); after reset, a device whose callbacks find it not running drops
+ * its watches there, or wakes itself through an fd it owns (vsock's timer). VM teardown stops
+ * the vCPUs before virtio_dev_destroy, so neither hook can race with destroy.
  */
 struct virtio_dev_ops {
     const char *name;
@@ -50,11 +63,14 @@ struct virtio_dev_ops {
     void (*config_read)(struct virtio_dev *d, uint32_t off, uint8_t *data, uint32_t len);
     void (*config_write)(struct virtio_dev *d, uint32_t off, const uint8_t *data, uint32_t len);
 
-    /* The driver set DRIVER_OK: start the back-end. Non-zero sets NEEDS_RESET. */
+    /* The driver set DRIVER_OK: start the back-end. vCPU thread, d->lock held (see above).
+     * Non-zero sets NEEDS_RESET. Afterwards the transport kicks every ready queue. */
     int (*activate)(struct virtio_dev *d);
     /* Queue q was kicked (ioeventfd or a QueueNotify write). */
     void (*queue_notify)(struct virtio_dev *d, unsigned q);
-    /* The driver wrote 0 to Status: drop all in-flight state; the device may start again. */
+    /* The driver wrote 0 to Status: drop all in-flight state; the device may start again.
+     * vCPU thread, d->lock held (see above); the queues are cleared right after it returns,
+     * so no chain popped before the reset may be pushed afterwards. */
     void (*reset)(struct virtio_dev *d);
     /* Pause: finish or park in-flight work; afterwards touch neither guest memory nor
      * back-end fds until resume. Runs on the loop, d->lock NOT held (it may wait). */
@@ -158,8 +174,9 @@ void virtio_mmio_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, 
 /* True once FEATURES_OK was accepted and the driver acked this feature bit. */
 bool virtio_has_feature(const struct virtio_dev *d, unsigned bit);
 
-/* After pushing used buffers on queue q: interrupt the guest if the queue wants it. Called
- * with d->lock held. While quiesced the interrupt is withheld and delivered on resume. */
+/* After pushing used buffers on queue q: publish any elements written with virtq_push_elem,
+ * then interrupt the guest if the queue wants it. Called with d->lock held. While quiesced
+ * the interrupt is withheld and delivered on resume. */
 void virtio_notify_used(struct virtio_dev *d, unsigned q);
 
 /* Config space changed (e.g. a drive's capacity): bump generation, raise config irq.

@@ -104,6 +104,7 @@ void virtq_reset(struct virtq *q)
     q->ready = false;
     q->last_avail = 0;
     q->used_idx = 0;
+    q->used_published = 0;
     q->signalled_used = 0;
     q->signalled_valid = false;
     q->notify_off = false;
@@ -204,6 +205,10 @@ static int walk_chain(const struct virtq *q, uint16_t head, struct virtq_chain *
             return -EINVAL;
         }
         if (d.flags & VIRTQ_DESC_F_INDIRECT) {
+            if (!q->indirect_desc) {
+                log_warn("virtq: indirect descriptor but VIRTIO_F_INDIRECT_DESC not negotiated");
+                return -EINVAL;
+            }
             int err = walk_enter_indirect(&w, &d);
             if (err)
                 return err;
@@ -273,25 +278,49 @@ int virtq_pop(struct virtq *q, struct virtq_chain *c)
     return 1;
 }
 
-int virtq_push(struct virtq *q, uint16_t head, uint32_t written)
+int virtq_push_elem(struct virtq *q, uint16_t head, uint32_t written)
 {
     if (!ring_sane(q) || head >= q->size) {
         log_warn("virtq: push of bad head %u", head);
         return -EINVAL;
     }
+    if ((uint16_t)(q->used_idx - q->used_published) >= q->size) {
+        log_warn("virtq: %u used elements written but not published", q->size);
+        return -ENOSPC;
+    }
     uint64_t elem =
         q->used_gpa + USED_RING + (uint64_t)USED_ELEM_LEN * (q->used_idx & (q->size - 1));
     uint32_t *e = (elem & 3) ? NULL : mem_ptr(q->mem, elem, USED_ELEM_LEN);
-    uint16_t *idx = ring_u16(q, q->used_gpa + USED_IDX);
-    if (!e || !idx) {
+    if (!e) {
         log_warn("virtq: used ring outside guest RAM");
         return -EINVAL;
     }
     __atomic_store_n(&e[0], (uint32_t)head, __ATOMIC_RELAXED);
     __atomic_store_n(&e[1], written, __ATOMIC_RELAXED);
     q->used_idx++;
-    /* Release: the element must be visible before the index that publishes it. */
+    return 0;
+}
+
+void virtq_publish(struct virtq *q)
+{
+    if (q->used_idx == q->used_published || !ring_sane(q))
+        return;
+    uint16_t *idx = ring_u16(q, q->used_gpa + USED_IDX);
+    if (!idx) {
+        log_warn("virtq: used ring outside guest RAM");
+        return;
+    }
+    /* Release: every element must be visible before the index that publishes it. */
     __atomic_store_n(idx, q->used_idx, __ATOMIC_RELEASE);
+    q->used_published = q->used_idx;
+}
+
+int virtq_push(struct virtq *q, uint16_t head, uint32_t written)
+{
+    int err = virtq_push_elem(q, head, written);
+    if (err)
+        return err;
+    virtq_publish(q);
     return 0;
 }
 
@@ -311,14 +340,14 @@ bool virtq_should_notify(struct virtq *q)
     if (q->event_idx) {
         uint16_t old = q->signalled_used;
         bool valid = q->signalled_valid;
-        q->signalled_used = q->used_idx;
+        q->signalled_used = q->used_published;
         q->signalled_valid = true;
         if (!valid)
             return true;
         uint16_t *ev = ring_u16(q, q->avail_gpa + AVAIL_RING + 2 * (uint64_t)q->size);
         if (!ev)
             return true;
-        return need_event(__atomic_load_n(ev, __ATOMIC_RELAXED), q->used_idx, old);
+        return need_event(__atomic_load_n(ev, __ATOMIC_RELAXED), q->used_published, old);
     }
     uint16_t *flags = ring_u16(q, q->avail_gpa + AVAIL_FLAGS);
     if (!flags)

@@ -23,10 +23,12 @@ struct virtq {
     const struct guest_mem *mem;
     uint16_t size; /* QueueNum chosen by the driver, power of two <= max */
     bool ready;
-    bool event_idx; /* VIRTIO_F_EVENT_IDX negotiated */
+    bool event_idx;     /* VIRTIO_F_EVENT_IDX negotiated */
+    bool indirect_desc; /* VIRTIO_F_INDIRECT_DESC negotiated; without it INDIRECT is malformed */
     uint64_t desc_gpa, avail_gpa, used_gpa;
     uint16_t last_avail;     /* next avail ring entry we will consume */
-    uint16_t used_idx;       /* our copy of used->idx */
+    uint16_t used_idx;       /* next used slot we fill (elements written so far) */
+    uint16_t used_published; /* used->idx as last published to the driver */
     uint16_t signalled_used; /* used_idx at the last interrupt (event idx) */
     bool signalled_valid;
     bool notify_off; /* virtq_enable_notify(false) in effect */
@@ -55,17 +57,31 @@ void virtq_reset(struct virtq *q);
 /*
  * Take the next available chain. Returns 1 with *c filled, 0 if the ring is empty, or
  * -EINVAL if the guest published something malformed (bad index, address, length, loop,
- * chain too long, nested indirect, readable after writable). On -EINVAL a line has been
- * logged and the caller must put the device into NEEDS_RESET.
+ * chain too long, nested indirect, indirect without VIRTIO_F_INDIRECT_DESC, readable after
+ * writable). On -EINVAL a line has been logged and the caller must put the device into
+ * NEEDS_RESET.
  */
 int virtq_pop(struct virtq *q, struct virtq_chain *c);
 
-/* Return a chain to the guest with written bytes; returns 0 or -EINVAL if head is bad. */
+/*
+ * Write a used element (head, written bytes) without publishing it: the driver cannot see it
+ * until virtq_publish. Use it for entries that must appear together (the buffers of one merged
+ * RX frame) or to batch many completions behind one index store. Every element written must
+ * be published before the caller drops the device lock. Returns 0, -EINVAL if head is bad,
+ * or -ENOSPC if a whole ring of elements is already waiting to be published.
+ */
+int virtq_push_elem(struct virtq *q, uint16_t head, uint32_t written);
+
+/* Make every element written by virtq_push_elem visible: one store-release of used->idx. */
+void virtq_publish(struct virtq *q);
+
+/* virtq_push_elem then virtq_publish: return one chain to the guest with written bytes. */
 int virtq_push(struct virtq *q, uint16_t head, uint32_t written);
 
 /*
- * True if the driver wants an interrupt for what was pushed since the last call (honours
+ * True if the driver wants an interrupt for what was published since the last call (honours
  * VIRTQ_AVAIL_F_NO_INTERRUPT, or used_event with EVENT_IDX). Updates the signalled mark.
+ * Elements written but not yet published do not count.
  */
 bool virtq_should_notify(struct virtq *q);
 

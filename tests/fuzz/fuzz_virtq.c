@@ -71,6 +71,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct virtq q = {.mem = &mem};
     q.size = (sel & 0x80) ? (uint16_t)((sel & 0x7f) * 3) : (uint16_t)(1u << (sel % 9));
     q.event_idx = flags & 1;
+    q.indirect_desc = !(flags & 8); /* negotiated unless bit 3 says not */
     if (flags & 4) {
         q.desc_gpa = HIGH_GPA;
         q.avail_gpa = HIGH_GPA + 0x800;

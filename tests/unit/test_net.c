@@ -1,6 +1,8 @@
 /* Unit tests for virtio-net: feature/offload/header logic, RX and TX over a socketpair, TAP. */
 #include <errno.h>
 #include <linux/if_tun.h>
+#include <pthread.h>
+#include <sched.h>
 #include <linux/virtio_net.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -354,6 +356,167 @@ static void test_quiesce_resume(void **state)
     assert_int_equal(read(e->d.irq_fd, &v, 8), 8);
 }
 
+/* ---- merged RX frames become visible whole ---- */
+
+#define FRAME_BUFS 16 /* every frame below fills the whole queue: 16 buffers of 64 bytes */
+
+struct observer {
+    const uint16_t *used_idx; /* host pointer to the RX used->idx */
+    bool started, stop;
+    unsigned changes, torn;
+    uint16_t torn_at;
+};
+
+/* Play a driver polling used->idx on another CPU: every index it can see must end a frame. */
+static void *observe(void *arg)
+{
+    struct observer *o = arg;
+    uint16_t last = __atomic_load_n(o->used_idx, __ATOMIC_ACQUIRE);
+    __atomic_store_n(&o->started, true, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&o->stop, __ATOMIC_ACQUIRE)) {
+        uint16_t v = __atomic_load_n(o->used_idx, __ATOMIC_ACQUIRE);
+        if (v == last)
+            continue;
+        __atomic_fetch_add(&o->changes, 1, __ATOMIC_RELAXED);
+        if (v % FRAME_BUFS) {
+            o->torn_at = v;
+            __atomic_fetch_add(&o->torn, 1, __ATOMIC_RELAXED);
+        }
+        last = v;
+    }
+    return NULL;
+}
+
+static void test_rx_merged_frame_published_whole(void **state)
+{
+    struct env *e = *state;
+    env_start(e, 0);
+    struct observer o = {.used_idx = mem_ptr(&e->mem, e->rq[NET_RXQ].used + 2, 2)};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, observe, &o), 0);
+    while (!__atomic_load_n(&o.started, __ATOMIC_ACQUIRE))
+        sched_yield();
+    /* Until the observer has looked often enough (it shares two loaded CPUs with us). */
+    for (unsigned f = 0; f < 40000 && __atomic_load_n(&o.changes, __ATOMIC_RELAXED) < 200 &&
+                         !__atomic_load_n(&o.torn, __ATOMIC_RELAXED);
+         f++) {
+        for (unsigned i = 0; i < FRAME_BUFS; i++) {
+            uint64_t gpa = 0x100000 + 0x1000 * (uint64_t)i;
+            uint32_t len = 64;
+            add_chain(e, NET_RXQ, 1, &gpa, &len, true);
+        }
+        send_frame(e, 64 * FRAME_BUFS, (uint8_t)f);
+        kick(e, NET_RXQ);
+        assert_int_equal(used_idx(e, NET_RXQ), (uint16_t)((f + 1) * FRAME_BUFS));
+        assert_int_equal(get16(e, 0x100000 + 10), FRAME_BUFS); /* num_buffers */
+    }
+    __atomic_store_n(&o.stop, true, __ATOMIC_RELEASE);
+    pthread_join(t, NULL);
+    if (o.torn)
+        fail_msg("the driver saw used->idx %u in the middle of a %u-buffer frame (%u of %u "
+                 "index changes were torn)",
+                 o.torn_at, FRAME_BUFS, o.torn, o.changes);
+    assert_int_equal(e->d.status & VIRTIO_STATUS_NEEDS_RESET, 0);
+}
+
+/* ---- the transport drives the device: activate/reset on the "vCPU" (test) thread ---- */
+
+static void w32(struct env *e, uint64_t off, uint32_t v)
+{
+    virtio_mmio_io(&e->d, off, (uint8_t *)&v, 4, true);
+}
+
+/* Driver bring-up through the registers up to FEATURES_OK and live queues. */
+static void mmio_probe(struct env *e)
+{
+    w32(e, VIRTIO_MMIO_STATUS, 0);
+    w32(e, VIRTIO_MMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+    w32(e, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+    w32(e, VIRTIO_MMIO_DRIVER_FEATURES, 1); /* VERSION_1 */
+    w32(e, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
+    w32(e, VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)BIT(VIRTIO_NET_F_MRG_RXBUF));
+    w32(e, VIRTIO_MMIO_STATUS,
+        VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK);
+    for (unsigned q = 0; q < 2; q++) {
+        e->rq[q].avail_idx = e->rq[q].next_desc = 0;
+        memset(mem_ptr(&e->mem, e->rq[q].desc, 0x3000), 0, 0x3000);
+        w32(e, VIRTIO_MMIO_QUEUE_SEL, q);
+        w32(e, VIRTIO_MMIO_QUEUE_NUM, QSZ);
+        w32(e, VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)e->rq[q].desc);
+        w32(e, VIRTIO_MMIO_QUEUE_DRIVER_LOW, (uint32_t)e->rq[q].avail);
+        w32(e, VIRTIO_MMIO_QUEUE_DEVICE_LOW, (uint32_t)e->rq[q].used);
+        w32(e, VIRTIO_MMIO_QUEUE_READY, 1);
+    }
+}
+
+static void mmio_driver_ok(struct env *e)
+{
+    w32(e, VIRTIO_MMIO_STATUS,
+        VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
+            VIRTIO_STATUS_DRIVER_OK);
+}
+
+/* DRIVER_OK (on a vCPU thread) leaves nothing queued on the loop that holds the device, and
+ * RX still starts: buffers added before DRIVER_OK are used without another kick. */
+static void test_activate_starts_rx_without_posting(void **state)
+{
+    struct env *e = *state;
+    mmio_probe(e);
+    add_rx_buffer(e, 1600);
+    w32(e, VIRTIO_MMIO_QUEUE_NOTIFY, NET_RXQ); /* before DRIVER_OK: dropped by the transport */
+    send_frame(e, 100, 5);
+    run_loop(e, 3);
+    assert_int_equal(used_idx(e, NET_RXQ), 0);
+    mmio_driver_ok(e);
+    assert_null(e->loop.calls); /* a posted call could run after the device is freed */
+    assert_int_equal(e->d.status & VIRTIO_STATUS_NEEDS_RESET, 0);
+    run_loop(e, 3);
+    assert_int_equal(used_idx(e, NET_RXQ), 1);
+    assert_int_equal(used_len(e, NET_RXQ, 0), 100);
+}
+
+/* VM teardown right after DRIVER_OK: the loop then runs nothing of the freed device. */
+static void test_destroy_after_driver_ok(void **state)
+{
+    struct env *e = *state;
+    mmio_probe(e);
+    add_rx_buffer(e, 1600);
+    send_frame(e, 100, 5);
+    mmio_driver_ok(e);
+    virtio_dev_destroy(&e->d); /* frees struct net; ASan reports any later use */
+    run_loop(e, 3);
+}
+
+/* A driver reset mid-frame, then a fresh start: nothing from the old queues is pushed into
+ * the new ones, and the device works again (reset runs on the vCPU thread). */
+static void test_reset_and_restart(void **state)
+{
+    struct env *e = *state;
+    struct net *n = net_of_env(e);
+    mmio_probe(e);
+    mmio_driver_ok(e);
+    add_rx_buffer(e, 48); /* one buffer of a three-buffer frame */
+    send_frame(e, 112, 7);
+    w32(e, VIRTIO_MMIO_QUEUE_NOTIFY, NET_RXQ);
+    run_loop(e, 3);
+    assert_int_equal(used_idx(e, NET_RXQ), 0); /* partly placed, waiting for buffers */
+    assert_int_equal(n->rx_nheads, 1);
+
+    w32(e, VIRTIO_MMIO_STATUS, 0); /* the frame's chain belonged to the old queue: dropped */
+    assert_int_equal(n->rx_nheads, 0);
+    assert_false(n->rx_armed);
+    run_loop(e, 3); /* the loop may still call the device: it must not touch the queues */
+    mmio_probe(e);
+    mmio_driver_ok(e);
+    add_rx_buffer(e, 1600);
+    send_frame(e, 90, 3);
+    w32(e, VIRTIO_MMIO_QUEUE_NOTIFY, NET_RXQ);
+    run_loop(e, 3);
+    assert_int_equal(used_idx(e, NET_RXQ), 1);
+    assert_int_equal(used_len(e, NET_RXQ, 0), 90);
+    assert_int_equal(e->d.status & VIRTIO_STATUS_NEEDS_RESET, 0);
+}
+
 static void test_tap(void **state)
 {
     if (access("/dev/net/tun", R_OK | W_OK) != 0) {
@@ -402,6 +565,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rx_flood_waits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rx_no_mrg, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quiesce_resume, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rx_merged_frame_published_whole, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_activate_starts_rx_without_posting, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_destroy_after_driver_ok, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reset_and_restart, setup, teardown),
         cmocka_unit_test(test_tap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -27,6 +27,7 @@ static int setup(void **state)
         return -1;
     tr_init(&f->r, &f->mem, QSIZE);
     tr_attach(&f->r, &f->q);
+    f->q.indirect_desc = true; /* the driver negotiated VIRTIO_F_INDIRECT_DESC */
     *state = f;
     return 0;
 }
@@ -224,6 +225,7 @@ static void test_index_wraparound(void **state)
     /* Start both sides just below the u16 wrap. */
     f->q.last_avail = 0xfffe;
     f->q.used_idx = 0xfffe;
+    f->q.used_published = 0xfffe;
     tr_set_avail_idx(&f->r, 0xfffe);
     tr_desc(&f->r, 0, TR_DATA, 8, VIRTQ_DESC_F_WRITE, 0);
     for (unsigned i = 0; i < 4; i++)
@@ -236,7 +238,81 @@ static void test_index_wraparound(void **state)
     assert_int_equal(tr_used_idx(&f->r), 2);
 }
 
+/* Elements pushed without publishing stay invisible until one index store shows them all. */
+static void test_push_elem_batch(void **state)
+{
+    struct fix *f = *state;
+    for (unsigned i = 0; i < 3; i++) {
+        tr_desc(&f->r, i, TR_DATA + 0x100 * i, 8, VIRTQ_DESC_F_WRITE, 0);
+        tr_publish(&f->r, (uint16_t)i);
+    }
+    for (unsigned i = 0; i < 3; i++) {
+        assert_int_equal(virtq_pop(&f->q, &f->c), 1);
+        assert_int_equal(virtq_push_elem(&f->q, f->c.head, 10 + i), 0);
+        assert_int_equal(tr_used_idx(&f->r), 0); /* the driver sees nothing yet */
+    }
+    for (unsigned i = 0; i < 3; i++) {
+        assert_int_equal(tr_used_id(&f->r, (uint16_t)i), i);
+        assert_int_equal(tr_used_len(&f->r, (uint16_t)i), 10 + i);
+    }
+    virtq_publish(&f->q);
+    assert_int_equal(tr_used_idx(&f->r), 3);
+    virtq_publish(&f->q); /* nothing new: no change */
+    assert_int_equal(tr_used_idx(&f->r), 3);
+    assert_int_equal(virtq_push_elem(&f->q, QSIZE, 0), -EINVAL);
+
+    /* A device bug cannot overwrite unpublished elements: a full ring is the limit. */
+    for (unsigned i = 0; i < QSIZE; i++)
+        assert_int_equal(virtq_push_elem(&f->q, 0, 0), 0);
+    assert_int_equal(virtq_push_elem(&f->q, 0, 0), -ENOSPC);
+    virtq_publish(&f->q);
+    assert_int_equal(tr_used_idx(&f->r), 3 + QSIZE);
+
+    /* virtq_reset forgets the unpublished position too. */
+    assert_int_equal(virtq_push_elem(&f->q, 0, 0), 0);
+    virtq_reset(&f->q);
+    f->q.ready = true;
+    virtq_publish(&f->q);
+    assert_int_equal(tr_used_idx(&f->r), 3 + QSIZE);
+}
+
+/* Interrupt suppression looks at what the driver can see, not at unpublished elements. */
+static void test_notify_counts_published_only(void **state)
+{
+    struct fix *f = *state;
+    f->q.event_idx = true;
+    tr_set_used_event(&f->r, 0);             /* interrupt once entry 0 is used */
+    assert_true(virtq_should_notify(&f->q)); /* the first decision is always yes */
+    tr_desc(&f->r, 0, TR_DATA, 8, VIRTQ_DESC_F_WRITE, 0);
+    tr_publish(&f->r, 0);
+    assert_int_equal(virtq_pop(&f->q, &f->c), 1);
+    assert_int_equal(virtq_push_elem(&f->q, 0, 8), 0);
+    assert_false(virtq_should_notify(&f->q)); /* not published: nothing to tell */
+    virtq_publish(&f->q);
+    assert_true(virtq_should_notify(&f->q));
+}
+
 /* ---- hostile guests ---- */
+
+/* INDIRECT set although VIRTIO_F_INDIRECT_DESC was not negotiated (spec 2.7.5.3.1). */
+static void test_indirect_not_negotiated(void **state)
+{
+    struct fix *f = *state;
+    f->q.indirect_desc = false;
+    tr_desc_at(&f->mem, 0x20000, 0, TR_DATA, 8, VIRTQ_DESC_F_WRITE, 0);
+    tr_desc(&f->r, 0, 0x20000, 16, VIRTQ_DESC_F_INDIRECT, 0);
+    tr_publish(&f->r, 0);
+    expect_malformed(f);
+    /* Also when the indirect descriptor is not the head. */
+    tr_desc(&f->r, 1, TR_DATA, 8, VIRTQ_DESC_F_NEXT, 0);
+    tr_publish(&f->r, 1);
+    f->q.last_avail = 1;
+    expect_malformed(f);
+    f->q.indirect_desc = true;
+    f->q.last_avail = 0;
+    assert_int_equal(virtq_pop(&f->q, &f->c), 1);
+    assert_int_equal(f->c.nin, 1);
+}
 
 static void test_loop(void **state)
 {
@@ -410,6 +486,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_event_idx, setup, teardown),
         cmocka_unit_test_setup_teardown(test_enable_notify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_wraparound, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_push_elem_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_notify_counts_published_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_indirect_not_negotiated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chain_longer_than_queue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_next_out_of_range, setup, teardown),
