@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -718,11 +719,14 @@ static bool gd_poll_rx(struct gd *g)
     return any;
 }
 
-/* Run the device until nothing happens for a moment. */
+/* Run the device until nothing happens for a moment. A timer the device armed may still be
+ * pending afterwards: waits for host-visible effects go through host_read, not pump alone. */
 static void pump(struct gd *g)
 {
     int idle = 0;
-    while (idle < 2) {
+    for (unsigned rounds = 0; idle < 2; rounds++) {
+        if (rounds > 1000000)
+            fail_msg("the device never went idle: a watch or timer keeps firing");
         int n = loop_run_once(&g->loop, 0);
         bool any = gd_poll_rx(g);
         idle = (n > 0 || any) ? 0 : idle + 1;
@@ -827,11 +831,56 @@ static int gd_teardown(void **state)
     return 0;
 }
 
-/* Blocking test reads give up after a second instead of hanging the suite. */
+#define HOST_WAIT_MS 5000 /* how long a host-side read waits for the device */
+
+/* A last line of defence: no blocking socket call in these tests can wait forever. */
 static void set_timeout(int fd)
 {
     struct timeval tv = {.tv_sec = 1};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/*
+ * Read what the device sends to a host socket. The test is the device's only thread: a
+ * blocking read() would stop the loop that has to produce the bytes (a deferred reset waits
+ * on a timer, which may fire after pump() went idle), so it would hang for good. Instead run
+ * the loop while polling the fd, read without blocking, and fail with a message after
+ * HOST_WAIT_MS. Returns what recv returned (0 at EOF, -1 with errno on a socket error).
+ */
+static ssize_t host_read(struct gd *g, int fd, void *buf, size_t len, const char *what)
+{
+    uint64_t deadline = mono_ms() + HOST_WAIT_MS;
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 0) > 0) {
+            ssize_t n = recv(fd, buf, len, MSG_DONTWAIT);
+            if (n >= 0 || (errno != EAGAIN && errno != EINTR))
+                return n;
+        }
+        if (mono_ms() >= deadline)
+            fail_msg("%s: nothing to read on host fd %d after %d ms", what, fd, HOST_WAIT_MS);
+        loop_run_once(&g->loop, 10);
+        gd_poll_rx(g);
+    }
+}
+
+/* accept() with the same bound. */
+static int accept_within(int lfd, const char *what)
+{
+    struct pollfd p = {.fd = lfd, .events = POLLIN};
+    if (poll(&p, 1, HOST_WAIT_MS) != 1)
+        fail_msg("%s: no connection to accept after %d ms", what, HOST_WAIT_MS);
+    int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    assert_true(fd >= 0);
+    return fd;
 }
 
 static int client_connect(const char *path)
@@ -864,9 +913,7 @@ static int host_open(struct gd *g, uint32_t port, const char *extra)
     gd_track(g, port, g->req_src);
     gd_send(g, VSOCK_OP_RESPONSE, 0, NULL, 0);
     char ok[32];
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    assert_int_equal(poll(&p, 1, 1000), 1);
-    n = (int)read(fd, ok, sizeof(ok));
+    n = (int)host_read(g, fd, ok, sizeof(ok), "OK line");
     char want[32];
     int wn = snprintf(want, sizeof(want), "OK %u\n", g->hport);
     assert_int_equal(n, wn); /* the OK line alone, nothing behind it */
@@ -940,7 +987,7 @@ static void test_dev_bulk_both_ways(void **state)
                 h_sent += (size_t)w;
         }
         if (!host_slow) {
-            ssize_t r = read(fd, chunk, sizeof(chunk));
+            ssize_t r = recv(fd, chunk, sizeof(chunk), MSG_DONTWAIT);
             for (ssize_t i = 0; i < r; i++)
                 assert_int_equal(chunk[i], stream_byte(h_recv + (size_t)i, 1));
             if (r > 0)
@@ -982,12 +1029,11 @@ static void test_dev_guest_connect(void **state)
     gd_send(g, VSOCK_OP_REQUEST, 0, NULL, 0);
     pump(g);
     assert_int_equal(g->nops[VSOCK_OP_RESPONSE], 1);
-    int sfd = accept(lfd, NULL, NULL);
-    assert_true(sfd >= 0);
+    int sfd = accept_within(lfd, "guest connect");
     set_timeout(sfd);
     gd_send(g, VSOCK_OP_RW, 0, "ping", 4);
     char buf[8];
-    assert_int_equal(read(sfd, buf, sizeof(buf)), 4);
+    assert_int_equal(host_read(g, sfd, buf, sizeof(buf), "ping"), 4);
     assert_memory_equal(buf, "ping", 4);
     g->rx_data = malloc(16);
     g->rx_cap = 16;
@@ -1001,12 +1047,12 @@ static void test_dev_guest_connect(void **state)
     pump(g);
     assert_int_equal(g->shut_flags, VSOCK_SHUTDOWN_SEND);
     gd_send(g, VSOCK_OP_RW, 0, "more", 4);
-    assert_int_equal(read(sfd, buf, sizeof(buf)), 4);
+    assert_int_equal(host_read(g, sfd, buf, sizeof(buf), "more"), 4);
     /* Guest closes: the host sees EOF, the guest gets its RST. */
     gd_send(g, VSOCK_OP_SHUTDOWN, VSOCK_SHUTDOWN_BOTH, NULL, 0);
     pump(g);
     assert_int_equal(g->nops[VSOCK_OP_RST], 1);
-    assert_int_equal(read(sfd, buf, sizeof(buf)), 0);
+    assert_int_equal(host_read(g, sfd, buf, sizeof(buf), "EOF after guest close"), 0);
     close(sfd);
 
     /* No listener on port 5001: RST. */
@@ -1030,21 +1076,22 @@ static void test_dev_host_refused_and_bad_line(void **state)
     gd_send(g, VSOCK_OP_RST, 0, NULL, 0);
     pump(g);
     char buf[8];
-    assert_int_equal(read(fd, buf, sizeof(buf)), 0);
+    assert_int_equal(host_read(g, fd, buf, sizeof(buf), "EOF after guest RST"), 0);
     close(fd);
     /* A malformed line: closed without a word to the guest. */
     g->req_dst = 0;
     fd = client_connect(g->path);
     assert_int_equal(write(fd, "CONNECT x\n", 10), 10);
     pump(g);
-    assert_int_equal(read(fd, buf, sizeof(buf)), 0);
+    assert_int_equal(host_read(g, fd, buf, sizeof(buf), "EOF after a bad line"), 0);
     assert_int_equal(g->req_dst, 0);
     close(fd);
     /* Too long without a newline. */
     fd = client_connect(g->path);
     assert_int_equal(write(fd, "CONNECT 000000000000000000000000000000000001", 44), 44);
     pump(g);
-    assert_true(read(fd, buf, sizeof(buf)) <= 0); /* EOF, or ECONNRESET: bytes left unread */
+    /* EOF, or ECONNRESET: bytes left unread */
+    assert_true(host_read(g, fd, buf, sizeof(buf), "close after a long line") <= 0);
     close(fd);
 }
 
@@ -1082,8 +1129,8 @@ static void test_dev_reset(void **state)
     int fd = host_open(g, 1024, "");
     gw32(g, VIRTIO_MMIO_STATUS, 0);
     pump(g);
-    char c;
-    assert_int_equal(read(fd, &c, 1), 0);
+    char c; /* the teardown runs on the loop, after a timer: wait for it, bounded */
+    assert_int_equal(host_read(g, fd, &c, 1, "EOF after driver reset"), 0);
     close(fd);
 }
 
@@ -1114,7 +1161,7 @@ static void test_dev_fd_churn(void **state)
             pump(g);
             assert_int_equal(g->nops[VSOCK_OP_RST], 1);
             char c;
-            assert_int_equal(read(fd, &c, 1), 0);
+            assert_int_equal(host_read(g, fd, &c, 1, "EOF after guest shutdown"), 0);
             close(fd);
         }
         pump(g);
