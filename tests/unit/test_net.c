@@ -426,15 +426,16 @@ static void w32(struct env *e, uint64_t off, uint32_t v)
     virtio_mmio_io(&e->d, off, (uint8_t *)&v, 4, true);
 }
 
-/* Driver bring-up through the registers up to FEATURES_OK and live queues. */
-static void mmio_probe(struct env *e)
+/* Driver bring-up through the registers up to FEATURES_OK and live queues, accepting
+ * MRG_RXBUF plus the low feature bits in extra_lo. */
+static void mmio_probe_with(struct env *e, uint32_t extra_lo)
 {
     w32(e, VIRTIO_MMIO_STATUS, 0);
     w32(e, VIRTIO_MMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
     w32(e, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
     w32(e, VIRTIO_MMIO_DRIVER_FEATURES, 1); /* VERSION_1 */
     w32(e, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
-    w32(e, VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)BIT(VIRTIO_NET_F_MRG_RXBUF));
+    w32(e, VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)BIT(VIRTIO_NET_F_MRG_RXBUF) | extra_lo);
     w32(e, VIRTIO_MMIO_STATUS,
         VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK);
     for (unsigned q = 0; q < 2; q++) {
@@ -447,6 +448,11 @@ static void mmio_probe(struct env *e)
         w32(e, VIRTIO_MMIO_QUEUE_DEVICE_LOW, (uint32_t)e->rq[q].used);
         w32(e, VIRTIO_MMIO_QUEUE_READY, 1);
     }
+}
+
+static void mmio_probe(struct env *e)
+{
+    mmio_probe_with(e, 0);
 }
 
 static void mmio_driver_ok(struct env *e)
@@ -473,6 +479,45 @@ static void test_activate_starts_rx_without_posting(void **state)
     run_loop(e, 3);
     assert_int_equal(used_idx(e, NET_RXQ), 1);
     assert_int_equal(used_len(e, NET_RXQ, 0), 100);
+}
+
+/* The queues accept INDIRECT only when the driver negotiated it. */
+static void test_indirect_follows_negotiation(void **state)
+{
+    struct env *e = *state;
+    mmio_probe(e);
+    assert_false(e->d.vq[NET_RXQ].indirect_desc);
+    assert_false(e->d.vq[NET_TXQ].indirect_desc);
+    mmio_probe_with(e, 1u << VIRTIO_F_INDIRECT_DESC);
+    assert_int_equal(e->d.status & VIRTIO_STATUS_FEATURES_OK, VIRTIO_STATUS_FEATURES_OK);
+    assert_true(e->d.vq[NET_RXQ].indirect_desc);
+    assert_true(e->d.vq[NET_TXQ].indirect_desc);
+    mmio_driver_ok(e);
+
+    /* Without it, an indirect TX chain is malformed: NEEDS_RESET, nothing sent. */
+    mmio_probe(e);
+    mmio_driver_ok(e);
+    uint8_t table[16] = {0};
+    uint64_t frame_gpa = 0x200000, table_gpa = 0x210000;
+    uint32_t flen = 72;
+    memcpy(table, &frame_gpa, 8);
+    memcpy(table + 8, &flen, 4);
+    mem_write(&e->mem, table_gpa, table, 16);
+    struct ring *r = &e->rq[NET_TXQ];
+    uint8_t raw[16] = {0};
+    uint32_t tlen = 16;
+    uint16_t flags = VIRTQ_DESC_F_INDIRECT;
+    memcpy(raw, &table_gpa, 8);
+    memcpy(raw + 8, &tlen, 4);
+    memcpy(raw + 12, &flags, 2);
+    mem_write(&e->mem, r->desc, raw, 16);
+    put16(e, r->avail + 4, 0);
+    put16(e, r->avail + 2, ++r->avail_idx);
+    w32(e, VIRTIO_MMIO_QUEUE_NOTIFY, NET_TXQ);
+    run_loop(e, 3);
+    assert_int_equal(e->d.status & VIRTIO_STATUS_NEEDS_RESET, VIRTIO_STATUS_NEEDS_RESET);
+    uint8_t got[128];
+    assert_int_equal(recv(e->peer, got, sizeof(got), MSG_DONTWAIT), -1);
 }
 
 /* VM teardown right after DRIVER_OK: the loop then runs nothing of the freed device. */
@@ -567,6 +612,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_quiesce_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rx_merged_frame_published_whole, setup, teardown),
         cmocka_unit_test_setup_teardown(test_activate_starts_rx_without_posting, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_indirect_follows_negotiation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_destroy_after_driver_ok, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_and_restart, setup, teardown),
         cmocka_unit_test(test_tap),
