@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 import select
+import shlex
 import signal
 import socket
 import subprocess
@@ -73,6 +74,7 @@ class Sandbox:
         self.dir = runtime_dir
         self.config = config or {}
         self._deleted = False
+        self._gone_msg = None  # why it ended, once a call found it gone
 
     # ----------------------------------------------------------------- finding sandboxes
     @property
@@ -168,12 +170,13 @@ class Sandbox:
             why = runtime.describe_exit(None)
         runtime.remove_dir(self.dir)
         self._deleted = True
-        return SandboxNotFoundError("sandbox %s %s: %s" % (self.id, prefix, why), self.id)
+        self._gone_msg = "sandbox %s %s: %s" % (self.id, prefix, why)
+        return SandboxNotFoundError(self._gone_msg, self.id)
 
     def _ensure(self):
         """Raise SandboxNotFoundError unless amber is alive (or starting); returns the state."""
         if self._deleted:
-            raise SandboxNotFoundError("sandbox %s was deleted" % self.id, self.id)
+            raise SandboxNotFoundError(self._gone_msg or "sandbox %s was deleted" % self.id, self.id)
         state = runtime.probe(self.dir)
         if state == runtime.MISSING:
             self._deleted = True
@@ -437,6 +440,7 @@ class Sandbox:
                 "--vsock", "cid=3,uds=%s" % self.vsock_sock, "--vcpus", str(vcpus),
                 "--mem-mib", str(mem_mib), "--console", self.console_path,
                 "--pid-file", os.path.join(d, "amber.pid"), "--exit-file", os.path.join(d, "exit.json")]
+        argv += shlex.split(os.environ.get("AMBER_EXTRA_ARGS", ""))  # operator/test extras
         self.config = {
             "id": self.id, "vcpus": vcpus, "mem_mib": mem_mib, "kernel": kernel, "initrd": initrd,
             "base_rootfs": base_rootfs, "rootfs": rootfs, "api_sock": self.api_sock,

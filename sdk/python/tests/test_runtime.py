@@ -1,6 +1,5 @@
 """Unit tests of the runtime directory: ids, roots, flock liveness, stale detection, sparse copy,
 timeout scale, and the HTTP client over a Unix socket. No VM needed."""
-import fcntl
 import http.server
 import os
 import shutil
