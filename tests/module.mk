@@ -47,3 +47,6 @@ fuzz: $(SETUP_STAMP) $$(FUZZ_TARGETS)
 	$(Q)bash tests/run-fuzz.sh $(RESULTS) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 .PHONY: unit e2e test fuzz
+
+# Tests of shared plumbing with no fragment of their own.
+$(eval $(call unit_test,test_log,vmm/log.o,))

@@ -5,12 +5,22 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdbool.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+
+/* Warnings are what a hostile guest can trigger at will (bad rings, odd status writes): they
+ * are rate-limited to a burst of LOG_WARN_BURST, then one per LOG_WARN_INTERVAL_MS, so that a
+ * guest cannot flood the host's log. Errors, info and debug lines are never dropped. */
+#define LOG_WARN_BURST       32
+#define LOG_WARN_INTERVAL_MS 500LL
 
 static char log_id[72];
 static atomic_int log_sink = -1;
 static atomic_int log_level = LOG_INFO;
+static atomic_llong warn_tat_ms; /* rate limiter: theoretical arrival time of the next warning */
+static atomic_uint warn_dropped;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -29,10 +39,35 @@ void log_set_level(enum log_level level)
     atomic_store(&log_level, level);
 }
 
+/* Generic cell rate: true if one more warning fits the burst at this time. Lock-free. */
+static bool warn_allowed(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    long long now = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    long long tat = atomic_load(&warn_tat_ms);
+    for (;;) {
+        long long base = tat > now ? tat : now;
+        if (base - now > LOG_WARN_INTERVAL_MS * LOG_WARN_BURST)
+            return false;
+        if (atomic_compare_exchange_weak(&warn_tat_ms, &tat, base + LOG_WARN_INTERVAL_MS))
+            return true;
+    }
+}
+
 void log_msg(enum log_level level, const char *fmt, ...)
 {
     if ((int)level > atomic_load(&log_level))
         return;
+    if (level == LOG_WARN) {
+        if (!warn_allowed()) {
+            atomic_fetch_add(&warn_dropped, 1);
+            return;
+        }
+        unsigned dropped = atomic_exchange(&warn_dropped, 0);
+        if (dropped)
+            log_msg(LOG_INFO, "%u warnings were dropped by the log rate limit", dropped);
+    }
     char line[1024];
     int n;
     if (log_id[0])

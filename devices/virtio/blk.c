@@ -213,7 +213,7 @@ int blk_create(struct virtio_dev *d, const struct drive_config *cfg, const struc
     else
         features |= 1ULL << VIRTIO_BLK_F_DISCARD | 1ULL << VIRTIO_BLK_F_WRITE_ZEROES;
     b->ops = (struct virtio_dev_ops){
-        .name = "virtio-blk",
+        .name = "blk",
         .device_id = VIRTIO_ID_BLOCK,
         .num_queues = 1,
         .queue_max = BLK_QUEUE_SIZE,

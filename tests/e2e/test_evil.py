@@ -12,7 +12,10 @@ import os
 import re
 import unittest
 
-import harness
+try:
+    from . import harness  # python3 -m unittest tests.e2e.test_evil
+except ImportError:
+    import harness  # run_tests.py puts tests/e2e on sys.path
 
 EVIL = os.path.join(harness.BUILD, "guests", "evil")
 SAN_AMBER = os.path.join(harness.BUILD, "san", "amber")
