@@ -92,13 +92,31 @@ uint64_t vmstate_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Civil date from days since 1970-01-01 (proleptic Gregorian; Howard Hinnant's algorithm). */
+static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    unsigned doe = (unsigned)(z - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    *d = doy - (153 * mp + 2) / 5 + 1;
+    *m = mp < 10 ? mp + 3 : mp - 9;
+    *y = (int64_t)yoe + era * 400 + (*m <= 2);
+}
+
 void vmstate_format_time(const struct timespec *ts, char *buf, size_t len)
 {
-    struct tm tm;
-    time_t sec = ts->tv_sec;
-    gmtime_r(&sec, &tm);
-    /* Not strftime: it calls tzset(), which reads /etc/localtime (open/read/lseek) on first
-     * use, outside the seccomp allowlist of the running VMM. */
-    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long)(ts->tv_nsec / 1000));
+    /* Neither gmtime_r nor strftime: glibc's first call to either runs tzset, which reads
+     * /etc/localtime (open/read/lseek) outside the running VMM's seccomp allowlist. */
+    int64_t sec = ts->tv_sec;
+    int64_t days = sec >= 0 ? sec / 86400 : -((-sec + 86399) / 86400);
+    int64_t rem = sec - days * 86400;
+    int64_t y;
+    unsigned m, d;
+    civil_from_days(days, &y, &m, &d);
+    snprintf(buf, len, "%04lld-%02u-%02uT%02u:%02u:%02u.%06ldZ", (long long)y, m, d,
+             (unsigned)(rem / 3600), (unsigned)(rem % 3600 / 60), (unsigned)(rem % 60),
+             (long)(ts->tv_nsec / 1000));
 }
