@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Runs amber's benchmarks where it is started and writes the raw samples as JSON.
+
+usage: bench.py --place NAME --out FILE [--tiny-only]
+  --place     where this runs ("test host", "this host"...), recorded with the samples
+  --tiny-only only the tiny-guest pause figure (for a host whose /dev/kvm cannot boot Linux)
+Env: BENCH_QUICK=1, BENCH_RUNS=N, BENCH_CYCLES=N, BENCH_SDK_RUNS=N,
+     BENCH_ONLY=boot,exec,block,tcp,vsock,pause,startup,tiny,sdk (a subset).
+bench/report.py turns the JSON into the tables.
+"""
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lib  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--place", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--tiny-only", action="store_true")
+    args = ap.parse_args()
+    settings = lib.Settings()
+    res = {"place": args.place, "quick": settings.quick, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+           "kernel": platform.release(), "cpus": os.cpu_count(), "hw_virt": lib.cpu_has_hw_virt(),
+           "settings": {k: v for k, v in vars(settings).items() if k != "only"}}
+
+    def save():
+        tmp = args.out + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(res, f, indent=1)
+        os.replace(tmp, args.out)
+
+    session = lib.harness.Session("bench")
+    try:
+        import fig_ctl  # noqa: PLC0415
+
+        if settings.wants("tiny"):
+            lib.log("tiny guest pause/resume (%s)" % args.place)
+            res["tiny"] = fig_ctl.run_tiny(settings, session)
+            save()
+        if args.tiny_only:
+            return 0
+        if not lib.kvm_usable():
+            res["unavailable"] = "no usable /dev/kvm here"
+            save()
+            return 1
+        missing = [p for p in (lib.AMBER, lib.AMBERCTL, lib.harness.VMLINUZ, lib.harness.INITRAMFS,
+                               lib.harness.ROOTFS) if not os.path.exists(p)]
+        if missing:
+            res["unavailable"] = "missing %s: run make all guest" % ", ".join(missing)
+            save()
+            return 1
+        import fig_boot  # noqa: PLC0415
+        import fig_guest  # noqa: PLC0415
+        import fig_sdk  # noqa: PLC0415
+
+        if settings.wants("startup"):
+            lib.log("start to API socket ready")
+            res["startup"] = fig_ctl.run_startup(settings, session)
+            save()
+        if settings.wants("boot"):
+            lib.log("boot to init marker, %d runs per VMM" % settings.boot_runs)
+            res["boot"] = fig_boot.run(settings, session)
+            save()
+        if any(settings.wants(x) for x in ("exec", "block", "tcp", "vsock", "pause")):
+            lib.log("guest figures: exec, block, TCP, vsock, pause")
+            res["guest"] = fig_guest.run(settings, session)
+            save()
+        if settings.wants("sdk"):
+            lib.log("sandboxes through the SDK, %d runs" % settings.sdk_runs)
+            res["sdk"] = fig_sdk.run(settings, session)
+            save()
+    finally:
+        res["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+        save()
+        session.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,272 @@
+"""Shared pieces of amber's benchmarks: settings, statistics, memory probes, and the two VMMs
+(amber and the QEMU microvm reference) started the same way and driven through the same agent.
+
+Everything here is standard-library Python; the agent protocol comes from the SDK (proto.py).
+"""
+import os
+import re
+import select
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "tests", "e2e"))
+sys.path.insert(0, os.path.join(REPO, "sdk", "python"))
+import harness  # noqa: E402
+from amber import proto  # noqa: E402
+
+AMBER = harness.AMBER
+AMBERCTL = os.path.join(harness.BUILD, "amberctl")
+QEMU = "qemu-system-x86_64"
+READY = re.compile(harness.READY)
+CMDLINE = "console=ttyS0 reboot=k panic=-1 quiet"
+AGENT_PORT = proto.DEFAULT_PORT
+QEMU_CID = 42
+MIB = 1 << 20
+
+
+class Settings:
+    """Run counts: the issues' minimums by default; BENCH_QUICK=1 shrinks them for a quick
+    check, BENCH_RUNS=N sets the repeated-run counts and BENCH_CYCLES=N the 200-cycle ones."""
+
+    def __init__(self, env=os.environ):
+        self.quick = env.get("BENCH_QUICK", "") not in ("", "0")
+        runs = int(env.get("BENCH_RUNS") or (1 if self.quick else 5))
+        cycles = int(env.get("BENCH_CYCLES") or (20 if self.quick else 200))
+        self.boot_runs = runs
+        self.io_runs = runs
+        self.startup_runs = max(runs, 5 if self.quick else 20)
+        self.sdk_runs = int(env.get("BENCH_SDK_RUNS") or (2 if self.quick else max(runs, 10)))
+        self.exec_cycles = cycles
+        self.pause_cycles = cycles
+        self.block_mib = 64 if self.quick else 256
+        self.tcp_mib = 32 if self.quick else 128
+        self.vsock_mib = 64 if self.quick else 256
+        self.mem_mib = 256
+        self.boot_timeout_s = 300.0
+        only = env.get("BENCH_ONLY", "")
+        self.only = set(x for x in re.split(r"[ ,]+", only) if x)
+
+    def wants(self, name):
+        return not self.only or name in self.only
+
+
+# ----------------------------------------------------------------- statistics and formatting
+def median(xs):
+    return statistics.median(xs)
+
+
+def p99(xs):
+    """Nearest-rank 99th percentile."""
+    s = sorted(xs)
+    return s[max(0, min(len(s) - 1, -(-99 * len(s) // 100) - 1))]
+
+
+def spread(xs):
+    """(max - min) / median: above 0.3 a figure is marked noisy."""
+    m = median(xs)
+    return (max(xs) - min(xs)) / m if m else 0.0
+
+
+def fmt_range(xs, fmt="%.2f"):
+    """'median (min–max)'."""
+    if not xs:
+        return "—"
+    return (fmt + " (" + fmt + "–" + fmt + ")") % (median(xs), min(xs), max(xs))
+
+
+def fmt_p99(xs, fmt="%.2f"):
+    """'median / p99'."""
+    if not xs:
+        return "—"
+    return (fmt + " / " + fmt) % (median(xs), p99(xs))
+
+
+def log(msg):
+    print("  [bench] " + msg, file=sys.stderr, flush=True)
+
+
+def cpu_has_hw_virt():
+    with open("/proc/cpuinfo") as f:
+        return re.search(r"^flags\s*:.*\b(vmx|svm)\b", f.read(), re.M) is not None
+
+
+def kvm_usable():
+    return os.access("/dev/kvm", os.R_OK | os.W_OK)
+
+
+def in_test_host():
+    try:
+        with open("/proc/cmdline") as f:
+            return "amber.job=" in f.read()
+    except OSError:
+        return False
+
+
+# ----------------------------------------------------------------- memory probes
+_MAP = re.compile(r"^[0-9a-f]+-[0-9a-f]+ ")
+
+
+def proc_status_kib(pid, field):
+    """A kB field of /proc/PID/status (VmRSS, VmHWM...), or None once the process is gone."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def guest_ram_rss_kib(pid, mem_mib):
+    """Resident KiB of the guest-RAM mapping of a VMM process, from /proc/PID/smaps.
+
+    The guest RAM is the anonymous mapping whose size is mem_mib (up to 16 MiB more for
+    alignment or guard pages); if none fits, the largest mapping at least mem_mib large.
+    Returns None when the process is gone.
+    """
+    want = mem_mib * 1024
+    maps, cur = [], None
+    try:
+        with open("/proc/%d/smaps" % pid) as f:
+            for line in f:
+                if _MAP.match(line):
+                    parts = line.split()
+                    cur = {"path": parts[5] if len(parts) > 5 else "", "size": 0, "rss": 0}
+                    maps.append(cur)
+                elif cur is not None and line.startswith("Size:"):
+                    cur["size"] = int(line.split()[1])
+                elif cur is not None and line.startswith("Rss:"):
+                    cur["rss"] = int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    anon = [m for m in maps if not m["path"].startswith("/")]
+    fit = [m for m in anon if want <= m["size"] <= want + 16 * 1024]
+    if not fit:
+        big = sorted((m for m in anon if m["size"] >= want), key=lambda m: m["size"])
+        fit = big[-1:]
+    return sum(m["rss"] for m in fit)
+
+
+def rss_overhead_kib(pid, mem_mib):
+    """(VmRSS, guest RAM resident, VmRSS minus guest RAM) in KiB, or None."""
+    rss = proc_status_kib(pid, "VmRSS")
+    guest = guest_ram_rss_kib(pid, mem_mib)
+    if rss is None or guest is None:
+        return None
+    return rss, guest, rss - guest
+
+
+# ----------------------------------------------------------------- host helpers
+class Tap:
+    """A persistent TAP device with the host side at 10.77.0.1/24; delete() removes it."""
+
+    def __init__(self, name="ambbench0"):
+        self.name = name
+        self.host_ip, self.guest_ip = "10.77.0.1", "10.77.0.2"
+        subprocess.run(["ip", "link", "del", name], stderr=subprocess.DEVNULL)
+        for cmd in (["ip", "tuntap", "add", "dev", name, "mode", "tap"],
+                    ["ip", "addr", "add", self.host_ip + "/24", "dev", name],
+                    ["ip", "link", "set", name, "up"]):
+            subprocess.run(cmd, check=True)
+
+    def delete(self):
+        subprocess.run(["ip", "link", "del", self.name], stderr=subprocess.DEVNULL)
+
+
+def wait_unix_socket(path, timeout_s):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(path)
+            return s
+        except OSError:
+            s.close()
+            time.sleep(0.01)
+    raise TimeoutError("%s did not accept connections in %.0f s" % (path, timeout_s))
+
+
+class HttpUnix:
+    """A keep-alive HTTP/1.1 client on a Unix socket, lean enough to time single requests."""
+
+    def __init__(self, path, timeout_s=30.0):
+        self.path, self.timeout_s, self.sock, self.buf = path, timeout_s, None, b""
+
+    def request(self, method, target, body=b""):
+        """Returns (status, body bytes)."""
+        if self.sock is None:
+            self.sock = wait_unix_socket(self.path, self.timeout_s)
+            self.sock.settimeout(self.timeout_s)
+            self.buf = b""
+        head = "%s %s HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n" % (method, target, len(body))
+        if body:
+            head += "Content-Type: application/json\r\n"
+        self.sock.sendall(head.encode() + b"\r\n" + body)
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        hdr, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = hdr.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        length, close = 0, False
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            if k.strip().lower() == "content-length":
+                length = int(v)
+            elif k.strip().lower() == "connection" and "close" in v.lower():
+                close = True
+        while len(self.buf) < length:
+            self._fill()
+        data, self.buf = self.buf[:length], self.buf[length:]
+        if close:
+            self.close()
+        return status, data
+
+    def _fill(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the API closed the connection")
+        self.buf += chunk
+
+    def close(self):
+        if self.sock is not None:
+            self.sock.close()
+        self.sock = None
+
+
+class Qmp:
+    """A QMP client: greeting, capabilities, then one command at a time."""
+
+    def __init__(self, path, timeout_s=30.0):
+        self.sock = wait_unix_socket(path, timeout_s)
+        self.sock.settimeout(timeout_s)
+        self.buf = b""
+        self._line()  # greeting
+        self.cmd("qmp_capabilities")
+
+    def _line(self):
+        while b"\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("QMP closed the connection")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line
+
+    def cmd(self, name):
+        """Runs one command and waits for its return (events in between are skipped)."""
+        self.sock.sendall(b'{"execute": "%s"}\n' % name.encode())
+        while True:
+            line = self._line()
+            if b'"return"' in line:
+                return line
+            if b'"error"' in line:
+                raise RuntimeError("QMP %s: %s" % (name, line.decode()))
+
+    def close(self):
+        self.sock.close()

@@ -1,0 +1,274 @@
+#!/usr/bin/env python3
+"""Turns bench.py's JSON samples into the benchmark tables (metric | amber | reference | ratio |
+target), prints them and writes them as Markdown.
+
+usage: report.py --out build/bench/results.md [--direct FILE] [--guest FILE]
+  --direct: samples taken directly on this host (the tiny-guest figure)
+  --guest:  samples taken where Linux guests boot (the test host, or this host if it has vmx/svm)
+"""
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lib  # noqa: E402
+
+NOISY = 0.3  # (max - min) / median above this marks a figure noisy
+NOTE_NOISY = "~ marks a noisy figure: (max − min) / median above 30 %, or p99 above 3× the median."
+
+
+def noisy(xs, tail=False):
+    if not xs or len(xs) < 2:
+        return False
+    if tail:
+        return lib.p99(xs) > 3 * lib.median(xs)
+    return lib.spread(xs) > NOISY
+
+
+def cell_range(xs, fmt="%.2f"):
+    return lib.fmt_range(xs, fmt) + (" ~" if noisy(xs) else "") if xs else "—"
+
+
+def cell_p99(xs, fmt="%.2f"):
+    return lib.fmt_p99(xs, fmt) + (" ~" if noisy(xs, tail=True) else "") if xs else "—"
+
+
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def fmt_ratio(r):
+    return "—" if r is None else "%.2f×" % r
+
+
+def verdict(target, ok):
+    if ok is None:
+        return target
+    return "%s (%s)" % (target, "met" if ok else "missed")
+
+
+def med(xs):
+    return lib.median(xs) if xs else None
+
+
+class Table:
+    def __init__(self, title, note=""):
+        self.title, self.note, self.rows = title, note, []
+
+    def add(self, metric, amber, ref, ratio_txt, target):
+        self.rows.append((metric, amber, ref, ratio_txt, target))
+
+    def render(self):
+        out = ["### " + self.title, ""]
+        if self.note:
+            out += [self.note, ""]
+        out.append("| metric | amber | reference | ratio | target |")
+        out.append("|---|---|---|---|---|")
+        for r in self.rows:
+            out.append("| " + " | ".join(str(c) for c in r) + " |")
+        return "\n".join(out) + "\n"
+
+
+def table_boot(g):
+    b = g.get("boot")
+    t = Table("Boot to init marker and VMM memory (issue 2)",
+              "Measured in: %s. Same vmlinuz + initramfs, amber.test=poweroff, 1 vCPU, %d MiB; QEMU "
+              "`-M microvm,acpi=on -enable-kvm -cpu host` (SeaBIOS). median (min–max) over %d runs. "
+              "Guest RAM touched = resident size of the guest-RAM mapping in /proc/PID/smaps when the "
+              "marker appears, the same way for both; overhead = peak RSS (wait4 ru_maxrss) minus it."
+              % (g["place"], g["settings"]["mem_mib"], g["settings"]["boot_runs"]))
+    if not b:
+        t.add("boot", "not measured", "", "", "")
+        return t
+    a, q = b["amber"], b["qemu"]
+    r = ratio(med(a["ready_s"]), med(q["ready_s"]))
+    t.add("start → `amber-guest: ready` (s)", cell_range(a["ready_s"]), cell_range(q["ready_s"]), fmt_ratio(r) + " amber/ref",
+          verdict("≤ 0.5×", None if r is None else r <= 0.5))
+    t.add("VMM peak RSS (MiB)", cell_range(a["peak_mib"], "%.1f"), cell_range(q["peak_mib"], "%.1f"),
+          fmt_ratio(ratio(med(a["peak_mib"]), med(q["peak_mib"]))) + " amber/ref", "—")
+    t.add("guest RAM touched (MiB)", cell_range(a["guest_mib"], "%.1f"), cell_range(q["guest_mib"], "%.1f"),
+          fmt_ratio(ratio(med(a["guest_mib"]), med(q["guest_mib"]))) + " amber/ref", "—")
+    r = ratio(med(a["overhead_mib"]), med(q["overhead_mib"]))
+    t.add("RSS overhead = peak RSS − guest RAM touched (MiB)", cell_range(a["overhead_mib"], "%.1f"),
+          cell_range(q["overhead_mib"], "%.1f"), fmt_ratio(r) + " amber/ref",
+          verdict("≤ 0.25×", None if r is None else r <= 0.25))
+    if a["failed"] or q["failed"]:
+        t.note += " Failed boots (left out): amber %d, QEMU %d." % (a["failed"], q["failed"])
+    return t
+
+
+def table_io(g):
+    s = g["settings"]
+    gu = g.get("guest") or {}
+    a, q = gu.get("amber", {}), gu.get("qemu", {})
+    t = Table("Block and network throughput (issue 3)",
+              "Measured in: %s, 1 vCPU guest. Block: guest `dd bs=1M count=%d` with oflag=direct / iflag=direct "
+              "on /dev/vda, a raw file on tmpfs (page-cached open: amber's fallback, QEMU cache=writeback,"
+              "aio=threads); time = the agent's duration of the dd process. TCP: busybox nc over a TAP "
+              "(QEMU: userspace virtio-net, no vhost-net), %d MiB per run, timed on the host. "
+              "MiB/s, median (min–max) over %d runs."
+              % (g["place"], s["block_mib"], s["tcp_mib"], s["io_runs"]))
+    rows = (("sequential write, dd O_DIRECT (MiB/s)", "blk_write", "≥ 1.5×"),
+            ("sequential read, dd O_DIRECT (MiB/s)", "blk_read", "≥ 1.5×"),
+            ("TCP guest → host (MiB/s)", "tcp_g2h", "—"),
+            ("TCP host → guest (MiB/s)", "tcp_h2g", "—"))
+    for name, key, target in rows:
+        r = ratio(med(a.get(key)), med(q.get(key)))
+        ok = None if r is None or target == "—" else r >= 1.5
+        t.add(name, cell_range(a.get(key), "%.1f"), cell_range(q.get(key), "%.1f"),
+              fmt_ratio(r) + " amber/ref", verdict(target, ok))
+    return t
+
+
+def table_exec(g):
+    s = g["settings"]
+    gu = g.get("guest") or {}
+    a, q = gu.get("amber", {}), gu.get("qemu", {})
+    host = gu.get("host_exec_ms", [])
+    vs_ref = "QEMU vhost-vsock-device" if gu.get("qemu_vhost_vsock") else "QEMU TCP over virtio-net (no vhost_vsock)"
+    t = Table("Exec round trip and vsock throughput (issue 4)",
+              "Measured in: %s, 1 vCPU guest, amber-agent as init. Exec: `true`, median / p99 (ms) over %d runs, "
+              "each timed around a spawned client process: `amberctl exec --vsock ... -- true` vs the reference "
+              "`sh -c true` spawned and waited for on the same host. The second row drives the same guest agent "
+              "from Python for both VMMs (amber hybrid vsock vs QEMU vhost-vsock, AF_VSOCK). vsock: the agent "
+              "streams `dd if=/dev/zero bs=1M count=%d` stdout guest → host, counted on the host; MiB/s, "
+              "median (min–max) over %d runs; reference: %s."
+              % (g["place"], s["exec_cycles"], s["vsock_mib"], s["io_runs"], vs_ref))
+    t.add("exec `true` via amberctl (ms, median / p99)", cell_p99(a.get("exec_ctl_ms")),
+          cell_p99(host) + " (host `sh -c true`)",
+          fmt_ratio(ratio(med(a.get("exec_ctl_ms")), med(host))) + " amber/ref", "— (none set)")
+    t.add("exec `true` via the agent, Python client (ms, median / p99)", cell_p99(a.get("exec_py_ms")),
+          cell_p99(q.get("exec_py_ms")) + " (QEMU vhost-vsock)",
+          fmt_ratio(ratio(med(a.get("exec_py_ms")), med(q.get("exec_py_ms")))) + " amber/ref", "—")
+    ref = q.get("vsock") if gu.get("qemu_vhost_vsock") else q.get("tcp_g2h")
+    t.add("vsock throughput guest → host (MiB/s)", cell_range(a.get("vsock"), "%.1f"), cell_range(ref, "%.1f"),
+          fmt_ratio(ratio(med(a.get("vsock")), med(ref))) + " amber/ref", "— (none set)")
+    return t
+
+
+def _pause_pair(t, label, a_p, a_r, q_p, q_r):
+    for what, av, qv, qname in (("pause", a_p, q_p, "QMP stop"), ("resume", a_r, q_r, "QMP cont")):
+        rm, rp = ratio(med(av), med(qv)), ratio(lib.p99(av) if av else None, lib.p99(qv) if qv else None)
+        ok = None if rm is None or rp is None else (rm <= 0.5 and rp <= 0.5)
+        t.add("%s, %s (ms, median / p99)" % (what, label), cell_p99(av), cell_p99(qv) + " (%s)" % qname,
+              "%s / %s amber/ref" % (fmt_ratio(rm), fmt_ratio(rp)), verdict("≤ 0.5×", ok))
+
+
+def table_pause(g, direct):
+    s = g["settings"]
+    gu = g.get("guest") or {}
+    a, q = gu.get("amber", {}), gu.get("qemu", {})
+    t = Table("Pause / resume, startup and idle memory (issue 5)",
+              "Pause and resume timed at the API client on a kept-alive connection (amber: `POST /pause`, "
+              "`POST /resume`; QEMU: QMP `stop` / `cont`), %d cycles, one busy loop per vCPU started through "
+              "the agent. Linux rows: %s, %d MiB guest. Tiny rows: build/guests/spin, 64 MiB, no reference."
+              % (s["pause_cycles"], g["place"], s["mem_mib"]))
+    for n in ("1", "4"):
+        _pause_pair(t, "Linux, %s vCPU%s spinning, %s" % (n, "" if n == "1" else "s", g["place"]),
+                    a.get("pause%s_ms" % n), a.get("resume%s_ms" % n), q.get("pause%s_ms" % n),
+                    q.get("resume%s_ms" % n))
+    for src in (direct, g):
+        if src is None:
+            continue
+        tiny = src.get("tiny")
+        where = src["place"]
+        if tiny is None:
+            continue
+        if "unavailable" in tiny:
+            t.add("pause / resume, tiny guest, %s" % where, "n/a: %s" % tiny["unavailable"], "—", "—",
+                  "pause p99 < 1 ms with %s vCPUs" % (src.get("cpus") or "host-core"))
+            continue
+        for n, res in sorted(tiny.items(), key=lambda kv: int(kv[0])):
+            for what in ("pause", "resume"):
+                xs = res.get("%s_ms" % what)
+                target = "—"
+                if what == "pause":
+                    target = "p99 < 1 ms"
+                    if xs:
+                        target = verdict(target, lib.p99(xs) < 1.0)
+                t.add("%s, tiny guest, %s vCPU, %s (ms, median / p99)" % (what, n, where),
+                      cell_p99(xs, "%.3f") if xs else "failed: %s" % "; ".join(res.get("errors", [])),
+                      "—", "—", target)
+    st = g.get("startup") or {}
+    r = ratio(med(st.get("amber")), med(st.get("qemu")))
+    t.add("process start → API socket answers (ms, median (min–max))", cell_range(st.get("amber")),
+          cell_range(st.get("qemu")) + " (QEMU -S → QMP greeting)", fmt_ratio(r) + " amber/ref",
+          verdict("≤ 5 ms", None if not st.get("amber") else med(st["amber"]) <= 5.0))
+    if st.get("spawn_floor"):
+        t.add("… spawn floor: `/bin/true` spawned + waited (ms)", cell_range(st["spawn_floor"]), "", "", "context")
+    ao, qo = a.get("idle_overhead_mib"), q.get("idle_overhead_mib")
+    t.add("RSS overhead, idle 1-vCPU VM (MiB): VmRSS − guest RAM resident",
+          "%.1f (RSS %.1f, guest %.1f)" % (ao, a["idle_rss_mib"], a["idle_guest_mib"]) if ao is not None else "—",
+          "%.1f (RSS %.1f, guest %.1f)" % (qo, q["idle_rss_mib"], q["idle_guest_mib"]) if qo is not None else "—",
+          fmt_ratio(ratio(ao, qo)) + " amber/ref", verdict("≤ 3 MiB", None if ao is None else ao <= 3.0))
+    return t
+
+
+def table_sdk(g):
+    sd = g.get("sdk")
+    t = Table("Sandboxes (issue 6)")
+    if not sd:
+        t.add("sandboxes", "not measured", "", "", "")
+        return t
+    via = "the Python SDK (Sandbox.create / execute / delete)" if sd["via"] == "sdk" else \
+        "amber + amberctl directly (the SDK was not usable)"
+    t.note = ("Measured in: %s through %s, one sandbox at a time: 1 vCPU, 256 MiB, rootfs copy, agent. "
+              "%d sandboxes. Throughput = 60 / mean(create + delete time), the exec excluded." % (
+                  g["place"], via, len(sd["create_s"])))
+    t.add("create → first exec `true` done (s, median (min–max))", cell_range(sd["first_exec_s"]), "—", "—", "—")
+    t.add("create (returns when the agent answers ping) (s)", cell_range(sd["create_s"]), "—", "—", "—")
+    t.add("delete (s)", cell_range(sd["delete_s"]), "—", "—", "—")
+    cd = [c + d for c, d in zip(sd["create_s"], sd["delete_s"])]
+    t.add("create + delete throughput (sandboxes/min)", "%.1f" % (60.0 * len(cd) / sum(cd)) if cd else "—",
+          "—", "—", "—")
+    return t
+
+
+def errors(*srcs):
+    out = []
+    for src in srcs:
+        if not src:
+            continue
+        if src.get("unavailable"):
+            out.append("%s: %s" % (src["place"], src["unavailable"]))
+        gu = src.get("guest") or {}
+        for k in ("amber", "qemu"):
+            out += ["%s, %s: %s" % (src["place"], k, e) for e in (gu.get(k) or {}).get("errors", [])]
+        for key in ("startup", "sdk"):
+            out += ["%s, %s: %s" % (src["place"], key, e) for e in (src.get(key) or {}).get("errors", [])]
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--direct")
+    ap.add_argument("--guest")
+    args = ap.parse_args()
+    load = lambda p: json.load(open(p)) if p and os.path.exists(p) else None  # noqa: E731
+    direct, g = load(args.direct), load(args.guest)
+    parts = ["## amber benchmarks", ""]
+    if g:
+        parts.append("Guest figures measured in: %s (kernel %s, %d CPUs), %s → %s.%s" % (
+            g["place"], g["kernel"], g["cpus"], g["started"], g.get("finished", "?"),
+            " QUICK MODE (BENCH_QUICK=1): shrunk run counts and sizes, not for citing." if g["quick"] else ""))
+        parts.append("")
+        for tb in (table_boot(g), table_io(g), table_exec(g), table_pause(g, direct), table_sdk(g)):
+            parts.append(tb.render())
+    else:
+        parts.append("No guest figures: the guest run produced no results.\n")
+    errs = errors(g, direct)
+    parts.append(NOTE_NOISY)
+    if errs:
+        parts += ["", "Not measured / failed:"] + ["- " + e for e in errs]
+    text = "\n".join(parts) + "\n"
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        f.write(text)
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

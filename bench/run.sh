@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# make bench: runs every benchmark and prints the tables (also written to build/bench/results.md).
+# With vmx/svm everything runs directly here. Without, the tiny-guest pause figure runs directly on
+# this host's /dev/kvm (if it has one) and everything that boots Linux runs inside ONE test-host
+# boot (scripts/testhost.sh). Env: BENCH_QUICK=1, BENCH_RUNS, BENCH_CYCLES, BENCH_SDK_RUNS,
+# BENCH_ONLY (see bench/bench.py).
+set -u
+repo=$(cd "$(dirname "$0")/.." && pwd -P)
+cd "$repo"
+out=build/bench
+mkdir -p "$out"
+rm -f "$out/direct.json" "$out/guest.json"
+direct=()
+if grep -qwE 'vmx|svm' /proc/cpuinfo; then
+    echo "bench: hardware virtualization (vmx/svm) found: running the benchmarks directly on this host"
+    /usr/bin/python3 bench/bench.py --place "this host (hardware virtualization)" --out "$out/guest.json"
+    rc=$?
+else
+    echo "bench: no vmx/svm on this CPU: the tiny-guest pause figure runs directly on this host's /dev/kvm" \
+        "(when there is one); everything that boots Linux runs inside ONE test-host boot (scripts/testhost.sh)"
+    /usr/bin/python3 bench/bench.py --place "this host, direct /dev/kvm" --out "$out/direct.json" --tiny-only
+    direct=(--direct "$out/direct.json")
+    TESTHOST_ENV="${TESTHOST_ENV:-} BENCH_QUICK BENCH_RUNS BENCH_CYCLES BENCH_SDK_RUNS BENCH_ONLY" \
+        scripts/testhost.sh -- /usr/bin/python3 bench/bench.py --place "test host (QEMU TCG, nested SVM)" \
+        --out "$out/guest.json" </dev/null
+    rc=$?
+fi
+echo
+/usr/bin/python3 bench/report.py --out "$out/results.md" --guest "$out/guest.json" "${direct[@]}" || rc=1
+echo "bench: tables written to $out/results.md"
+exit "$rc"
