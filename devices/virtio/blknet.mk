@@ -6,5 +6,5 @@ VMM_OBJS += $(BLK_OBJS) $(NET_OBJS)
 BLKNET_CORE_OBJS := devices/virtio/virtq.o devices/virtio/mmio.o vmm/mem.o vmm/loop.o vmm/log.o
 
 $(eval $(call unit_test,test_blk,$(BLK_OBJS) $(BLKNET_CORE_OBJS),-luring))
-$(eval $(call unit_test,test_net,$(NET_OBJS) $(BLKNET_CORE_OBJS),))
+$(eval $(call unit_test,test_net,$(NET_OBJS) $(BLKNET_CORE_OBJS) vmm/seccomp.o,-lseccomp))
 $(eval $(call fuzz_target,fuzz_blk_req,devices/virtio/blk_req.c devices/virtio/virtq.c vmm/mem.c vmm/log.c,))

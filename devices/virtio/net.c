@@ -98,6 +98,22 @@ static void update_watch(struct net *n)
     n->watch_events = want;
 }
 
+/*
+ * Loop side of activate: give the TAP the offloads the driver negotiated before any frame is
+ * read for it. Every loop entry point calls this first, with d->lock held.
+ */
+static void net_sync(struct net *n)
+{
+    if (!n->offload_pending || !net_running(n))
+        return;
+    n->offload_pending = false;
+    int rc = tap_set_offload(n->fd, n->offload_flags);
+    if (rc < 0) {
+        log_warn("%s: TUNSETOFFLOAD %#x failed: %s", n->name, n->offload_flags, strerror(-rc));
+        virtio_set_needs_reset(n->d, "TAP refused the negotiated offloads");
+    }
+}
+
 /* Send TX chains to the back-end until the queue is empty or the back-end is full. */
 static void tx_process(struct net *n)
 {
@@ -145,6 +161,7 @@ static void tap_event(void *opaque, uint32_t events)
 {
     struct net *n = opaque;
     pthread_mutex_lock(&n->d->lock);
+    net_sync(n);
     if ((events & (EPOLLERR | EPOLLHUP)) && !n->broken) {
         log_warn("%s: back-end hung up or failed; the link is dead", n->name);
         n->broken = true;
@@ -162,6 +179,7 @@ static void tap_event(void *opaque, uint32_t events)
 static void net_queue_notify(struct virtio_dev *d, unsigned q)
 {
     struct net *n = net_of(d);
+    net_sync(n);
     if (q == NET_RXQ)
         net_rx_process(n); /* new RX buffers: pending or queued frames can flow again */
     else if (q == NET_TXQ)
@@ -182,20 +200,18 @@ static void net_config_read(struct virtio_dev *d, uint32_t off, uint8_t *data, u
 }
 
 /*
- * DRIVER_OK, on a vCPU thread with d->lock held: only the TAP offload ioctl, which is safe from
- * any thread and serialised with the loop's TAP I/O by the lock. Reading starts on the loop,
- * where the transport's kick of the RX queue runs net_queue_notify.
+ * DRIVER_OK, on a vCPU thread with d->lock held. The vCPU seccomp filter forbids the TAP ioctl,
+ * so only note the offloads the driver negotiated: the loop applies them (net_sync) before it
+ * next reads the TAP, and the transport's kick of every ready queue brings it there at once.
  */
 static int net_activate(struct virtio_dev *d)
 {
     struct net *n = net_of(d);
-    if (!n->is_tap || !n->tap_offloads)
-        return 0;
-    unsigned flags = net_tun_offload_flags(d->driver_features);
-    int rc = tap_set_offload(n->fd, flags);
-    if (rc < 0)
-        log_warn("%s: TUNSETOFFLOAD %#x failed: %s", n->name, flags, strerror(-rc));
-    return rc; /* non-zero: the transport sets NEEDS_RESET */
+    if (n->is_tap && n->tap_offloads) {
+        n->offload_flags = net_tun_offload_flags(d->driver_features);
+        n->offload_pending = true;
+    }
+    return 0;
 }
 
 /*
@@ -209,6 +225,7 @@ static void net_reset(struct virtio_dev *d)
     n->tx_pending = false;
     n->tx_blocked = false;
     n->rx_armed = false;
+    n->offload_pending = false; /* the next activate sets them again */
     net_rx_reset(n);
 }
 
@@ -226,6 +243,7 @@ static void net_resume(struct virtio_dev *d)
     struct net *n = net_of(d);
     pthread_mutex_lock(&d->lock);
     n->paused = false;
+    net_sync(n);
     net_rx_process(n); /* re-arms EPOLLIN if the guest has buffers */
     update_watch(n);
     pthread_mutex_unlock(&d->lock);

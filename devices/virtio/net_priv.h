@@ -20,6 +20,11 @@ struct net {
     bool tx_blocked; /* the back-end said EAGAIN: wait for EPOLLOUT */
     bool broken;     /* the back-end hung up or failed: stop watching it */
 
+    /* TUN_F_* flags the driver negotiated, set by activate on a vCPU thread (whose seccomp
+     * filter forbids the ioctl) and applied by the loop before it next touches the TAP. */
+    bool offload_pending;
+    unsigned offload_flags;
+
     /* TX chain popped but not yet accepted by the back-end. */
     bool tx_pending;
     struct virtq_chain tx_chain;

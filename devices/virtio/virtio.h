@@ -40,15 +40,16 @@ struct virtio_dev;
  * Threads. activate and reset are driven by the driver's Status writes, so they run on the
  * vCPU thread that wrote Status, with d->lock held; the loop may be running this device's
  * other callbacks concurrently and blocks on d->lock meanwhile. In those two hooks a device
- * may change its state, use its own fds with thread-safe syscalls (ioctl, a timerfd or
- * eventfd write, waiting for its own io_uring) and set NEEDS_RESET, but it must NOT call
+ * may change its state and set NEEDS_RESET. It may make only the syscalls the vCPU seccomp
+ * filter allows (vmm/seccomp.c: eventfd reads/writes, timerfd_settime, io_uring_enter on its
+ * own ring, futex; no ioctl on a back-end, no open/close), and it must NOT call
  * loop_add/loop_mod/loop_del/loop_post (the loop's structures are loop-thread only, and a
- * posted call could run after the device is destroyed) nor close an fd the loop watches.
- * Loop-side work follows on the loop's next callback for the device, which sees the new
- * state under the lock: after activate the transport kicks every ready queue (queue_notify
- * then starts the back-end); after reset, a device whose callbacks find it not running drops
- * its watches there, or wakes itself through an fd it owns (vsock's timer). VM teardown stops
- * the vCPUs before virtio_dev_destroy, so neither hook can race with destroy.
+ * posted call could run after the device is destroyed). Work that needs the loop is noted in
+ * device state and done on the loop's next callback for the device, which sees it under the
+ * lock: after activate the transport kicks every ready queue, so queue_notify comes at once
+ * (net applies its TAP offloads there); after reset, a device whose callbacks find it not
+ * running drops its watches there, or wakes itself through an fd it owns (vsock's timer).
+ * VM teardown stops the vCPUs before virtio_dev_destroy, so neither hook races with destroy.
  */
 struct virtio_dev_ops {
     const char *name;

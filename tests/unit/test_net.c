@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -22,6 +23,7 @@
 #include "devices/virtio/virtio.h"
 #include "vmm/loop.h"
 #include "vmm/mem.h"
+#include "vmm/seccomp.h"
 
 #define BIT(b) (1ULL << (b))
 
@@ -562,6 +564,77 @@ static void test_reset_and_restart(void **state)
     assert_int_equal(e->d.status & VIRTIO_STATUS_NEEDS_RESET, 0);
 }
 
+/* A device over a real TAP (skipped where TAPs cannot be made). */
+static int setup_tap(void **state)
+{
+    if (access("/dev/net/tun", R_OK | W_OK) != 0)
+        skip();
+    struct env *e = calloc(1, sizeof(*e));
+    assert_int_equal(mem_init(&e->mem, 16 << 20), 0);
+    assert_int_equal(loop_init(&e->loop), 0);
+    e->peer = -1;
+    e->rq[0] = (struct ring){.desc = 0x1000, .avail = 0x2000, .used = 0x3000};
+    e->rq[1] = (struct ring){.desc = 0x4000, .avail = 0x5000, .used = 0x6000};
+    e->buf_gpa = 0x100000;
+    struct net_config cfg = {.id = "eth0"};
+    snprintf(cfg.tap, sizeof(cfg.tap), "amu%d", getpid() % 100000);
+    char err[256];
+    int rc = net_create(&e->d, &cfg, &e->mem, &e->loop, 0xd0001000, 6, err, sizeof(err));
+    if (rc == -EPERM) {
+        loop_destroy(&e->loop);
+        mem_free(&e->mem);
+        free(e);
+        skip();
+    }
+    assert_int_equal(rc, 0);
+    *state = e;
+    return 0;
+}
+
+/* The driver's side of a start and a reset, offloads negotiated. */
+static void offload_start_and_reset(struct env *e)
+{
+    mmio_probe_with(e, (uint32_t)(BIT(VIRTIO_NET_F_GUEST_CSUM) | BIT(VIRTIO_NET_F_GUEST_TSO4)));
+    mmio_driver_ok(e);
+    w32(e, VIRTIO_MMIO_STATUS, 0);
+    mmio_probe_with(e, (uint32_t)(BIT(VIRTIO_NET_F_GUEST_CSUM) | BIT(VIRTIO_NET_F_GUEST_TSO4)));
+    mmio_driver_ok(e);
+}
+
+/*
+ * Status writes run on vCPU threads, under the vCPU seccomp filter, which has no TAP ioctl:
+ * a forbidden syscall in activate or reset kills the VMM (it did: TUNSETOFFLOAD). Play the
+ * vCPU in a child under the real filter; the parent then checks the loop applies offloads.
+ */
+static void test_vcpu_side_obeys_seccomp(void **state)
+{
+    struct env *e = *state;
+    struct net *n = net_of_env(e);
+    assert_true(n->tap_offloads);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        static struct vm_config cfg; /* defaults: the built-in vCPU allowlist */
+        if (seccomp_install_handler() || seccomp_install(SECCOMP_VCPU, &cfg))
+            _exit(2);
+        offload_start_and_reset(e);
+        _exit(0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("a Status write made a syscall the vCPU seccomp filter forbids (%s %d)",
+                 WIFEXITED(status) ? "exit" : "signal",
+                 WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+
+    offload_start_and_reset(e); /* here, unfiltered, to watch the loop's half */
+    assert_true(n->offload_pending);
+    run_loop(e, 3); /* the transport's kicks bring the device to the loop */
+    assert_false(n->offload_pending);
+    assert_int_equal(e->d.status & VIRTIO_STATUS_NEEDS_RESET, 0);
+}
+
 static void test_tap(void **state)
 {
     if (access("/dev/net/tun", R_OK | W_OK) != 0) {
@@ -615,6 +688,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_indirect_follows_negotiation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_destroy_after_driver_ok, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_and_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_vcpu_side_obeys_seccomp, setup_tap, teardown),
         cmocka_unit_test(test_tap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
