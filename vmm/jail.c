@@ -130,8 +130,6 @@ static int enter_pid_ns(const struct vm_config *cfg, int *exit_status)
     }
     if (child == 0) {
         sigprocmask(SIG_SETMASK, &old, NULL);
-        /* If the parent is SIGKILLed, take the VM down with it. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
         return 0;
     }
     if (cfg->has_ids && drop_ids(cfg) < 0)
@@ -263,11 +261,16 @@ int jail_enter(const struct vm_config *cfg, int *exit_status)
     if (cfg->rlimit_fsize_bytes &&
         (rc = set_limit(RLIMIT_FSIZE, "RLIMIT_FSIZE", cfg->rlimit_fsize_bytes)))
         return rc;
+    if (cfg->new_pid_ns && !cfg->has_ids)
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* if the parent is SIGKILLed, so are we */
     if (cfg->has_ids) {
         if ((rc = drop_ids(cfg)))
             return rc;
         if (cfg->uid != 0 && (rc = check_no_caps()))
             return rc;
+        if (cfg->new_pid_ns)
+            /* After the id switch, which clears it: if the parent is SIGKILLed, so are we. */
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
         log_info("jail: running as uid %u gid %u%s%s", cfg->uid, cfg->gid,
                  cfg->chroot_dir[0] ? " in " : "", cfg->chroot_dir);
     }

@@ -195,7 +195,13 @@ static int add_rule(scmp_filter_ctx ctx, enum seccomp_kind kind, const struct al
 
 scmp_filter_ctx seccomp_build(enum seccomp_kind kind, const struct vm_config *cfg)
 {
-    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_TRAP);
+    uint32_t deny = SCMP_ACT_TRAP;
+#ifdef AMBER_TEST_HOOKS
+    /* scripts/seccomp-audit.sh: log instead of trapping, so one run sees every violation. */
+    if (cfg && !strcmp(cfg->id, "seccomp-audit"))
+        deny = SCMP_ACT_LOG;
+#endif
+    scmp_filter_ctx ctx = seccomp_init(deny);
     if (!ctx)
         return NULL;
     unsigned n;
@@ -286,7 +292,9 @@ static int install_file(const char *path)
 
 #ifdef AMBER_TEST_HOOKS
 /* Test builds only (build/test-hooks/amber): a sandbox id asks for a forbidden syscall right
- * after a filter is loaded, so tests can watch the process die with the expected line. */
+ * after a filter is loaded, so tests can watch the process die with the expected line
+ * (--id seccomp-violate-vmm or seccomp-violate-vcpu); --id seccomp-audit logs instead of
+ * trapping (see seccomp_build). */
 static void test_hook(enum seccomp_kind kind, const struct vm_config *cfg)
 {
     if (kind == SECCOMP_VMM && !strcmp(cfg->id, "seccomp-violate-vmm")) {

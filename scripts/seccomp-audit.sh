@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Audit amber's seccomp allowlists against what a real run calls: a guest boot, agent execs with
+# block, rng and vsock traffic, pause/resume, API status, then SIGTERM, all under strace -ff.
+# Prints, per filter, the syscalls used after the filter went on but not allowed, and those
+# allowed but never used, and the ioctl requests seen. Exit 1 if anything used is not allowed.
+# usage: scripts/seccomp-audit.sh [--inside]   (re-runs itself in the test host without /dev/kvm)
+# Uses build/test-hooks/amber, whose --id seccomp-audit makes the filters log instead of trap.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd -P)
+if [ "${1:-}" != "--inside" ] && ! [ -w /dev/kvm ]; then
+    exec "$repo/scripts/testhost.sh" -- /bin/bash "$repo/scripts/seccomp-audit.sh" --inside
+fi
+
+amber=$repo/build/test-hooks/amber
+ctl=$repo/build/amberctl
+guest=$repo/build/guest
+for f in "$amber" "$ctl" "$guest/vmlinuz" "$guest/initramfs.cpio.gz" "$guest/rootfs.ext4"; do
+    [ -e "$f" ] || { echo "seccomp-audit: missing $f (make build/test-hooks/amber guest)" >&2; exit 2; }
+done
+
+work=$(mktemp -d /tmp/seccomp-audit.XXXXXX)
+trap 'kill $spid 2>/dev/null || true; rm -rf "$work"' EXIT
+cp --sparse=always "$guest/rootfs.ext4" "$work/root.ext4"
+truncate -s 64M "$work/data.img"
+
+strace -ff -qq -o "$work/tr" -- "$amber" --id seccomp-audit --vcpus 2 --mem-mib 256 \
+    --kernel "$guest/vmlinuz" --initrd "$guest/initramfs.cpio.gz" \
+    --cmdline "console=ttyS0 reboot=k panic=-1 quiet root=/dev/vda" \
+    --drive "path=$work/root.ext4,root" --drive "path=$work/data.img,id=data" \
+    --vsock "cid=3,uds=$work/v.sock" --entropy --api-sock "$work/api.sock" \
+    --console "$work/console.log" --exit-file "$work/exit.json" 2>"$work/stderr.log" &
+spid=$!
+
+for _ in $(seq 1 240); do
+    grep -q '^amber-guest: ready' "$work/console.log" 2>/dev/null && break
+    kill -0 $spid 2>/dev/null || { cat "$work/stderr.log" >&2; exit 1; }
+    sleep 0.5
+done
+grep -q '^amber-guest: ready' "$work/console.log" || { echo "seccomp-audit: no boot" >&2; exit 1; }
+
+exec_guest() { "$ctl" exec --vsock "$work/v.sock" --timeout 60 --shell -- "$@" || echo "(guest command exited $?)"; }
+exec_guest 'echo hello; head -c 64 /dev/hwrng | wc -c'
+exec_guest 'dd if=/dev/zero of=/dev/vdb bs=64k count=16 2>/dev/null; sync;
+            dd if=/dev/vdb of=/dev/null bs=64k count=16 2>/dev/null; blkdiscard /dev/vdb || true'
+"$ctl" status --api "$work/api.sock" >/dev/null
+"$ctl" pause --api "$work/api.sock" >/dev/null
+sleep 1
+"$ctl" resume --api "$work/api.sock" >/dev/null
+exec_guest 'echo after resume' >/dev/null
+kill -TERM $spid
+wait $spid || true
+
+python3 - "$work" "$repo/vmm/seccomp.c" <<'EOF'
+import glob, os, re, sys
+work, src = sys.argv[1], sys.argv[2]
+text = open(src).read()
+def allowlist(kind):
+    body = re.search(r"BEGIN %s.*?END %s" % (kind, kind), text, re.S).group(0)
+    return set(re.findall(r"ALLOW(?:_IF)?\((\w+)", body))
+allowed = {"vmm": allowlist("vmm"), "vcpu": allowlist("vcpu")}
+used = {"vmm": set(), "vcpu": set()}
+ioctls = {"vmm": set(), "vcpu": set()}
+files = sorted(glob.glob(os.path.join(work, "tr.*")), key=lambda p: int(p.rsplit(".", 1)[1]))
+main = files[0]
+for path in files:
+    lines = open(path, errors="replace").read().splitlines()
+    start = next((i for i, l in enumerate(lines) if l.startswith("seccomp(SECCOMP_SET_MODE_FILTER")), None)
+    if start is None:
+        continue  # a thread that never filtered itself (none expected)
+    kind = "vmm" if path == main else "vcpu"
+    for l in lines[start + 1:]:
+        m = re.match(r"(\w+)\(", l)
+        if m:
+            used[kind].add(m.group(1))
+            if m.group(1) == "ioctl":
+                r = re.match(r"ioctl\(\d+, ([A-Z0-9_]+|0x[0-9a-f]+)", l)
+                if r:
+                    ioctls[kind].add(r.group(1))
+bad = 0
+for kind in ("vmm", "vcpu"):
+    miss = sorted(used[kind] - allowed[kind])
+    bad += len(miss)
+    print("%s filter: %d allowed, %d used after install" % (kind, len(allowed[kind]), len(used[kind])))
+    print("  used but NOT allowed: %s" % (" ".join(miss) or "-"))
+    print("  allowed, never used:  %s" % (" ".join(sorted(allowed[kind] - used[kind])) or "-"))
+    print("  ioctl requests seen:  %s" % (" ".join(sorted(ioctls[kind])) or "-"))
+sys.exit(1 if bad else 0)
+EOF
