@@ -43,6 +43,13 @@ def counter_lines(sbx):
     return rows
 
 
+def clock_skew(sbx):
+    """Guest wall clock minus the host's, in seconds (1 s resolution: busybox date)."""
+    t0 = time.time()
+    guest = int(sbx.execute("date +%s").stdout.strip() or 0)
+    return guest + 0.5 - (t0 + time.time()) / 2
+
+
 def wait_for_ticks(sbx, n, limit_s):
     deadline = time.monotonic() + limit_s
     while True:
@@ -76,6 +83,7 @@ def main():
         pid = sbx.download("/tmp/counter.pid").decode().strip()
         say("    /tmp/hello.txt written; counter pid %s, %d ticks so far" % (pid, len(rows)))
 
+        skew_before = clock_skew(sbx)
         step("pause")
         rec = sbx.pause()
         say("    pause() -> %s" % rec)
@@ -88,9 +96,8 @@ def main():
         step("resume")
         rec = sbx.resume()
         say("    resume() -> %s" % rec)
-        host_now = time.time()
-        guest_now = int(sbx.execute("date +%s").stdout.strip() or 0)
-        say("    guest clock vs host after resume: %+.1f s" % (guest_now - host_now))
+        say("    guest wall clock minus host: %+.1f s before the pause, %+.1f s after it"
+            % (skew_before, clock_skew(sbx)))
 
         before = len(rows)
         rows = wait_for_ticks(sbx, before + 5, 30 * scale)
