@@ -137,7 +137,7 @@ def bench_tcp(settings, vm, tap, res):
 def bench_vsock(settings, vm, res):
     res["vsock"] = []
     n = settings.vsock_mib
-    for _ in range(settings.io_runs):
+    for _ in range(settings.vsock_runs):
         got, dt, rc = vms.stream_exec_count(vm, ["dd", "if=/dev/zero", "bs=1M", "count=%d" % n])
         if got != n * lib.MIB or rc != 0:
             raise RuntimeError("vsock stream: %d of %d bytes, status %s" % (got, n * lib.MIB, rc))

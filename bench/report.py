@@ -133,8 +133,8 @@ def table_exec(g):
               "`sh -c true` spawned and waited for on the same host. The second row drives the same guest agent "
               "from Python for both VMMs (amber hybrid vsock vs QEMU vhost-vsock, AF_VSOCK). vsock: the agent "
               "streams `dd if=/dev/zero bs=1M count=%d` stdout guest → host, counted on the host; MiB/s, "
-              "median (min–max) over %d runs; reference: %s."
-              % (g["place"], s["exec_cycles"], s["vsock_mib"], s["io_runs"], vs_ref))
+              "median (min–max) over %d run(s); reference: %s."
+              % (g["place"], s["exec_cycles"], s["vsock_mib"], s.get("vsock_runs", s["io_runs"]), vs_ref))
     t.add("exec `true` via amberctl (ms, median / p99)", cell_p99(a.get("exec_ctl_ms")),
           cell_p99(host) + " (host `sh -c true`)",
           fmt_ratio(ratio(med(a.get("exec_ctl_ms")), med(host))) + " amber/ref", "— (none set)")
@@ -235,6 +235,9 @@ def errors(*srcs):
         gu = src.get("guest") or {}
         for k in ("amber", "qemu"):
             out += ["%s, %s: %s" % (src["place"], k, e) for e in (gu.get(k) or {}).get("errors", [])]
+        for k in ("amber", "qemu"):
+            out += ["%s, %s boot bench: %s" % (src["place"], k, e)
+                    for e in ((src.get("boot") or {}).get(k) or {}).get("bad_exit", [])]
         for key in ("startup", "sdk"):
             out += ["%s, %s: %s" % (src["place"], key, e) for e in (src.get(key) or {}).get("errors", [])]
     return out
