@@ -29,8 +29,10 @@ endef
 # the rule is used, or the prerequisites are empty and stale binaries run.
 .SECONDEXPANSION:
 
+UNIT_SUITE ?= unit
+
 unit: $(SETUP_STAMP) $$(UNIT_TESTS)
-	$(Q)bash tests/run-unit.sh $(RESULTS) $(UNIT_TESTS)
+	$(Q)UNIT_SUITE=$(UNIT_SUITE) bash tests/run-unit.sh $(RESULTS) $(UNIT_TESTS)
 
 e2e: $(SETUP_STAMP) all guest
 	$(Q)bash tests/e2e/run.sh $(RESULTS)
@@ -38,6 +40,7 @@ e2e: $(SETUP_STAMP) all guest
 test: $(SETUP_STAMP)
 	$(Q)rm -rf $(RESULTS); mkdir -p $(RESULTS)
 	-$(Q)$(MAKE) --no-print-directory unit
+	-$(Q)$(MAKE) --no-print-directory test-san
 	-$(Q)$(MAKE) --no-print-directory test-agent-host
 	-$(Q)$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=5
 	-$(Q)$(MAKE) --no-print-directory e2e

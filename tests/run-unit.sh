@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs each cmocka unit-test binary and records "N passed, N failed" in RESULTS/unit.txt.
+# Runs each cmocka unit-test binary and records "N passed, N failed" in RESULTS/$UNIT_SUITE.txt
+# (UNIT_SUITE defaults to "unit"; the sanitizer run uses "unit-san").
 set -u
 results=$1; shift
 mkdir -p "$results"
@@ -17,6 +18,7 @@ for t in "$@"; do
     fi
     passed=$((passed + p)); failed=$((failed + f))
 done
-echo "unit: $passed passed, $failed failed"
-echo "$passed passed, $failed failed" > "$results/unit.txt"
+suite=${UNIT_SUITE:-unit}
+echo "$suite: $passed passed, $failed failed"
+echo "$passed passed, $failed failed" > "$results/$suite.txt"
 [ "$failed" -eq 0 ]
