@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # Runs each libFuzzer target for a bounded time on its checked-in corpus; records results.
+# New inputs go to build/fuzz/corpus-<name>/ (the first corpus directory), crashes to
+# build/fuzz/<name>-crash-*; the checked-in tests/fuzz/corpus/<name>/ is only read.
+# RESULTS/fuzz-stats.txt gets "name seconds executions" per target.
 set -u
 results=$1; seconds=$2; shift 2
 mkdir -p "$results"
@@ -11,6 +14,8 @@ for t in "$@"; do
     mkdir -p "$work" "$corpus"
     if "$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 -artifact_prefix=build/fuzz/"$name"- "$work" "$corpus" > build/fuzz/"$name".log 2>&1; then
+        execs=$(sed -n 's/^stat::number_of_executed_units: *//p' build/fuzz/"$name".log | tail -1)
+        echo "$name $seconds ${execs:-?}" >> "$results/fuzz-stats.txt"
         echo "fuzz: $name ok ($(grep -o 'stat::number_of_executed_units: [0-9]*' build/fuzz/"$name".log || tail -1 build/fuzz/"$name".log))"
         passed=$((passed + 1))
     else
