@@ -121,6 +121,7 @@ static const struct allow vcpu_allow[] = {
     ALLOW_IF(mprotect, NO_EXEC, "growing that arena, without PROT_EXEC"),
     ALLOW(munmap, "malloc"),
     ALLOW(read, "a virtio-blk reset clears its completion eventfd"),
+    ALLOW(rt_sigprocmask, "glibc blocks signals while a thread exits"),
     ALLOW(rt_sigreturn, "return from the kick handler"),
     ALLOW(timerfd_settime, "a vsock reset hands its teardown to the loop"),
     ALLOW(write, "console output, irq/kick/loop eventfds and logs"),

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/if_tun.h>
 #include <linux/kvm.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -113,6 +114,46 @@ static int vcpu_getpid(void)
 {
     getpid();
     return 1;
+}
+
+static void *vcpu_thread_body(void *arg)
+{
+    if (seccomp_install(SECCOMP_VCPU, arg))
+        return arg;
+    free(malloc(100)); /* a malloc arena for this thread */
+    return NULL;       /* glibc's thread exit path runs under the filter */
+}
+
+/* A vCPU-like thread filters itself, allocates, and ends; the unfiltered main joins it. */
+static int vcpu_thread_lifecycle(void)
+{
+    pthread_t t;
+    void *ret = &ret;
+    if (pthread_create(&t, NULL, vcpu_thread_body, &cfg_plain) || pthread_join(t, &ret))
+        return 1;
+    return ret != NULL;
+}
+
+static void test_vcpu_thread_exit(void **state)
+{
+    (void)state;
+    struct outcome o = {.status = -1};
+    int pipefd[2];
+    assert_int_equal(pipe(pipefd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(pipefd[1], STDERR_FILENO);
+        _exit(seccomp_install_handler() || vcpu_thread_lifecycle() ? 1 : 0);
+    }
+    close(pipefd[1]);
+    ssize_t n = read(pipefd[0], o.err, sizeof(o.err) - 1);
+    o.err[n > 0 ? n : 0] = '\0';
+    close(pipefd[0]);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    o.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    expect_clean(o);
 }
 
 static void test_vcpu_allows(void **state)
@@ -278,9 +319,10 @@ static void test_tables(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tables),       cmocka_unit_test(test_vcpu_allows),
-        cmocka_unit_test(test_vcpu_forbids), cmocka_unit_test(test_vmm_allows),
-        cmocka_unit_test(test_vmm_forbids),  cmocka_unit_test(test_filter_file),
+        cmocka_unit_test(test_tables),      cmocka_unit_test(test_vcpu_thread_exit),
+        cmocka_unit_test(test_vcpu_allows), cmocka_unit_test(test_vcpu_forbids),
+        cmocka_unit_test(test_vmm_allows),  cmocka_unit_test(test_vmm_forbids),
+        cmocka_unit_test(test_filter_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
