@@ -53,3 +53,4 @@ fuzz: $(SETUP_STAMP) $$(FUZZ_TARGETS)
 
 # Tests of shared plumbing with no fragment of their own.
 $(eval $(call unit_test,test_log,vmm/log.o,))
+$(eval $(call unit_test,test_mem,vmm/mem.o,))

@@ -5,16 +5,27 @@
 #include <string.h>
 #include <sys/mman.h>
 
+/* PROT_NONE guard space on each side of guest RAM: a device bug that strays just outside RAM
+ * faults at once instead of reading or writing the monitor's own memory. */
+#define MEM_GUARD_BYTES (2ULL << 20)
+
 int mem_init(struct guest_mem *m, uint64_t size_bytes)
 {
     memset(m, 0, sizeof(*m));
     if (size_bytes == 0 || (size_bytes & 0xfff))
         return -EINVAL;
 
-    void *p = mmap(NULL, size_bytes, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED)
+    uint64_t total;
+    if (__builtin_add_overflow(size_bytes, 2 * MEM_GUARD_BYTES, &total))
+        return -EINVAL;
+    uint8_t *res = mmap(NULL, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (res == MAP_FAILED)
         return -ENOMEM;
+    uint8_t *p = res + MEM_GUARD_BYTES;
+    if (mprotect(p, size_bytes, PROT_READ | PROT_WRITE) < 0) {
+        munmap(res, total);
+        return -ENOMEM;
+    }
     /* Guest RAM never belongs in a core dump of the monitor. */
     madvise(p, size_bytes, MADV_DONTDUMP);
 
@@ -36,7 +47,7 @@ int mem_init(struct guest_mem *m, uint64_t size_bytes)
 void mem_free(struct guest_mem *m)
 {
     if (m->map)
-        munmap(m->map, m->map_size);
+        munmap(m->map - MEM_GUARD_BYTES, m->map_size + 2 * MEM_GUARD_BYTES);
     memset(m, 0, sizeof(*m));
 }
 
