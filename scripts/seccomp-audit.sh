@@ -24,12 +24,15 @@ trap 'kill $spid 2>/dev/null || true; rm -rf "$work"' EXIT
 cp --sparse=always "$guest/rootfs.ext4" "$work/root.ext4"
 truncate -s 64M "$work/data.img"
 
-strace -ff -qq -o "$work/tr" -- "$amber" --id seccomp-audit --vcpus 2 --mem-mib 256 \
+say() { echo "seccomp-audit: $(date +%T) $*" >&2; }
+say "starting amber under strace in $work"
+timeout 900 strace -ff -qq -o "$work/tr" -- "$amber" --id seccomp-audit --vcpus 2 --mem-mib 256 \
     --kernel "$guest/vmlinuz" --initrd "$guest/initramfs.cpio.gz" \
     --cmdline "console=ttyS0 reboot=k panic=-1 quiet root=/dev/vda" \
     --drive "path=$work/root.ext4,root" --drive "path=$work/data.img,id=data" \
     --vsock "cid=3,uds=$work/v.sock" --entropy --api-sock "$work/api.sock" \
-    --console "$work/console.log" --exit-file "$work/exit.json" 2>"$work/stderr.log" &
+    --console "$work/console.log" --exit-file "$work/exit.json" --pid-file "$work/amber.pid" \
+    2>"$work/stderr.log" &
 spid=$!
 
 for _ in $(seq 1 240); do
@@ -37,19 +40,30 @@ for _ in $(seq 1 240); do
     kill -0 $spid 2>/dev/null || { cat "$work/stderr.log" >&2; exit 1; }
     sleep 0.5
 done
-grep -q '^amber-guest: ready' "$work/console.log" || { echo "seccomp-audit: no boot" >&2; exit 1; }
+grep -q '^amber-guest: ready' "$work/console.log" || {
+    say "no boot; console tail:"; tail -n 20 "$work/console.log" >&2; cat "$work/stderr.log" >&2; exit 1; }
+say "guest ready"
 
-exec_guest() { "$ctl" exec --vsock "$work/v.sock" --timeout 60 --shell -- "$@" || echo "(guest command exited $?)"; }
+exec_guest() {
+    say "exec: $1"
+    timeout 120 "$ctl" exec --vsock "$work/v.sock" --timeout 60 --shell -- "$@" || say "(guest command exited $?)"
+}
 exec_guest 'echo hello; head -c 64 /dev/hwrng | wc -c'
 exec_guest 'dd if=/dev/zero of=/dev/vdb bs=64k count=16 2>/dev/null; sync;
             dd if=/dev/vdb of=/dev/null bs=64k count=16 2>/dev/null; blkdiscard /dev/vdb || true'
-"$ctl" status --api "$work/api.sock" >/dev/null
-"$ctl" pause --api "$work/api.sock" >/dev/null
+say "status, pause, resume"
+timeout 60 "$ctl" status --api "$work/api.sock" >/dev/null || say "status failed"
+timeout 60 "$ctl" pause --api "$work/api.sock" >/dev/null || say "pause failed"
 sleep 1
-"$ctl" resume --api "$work/api.sock" >/dev/null
+timeout 60 "$ctl" resume --api "$work/api.sock" >/dev/null || say "resume failed"
 exec_guest 'echo after resume' >/dev/null
-kill -TERM $spid
+# SIGTERM amber itself (strace's child), not strace.
+apid=$(cat "$work/amber.pid" 2>/dev/null || true)
+say "SIGTERM to amber ($apid)"
+[ -n "$apid" ] && kill -TERM "$apid"
 wait $spid || true
+say "amber ended: $(cat "$work/exit.json" 2>/dev/null)"
+tail -n 3 "$work/stderr.log" >&2
 
 python3 - "$work" "$repo/vmm/seccomp.c" <<'EOF'
 import glob, os, re, sys
