@@ -193,6 +193,12 @@ class Sandbox:
     def _after_failure(self, what, err):
         """The exception for a failed socket call: not found if amber died, else unavailable."""
         state = runtime.probe(self.dir)
+        # A dying amber closes its sockets a moment before its pid-file lock: look again.
+        for _ in range(10):
+            if state != runtime.ALIVE:
+                break
+            time.sleep(0.05)
+            state = runtime.probe(self.dir)
         if state in (runtime.STALE, runtime.MISSING):
             if state == runtime.MISSING:
                 self._deleted = True

@@ -166,6 +166,12 @@ def make_vsock_handler(st, agent_sock):
     return V
 
 
+def die_with_parent():
+    """The agent dies with us even on SIGKILL (PR_SET_PDEATHSIG), as a guest would."""
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+
+
 def main():
     ap = argparse.ArgumentParser()
     for flag in ("--id", "--api-sock", "--kernel", "--initrd", "--drive", "--vsock", "--console",
@@ -194,7 +200,7 @@ def main():
     agent_bin = os.environ.get("FAKE_AMBER_AGENT") or os.path.join(REPO, "build", "amber-agent")
     st.agent = subprocess.Popen([agent_bin, "--listen", "unix:" + agent_sock, "--no-init"],
                                 stdin=subprocess.DEVNULL, stdout=console, stderr=console,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=die_with_parent)
     api = UnixServer(args.api_sock, make_api_handler(st))
     vs = UnixServer(uds, make_vsock_handler(st, agent_sock))
     for srv in (api, vs):
