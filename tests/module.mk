@@ -42,6 +42,7 @@ test: $(SETUP_STAMP)
 	-$(Q)$(MAKE) --no-print-directory unit
 	-$(Q)$(MAKE) --no-print-directory test-san
 	-$(Q)$(MAKE) --no-print-directory test-agent-host
+	-$(Q)$(MAKE) --no-print-directory sdk-test
 	-$(Q)$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=5
 	-$(Q)$(MAKE) --no-print-directory e2e
 	$(Q)bash tests/summary.sh $(RESULTS)

@@ -11,6 +11,6 @@ run: all guest
 	fi
 
 sdk-test: $(SETUP_STAMP) $(BUILD)/amber-agent
-	$(Q)/usr/bin/python3 -m unittest discover -s sdk/python/tests -t sdk/python/tests
+	$(Q)bash tests/run-pyunit.sh $(RESULTS) sdk-unit sdk/python/tests
 
 .PHONY: run sdk-test
