@@ -33,7 +33,6 @@ fail() {
 opts=trans=virtio,version=9p2000.L,msize=262144
 mkdir -p /host
 mount -t 9p -o "$opts,ro,cache=loose" hostroot /host || fail "cannot mount the host root"
-mount -t 9p -o "$opts" repo "/host$repo" || fail "cannot mount the checkout at $repo"
 mount -t proc proc /host/proc
 mount -t sysfs sysfs /host/sys
 mount -t devtmpfs -o mode=0755 devtmpfs /host/dev
@@ -45,6 +44,10 @@ for d in /tmp /run /var/tmp; do
 done
 # Programs that write under $HOME (caches, histories) get a scratch home.
 mount -t tmpfs -o mode=0700 tmpfs /host/root
+# The checkout goes on last, so that it stays visible even when it lives under one of the
+# scratch tmpfs mounts above (a clone in /tmp or /root, as CI may make).
+mkdir -p "/host$repo" 2>/dev/null
+mount -t 9p -o "$opts" repo "/host$repo" || fail "cannot mount the checkout at $repo"
 ip link set lo up
 hostname testhost
 [ -d "/host$job" ] || fail "job directory $job is missing"
