@@ -247,6 +247,7 @@ static const struct {
     {"regs", case_regs},         {"random", case_random}, {"queue_edge", case_queue_edge},
     {"chains", case_chains},     {"notify", case_notify}, {"status", case_status},
     {"unmapped", case_unmapped}, {"legacy", case_legacy}, {"reset_storm", case_reset_storm},
+    {"random2", case_random}, /* a second round, from where the first left the generator */
 };
 
 void evil_main(void)
@@ -259,21 +260,22 @@ void evil_main(void)
     evil_report("ram_end", e.ram_end);
     probe(&e);
     const char *name = cmdline_get("evil");
-    int found = 0;
+    int all = name && word_is(name, "all"), found = 0;
     for (unsigned i = 0; name && i < sizeof(cases) / sizeof(cases[0]); i++) {
-        if (word_is(name, cases[i].name)) {
-            evil_puts("evil: case ");
-            evil_puts(cases[i].name);
-            evil_puts("\n");
-            cases[i].fn(&e);
-            found = 1;
-        }
+        if (!all && !word_is(name, cases[i].name))
+            continue;
+        evil_puts("evil: case ");
+        evil_puts(cases[i].name);
+        evil_puts("\n");
+        cases[i].fn(&e);
+        found = 1;
+        /* After each case: every device reset, and the rng and blk still serve requests. */
+        for (unsigned k = 0; k < e.ndev; k++)
+            evil_dev_reset(&e.dev[k]);
+        evil_sanity(&e);
     }
     if (!found)
-        evil_puts("evil: no such case (give evil=NAME on the command line)\n");
-    for (unsigned i = 0; i < e.ndev; i++)
-        evil_dev_reset(&e.dev[i]);
-    evil_sanity(&e);
+        evil_puts("evil: no such case (give evil=NAME or evil=all on the command line)\n");
     evil_report("ops", e.ops);
     evil_puts("evil: done\n");
 }
