@@ -14,6 +14,7 @@ POLL_S = 0.0005
 
 def _ready_http(path):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(2.0)  # a listener that accepted but does not answer yet is "not ready"
     try:
         s.connect(path)
         s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n")
@@ -26,6 +27,7 @@ def _ready_http(path):
 
 def _ready_qmp(path):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(2.0)
     try:
         s.connect(path)
         return b"QMP" in s.recv(4096)
