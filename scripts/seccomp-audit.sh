@@ -73,13 +73,19 @@ def allowlist(kind):
     body = re.search(r"BEGIN %s.*?END %s" % (kind, kind), text, re.S).group(0)
     return set(re.findall(r"ALLOW(?:_IF)?\((\w+)", body))
 allowed = {"vmm": allowlist("vmm"), "vcpu": allowlist("vcpu")}
+def ioctl_list(kind):
+    body = re.search(r"%s_ioctls\[\] = \{(.*?)\};" % kind, text, re.S).group(1)
+    return set(re.findall(r"[A-Z][A-Z0-9_]+", body))
+allowed_ioctls = {"vmm": ioctl_list("vmm"), "vcpu": ioctl_list("vcpu")}
 used = {"vmm": set(), "vcpu": set()}
 ioctls = {"vmm": set(), "vcpu": set()}
 files = sorted(glob.glob(os.path.join(work, "tr.*")), key=lambda p: int(p.rsplit(".", 1)[1]))
 main = files[0]
 for path in files:
     lines = open(path, errors="replace").read().splitlines()
-    start = next((i for i, l in enumerate(lines) if l.startswith("seccomp(SECCOMP_SET_MODE_FILTER")), None)
+    # The filter's own load (libseccomp probes with NULL programs first: those fail).
+    start = next((i for i, l in enumerate(lines)
+                  if re.match(r"seccomp\(SECCOMP_SET_MODE_FILTER, \d+, \{len=\d+.*\) = 0$", l)), None)
     if start is None:
         continue  # a thread that never filtered itself (none expected)
     kind = "vmm" if path == main else "vcpu"
@@ -94,10 +100,14 @@ for path in files:
 bad = 0
 for kind in ("vmm", "vcpu"):
     miss = sorted(used[kind] - allowed[kind])
-    bad += len(miss)
+    bad_ioctls = sorted(ioctls[kind] - allowed_ioctls[kind])
+    bad += len(miss) + len(bad_ioctls)
     print("%s filter: %d allowed, %d used after install" % (kind, len(allowed[kind]), len(used[kind])))
     print("  used but NOT allowed: %s" % (" ".join(miss) or "-"))
     print("  allowed, never used:  %s" % (" ".join(sorted(allowed[kind] - used[kind])) or "-"))
     print("  ioctl requests seen:  %s" % (" ".join(sorted(ioctls[kind])) or "-"))
+    print("  ioctl requests seen but NOT allowed: %s" % (" ".join(bad_ioctls) or "-"))
+    print("  ioctl requests allowed, never seen:  %s"
+          % (" ".join(sorted(allowed_ioctls[kind] - ioctls[kind])) or "-"))
 sys.exit(1 if bad else 0)
 EOF
