@@ -21,8 +21,7 @@ void case_unmapped(struct evil *e)
         0xDFFFFFF8ULL,
         0xFEBFF000ULL,
         0xFED00000ULL,
-        0xFFFFFFF0ULL,
-        0xFFFFFFF8ULL,
+        0xFFFFFFF0ULL, /* +3, 8 bytes wide, still ends below 4 GiB (past it is unmapped) */
     };
     static const unsigned w[] = {1, 2, 4, 8};
     for (unsigned i = 0; i < sizeof(addrs) / sizeof(addrs[0]); i++) {
