@@ -235,11 +235,31 @@ static int check_no_caps(void)
     return 0;
 }
 
+/*
+ * clearenv() only drops libc's pointer: the strings stay in the initial stack, where
+ * /proc/PID/environ shows them. Wipe them, and where allowed (CAP_SYS_RESOURCE) make the
+ * kernel's environment range empty too.
+ */
+static int wipe_environment(void)
+{
+    char *lo = NULL;
+    for (char **e = environ; e && *e; e++) {
+        if (!lo || *e < lo)
+            lo = *e;
+        memset(*e, 0, strlen(*e));
+    }
+    if (clearenv() != 0)
+        return -ENOMEM;
+    if (lo)
+        prctl(PR_SET_MM, PR_SET_MM_ENV_END, (unsigned long)lo, 0, 0); /* best effort */
+    return 0;
+}
+
 int jail_enter(const struct vm_config *cfg, int *exit_status)
 {
     int rc = close_inherited_fds();
-    if (clearenv() != 0)
-        rc = -ENOMEM;
+    if (!rc)
+        rc = wipe_environment();
     if (!rc && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         rc = -errno;
     if (rc) {

@@ -8,14 +8,15 @@
   thread, has an empty environment, no inherited fds, and its root is the chroot.
 """
 import os
-import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import unittest
 
-from tests.e2e import harness
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
 
 TEST_HOOKS_AMBER = os.path.join(harness.BUILD, "test-hooks", "amber")
 AMBERCTL = os.path.join(harness.BUILD, "amberctl")
@@ -84,6 +85,7 @@ class TestJailedGuest(unittest.TestCase):
         os.chown(os.path.join(cls.root, "rootfs.ext4"), NOBODY, NOBODY)
         cls.cgroup_mount = None
         cls.cgroup = cls.make_cgroup()
+        cls.netns = cls.make_netns()
         # An fd amber inherits without being told: it must not survive jail_enter.
         cls.marker = s.path("inherited-marker")
         open(cls.marker, "w").close()
@@ -94,7 +96,8 @@ class TestJailedGuest(unittest.TestCase):
             extra=["--chroot", cls.root, "--uid", NOBODY, "--gid", NOBODY, "--new-mount-ns",
                    "--new-pid-ns", "--rlimit-nofile", 256, "--rlimit-fsize", 1 << 30,
                    "--exit-file", "/exit.json"]
-            + (["--cgroup", cls.cgroup] if cls.cgroup else []))
+            + (["--cgroup", cls.cgroup] if cls.cgroup else [])
+            + (["--netns", cls.netns] if cls.netns else []))
         wrapped = ["/bin/sh", "-c", 'exec 7<"$0"; exec "$@"', cls.marker] + argv
         cls.vm = s.start(wrapped, env={"SECRET_TOKEN": "do-not-leak"})
         try:
@@ -115,6 +118,15 @@ class TestJailedGuest(unittest.TestCase):
             cls.cgroup_mount = base
         path = os.path.join(base, "amber-jail-test-%d" % os.getpid())
         os.makedirs(path, exist_ok=True)
+        return path
+
+    @classmethod
+    def make_netns(cls):
+        """A network namespace held by a bind mount (what `ip netns add` makes), or None."""
+        path = cls.session.path("netns")
+        open(path, "w").close()
+        if subprocess.run(["unshare", "--net=" + path, "true"]).returncode != 0:
+            return None
         return path
 
     @classmethod
@@ -142,6 +154,8 @@ class TestJailedGuest(unittest.TestCase):
                 pass
         if cls.cgroup_mount:
             subprocess.run(["umount", cls.cgroup_mount])
+        if cls.netns:
+            subprocess.run(["umount", cls.netns])
 
     def exec_guest(self, *cmd):
         res = subprocess.run([AMBERCTL, "exec", "--vsock", os.path.join(self.root, "v.sock"),
@@ -186,7 +200,8 @@ class TestJailedGuest(unittest.TestCase):
         # Same directory (the link text differs when the test itself runs chrooted).
         self.assertTrue(os.path.samestat(os.stat("/proc/%d/root" % self.amber_pid), os.stat(self.root)))
         with open("/proc/%d/environ" % self.amber_pid, "rb") as f:
-            self.assertEqual(f.read(), b"")
+            env = f.read()
+        self.assertEqual(env.strip(b"\0"), b"", env)
         fdir = "/proc/%d/fd" % self.amber_pid
         targets = [os.readlink(os.path.join(fdir, fd)) for fd in os.listdir(fdir)]
         self.assertFalse(any("inherited-marker" in t for t in targets), targets)
@@ -197,6 +212,13 @@ class TestJailedGuest(unittest.TestCase):
         if self.cgroup:
             with open(os.path.join(self.cgroup, "cgroup.procs")) as f:
                 self.assertIn(str(self.vm.pid), f.read().split())
+        else:
+            harness.log("no cgroup v2 here: --cgroup not checked")
+        if self.netns:
+            ns = os.readlink("/proc/%d/ns/net" % self.amber_pid)
+            self.assertEqual(ns, "net:[%d]" % os.stat(self.netns).st_ino)
+        else:
+            harness.log("cannot make a network namespace here: --netns not checked")
 
     def test_zz_sigterm_ends_cleanly(self):
         # Runs last (alphabetical): the parent forwards SIGTERM; amber writes its exit file.
