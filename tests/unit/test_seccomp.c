@@ -316,13 +316,80 @@ static void test_tables(void **state)
     }
 }
 
+/* --- the confinement flags (vmm/config.c) that come with the filters --- */
+
+static int parse(struct vm_config *c, const char *const *args)
+{
+    char *argv[32];
+    int argc = 0;
+    argv[argc++] = "amber";
+    for (; *args; args++)
+        argv[argc++] = (char *)*args;
+    argv[argc] = NULL;
+    char err[256];
+    config_defaults(c);
+    return config_parse_args(c, argc, argv, err, sizeof(err));
+}
+
+static void test_jail_flags(void **state)
+{
+    (void)state;
+    struct vm_config c;
+    const char *all[] = {"--kernel",
+                         "/k",
+                         "--chroot",
+                         "/srv/jail",
+                         "--uid",
+                         "1000",
+                         "--gid=1001",
+                         "--new-mount-ns",
+                         "--new-pid-ns",
+                         "--netns",
+                         "/run/netns/a",
+                         "--cgroup",
+                         "/sys/fs/cgroup/a",
+                         "--rlimit-nofile",
+                         "512",
+                         "--rlimit-fsize",
+                         "1073741824",
+                         NULL};
+    assert_int_equal(parse(&c, all), 0);
+    assert_string_equal(c.chroot_dir, "/srv/jail");
+    assert_true(c.has_ids);
+    assert_int_equal(c.uid, 1000);
+    assert_int_equal(c.gid, 1001);
+    assert_true(c.new_mount_ns && c.new_pid_ns);
+    assert_string_equal(c.netns, "/run/netns/a");
+    assert_string_equal(c.cgroup, "/sys/fs/cgroup/a");
+    assert_int_equal(c.rlimit_nofile, 512);
+    assert_int_equal(c.rlimit_fsize_bytes, 1ULL << 30);
+
+    const char *plain[] = {"--kernel", "/k", NULL};
+    assert_int_equal(parse(&c, plain), 0);
+    assert_false(c.has_ids || c.new_pid_ns || c.chroot_dir[0] || c.rlimit_nofile);
+
+    const char *bad[][8] = {
+        {"--kernel", "/k", "--uid", "1000", NULL},             /* uid without gid */
+        {"--kernel", "/k", "--gid", "1000", NULL},             /* gid without uid */
+        {"--kernel", "/k", "--chroot", "relative", NULL},      /* not absolute */
+        {"--kernel", "/k", "--uid", "-1", "--gid", "0", NULL}, /* not a number */
+        {"--kernel", "/k", "--rlimit-nofile", "3", NULL},      /* too small to run */
+        {"--kernel", "/k", "--rlimit-fsize", "0", NULL},
+        {"--kernel", "/k", "--on-reboot", "restart", "--new-pid-ns", NULL},
+        {"--kernel", "/k", "--on-reboot", "restart", "--chroot", "/j", NULL},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (parse(&c, bad[i]) != -EINVAL)
+            fail_msg("case %zu was accepted", i);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tables),      cmocka_unit_test(test_vcpu_thread_exit),
         cmocka_unit_test(test_vcpu_allows), cmocka_unit_test(test_vcpu_forbids),
         cmocka_unit_test(test_vmm_allows),  cmocka_unit_test(test_vmm_forbids),
-        cmocka_unit_test(test_filter_file),
+        cmocka_unit_test(test_filter_file), cmocka_unit_test(test_jail_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
