@@ -77,8 +77,11 @@ tty=0
     else
         echo "export TERM=dumb"
     fi
-    case "$PWD" in
-    /tmp | /tmp/* | /run | /run/*)
+    # The checkout is always visible at its own path; other folders under /tmp, /run,
+    # /var/tmp or /root are scratch tmpfs inside the test host.
+    case "$PWD/" in
+    "$repo"/*) printf 'cd -- %q || exit 125\n' "$PWD" ;;
+    /tmp/* | /run/* | /var/tmp/* | /root/*)
         echo "echo 'testhost: $PWD is not shared (tmpfs inside); running in /' >&2; cd /"
         ;;
     *) printf 'cd -- %q || exit 125\n' "$PWD" ;;
