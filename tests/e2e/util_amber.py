@@ -3,6 +3,7 @@ agent protocol (guest/agent/PROTOCOL.md) over amber's hybrid vsock, amberctl, an
 
 Only the standard library: these tests double as "a Firecracker client written with stdlib".
 """
+import faulthandler
 import hashlib
 import http.client
 import json
@@ -17,6 +18,25 @@ import harness
 
 AMBERCTL = os.path.join(harness.BUILD, "amberctl")
 AGENT_PORT = 1024
+
+def nested_virt():
+    """True when this (test) host itself runs under a hypervisor: the CPU flags say so."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return re.search(r"^flags\s*:.*\bhypervisor\b", f.read(), re.M) is not None
+    except OSError:
+        return True
+
+
+def arm_watchdog(seconds=600.0):
+    """Dumps every thread's stack to stderr if a test is still running after seconds (scaled):
+    a hung check then shows where it hangs instead of eating the suite's budget silently."""
+    faulthandler.dump_traceback_later(harness.scaled(seconds), exit=False)
+
+
+def disarm_watchdog():
+    faulthandler.cancel_dump_traceback_later()
+
 
 # --- the HTTP API -------------------------------------------------------------------------------
 
