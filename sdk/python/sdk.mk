@@ -10,7 +10,7 @@ run: all guest
 	  scripts/testhost.sh -- /usr/bin/python3 scripts/demo.py </dev/null; \
 	fi
 
-sdk-test: $(SETUP_STAMP) $(BUILD)/amber-agent
+sdk-test: $(SETUP_STAMP) $(BUILD)/amber-agent guest
 	$(Q)bash tests/run-pyunit.sh $(RESULTS) sdk-unit sdk/python/tests
 
 .PHONY: run sdk-test
