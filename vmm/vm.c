@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/sysinfo.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -87,6 +88,18 @@ static int kvm_open_checked(struct vm *vm, char *err, size_t errlen)
 
 static int setup_memory(struct vm *vm, char *err, size_t errlen)
 {
+    /* Guest RAM is MAP_NORESERVE, so neither mmap nor KVM refuses a guest the host could never
+     * back; the guest would find out later, at the OOM killer. Refuse it here instead. */
+    struct sysinfo si;
+    if (sysinfo(&si) == 0) {
+        uint64_t host_mib = (((uint64_t)si.totalram + si.totalswap) * si.mem_unit) >> 20;
+        if (vm->cfg->mem_mib > host_mib) {
+            snprintf(err, errlen,
+                     "guest memory %llu MiB is more than the host's %llu MiB of RAM and swap",
+                     (unsigned long long)vm->cfg->mem_mib, (unsigned long long)host_mib);
+            return -ENOMEM;
+        }
+    }
     int ret = mem_init(&vm->mem, vm->cfg->mem_mib << 20);
     if (ret) {
         snprintf(err, errlen, "cannot allocate %llu MiB of guest memory: %s",

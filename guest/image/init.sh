@@ -37,37 +37,44 @@ for arg in $(cat /proc/cmdline); do
 done
 set +f
 
-case "$test" in
-"") ;;
-poweroff)
-    ready
-    off
-    ;;
-reboot)
-    ready
-    sync
-    reboot -f
-    sleep 5
-    ;;
-nproc)
-    ready
-    echo "amber-nproc: $(grep -c '^processor' /proc/cpuinfo)"
-    off
-    ;;
-meminfo)
-    ready
-    echo "amber-memtotal-kb: $(awk '$1 == "MemTotal:" { print $2 }' /proc/meminfo)"
-    off
-    ;;
-shell)
-    ready
-    shell
-    off
-    ;;
-*)
-    echo "init: unknown amber.test=$test, ignored"
-    ;;
-esac
+# amber.test= takes one action or a comma list (e.g. "nproc,meminfo,reboot"): the report actions
+# (nproc, meminfo) print their lines after the ready marker, then the run ends in power-off unless
+# reboot or shell was asked for.
+if [ -n "$test" ]; then
+    known=
+    end=off
+    IFS=,
+    for t in $test; do
+        case "$t" in
+        poweroff | nproc | meminfo) known=1 ;;
+        reboot | shell) known=1 end=$t ;;
+        *) echo "init: unknown amber.test=$t, ignored" ;;
+        esac
+    done
+    if [ -n "$known" ]; then
+        ready
+        for t in $test; do
+            case "$t" in
+            nproc) echo "amber-nproc: $(grep -c '^processor' /proc/cpuinfo)" ;;
+            meminfo) echo "amber-memtotal-kb: $(awk '$1 == "MemTotal:" { print $2 }' /proc/meminfo)" ;;
+            esac
+        done
+        unset IFS
+        case "$end" in
+        reboot)
+            sync
+            reboot -f
+            sleep 5
+            ;;
+        shell)
+            shell
+            off
+            ;;
+        *) off ;;
+        esac
+    fi
+    unset IFS
+fi
 
 if [ -f /amber-run.sh ]; then
     ready

@@ -1,0 +1,118 @@
+"""Boot the stock Debian cloud kernel under amber: bzImage and PVH vmlinux, 1 and 4 vCPUs, 5 GiB, power-off and reboot.
+
+Three guest boots in all; each checks several things at once (vCPU count, memory, boot path, exit):
+  - bzImage, 1 vCPU, --mem-mib 5120: nproc 1, MemTotal close to 5 GiB, ends in power-off;
+  - PVH vmlinux, 4 vCPUs: nproc 4, ends in power-off;
+  - bzImage, 2 vCPUs: nproc 2, ends in reboot.
+Bad command-line input is checked without a guest: exit status 2 and one clear line on stderr.
+"""
+import os
+import re
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+POWEROFF_LINE = "amber: info: exit: guest powered off"
+REBOOT_LINE = re.compile(r"^amber: info: exit: guest rebooted\b")
+
+
+class TestBoot(harness.AmberTestCase):
+    def boot(self, kernel, vcpus, mem_mib, actions):
+        """Boots the initramfs with amber.test=actions; returns the Vm once the ready marker is seen."""
+        harness.log("boot %s, %d vCPU, %d MiB, amber.test=%s"
+                    % (os.path.basename(kernel), vcpus, mem_mib, actions))
+        vm = self.amber(kernel=kernel, initrd=True, vcpus=vcpus, mem_mib=mem_mib,
+                        cmdline_extra="amber.test=" + actions)
+        vm.wait_for(harness.READY)
+        return vm
+
+    def check_nproc(self, vm, want):
+        m = vm.wait_for(r"^amber-nproc: (\d+)$", timeout=30)
+        self.assertEqual(int(m.group(1)), want,
+                         "the guest sees %s CPUs with --vcpus %d\n%s" % (m.group(1), want, vm.tail()))
+
+    def check_exit(self, vm, want_line, what):
+        """amber must exit 0 and say why on stderr, in exactly one exit line."""
+        rc = vm.wait_exit()
+        self.assertEqual(rc, 0, "amber exited %s after the guest %s\n%s" % (rc, what, vm.tail()))
+        exits = [l for l in vm.stderr_lines if l.startswith("amber: ") and ": exit: " in l]
+        self.assertEqual(len(exits), 1, "want one exit reason line on stderr, got %r\n%s"
+                         % (exits, vm.tail()))
+        ok = want_line.match(exits[0]) if hasattr(want_line, "match") else exits[0] == want_line
+        self.assertTrue(ok, "exit line %r does not say the guest %s\n%s" % (exits[0], what, vm.tail()))
+        harness.log("%s: exit 0 after %.1f s" % (what, vm.elapsed_s()))
+
+    def test_bzimage_1vcpu_5gib_poweroff(self):
+        vm = self.boot(harness.VMLINUZ, 1, 5120, "nproc,meminfo,poweroff")
+        self.check_nproc(vm, 1)
+        m = vm.wait_for(r"^amber-memtotal-kb: (\d+)$", timeout=30)
+        total_kib = int(m.group(1))
+        # MemTotal excludes the kernel image and early reservations: 4.8 GiB is a generous floor,
+        # and anything above 4 GiB proves RAM past the 32-bit MMIO gap is used.
+        floor_kib = int(4.8 * 1024 * 1024)
+        self.assertGreater(total_kib, floor_kib, "MemTotal %d KiB with --mem-mib 5120 (want > %d)\n%s"
+                           % (total_kib, floor_kib, vm.tail()))
+        self.assertLessEqual(total_kib, 5120 * 1024, "MemTotal %d KiB is more than the 5 GiB given\n%s"
+                             % (total_kib, vm.tail()))
+        self.check_exit(vm, POWEROFF_LINE, "powered off")
+
+    def test_pvh_vmlinux_4vcpus_poweroff(self):
+        if not os.path.exists(harness.VMLINUX):
+            self.fail("%s is missing: run make guest" % harness.VMLINUX)
+        vm = self.boot(harness.VMLINUX, 4, 256, "nproc,poweroff")
+        self.check_nproc(vm, 4)
+        self.check_exit(vm, POWEROFF_LINE, "powered off")
+
+    def test_bzimage_2vcpus_reboot(self):
+        vm = self.boot(harness.VMLINUZ, 2, 256, "nproc,reboot")
+        self.check_nproc(vm, 2)
+        self.check_exit(vm, REBOOT_LINE, "rebooted")
+
+
+class TestBadInput(harness.AmberTestCase):
+    """Each bad input ends amber with status 2 and one line on stderr that names the problem."""
+
+    def run_amber(self, args, want_words):
+        argv = [harness.AMBER] + args
+        try:
+            res = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, timeout=harness.scaled(30))
+        except subprocess.TimeoutExpired:
+            self.fail("amber %s still running after 30 s (it should refuse at once)" % " ".join(args))
+        err = res.stderr.decode("utf-8", "replace")
+        lines = [l for l in err.splitlines() if l.strip()]
+        why = "amber %s: status %d, stderr:\n%s\nstdout:\n%s" % (
+            " ".join(args), res.returncode, err, res.stdout.decode("utf-8", "replace")[-2000:])
+        self.assertEqual(res.returncode, 2, why)
+        self.assertEqual(len(lines), 1, "want exactly one line on stderr; " + why)
+        for word in want_words:
+            self.assertIn(word.lower(), lines[0].lower(), "the message does not name %r; %s" % (word, why))
+
+    def test_missing_kernel(self):
+        missing = self.path("no-such-kernel")
+        self.run_amber(["--kernel", missing], [missing])
+
+    def test_not_a_kernel(self):
+        junk = self.path("junk.bin")
+        with open(junk, "wb") as f:
+            f.write(b"this is not a kernel\n" * 4096)
+        self.run_amber(["--kernel", junk, "--initrd", harness.INITRAMFS], ["junk.bin"])
+
+    def test_vcpus_zero(self):
+        self.run_amber(["--kernel", harness.VMLINUZ, "--vcpus", "0"], ["vcpus"])
+
+    def test_vcpus_33(self):
+        self.run_amber(["--kernel", harness.VMLINUZ, "--vcpus", "33"], ["vcpus"])
+
+    def test_memory_the_host_cannot_give(self):
+        # 1 TiB - 1 MiB: within the flag's range, far beyond the test host's RAM.
+        self.run_amber(["--kernel", harness.VMLINUZ, "--initrd", harness.INITRAMFS,
+                        "--mem-mib", str(1024 * 1024 - 1), "--console", "none"],
+                       ["memory", str(1024 * 1024 - 1)])
+
+
+if __name__ == "__main__":
+    unittest.main()
