@@ -151,7 +151,8 @@ class TestStorageAndEntropy(unittest.TestCase):
         dump = run(["debugfs", "-R", "dump %s %s" % (BLOCK_FILE, out), self.root])
         self.assertTrue(os.path.exists(out), "debugfs could not dump %s from the image: %s"
                         % (BLOCK_FILE, dump.stdout.decode(errors="replace")))
-        self.assertEqual(os.path.getsize(out), BLOCK_BYTES, "the file in the image has the wrong size")
+        self.assertEqual(os.path.getsize(out), BLOCK_BYTES, "the file in the image has the wrong size\n"
+                         + self.vm.tail())
         self.assertEqual(sha256_file(out), guest_sha,
                          "the file read back from the image differs from what the guest wrote\n"
                          + self.vm.tail())
@@ -165,14 +166,15 @@ class TestStorageAndEntropy(unittest.TestCase):
                          "the guest read different bytes from the read-only drive\n" + self.vm.tail())
         self.assertTrue(self.line("amber-ro-write").startswith("refused"),
                         "a write to the read-only drive succeeded inside the guest\n" + self.vm.tail())
-        self.assertEqual(sha256_file(self.ro), self.ro_sha_before, "the read-only image changed")
+        self.assertEqual(sha256_file(self.ro), self.ro_sha_before,
+                         "the read-only image changed on the host\n" + self.vm.tail())
 
     def test_entropy(self):
         self.assertIn("virtio_rng", self.line("amber-rng-current"),
                       "the guest's hw_random is not virtio-rng\n" + self.vm.tail())
         hexed = self.line("amber-rng-hex")
         self.assertRegex(hexed, r"^[0-9a-f]{128}$", "/dev/hwrng did not give 64 bytes\n" + self.vm.tail())
-        self.assertNotEqual(hexed, "0" * 128, "/dev/hwrng gave only zeros")
+        self.assertNotEqual(hexed, "0" * 128, "/dev/hwrng gave only zeros\n" + self.vm.tail())
 
 
 class Receiver(threading.Thread):
