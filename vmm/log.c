@@ -90,3 +90,14 @@ void log_msg(enum log_level level, const char *fmt, ...)
         /* a full FIFO drops the line rather than block */
     }
 }
+
+int errmsg(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}

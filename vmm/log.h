@@ -2,6 +2,8 @@
 #ifndef AMBER_VMM_LOG_H
 #define AMBER_VMM_LOG_H
 
+#include <stddef.h>
+
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 /*
@@ -18,6 +20,13 @@ int log_set_sink(int fd);
 
 /* Lines below this level are dropped (default LOG_INFO). */
 void log_set_level(enum log_level level);
+
+/*
+ * Format a one-line reason into err (when err and errlen are non-zero) and return rc, so
+ * error paths read `return errmsg(err, errlen, -EINVAL, "...", ...);`.
+ */
+int errmsg(char *err, size_t errlen, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 #define log_err(...)   log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)

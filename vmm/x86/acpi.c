@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "vmm/x86/aml.h"
+#include "vmm/log.h"
 
 #define ACPI_OEM_ID       "AMBER "
 #define ACPI_OEM_TABLE_ID "AMBERVM "
@@ -85,27 +86,12 @@ _Static_assert(sizeof(struct acpi_fadt) == 276, "FADT rev 6 size");
 #define BOOT_ARCH_NO_MSI (1u << 3)
 #define BOOT_ARCH_NO_RTC (1u << 5)
 
-#define MADT_LAPIC       0
-#define MADT_IOAPIC      1
-#define MADT_ISO         2
-#define MADT_LAPIC_NMI   4
-#define MADT_ENABLED     1
-#define MPS_EDGE_HIGH    0x0005 /* polarity 01 active high, trigger 01 edge */
-#define VIRTIO_MMIO_SIZE 0x1000
-
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
+#define MADT_LAPIC     0
+#define MADT_IOAPIC    1
+#define MADT_ISO       2
+#define MADT_LAPIC_NMI 4
+#define MADT_ENABLED   1
+#define MPS_EDGE_HIGH  0x0005 /* polarity 01 active high, trigger 01 edge */
 
 uint8_t acpi_checksum(const void *p, size_t n)
 {
@@ -196,7 +182,7 @@ int acpi_build_dsdt(const struct acpi_config *cfg, uint8_t *buf, size_t cap)
         aml_name(&a, "_UID");
         aml_integer(&a, i);
         dsdt_crs_begin(&a, &crs);
-        aml_res_mem32_fixed(&a, (uint32_t)cfg->virtio[i].base, VIRTIO_MMIO_SIZE, true);
+        aml_res_mem32_fixed(&a, (uint32_t)cfg->virtio[i].base, LAYOUT_VIRTIO_MMIO_SLOT, true);
         aml_res_ext_irq_edge(&a, cfg->virtio[i].gsi);
         dsdt_crs_end(&a, crs);
         aml_block_end(&a, dev);
@@ -279,19 +265,19 @@ static size_t build_madt(uint8_t *buf, unsigned nvcpus)
 static int check_config(const struct acpi_config *cfg, char *err, size_t errlen)
 {
     if (cfg->nvcpus == 0 || cfg->nvcpus > ACPI_MAX_VCPUS)
-        return fail(err, errlen, -EINVAL, "%u vCPUs: ACPI tables support 1 to %u", cfg->nvcpus,
-                    ACPI_MAX_VCPUS);
+        return errmsg(err, errlen, -EINVAL, "%u vCPUs: ACPI tables support 1 to %u", cfg->nvcpus,
+                      ACPI_MAX_VCPUS);
     if (cfg->nvirtio > VIRTIO_MAX_DEVICES)
-        return fail(err, errlen, -EINVAL, "%u virtio devices: at most %u fit the IOAPIC",
-                    cfg->nvirtio, (unsigned)VIRTIO_MAX_DEVICES);
+        return errmsg(err, errlen, -EINVAL, "%u virtio devices: at most %u fit the IOAPIC",
+                      cfg->nvirtio, (unsigned)VIRTIO_MAX_DEVICES);
     for (unsigned i = 0; i < cfg->nvirtio; i++) {
         uint64_t base = cfg->virtio[i].base;
-        if ((base & (VIRTIO_MMIO_SIZE - 1)) || base > (1ULL << 32) - VIRTIO_MMIO_SIZE)
-            return fail(err, errlen, -EINVAL, "virtio device %u: bad MMIO base 0x%llx", i,
-                        (unsigned long long)base);
+        if ((base & (LAYOUT_VIRTIO_MMIO_SLOT - 1)) || base > (1ULL << 32) - LAYOUT_VIRTIO_MMIO_SLOT)
+            return errmsg(err, errlen, -EINVAL, "virtio device %u: bad MMIO base 0x%llx", i,
+                          (unsigned long long)base);
         if (cfg->virtio[i].gsi < GSI_VIRTIO_FIRST || cfg->virtio[i].gsi > GSI_VIRTIO_LAST)
-            return fail(err, errlen, -EINVAL, "virtio device %u: GSI %u is outside %u-%u", i,
-                        cfg->virtio[i].gsi, GSI_VIRTIO_FIRST, GSI_VIRTIO_LAST);
+            return errmsg(err, errlen, -EINVAL, "virtio device %u: GSI %u is outside %u-%u", i,
+                          cfg->virtio[i].gsi, GSI_VIRTIO_FIRST, GSI_VIRTIO_LAST);
     }
     return 0;
 }
@@ -314,12 +300,12 @@ int acpi_build_tables(const struct acpi_config *cfg, uint64_t base_gpa, uint8_t 
     size_t madt_off = align_up(fadt_off + sizeof(struct acpi_fadt));
     size_t dsdt_off = align_up(madt_off + madt_size(cfg->nvcpus));
     if (dsdt_off >= cap)
-        return fail(err, errlen, -ENOSPC, "no room for the ACPI tables");
+        return errmsg(err, errlen, -ENOSPC, "no room for the ACPI tables");
     memset(buf, 0, cap);
 
     int dsdt_len = acpi_build_dsdt(cfg, buf + dsdt_off, cap - dsdt_off);
     if (dsdt_len < 0)
-        return fail(err, errlen, dsdt_len, "cannot build the DSDT (%s)", strerror(-dsdt_len));
+        return errmsg(err, errlen, dsdt_len, "cannot build the DSDT (%s)", strerror(-dsdt_len));
     build_fadt(buf + fadt_off, base_gpa + dsdt_off);
     build_madt(buf + madt_off, cfg->nvcpus);
 
@@ -347,11 +333,11 @@ int acpi_build(struct guest_mem *m, const struct acpi_config *cfg, char *err, si
 {
     uint8_t *buf = calloc(1, LAYOUT_ACPI_MAX);
     if (!buf)
-        return fail(err, errlen, -ENOMEM, "out of memory building ACPI tables");
+        return errmsg(err, errlen, -ENOMEM, "out of memory building ACPI tables");
     int len = acpi_build_tables(cfg, LAYOUT_ACPI, buf, LAYOUT_ACPI_MAX, err, errlen);
     int rc = len < 0 ? len : 0;
     if (rc == 0 && mem_write(m, LAYOUT_ACPI, buf, (uint64_t)len) < 0)
-        rc = fail(err, errlen, -EFAULT, "guest RAM does not cover the ACPI area");
+        rc = errmsg(err, errlen, -EFAULT, "guest RAM does not cover the ACPI area");
     free(buf);
     return rc;
 }

@@ -10,22 +10,9 @@
 #include "vmm/layout.h"
 #include "vmm/x86/boot_cpu.h"
 #include "vmm/x86/bootparam.h"
+#include "vmm/log.h"
 
 #define PAGE_SIZE 0x1000ULL
-
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
 
 static int e820_add(struct e820_entry *out, unsigned max, unsigned *n, uint64_t addr, uint64_t size,
                     uint32_t type)
@@ -84,13 +71,13 @@ static int check_initrd(const struct guest_mem *m, const struct kernel_info *k, 
         return 0;
     uint64_t end;
     if (__builtin_add_overflow(gpa, len, &end) || end > UINT32_MAX || !mem_ptr(m, gpa, len))
-        return fail(err, errlen, -EINVAL,
-                    "initrd at 0x%" PRIx64 "+0x%" PRIx64 " is not in low guest RAM", gpa, len);
+        return errmsg(err, errlen, -EINVAL,
+                      "initrd at 0x%" PRIx64 "+0x%" PRIx64 " is not in low guest RAM", gpa, len);
     if (end - 1 > k->initrd_addr_max)
-        return fail(err, errlen, -EINVAL, "initrd ends above the kernel's limit 0x%" PRIx64,
-                    k->initrd_addr_max);
+        return errmsg(err, errlen, -EINVAL, "initrd ends above the kernel's limit 0x%" PRIx64,
+                      k->initrd_addr_max);
     if (gpa < k->load_end && k->load_addr < end)
-        return fail(err, errlen, -EINVAL, "initrd overlaps the kernel");
+        return errmsg(err, errlen, -EINVAL, "initrd overlaps the kernel");
     return 0;
 }
 
@@ -101,10 +88,10 @@ static int write_cmdline(struct guest_mem *m, const struct kernel_info *k, const
     uint64_t max =
         k->cmdline_max < LAYOUT_CMDLINE_MAX - 1 ? k->cmdline_max : LAYOUT_CMDLINE_MAX - 1;
     if (len > max)
-        return fail(err, errlen, -E2BIG,
-                    "command line is %zu bytes but the kernel takes at most %" PRIu64, len, max);
+        return errmsg(err, errlen, -E2BIG,
+                      "command line is %zu bytes but the kernel takes at most %" PRIu64, len, max);
     if (mem_write(m, LAYOUT_CMDLINE, cmdline, len + 1) < 0)
-        return fail(err, errlen, -EFAULT, "guest RAM too small for the command line");
+        return errmsg(err, errlen, -EFAULT, "guest RAM too small for the command line");
     return 0;
 }
 
@@ -186,11 +173,11 @@ int boot_setup(struct guest_mem *m, const struct kernel_info *k, const char *cmd
     if (err && errlen)
         err[0] = '\0';
     if (k->kind != KERNEL_BZIMAGE && k->kind != KERNEL_ELF_PVH && k->kind != KERNEL_ELF64)
-        return fail(err, errlen, -EINVAL, "no kernel loaded");
+        return errmsg(err, errlen, -EINVAL, "no kernel loaded");
     int n = boot_e820_build(m, e820, E820_MAX_ENTRIES);
     if (n < 0)
-        return fail(err, errlen, -EINVAL, "guest RAM is too small to boot (%" PRIu64 " bytes)",
-                    mem_low_size(m));
+        return errmsg(err, errlen, -EINVAL, "guest RAM is too small to boot (%" PRIu64 " bytes)",
+                      mem_low_size(m));
     if ((rc = check_initrd(m, k, initrd_gpa, initrd_len, err, errlen)) < 0)
         return rc;
     if ((rc = write_cmdline(m, k, cmdline ? cmdline : "", err, errlen)) < 0)
@@ -202,11 +189,11 @@ int boot_setup(struct guest_mem *m, const struct kernel_info *k, const char *cmd
     else
         rc = write_zero_page(m, k, initrd_gpa, initrd_len, e820, (unsigned)n);
     if (rc < 0)
-        return fail(err, errlen, rc, "guest RAM too small for the boot information");
+        return errmsg(err, errlen, rc, "guest RAM too small for the boot information");
 
     rc = boot_cpu_setup(m, pvh ? BOOT_CPU_PROTECTED32 : BOOT_CPU_LONG64, k->entry,
                         pvh ? LAYOUT_PVH_INFO : LAYOUT_ZERO_PAGE, regs, sregs);
     if (rc < 0)
-        return fail(err, errlen, rc, "guest RAM too small for page tables and GDT");
+        return errmsg(err, errlen, rc, "guest RAM too small for page tables and GDT");
     return 0;
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "vmm/layout.h"
+#include "vmm/log.h"
 
 /* bzImage setup header offsets (Documentation/arch/x86/boot.rst). */
 #define BZ_SETUP_SECTS    0x1f1
@@ -35,20 +36,6 @@
 #define ELF_MAX_PHDRS            64
 #define ELF_MAX_SHDRS            4096
 #define XEN_ELFNOTE_PHYS32_ENTRY 18
-
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
 
 static uint16_t rd16(const uint8_t *p)
 {
@@ -96,32 +83,34 @@ static int probe_bzimage(const uint8_t *img, size_t len, uint64_t low, struct ke
 {
     size_t hdr_end = BZ_HEADER + (size_t)img[BZ_JUMP_LEN];
     if (hdr_end > len)
-        return fail(err, errlen, -EINVAL, "bzImage truncated inside its setup header");
+        return errmsg(err, errlen, -EINVAL, "bzImage truncated inside its setup header");
 
     uint16_t version = rd16(img + BZ_VERSION);
     if (version < KERNEL_MIN_BOOT_VERSION)
-        return fail(err, errlen, -ENOEXEC, "boot protocol %u.%02u is too old (need 2.12)",
-                    version >> 8, version & 0xff);
+        return errmsg(err, errlen, -ENOEXEC, "boot protocol %u.%02u is too old (need 2.12)",
+                      version >> 8, version & 0xff);
     if (hdr_end < BZ_NEEDED_HDR_END)
-        return fail(err, errlen, -EINVAL, "bzImage setup header is too short (%zu bytes)",
-                    hdr_end - KERNEL_SETUP_HDR_OFFSET);
+        return errmsg(err, errlen, -EINVAL, "bzImage setup header is too short (%zu bytes)",
+                      hdr_end - KERNEL_SETUP_HDR_OFFSET);
     if (rd16(img + BZ_BOOT_FLAG) != 0xAA55)
-        return fail(err, errlen, -ENOEXEC, "bzImage boot flag is not 0xAA55");
+        return errmsg(err, errlen, -ENOEXEC, "bzImage boot flag is not 0xAA55");
     if (!(img[BZ_LOADFLAGS] & BZ_LOADED_HIGH))
-        return fail(err, errlen, -ENOEXEC, "zImage (loads below 1 MiB) is not supported");
+        return errmsg(err, errlen, -ENOEXEC, "zImage (loads below 1 MiB) is not supported");
     if (!(rd16(img + BZ_XLOADFLAGS) & BZ_XLF_KERNEL_64))
-        return fail(err, errlen, -ENOEXEC, "kernel has no 64-bit entry point (not XLF_KERNEL_64)");
+        return errmsg(err, errlen, -ENOEXEC,
+                      "kernel has no 64-bit entry point (not XLF_KERNEL_64)");
 
     size_t setup = bz_setup_bytes(img);
     if (setup >= len)
-        return fail(err, errlen, -EINVAL,
-                    "bzImage truncated: %zu bytes of setup code but the image has %zu", setup, len);
+        return errmsg(err, errlen, -EINVAL,
+                      "bzImage truncated: %zu bytes of setup code but the image has %zu", setup,
+                      len);
     uint64_t pm_len = len - setup;
     uint64_t sys_bytes = (uint64_t)rd32(img + BZ_SYSSIZE) * 16;
     if (sys_bytes > pm_len + 15)
-        return fail(err, errlen, -EINVAL,
-                    "bzImage truncated: kernel is %" PRIu64 " bytes, header says %" PRIu64, pm_len,
-                    sys_bytes);
+        return errmsg(err, errlen, -EINVAL,
+                      "bzImage truncated: kernel is %" PRIu64 " bytes, header says %" PRIu64,
+                      pm_len, sys_bytes);
 
     uint64_t load = LAYOUT_HIGH_RAM;
     uint64_t pref = rd64(img + BZ_PREF_ADDRESS);
@@ -132,20 +121,20 @@ static int probe_bzimage(const uint8_t *img, size_t len, uint64_t low, struct ke
     uint64_t runtime = pref ? pref : load;
     if (img[BZ_RELOCATABLE]) {
         if (align == 0 || (align & (align - 1)))
-            return fail(err, errlen, -EINVAL,
-                        "bzImage kernel_alignment 0x%" PRIx64 " is not a power of two", align);
+            return errmsg(err, errlen, -EINVAL,
+                          "bzImage kernel_alignment 0x%" PRIx64 " is not a power of two", align);
         uint64_t aligned = (load + align - 1) & ~(align - 1);
         runtime = aligned > pref ? aligned : pref;
     }
     uint64_t end = load + pm_len, rt_end;
     if (__builtin_add_overflow(runtime, init_size, &rt_end) || rt_end > UINT32_MAX)
-        return fail(err, errlen, -EINVAL, "bzImage pref_address/init_size out of range");
+        return errmsg(err, errlen, -EINVAL, "bzImage pref_address/init_size out of range");
     if (rt_end > end)
         end = rt_end;
     if (end > low)
-        return fail(err, errlen, -EINVAL,
-                    "kernel needs %" PRIu64 " MiB of low RAM but the guest has %" PRIu64 " MiB",
-                    (end + (1 << 20) - 1) >> 20, low >> 20);
+        return errmsg(err, errlen, -EINVAL,
+                      "kernel needs %" PRIu64 " MiB of low RAM but the guest has %" PRIu64 " MiB",
+                      (end + (1 << 20) - 1) >> 20, low >> 20);
 
     k->kind = KERNEL_BZIMAGE;
     k->entry = load + BZ_ENTRY64_OFFSET;
@@ -208,10 +197,10 @@ static int elf_pvh_entry(const uint8_t *img, size_t len, const Elf64_Ehdr *eh, u
         if (ph.p_type != PT_NOTE)
             continue;
         if (!in_image(ph.p_offset, ph.p_filesz, len))
-            return fail(err, errlen, -EINVAL, "ELF note segment %u lies outside the file", i);
+            return errmsg(err, errlen, -EINVAL, "ELF note segment %u lies outside the file", i);
         int rc = find_pvh_note(img + ph.p_offset, ph.p_filesz, entry);
         if (rc < 0)
-            return fail(err, errlen, rc, "ELF note segment %u is malformed", i);
+            return errmsg(err, errlen, rc, "ELF note segment %u is malformed", i);
         if (rc)
             return 1;
     }
@@ -235,18 +224,18 @@ static int probe_elf(const uint8_t *img, size_t len, uint64_t low, struct kernel
 {
     Elf64_Ehdr eh;
     if (len < sizeof(eh))
-        return fail(err, errlen, -EINVAL, "ELF truncated inside its header");
+        return errmsg(err, errlen, -EINVAL, "ELF truncated inside its header");
     memcpy(&eh, img, sizeof(eh));
     if (eh.e_ident[EI_CLASS] != ELFCLASS64)
-        return fail(err, errlen, -ENOEXEC, "ELF is not 64-bit (only ELF64 kernels boot)");
+        return errmsg(err, errlen, -ENOEXEC, "ELF is not 64-bit (only ELF64 kernels boot)");
     if (eh.e_ident[EI_DATA] != ELFDATA2LSB || eh.e_machine != EM_X86_64)
-        return fail(err, errlen, -ENOEXEC, "ELF is not an x86-64 image");
+        return errmsg(err, errlen, -ENOEXEC, "ELF is not an x86-64 image");
     if (eh.e_type != ET_EXEC)
-        return fail(err, errlen, -ENOEXEC, "ELF is not an executable (e_type %u)", eh.e_type);
+        return errmsg(err, errlen, -ENOEXEC, "ELF is not an executable (e_type %u)", eh.e_type);
     if (eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum == 0 || eh.e_phnum > ELF_MAX_PHDRS)
-        return fail(err, errlen, -EINVAL, "ELF program header table is malformed");
+        return errmsg(err, errlen, -EINVAL, "ELF program header table is malformed");
     if (!in_image(eh.e_phoff, (uint64_t)eh.e_phnum * sizeof(Elf64_Phdr), len))
-        return fail(err, errlen, -EINVAL, "ELF truncated: program headers run past the end");
+        return errmsg(err, errlen, -EINVAL, "ELF truncated: program headers run past the end");
 
     uint64_t lo = UINT64_MAX, hi = 0;
     Elf64_Phdr ph[ELF_MAX_PHDRS];
@@ -257,26 +246,26 @@ static int probe_elf(const uint8_t *img, size_t len, uint64_t low, struct kernel
             continue;
         uint64_t end;
         if (p->p_filesz > p->p_memsz)
-            return fail(err, errlen, -EINVAL, "ELF segment %u: file size exceeds memory size", i);
+            return errmsg(err, errlen, -EINVAL, "ELF segment %u: file size exceeds memory size", i);
         if (!in_image(p->p_offset, p->p_filesz, len))
-            return fail(err, errlen, -EINVAL, "ELF truncated: segment %u runs past the end", i);
+            return errmsg(err, errlen, -EINVAL, "ELF truncated: segment %u runs past the end", i);
         if (__builtin_add_overflow(p->p_paddr, p->p_memsz, &end) || p->p_paddr < LAYOUT_HIGH_RAM ||
             end > low)
-            return fail(err, errlen, -EINVAL,
-                        "ELF segment %u at 0x%" PRIx64 "+0x%" PRIx64
-                        " is outside low guest RAM [1 MiB, %" PRIu64 " MiB)",
-                        i, p->p_paddr, p->p_memsz, low >> 20);
+            return errmsg(err, errlen, -EINVAL,
+                          "ELF segment %u at 0x%" PRIx64 "+0x%" PRIx64
+                          " is outside low guest RAM [1 MiB, %" PRIu64 " MiB)",
+                          i, p->p_paddr, p->p_memsz, low >> 20);
         for (unsigned j = 0; j < i; j++) {
             const Elf64_Phdr *q = &ph[j];
             if (q->p_type == PT_LOAD && q->p_memsz && p->p_paddr < q->p_paddr + q->p_memsz &&
                 q->p_paddr < end)
-                return fail(err, errlen, -EINVAL, "ELF segments %u and %u overlap", j, i);
+                return errmsg(err, errlen, -EINVAL, "ELF segments %u and %u overlap", j, i);
         }
         lo = p->p_paddr < lo ? p->p_paddr : lo;
         hi = end > hi ? end : hi;
     }
     if (hi == 0)
-        return fail(err, errlen, -EINVAL, "ELF has no loadable segments");
+        return errmsg(err, errlen, -EINVAL, "ELF has no loadable segments");
 
     uint64_t entry = 0;
     int rc = elf_pvh_entry(img, len, &eh, &entry, err, errlen);
@@ -284,8 +273,8 @@ static int probe_elf(const uint8_t *img, size_t len, uint64_t low, struct kernel
         return rc;
     if (rc) {
         if (entry < lo || entry >= hi)
-            return fail(err, errlen, -EINVAL, "PVH entry 0x%" PRIx64 " is outside the kernel",
-                        entry);
+            return errmsg(err, errlen, -EINVAL, "PVH entry 0x%" PRIx64 " is outside the kernel",
+                          entry);
         k->kind = KERNEL_ELF_PVH;
     } else {
         /* e_entry may be virtual (0xffffffff8...): translate through the segment holding it. */
@@ -303,8 +292,8 @@ static int probe_elf(const uint8_t *img, size_t len, uint64_t low, struct kernel
             }
         }
         if (!found)
-            return fail(err, errlen, -EINVAL,
-                        "ELF entry 0x%" PRIx64 " is not inside any loaded segment", eh.e_entry);
+            return errmsg(err, errlen, -EINVAL,
+                          "ELF entry 0x%" PRIx64 " is not inside any loaded segment", eh.e_entry);
         k->kind = KERNEL_ELF64;
     }
     k->entry = entry;
@@ -324,12 +313,12 @@ int kernel_probe(const uint8_t *img, size_t len, uint64_t low_ram_bytes, struct 
     if (err && errlen)
         err[0] = '\0';
     if (!img)
-        return fail(err, errlen, -EINVAL, "no kernel image");
+        return errmsg(err, errlen, -EINVAL, "no kernel image");
     if (len >= BZ_HEADER + 4 && memcmp(img + BZ_HEADER, "HdrS", 4) == 0)
         return probe_bzimage(img, len, low_ram_bytes, out, err, errlen);
     if (len >= SELFMAG && memcmp(img, ELFMAG, SELFMAG) == 0)
         return probe_elf(img, len, low_ram_bytes, out, err, errlen);
-    return fail(err, errlen, -ENOEXEC, "not a bzImage or ELF kernel");
+    return errmsg(err, errlen, -ENOEXEC, "not a bzImage or ELF kernel");
 }
 
 int kernel_load(struct guest_mem *m, const uint8_t *img, size_t len, struct kernel_info *out,
@@ -342,7 +331,7 @@ int kernel_load(struct guest_mem *m, const uint8_t *img, size_t len, struct kern
     if (out->kind == KERNEL_BZIMAGE) {
         size_t setup = bz_setup_bytes(img);
         if (mem_write(m, out->load_addr, img + setup, len - setup) < 0)
-            return fail(err, errlen, -EFAULT, "kernel does not fit in guest RAM");
+            return errmsg(err, errlen, -EFAULT, "kernel does not fit in guest RAM");
         return 0;
     }
 
@@ -355,7 +344,7 @@ int kernel_load(struct guest_mem *m, const uint8_t *img, size_t len, struct kern
             continue;
         uint8_t *dst = mem_ptr(m, p.p_paddr, p.p_memsz);
         if (!dst)
-            return fail(err, errlen, -EFAULT, "ELF segment %u does not fit in guest RAM", i);
+            return errmsg(err, errlen, -EFAULT, "ELF segment %u does not fit in guest RAM", i);
         memcpy(dst, img + p.p_offset, p.p_filesz);
         memset(dst + p.p_filesz, 0, p.p_memsz - p.p_filesz);
     }
