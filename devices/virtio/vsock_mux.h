@@ -10,13 +10,16 @@
 
 #include "devices/virtio/vsock_proto.h"
 
-#define VSOCK_MAX_CONNS          1024
-#define VSOCK_HASH_BUCKETS       2048
-#define VSOCK_RST_RING           2048
-#define VSOCK_BUF_ALLOC_BYTES    (256u * 1024) /* credit we advertise per connection */
-#define VSOCK_CONNECT_TIMEOUT_MS 2000 /* host-initiated: wait this long for the guest's answer */
-#define VSOCK_CLOSE_TIMEOUT_MS   2000 /* after SHUTDOWN(both) to the guest: wait, then RST */
-#define VSOCK_EPHEMERAL_FIRST    (1u << 30)
+#define VSOCK_MAX_CONNS       1024
+#define VSOCK_HASH_BUCKETS    2048
+#define VSOCK_RST_RING        2048
+#define VSOCK_BUF_ALLOC_BYTES (256u * 1024) /* credit we advertise per connection */
+#define VSOCK_CONNECT_TIMEOUT_MS                                                                   \
+    10000                           /* host-initiated: wait this long for the guest's answer;      \
+                                     * generous, because a loaded or emulated guest                \
+                                     * answers slowly and the client only waits */
+#define VSOCK_CLOSE_TIMEOUT_MS 2000 /* after SHUTDOWN(both) to the guest: wait, then RST */
+#define VSOCK_EPHEMERAL_FIRST  (1u << 30)
 
 /* Watch bits a connection asks its host fd to be watched for. */
 #define VSOCK_WANT_READ  1u
