@@ -60,6 +60,9 @@ def bench_exec(settings, vm, res):
         if r.returncode != 0:
             raise RuntimeError("true exited %s" % r.returncode)
     res["exec_py_ms"] = timed_ms(one, settings.exec_cycles)
+    for k in ("exec_ctl_ms", "exec_py_ms"):
+        if res.get(k):
+            lib.log("%s %s median %.2f p99 %.2f" % (vm.kind, k, lib.median(res[k]), lib.p99(res[k])))
 
 
 def bench_block(settings, vm, res):

@@ -59,18 +59,23 @@ class Settings:
 
 
 # ----------------------------------------------------------------- statistics and formatting
+# A figure is a list of samples, or a summary {"median", "p99"} rebuilt from a run's log.
 def median(xs):
-    return statistics.median(xs)
+    return xs["median"] if isinstance(xs, dict) else statistics.median(xs)
 
 
 def p99(xs):
     """Nearest-rank 99th percentile."""
+    if isinstance(xs, dict):
+        return xs["p99"]
     s = sorted(xs)
     return s[max(0, min(len(s) - 1, -(-99 * len(s) // 100) - 1))]
 
 
 def spread(xs):
     """(max - min) / median: above 0.3 a figure is marked noisy."""
+    if isinstance(xs, dict):
+        return 0.0
     m = median(xs)
     return (max(xs) - min(xs)) / m if m else 0.0
 

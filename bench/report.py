@@ -19,6 +19,8 @@ NOTE_NOISY = "~ marks a noisy figure: (max − min) / median above 30 %, or p99 
 
 
 def noisy(xs, tail=False):
+    if isinstance(xs, dict):
+        return tail and xs["p99"] > 3 * xs["median"]
     if not xs or len(xs) < 2:
         return False
     if tail:

@@ -10,6 +10,7 @@ cd "$repo"
 out=build/bench
 mkdir -p "$out"
 rm -f "$out/direct.json" "$out/guest.json"
+export BENCH_TOKEN="$$-$(date +%s)"
 direct=()
 if grep -qwE 'vmx|svm' /proc/cpuinfo; then
     echo "bench: hardware virtualization (vmx/svm) found: running the benchmarks directly on this host"
@@ -20,7 +21,7 @@ else
         "(when there is one); everything that boots Linux runs inside ONE test-host boot (scripts/testhost.sh)"
     /usr/bin/python3 bench/bench.py --place "this host, direct /dev/kvm" --out "$out/direct.json" --tiny-only
     direct=(--direct "$out/direct.json")
-    TESTHOST_ENV="${TESTHOST_ENV:-} BENCH_QUICK BENCH_RUNS BENCH_CYCLES BENCH_SDK_RUNS BENCH_ONLY BENCH_TCP_MIB BENCH_VSOCK_RUNS" \
+    TESTHOST_ENV="${TESTHOST_ENV:-} BENCH_TOKEN BENCH_QUICK BENCH_RUNS BENCH_CYCLES BENCH_SDK_RUNS BENCH_ONLY BENCH_TCP_MIB BENCH_VSOCK_RUNS" \
         scripts/testhost.sh -- /usr/bin/python3 bench/bench.py --place "test host (QEMU TCG, nested SVM)" \
         --out "$out/guest.json" </dev/null
     rc=$?
