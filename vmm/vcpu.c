@@ -61,7 +61,12 @@ static int set_msrs(struct vcpu *v, char *err, size_t errlen)
         struct kvm_msr_entry entries[MSR_MAX_BOOT];
     } msrs;
     memset(&msrs, 0, sizeof(msrs));
-    msrs.hdr.nmsrs = (uint32_t)msr_boot_list(msrs.entries, MSR_MAX_BOOT);
+    size_t want = msr_boot_list(msrs.entries, MSR_MAX_BOOT);
+    if (want > MSR_MAX_BOOT) {
+        snprintf(err, errlen, "vcpu%u: %zu boot MSRs, room for %d", v->index, want, MSR_MAX_BOOT);
+        return -E2BIG;
+    }
+    msrs.hdr.nmsrs = (uint32_t)want;
     int n = ioctl(v->fd, KVM_SET_MSRS, &msrs);
     if (n < 0 || (uint32_t)n != msrs.hdr.nmsrs) {
         uint32_t bad = n < 0 ? 0 : msrs.entries[n].index;
