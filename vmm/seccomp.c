@@ -109,7 +109,7 @@ static const struct allow vmm_allow[] = {
 /* A vCPU thread: KVM_RUN and what PIO/MMIO exits do (UART, i8042, virtio registers). */
 static const struct allow vcpu_allow[] = {
     /* BEGIN vcpu */
-    ALLOW(brk, "malloc on a vCPU thread (glibc may grow the heap on any allocation, e.g. in logging)"),
+    ALLOW(brk, "malloc on a vCPU thread (glibc may grow the heap, e.g. when logging)"),
     ALLOW(clock_gettime, "when the vDSO falls back"),
     ALLOW(exit, "the thread ends"),
     ALLOW(exit_group, "the SIGSYS handler"),
