@@ -46,26 +46,13 @@ static int wait_fd(int fd, short events, int timeout_ms)
 int ac_write_all(int fd, const void *buf, size_t len)
 {
     const uint8_t *p = buf;
+    bool sock = true; /* sockets get MSG_NOSIGNAL; anything else falls back to write() */
     while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno == EAGAIN) {
-            wait_fd(fd, POLLOUT, -1);
+        ssize_t n = sock ? send(fd, p, len, MSG_NOSIGNAL) : write(fd, p, len);
+        if (n < 0 && sock && errno == ENOTSOCK) {
+            sock = false;
             continue;
         }
-        if (n < 0)
-            return -errno;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-static int send_all(int fd, const uint8_t *p, size_t len)
-{
-    while (len) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno == EAGAIN) {
@@ -85,9 +72,9 @@ int ac_send(int fd, uint8_t type, const void *payload, size_t len)
     uint8_t hdr[PROTO_HDR_LEN];
     int r = proto_frame_header(hdr, type, 1, len);
     if (r == 0)
-        r = send_all(fd, hdr, sizeof(hdr));
+        r = ac_write_all(fd, hdr, sizeof(hdr));
     if (r == 0 && len)
-        r = send_all(fd, payload, len);
+        r = ac_write_all(fd, payload, len);
     return r;
 }
 
@@ -165,7 +152,7 @@ static int hybrid_handshake(int fd, uint32_t port, int timeout_ms, struct agent_
 {
     char line[32];
     int n = snprintf(line, sizeof(line), "CONNECT %u\n", port);
-    int r = send_all(fd, (const uint8_t *)line, (size_t)n);
+    int r = ac_write_all(fd, line, (size_t)n);
     if (r < 0)
         return ac_fail(e, r, "vsock handshake: %s", strerror(-r));
     size_t len = 0;

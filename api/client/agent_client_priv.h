@@ -16,7 +16,8 @@ int ac_send(int fd, uint8_t type, const void *payload, size_t len);
 int ac_next(int fd, struct proto_rx *rx, struct proto_frame *f, int timeout_ms);
 /* Turn an ERROR frame into -errno with its message in e. */
 int ac_error_frame(const struct proto_frame *f, struct agent_error *e);
-/* Write all of buf to fd (polling if fd is non-blocking). 0 or -errno. */
+/* Write all of buf to fd, a socket (MSG_NOSIGNAL) or any other fd, polling if it is
+ * non-blocking. Returns 0 or -errno. Shared by the agent and HTTP clients. */
 int ac_write_all(int fd, const void *buf, size_t len);
 /* Effective timeout of an address. */
 int ac_timeout(const struct agent_addr *a);

@@ -1,5 +1,6 @@
 /* A minimal HTTP/1.1 client over a Unix socket: one request per connection, Content-Length. */
 #include "api/client/http_client.h"
+#include "api/client/agent_client_priv.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -17,20 +18,6 @@ static long long now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int send_all(int fd, const char *p, size_t len)
-{
-    while (len) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
 }
 
 /* Status line and Content-Length (or -1) of a complete header block. */
@@ -80,7 +67,8 @@ int httpc_request(const char *sock_path, const char *method, const char *path, c
         r = -ENAMETOOLONG;
         goto out;
     }
-    if ((r = send_all(fd, head, (size_t)hn)) < 0 || (blen && (r = send_all(fd, body, blen)) < 0))
+    if ((r = ac_write_all(fd, head, (size_t)hn)) < 0 ||
+        (blen && (r = ac_write_all(fd, body, blen)) < 0))
         goto out;
 
     size_t cap = 64 * 1024 + HTTPC_MAX_BODY, len = 0;
