@@ -36,9 +36,10 @@ struct vmm {
     bool vm_created;
     int signal_fd;
     struct api *api;
-    int vsock_fd; /* bound by PUT /vsock before boot, or -1 */
-    int pid_fd;   /* --pid-file, flock'ed until exit, or -1 */
-    bool restart; /* guest rebooted with --on-reboot=restart */
+    int vsock_fd;        /* bound by PUT /vsock before boot, or -1 */
+    int pid_fd;          /* --pid-file, flock'ed until exit, or -1 */
+    bool restart;        /* guest rebooted with --on-reboot=restart */
+    char early_exit[64]; /* why the loop ended before any VM existed, or "" */
 };
 
 /* Write our pid to path and hold an exclusive lock on it for the life of the process, so a
@@ -98,7 +99,8 @@ static void on_signal(void *opaque, uint32_t events)
     if (vmm->vm_created) {
         vm_request_exit(&vmm->vm, VM_EXIT_SIGNAL, "terminated by SIG%s", name ? name : "?");
     } else {
-        log_info("exit: terminated by SIG%s before boot", name ? name : "?");
+        snprintf(vmm->early_exit, sizeof(vmm->early_exit), "terminated by SIG%s before boot",
+                 name ? name : "?");
         loop_quit(&vmm->loop, 0);
     }
 }
@@ -324,7 +326,7 @@ static int run(struct vmm *vmm, char *reason, size_t reasonlen)
     int status = loop_run(&vmm->loop);
     if (vmm->api)
         api_set_stopped(vmm->api);
-    snprintf(reason, reasonlen, "stopped before boot");
+    snprintf(reason, reasonlen, "%s", vmm->early_exit[0] ? vmm->early_exit : "stopped before boot");
     if (vmm->vm_created) {
         vm_destroy(&vmm->vm);
         int why = atomic_load(&vmm->vm.exit_reason);
