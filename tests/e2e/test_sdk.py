@@ -70,15 +70,37 @@ def create(root, **kw):
     return sbx
 
 
+def in_test_host():
+    """True inside scripts/testhost.sh's QEMU TCG machine (its init passes amber.job=)."""
+    try:
+        with open("/proc/cmdline") as f:
+            return "amber.job=" in f.read()
+    except OSError:
+        return False
+
+
 def create_parallel(root, n, **kw):
-    """n sandboxes booted concurrently (threads); raises the first failure after cleaning up."""
+    """n sandboxes booted concurrently (threads); raises the first failure after cleaning up.
+
+    Inside the test host only, a boot that dies with a guest triple fault is retried once:
+    nested SVM under multi-threaded TCG occasionally faults guests, and has crashed the test
+    host's own kernel, while several VMs boot at once (see the closing note of issue 6). On
+    real hardware every failure counts.
+    """
     out, errs = [None] * n, []
 
     def one(i):
-        try:
-            out[i] = create(root, **kw)
-        except Exception as e:  # noqa: BLE001
-            errs.append(e)
+        for attempt in (1, 2):
+            try:
+                out[i] = create(root, **kw)
+                return
+            except Exception as e:  # noqa: BLE001
+                if attempt == 1 and in_test_host() and "triple fault" in str(e):
+                    print("  [e2e] sandbox %d: test-host triple fault, retrying once: %s" % (i, e),
+                          flush=True)
+                    continue
+                errs.append(e)
+                return
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
     for t in threads:
