@@ -82,7 +82,9 @@ static int probe_bzimage(const uint8_t *img, size_t len, uint64_t low, struct ke
                          char *err, size_t errlen)
 {
     size_t hdr_end = BZ_HEADER + (size_t)img[BZ_JUMP_LEN];
-    if (hdr_end > len)
+    /* The version field sits just past the magic: it must be inside the file whatever the
+     * jump byte claims (a fuzzed image read two bytes past the end here). */
+    if (hdr_end > len || len < BZ_VERSION + 2)
         return errmsg(err, errlen, -EINVAL, "bzImage truncated inside its setup header");
 
     uint16_t version = rd16(img + BZ_VERSION);
