@@ -196,18 +196,26 @@ static int cp_out(const struct agent_addr *a, const char *gpath, const char *dst
     return CTL_OK;
 }
 
-int ctl_cp(int argc, char **argv)
+/* Parse the target options only (cp, ping). Returns 0, or CTL_USAGE after printing usage. */
+static int parse_target_only(int argc, char **argv, struct ctl_target *t, const char *usage)
 {
     static const struct option opts[] = {CTL_TARGET_OPTIONS, {NULL, 0, NULL, 0}};
-    struct ctl_target t = {0};
     int ch;
     optind = 0;
     while ((ch = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
-        if (ctl_target_opt(&t, ch, optarg) <= 0) {
-            fprintf(stderr, "usage: amberctl cp TARGET SRC DST\n");
+        if (ctl_target_opt(t, ch, optarg) <= 0) {
+            fprintf(stderr, "usage: %s\n", usage);
             return CTL_USAGE;
         }
     }
+    return 0;
+}
+
+int ctl_cp(int argc, char **argv)
+{
+    struct ctl_target t = {0};
+    if (parse_target_only(argc, argv, &t, "amberctl cp TARGET SRC DST"))
+        return CTL_USAGE;
     if (argc - optind != 2) {
         fprintf(stderr, "usage: amberctl cp TARGET SRC DST\n");
         return CTL_USAGE;
@@ -227,16 +235,9 @@ int ctl_cp(int argc, char **argv)
 
 int ctl_ping(int argc, char **argv)
 {
-    static const struct option opts[] = {CTL_TARGET_OPTIONS, {NULL, 0, NULL, 0}};
     struct ctl_target t = {0};
-    int ch;
-    optind = 0;
-    while ((ch = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
-        if (ctl_target_opt(&t, ch, optarg) <= 0) {
-            fprintf(stderr, "usage: amberctl ping TARGET\n");
-            return CTL_USAGE;
-        }
-    }
+    if (parse_target_only(argc, argv, &t, "amberctl ping TARGET"))
+        return CTL_USAGE;
     struct agent_addr a;
     int r = ctl_target_agent(&t, &a);
     if (r < 0)
