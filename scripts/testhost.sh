@@ -4,7 +4,9 @@
 # The VM sees the whole machine read-only over 9p, the checkout writable, and a tmpfs /tmp and /run.
 # Output streams to stdout; the exit status is CMD's. See /work/shared/TESTHOST.md for the recipe.
 # Env: TESTHOST_MEM_MIB (8192), TESTHOST_CPUS (2), TESTHOST_ENV (extra variable names to pass),
-#      TESTHOST_KEEP=1 keeps build/testhost/jobs/ID (with the kernel log, console.log).
+#      TESTHOST_KEEP=1 keeps build/testhost/jobs/ID (with the kernel log, console.log),
+#      TESTHOST_TIMEOUT_S (0: none) bounds the whole run, TESTHOST_STALL_S (120) the time the
+#      test host may go without a heartbeat. A test host killed for either exits with 124.
 set -euo pipefail
 
 [ "${1:-}" = "--" ] && shift
@@ -18,8 +20,19 @@ th=$repo/build/testhost
 img=$repo/guest/image
 mem_mib=${TESTHOST_MEM_MIB:-8192}
 cpus=${TESTHOST_CPUS:-2}
+timeout_s=${TESTHOST_TIMEOUT_S:-0}
+stall_s=${TESTHOST_STALL_S:-120}
 modules=(irqbypass ccp kvm kvm-amd virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev
     virtio_pci netfs fscache 9pnet 9pnet_virtio 9p tun vhost vhost_iotlb vsock vhost_vsock)
+
+for v in "$timeout_s" "$stall_s" "$mem_mib" "$cpus"; do
+    case "$v" in
+    '' | *[!0-9]*)
+        echo "testhost: TESTHOST_TIMEOUT_S, TESTHOST_STALL_S, TESTHOST_MEM_MIB and TESTHOST_CPUS take whole numbers, not '$v'" >&2
+        exit 2
+        ;;
+    esac
+done
 
 case "$repo" in
 *[[:space:]]*)
@@ -99,18 +112,42 @@ qemu=(qemu-system-x86_64 -accel tcg,thread=multi -M q35 -cpu "EPYC,+svm,+npt,$tc
     -append "console=ttyS0 reboot=t panic=-1 quiet amber.repo=$repo amber.job=$job amber.tty=$tty"
     -virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"
     -virtfs "local,path=$repo,mount_tag=repo,security_model=none,multidevs=remap"
-    -serial "file:$job/console.log")
+    -serial "file:$job/console.log" -pidfile "$job/qemu.pid")
 
 start=$EPOCHREALTIME
-# Reports the boot time on stderr once the guest has written its "started" file.
+# The watchdog reports the boot time once the guest has written its "started" file, and kills
+# QEMU when the test host stops its heartbeat (a hung kernel under nested TCG) or overruns
+# TESTHOST_TIMEOUT_S; the reason goes to $job/killed.
 (
-    while [ ! -s "$job/started" ]; do
-        [ -d "$job" ] || exit 0
-        sleep 0.1
+    booted=0
+    while [ -d "$job" ]; do
+        sleep 1
+        now=$EPOCHREALTIME
+        if [ "$booted" = 0 ] && [ -s "$job/started" ]; then
+            booted=1
+            awk -v a="$start" -v b="$now" -v up="$(cat "$job/started")" \
+                'BEGIN { printf "testhost: booted in %.1f s (guest uptime %s s)\n", b - a, up }' >&2
+        fi
+        elapsed=$(( ${now%.*} - ${start%.*} ))
+        reason=
+        if [ "$timeout_s" -gt 0 ] && [ "$elapsed" -ge "$timeout_s" ]; then
+            reason="it ran past TESTHOST_TIMEOUT_S=$timeout_s s"
+        elif [ "$booted" = 1 ] && [ -e "$job/alive" ]; then
+            quiet=$(( ${now%.*} - $(stat -c %Y "$job/alive") ))
+            [ "$quiet" -ge "$stall_s" ] && reason="its heartbeat stopped $quiet s ago (hung kernel?)"
+        elif [ "$booted" = 0 ] && [ "$elapsed" -ge "$stall_s" ]; then
+            reason="it did not start the command within $stall_s s"
+        fi
+        if [ -n "$reason" ] && [ -s "$job/qemu.pid" ]; then
+            echo "$reason" >"$job/killed"
+            echo "testhost: killing the test host: $reason" >&2
+            pid=$(cat "$job/qemu.pid")
+            kill -TERM "$pid" 2>/dev/null
+            sleep 5
+            kill -KILL "$pid" 2>/dev/null
+            exit 0
+        fi
     done
-    now=$EPOCHREALTIME
-    awk -v a="$start" -v b="$now" -v up="$(cat "$job/started")" \
-        'BEGIN { printf "testhost: booted in %.1f s (guest uptime %s s)\n", b - a, up }' >&2
 ) &
 poller=$!
 
@@ -134,6 +171,10 @@ set -e
 
 if [ -s "$job/rc" ]; then
     rc=$(cat "$job/rc")
+elif [ -s "$job/killed" ]; then
+    echo "testhost: the command was cut off: $(cat "$job/killed"); kernel log tail:" >&2
+    tail -n 30 "$job/console.log" >&2 || true
+    rc=124
 else
     echo "testhost: the command did not report an exit status (QEMU exited with $qemu_rc); kernel log tail:" >&2
     tail -n 30 "$job/console.log" >&2 || true

@@ -53,6 +53,13 @@ hostname testhost
 [ -d "/host$job" ] || fail "job directory $job is missing"
 
 echo "$(cut -d' ' -f1 /proc/uptime)" >"/host$job/started"
+# A heartbeat for scripts/testhost.sh: it stops if this kernel or the 9p share stops.
+(
+    while :; do
+        cut -d' ' -f1 /proc/uptime >"/host$job/alive.tmp" && mv "/host$job/alive.tmp" "/host$job/alive"
+        sleep 5
+    done
+) &
 if [ "$tty" = 1 ]; then
     stty -F /dev/ttyS1 sane
     chroot /host /usr/bin/setsid -w -c /bin/bash "$job/cmd.sh" </dev/ttyS1 >/dev/ttyS1 2>&1

@@ -41,6 +41,8 @@ EXIT_TIMEOUT_S = 60.0
 # Every live process, so that the run_tests.py watchdog can kill them on a global timeout.
 LIVE = set()
 _LIVE_LOCK = threading.Lock()
+# Guest triple faults reported on any VMM's stderr so far (run_tests.py retries, see there).
+TRIPLE_FAULTS = [0]
 _ANSI = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|[()][0-9A-Za-z]|[=>c78])")
 
 
@@ -54,6 +56,15 @@ def timeout_scale():
 
 def scaled(seconds):
     return seconds * timeout_scale()
+
+
+def in_test_host():
+    """True inside scripts/testhost.sh's QEMU TCG machine (its init passes amber.job=)."""
+    try:
+        with open("/proc/cmdline") as f:
+            return "amber.job=" in f.read()
+    except OSError:
+        return False
 
 
 def clean_line(raw):
@@ -120,6 +131,9 @@ class Vm:
     def _read(self, pipe, sink, prefix):
         for raw in iter(pipe.readline, b""):
             line = clean_line(raw)
+            if sink is self.stderr_lines and "triple fault" in line:
+                with _LIVE_LOCK:
+                    TRIPLE_FAULTS[0] += 1
             with self._cond:
                 sink.append(line)
                 self._log.write(prefix + line + "\n")

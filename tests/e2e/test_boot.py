@@ -19,15 +19,6 @@ POWEROFF_LINE = "amber: info: exit: guest powered off"
 REBOOT_LINE = re.compile(r"^amber: info: exit: guest rebooted\b")
 
 
-def in_test_host():
-    """True inside scripts/testhost.sh's QEMU TCG machine (its init passes amber.job=)."""
-    try:
-        with open("/proc/cmdline") as f:
-            return "amber.job=" in f.read()
-    except OSError:
-        return False
-
-
 class TestBoot(harness.AmberTestCase):
     last_vm = None
 
@@ -42,7 +33,7 @@ class TestBoot(harness.AmberTestCase):
             except AssertionError:
                 vm = self.last_vm
                 faulted = vm is not None and any("triple fault" in l for l in vm.stderr_lines)
-                if attempt == 1 and faulted and in_test_host():
+                if attempt == 1 and faulted and harness.in_test_host():
                     harness.log("test-host triple fault (nested TCG artefact): retrying once")
                     vm.kill()
                     continue

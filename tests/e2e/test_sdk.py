@@ -70,15 +70,6 @@ def create(root, **kw):
     return sbx
 
 
-def in_test_host():
-    """True inside scripts/testhost.sh's QEMU TCG machine (its init passes amber.job=)."""
-    try:
-        with open("/proc/cmdline") as f:
-            return "amber.job=" in f.read()
-    except OSError:
-        return False
-
-
 def create_parallel(root, n, **kw):
     """n sandboxes booted concurrently (threads); raises the first failure after cleaning up.
 
@@ -95,14 +86,14 @@ def create_parallel(root, n, **kw):
                 out[i] = create(root, **kw)
                 return
             except Exception as e:  # noqa: BLE001
-                if attempt == 1 and in_test_host() and "triple fault" in str(e):
+                if attempt == 1 and harness.in_test_host() and "triple fault" in str(e):
                     print("  [e2e] sandbox %d: test-host triple fault, retrying once: %s" % (i, e),
                           flush=True)
                     continue
                 errs.append(e)
                 return
 
-    if in_test_host():
+    if harness.in_test_host():
         # Concurrent boots under nested TCG have crashed the test host's own kernel; boot one
         # at a time there. The sandboxes still all run at once for the isolation checks.
         for i in range(n):
