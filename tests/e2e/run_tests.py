@@ -37,6 +37,8 @@ class Journal:
         self.starts = {}
         self.outcomes = {}
         self.failures = 0  # outcomes of class/module fixtures, which have no test of their own
+        self.faulted = set()  # failed after a guest triple fault in the test host
+        self.retried = set()
         if os.path.exists(path):
             with open(path) as f:
                 for line in f:
@@ -50,6 +52,10 @@ class Journal:
             self.outcomes[name] = event
         elif event == "fixture-fail":
             self.failures += 1
+        elif event == "faulted":
+            self.faulted.add(name)
+        elif event == "retry":
+            self.retried.add(name)
 
     def record(self, event, name):
         with self.lock:
@@ -73,7 +79,6 @@ class JournalResult(unittest.TextTestResult):
 
     journal = None
     test_timeout_s = 300.0
-    faulted = []  # tests that failed after a guest triple fault in the test host
 
     def startTest(self, test):
         super().startTest(test)
@@ -98,7 +103,7 @@ class JournalResult(unittest.TextTestResult):
     def _failed(self, test):
         self.journal.record("fail", test.id())
         if harness.TRIPLE_FAULTS[0] != self._faults and harness.in_test_host():
-            self.faulted.append(test)
+            self.journal.record("faulted", test.id())
 
     def addFailure(self, test, err):
         super().addFailure(test, err)
@@ -183,22 +188,24 @@ def select(suite, journal):
     return unittest.TestSuite(todo)
 
 
-def retry_faulted(runner):
-    """Runs once more, in the test host only, each test that failed after a guest triple fault.
+def retry_faulted(runner, found, journal):
+    """Runs once more, in the test host only, each test that failed after a guest triple fault
+    (in this run or an earlier, cut-off one) and has not been retried yet.
 
-    Nested SVM under QEMU's TCG occasionally triple-faults a guest (and has hung the test host's
-    own kernel) while amber changes no guest state; on real hardware every failure counts.
+    Nested SVM under QEMU's TCG occasionally triple-faults a guest, and panics the test host's
+    own kernel ("corrupted stack end detected inside scheduler" in a vCPU thread), while amber
+    changes no guest state; on real hardware every failure counts.
     Returns the ids of the tests that passed the second time."""
-    todo, JournalResult.faulted = JournalResult.faulted, []
     passed = set()
-    for test in todo:
+    for test in flatten(found):
+        name = test.id()
+        if name not in journal.faulted or name in journal.retried or journal.outcomes.get(name) != "fail":
+            continue
         print("e2e: %s failed after a guest triple fault in the test host (a nested-TCG artefact); "
-              "running it once more" % test.id(), flush=True)
-        JournalResult.journal.record("retry", test.id())
-        result = runner.run(unittest.TestSuite([test]))
-        if result.wasSuccessful():
-            passed.add(test.id())
-    JournalResult.faulted = []
+              "running it once more" % name, flush=True)
+        journal.record("retry", name)
+        if runner.run(unittest.TestSuite([test])).wasSuccessful():
+            passed.add(name)
     return passed
 
 
@@ -229,7 +236,7 @@ def main():
         runner = unittest.TextTestRunner(stream=sys.stdout, verbosity=2, resultclass=JournalResult)
         result = runner.run(suite)
         bad = result.failures + result.errors + [(t, "unexpected success") for t in result.unexpectedSuccesses]
-        retried = retry_faulted(runner)
+        retried = retry_faulted(runner, found, journal)
         for test, tb in bad:
             if test.id() in retried:
                 continue
