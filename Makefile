@@ -25,12 +25,17 @@ CFLAGS   += -std=gnu11 -D_GNU_SOURCE -fno-strict-aliasing -fstack-protector-stro
             -D_FORTIFY_SOURCE=2 -I. $(WARNINGS) -MD -MP
 LDFLAGS  ?=
 LDLIBS_VMM := -lpthread -ljson-c -lseccomp -luring
+# amber is linked statically (STATIC=0 turns it off): only the library code it uses is mapped,
+# which takes about 1.3 MiB off every sandbox's resident size (see README, "Memory").
+STATIC   ?= 1
 
 ifneq ($(SAN),)
 BUILD    := build/san
 CFLAGS   += -fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS  += -fsanitize=$(SAN)
+STATIC   := 0
 endif
+LDFLAGS_VMM := $(if $(filter 1,$(STATIC)),-static)
 
 SETUP_STAMP := build/.setup-stamp
 
@@ -52,7 +57,7 @@ all: $(SETUP_STAMP) $(ALL_BINS)
 # Linked here, after every fragment has added its objects.
 $(BUILD)/amber: $(addprefix $(BUILD)/,$(VMM_OBJS) vmm/main.o)
 	@[ "$(V)" = 0 ] && echo "  LD      $@" || true
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_VMM)
+	$(Q)$(CC) $(LDFLAGS) $(LDFLAGS_VMM) -o $@ $^ $(LDLIBS_VMM)
 
 $(SETUP_STAMP): scripts/setup.sh
 	$(Q)mkdir -p build
