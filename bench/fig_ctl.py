@@ -66,12 +66,16 @@ def time_to_socket(argv, path, ready, timeout_s=60.0):
 
 def run_startup(settings, session):
     """Startup to API ready: amber --api-sock alone (it waits for InstanceStart) vs QEMU -S with
-    QMP (ready = greeting read). Also the spawn floor: /bin/true spawned and waited for."""
-    out = {"amber": [], "qemu": [], "spawn_floor": [], "errors": []}
+    QMP (ready = greeting read). Also the spawn floor: /bin/true spawned and waited for.
+    Neither needs /dev/kvm before the guest starts; without one, QEMU runs with TCG instead."""
+    kvm = lib.kvm_usable()
+    out = {"amber": [], "qemu": [], "spawn_floor": [], "errors": [], "qemu_accel": "kvm" if kvm else "tcg"}
     api = session.path("startup-api.sock")
     qmp = session.path("startup-qmp.sock")
-    qemu = [lib.QEMU, "-M", "microvm,acpi=on", "-enable-kvm", "-cpu", "host", "-m", str(settings.mem_mib),
-            "-nodefaults", "-no-user-config", "-display", "none", "-S", "-qmp", "unix:%s,server=on,wait=off" % qmp]
+    accel = ["-enable-kvm", "-cpu", "host"] if kvm else ["-accel", "tcg"]
+    qemu = [lib.QEMU, "-M", "microvm,acpi=on"] + accel + ["-m", str(settings.mem_mib), "-nodefaults",
+                                                          "-no-user-config", "-display", "none", "-S",
+                                                          "-qmp", "unix:%s,server=on,wait=off" % qmp]
     for _ in range(settings.startup_runs):
         for kind, argv, path, ready in (("amber", [lib.AMBER, "--api-sock", api], api, _ready_http),
                                         ("qemu", qemu, qmp, _ready_qmp)):

@@ -192,13 +192,19 @@ def table_pause(g, direct):
                 t.add("%s, tiny guest, %s vCPU, %s (ms, median / p99)" % (what, n, where),
                       cell_p99(xs, "%.3f") if xs else "failed: %s" % "; ".join(res.get("errors", [])),
                       "—", "—", target)
-    st = g.get("startup") or {}
-    r = ratio(med(st.get("amber")), med(st.get("qemu")))
-    t.add("process start → API socket answers (ms, median (min–max))", cell_range(st.get("amber")),
-          cell_range(st.get("qemu")) + " (QEMU -S → QMP greeting)", fmt_ratio(r) + " amber/ref",
-          verdict("≤ 5 ms", None if not st.get("amber") else med(st["amber"]) <= 5.0))
-    if st.get("spawn_floor"):
-        t.add("… spawn floor: `/bin/true` spawned + waited (ms)", cell_range(st["spawn_floor"]), "", "", "context")
+    for src in (direct, g):
+        st = (src or {}).get("startup")
+        if not st:
+            continue
+        r = ratio(med(st.get("amber")), med(st.get("qemu")))
+        t.add("process start → API socket answers, %s (ms, median (min–max))" % src["place"],
+              cell_range(st.get("amber")),
+              cell_range(st.get("qemu")) + " (QEMU -S, %s → QMP greeting)" % st.get("qemu_accel", "kvm"),
+              fmt_ratio(r) + " amber/ref",
+              verdict("≤ 5 ms", None if not st.get("amber") else med(st["amber"]) <= 5.0))
+        if st.get("spawn_floor"):
+            t.add("… spawn floor there: `/bin/true` spawned + waited (ms)", cell_range(st["spawn_floor"]), "", "",
+                  "context")
     ao, qo = a.get("idle_overhead_mib"), q.get("idle_overhead_mib")
     t.add("RSS overhead, idle 1-vCPU VM (MiB): VmRSS − guest RAM resident",
           "%.1f (RSS %.1f, guest %.1f)" % (ao, a["idle_rss_mib"], a["idle_guest_mib"]) if ao is not None else "—",
