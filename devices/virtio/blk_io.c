@@ -150,7 +150,13 @@ static bool start_io(struct blk *b, const struct blk_req *r, uint16_t head)
     if (idx == BLK_QUEUE_SIZE)
         return false;
     struct blk_slot *s = &b->slot[idx];
-    *s = (struct blk_slot){.busy = true, .head = head, .type = r->type, .status = r->status};
+    /* Field by field: zeroing the whole slot would make its 4 KiB of iovecs resident. */
+    s->busy = true;
+    s->failed = false;
+    s->head = head;
+    s->type = r->type;
+    s->status = r->status;
+    s->pending = 0;
     s->offset_bytes = r->offset_bytes;
     s->expect = r->data_len;
     s->written = r->type == VIRTIO_BLK_T_IN ? (uint32_t)r->data_len + 1 : 1;
