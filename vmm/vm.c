@@ -253,13 +253,24 @@ int vm_pause(struct vm *vm, unsigned timeout_ms)
     return 0;
 }
 
+/* The deferred half of vm_resume, unless a pause came in between (the vCPUs stay parked). */
+static void release_vcpus(void *arg)
+{
+    struct vm *vm = arg;
+    if (!vm->paused)
+        pause_release(&vm->barrier);
+}
+
 int vm_resume(struct vm *vm)
 {
     if (!vm->paused)
         return -EALREADY;
     devices_resume(vm);
     vm->paused = false;
-    pause_release(&vm->barrier);
+    /* Woken vCPU threads preempt the loop thread, and the API answer would wait behind them
+     * for a scheduler slice: wake them on the loop's next turn, after the answer is sent. */
+    if (loop_post(vm->loop, release_vcpus, vm) < 0)
+        pause_release(&vm->barrier);
     return 0;
 }
 

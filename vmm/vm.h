@@ -81,7 +81,11 @@ int vm_start(struct vm *vm, char *err, size_t errlen);
  */
 int vm_pause(struct vm *vm, unsigned timeout_ms);
 
-/* Resume: devices first (replaying missed kicks), then release the vCPUs. Loop thread. */
+/*
+ * Resume: devices first (replaying missed kicks), then the vCPUs, which are released on the
+ * loop's next turn so that the caller's answer goes out first. The VM counts as running at
+ * once; a pause before that turn keeps the vCPUs parked. Loop thread.
+ */
 int vm_resume(struct vm *vm);
 
 /*
