@@ -29,11 +29,12 @@ void pause_destroy(struct pause_barrier *p)
     pthread_mutex_destroy(&p->lock);
 }
 
-bool pause_checkpoint(struct pause_barrier *p, volatile uint8_t *immediate_exit)
+enum pause_outcome pause_checkpoint(struct pause_barrier *p, volatile uint8_t *immediate_exit)
 {
-    bool stopping;
+    bool stopping, parked = false;
     pthread_mutex_lock(&p->lock);
     if (p->requested && !p->stopping) {
+        parked = true;
         p->parked++;
         pthread_cond_signal(&p->parked_cond);
         while (p->requested && !p->stopping)
@@ -45,7 +46,7 @@ bool pause_checkpoint(struct pause_barrier *p, volatile uint8_t *immediate_exit)
     if (!p->requested && !stopping)
         *immediate_exit = 0;
     pthread_mutex_unlock(&p->lock);
-    return stopping;
+    return stopping ? PAUSE_STOP : parked ? PAUSE_RESUMED : PAUSE_RUN;
 }
 
 void pause_leave(struct pause_barrier *p)

@@ -33,12 +33,18 @@ int pause_init(struct pause_barrier *p, unsigned members);
 /* Destroy the barrier's mutex and condition variables. */
 void pause_destroy(struct pause_barrier *p);
 
+/* What a vCPU does after pause_checkpoint. */
+enum pause_outcome {
+    PAUSE_RUN,     /* nothing was requested: run on */
+    PAUSE_RESUMED, /* it was parked and has been released: tell the guest, then run */
+    PAUSE_STOP,    /* the VM is stopping: leave the vCPU loop */
+};
+
 /*
  * Called on a vCPU thread after KVM_RUN returned: if a pause or stop is requested, check in
  * and sleep until released. `immediate_exit` is the vCPU's kvm_run field, cleared on release.
- * Returns true if the VM is stopping and the vCPU must exit its loop.
  */
-bool pause_checkpoint(struct pause_barrier *p, volatile uint8_t *immediate_exit);
+enum pause_outcome pause_checkpoint(struct pause_barrier *p, volatile uint8_t *immediate_exit);
 
 /* A vCPU thread that leaves for good (stop or error) stops counting as a member. */
 void pause_leave(struct pause_barrier *p);

@@ -251,16 +251,16 @@ static void *vcpu_thread(void *arg)
         return NULL;
     }
     for (;;) {
-        if (pause_checkpoint(&vm->barrier, &v->run->immediate_exit))
+        enum pause_outcome next = pause_checkpoint(&vm->barrier, &v->run->immediate_exit);
+        if (next == PAUSE_STOP)
             break;
+        /* Back from a pause: tell the guest's watchdogs the gap was one (as QEMU does on
+         * resume; off the pause path). A guest without kvmclock answers EINVAL: harmless. */
+        if (next == PAUSE_RESUMED)
+            ioctl(v->fd, KVM_KVMCLOCK_CTRL, 0);
         if (ioctl(v->fd, KVM_RUN, 0) < 0) {
-            if (errno == EINTR || errno == EAGAIN) {
-                /* Kicked: tell the guest's watchdogs that the coming gap is a pause. A guest
-                 * that never enabled kvmclock answers EINVAL, which is harmless. */
-                if (vm->barrier.requested)
-                    ioctl(v->fd, KVM_KVMCLOCK_CTRL, 0);
-                continue;
-            }
+            if (errno == EINTR || errno == EAGAIN)
+                continue; /* kicked */
             vm_request_exit(vm, VM_EXIT_ERROR, "vcpu%u: KVM_RUN: %s", v->index, strerror(errno));
             break;
         }
