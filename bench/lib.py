@@ -107,14 +107,6 @@ def kvm_usable():
     return os.access("/dev/kvm", os.R_OK | os.W_OK)
 
 
-def in_test_host():
-    try:
-        with open("/proc/cmdline") as f:
-            return "amber.job=" in f.read()
-    except OSError:
-        return False
-
-
 # ----------------------------------------------------------------- memory probes
 _MAP = re.compile(r"^[0-9a-f]+-[0-9a-f]+ ")
 
