@@ -74,6 +74,18 @@ class PauseGuest(unittest.TestCase):
     def state(self):
         return self.call("GET", "/", want=200)[1]["state"]
 
+    def stall_report(self):
+        """What is still alive after the stream stalled: the VM, a fresh agent connection, the guest."""
+        parts = []
+        try:  # a diagnostic must not mask the failure it explains
+            parts.append("VMM state: %s" % (self.api.call("GET", "/")[1].get("state")
+                                            if self.vm.alive() else "exited"))
+            res = U.ctl_exec(self.vsock, "echo alive; cat /proc/loadavg; dmesg | tail -n 5", timeout=30)
+            parts.append("a new agent connection: exit %d, %r" % (res.returncode, res.stdout[-600:]))
+        except Exception as e:  # noqa: BLE001
+            parts.append("diagnosis failed: %s" % e)
+        return "; ".join(parts)
+
     def pipelined(self, requests):
         """Sends 'METHOD PATH' requests in a single write on a new connection; returns the statuses."""
         raw = "".join("%s HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n" % r for r in requests)
@@ -361,6 +373,8 @@ class TestPauseLong(PauseGuest):
                        rss0, rss1, fd0, fd1))
 
         self.assertEqual(api_failures, [], "pause/resume API calls failed under load")
+        if errors:
+            errors.append(self.stall_report())
         self.assertEqual(errors, [], "the vsock stream broke during the cycles")
         self.assertFalse(any(t.is_alive() for t in threads), "the vsock stream did not finish")
         self.assertEqual(result.get(U.TAG_EXIT_CODE), 0, "the streaming exec ended badly: %r"
