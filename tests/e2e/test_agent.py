@@ -207,8 +207,9 @@ class TestAgent(unittest.TestCase):
         after = U.settled_fd_count(pid, before)
         harness.log("%d sequential connections in %.1f s (%.1f ms each); fds %d -> %d"
                     % (n, dt, dt * 1000 / n, before, after))
-        self.assertEqual(after, before, "amber's fd count did not return to its baseline after %d "
-                         "connections\nbefore: %s\nafter: %s" % (n, before_list, U.fd_list(pid)))
+        # Fewer is fine (a connection from before the baseline closed meanwhile); more is a leak.
+        self.assertLessEqual(after, before, "amber's fd count did not return to its baseline after "
+                             "%d connections\nbefore: %s\nafter: %s" % (n, before_list, U.fd_list(pid)))
 
 
 if __name__ == "__main__":
