@@ -128,12 +128,12 @@ start=$EPOCHREALTIME
             awk -v a="$start" -v b="$now" -v up="$(cat "$job/started")" \
                 'BEGIN { printf "testhost: booted in %.1f s (guest uptime %s s)\n", b - a, up }' >&2
         fi
-        elapsed=$(( ${now%.*} - ${start%.*} ))
+        elapsed=$(( ${now%[.,]*} - ${start%[.,]*} ))
         reason=
         if [ "$timeout_s" -gt 0 ] && [ "$elapsed" -ge "$timeout_s" ]; then
             reason="it ran past TESTHOST_TIMEOUT_S=$timeout_s s"
         elif [ "$booted" = 1 ] && [ -e "$job/alive" ]; then
-            quiet=$(( ${now%.*} - $(stat -c %Y "$job/alive") ))
+            quiet=$(( ${now%[.,]*} - $(stat -c %Y "$job/alive") ))
             [ "$quiet" -ge "$stall_s" ] && reason="its heartbeat stopped $quiet s ago (hung kernel?)"
         elif [ "$booted" = 0 ] && [ "$elapsed" -ge "$stall_s" ]; then
             reason="it did not start the command within $stall_s s"
