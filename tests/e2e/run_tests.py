@@ -2,6 +2,7 @@
 """Runs every tests/e2e/test_*.py (unittest) and records "N passed, N failed" in RESULTS/e2e.txt.
 
 usage: run_tests.py RESULTS_DIR [unittest name filters...]
+       run_tests.py --unfinished RESULTS_DIR   (totals of a run that died: its journal, plus one failure)
 
 Every test's start and outcome go to the journal RESULTS/e2e-journal.txt as they happen. A run
 that finds a journal resumes it: tests with an outcome are not run again, and a test that was
@@ -64,10 +65,6 @@ class Journal:
                 f.write("%s %s\n" % (event, name))
                 f.flush()
                 os.fsync(f.fileno())
-
-    def cut_off(self):
-        """Tests that started but have no outcome: their run died under them."""
-        return [name for name in self.starts if name not in self.outcomes]
 
     def totals(self):
         values = list(self.outcomes.values())
@@ -218,6 +215,12 @@ def retry_faulted(runner, found, journal):
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
+    if sys.argv[1] == "--unfinished":
+        if len(sys.argv) != 3:
+            sys.exit(__doc__)
+        journal = Journal(os.path.join(sys.argv[2], "e2e-journal.txt"))
+        write_results(sys.argv[2], journal, extra_failed=1)
+        return 1
     results_dir = os.path.abspath(sys.argv[1])
     os.makedirs(results_dir, exist_ok=True)
     log_dir = os.path.join(results_dir, "e2e-logs")
