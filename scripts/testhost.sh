@@ -7,6 +7,8 @@
 #      TESTHOST_KEEP=1 keeps build/testhost/jobs/ID (with the kernel log, console.log),
 #      TESTHOST_TIMEOUT_S (0: none) bounds the whole run, TESTHOST_STALL_S (120) the time the
 #      test host may go without a heartbeat. A test host killed for either exits with 124.
+#      TESTHOST_THP (always): the test host's transparent huge pages, never|madvise|always.
+#      khugepaged and proactive compaction stay idle there either way (see testhost-init.sh).
 set -euo pipefail
 
 [ "${1:-}" = "--" ] && shift
@@ -22,6 +24,7 @@ mem_mib=${TESTHOST_MEM_MIB:-8192}
 cpus=${TESTHOST_CPUS:-2}
 timeout_s=${TESTHOST_TIMEOUT_S:-0}
 stall_s=${TESTHOST_STALL_S:-120}
+thp=${TESTHOST_THP:-always}
 modules=(irqbypass ccp kvm kvm-amd virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev
     virtio_pci netfs fscache 9pnet 9pnet_virtio 9p tun vhost vhost_iotlb vsock vhost_vsock)
 
@@ -33,6 +36,14 @@ for v in "$timeout_s" "$stall_s" "$mem_mib" "$cpus"; do
         ;;
     esac
 done
+
+case "$thp" in
+never | madvise | always) ;;
+*)
+    echo "testhost: TESTHOST_THP takes never, madvise or always, not '$thp'" >&2
+    exit 2
+    ;;
+esac
 
 case "$repo" in
 *[[:space:]]*)
@@ -109,7 +120,7 @@ tcg_missing=-rdseed,-sha-ni,-fxsr-opt,-misalignsse,-3dnowprefetch,-osvw,-topoext
 qemu=(qemu-system-x86_64 -accel tcg,thread=multi -M q35 -cpu "EPYC,+svm,+npt,$tcg_missing"
     -smp "$cpus" -m "$mem_mib" -nodefaults -no-user-config -display none -no-reboot
     -kernel "$kernel" -initrd "$th/initramfs.cpio.gz"
-    -append "console=ttyS0 reboot=t panic=-1 quiet amber.repo=$repo amber.job=$job amber.tty=$tty"
+    -append "console=ttyS0 reboot=t panic=-1 quiet transparent_hugepage=$thp amber.repo=$repo amber.job=$job amber.tty=$tty"
     -virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"
     -virtfs "local,path=$repo,mount_tag=repo,security_model=none,multidevs=remap"
     -serial "file:$job/console.log" -pidfile "$job/qemu.pid")

@@ -8,6 +8,10 @@
 /* PROT_NONE guard space on each side of guest RAM: a device bug that strays just outside RAM
  * faults at once instead of reading or writing the monitor's own memory. */
 #define MEM_GUARD_BYTES (2ULL << 20)
+/* Guest RAM starts on a huge-page boundary: KVM maps a 2 MiB guest page with one 2 MiB host
+ * page only when both addresses agree modulo 2 MiB. Unaligned, every 4 KiB page of a booting
+ * guest costs its own nested page fault (about 2 s of a test-host boot). */
+#define MEM_ALIGN_BYTES (2ULL << 20)
 
 int mem_init(struct guest_mem *m, uint64_t size_bytes)
 {
@@ -16,12 +20,14 @@ int mem_init(struct guest_mem *m, uint64_t size_bytes)
         return -EINVAL;
 
     uint64_t total;
-    if (__builtin_add_overflow(size_bytes, 2 * MEM_GUARD_BYTES, &total))
+    if (__builtin_add_overflow(size_bytes, 2 * MEM_GUARD_BYTES + MEM_ALIGN_BYTES, &total))
         return -EINVAL;
     uint8_t *res = mmap(NULL, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (res == MAP_FAILED)
         return -ENOMEM;
-    uint8_t *p = res + MEM_GUARD_BYTES;
+    uintptr_t start =
+        ((uintptr_t)res + MEM_GUARD_BYTES + MEM_ALIGN_BYTES - 1) & ~(MEM_ALIGN_BYTES - 1);
+    uint8_t *p = (uint8_t *)start;
     if (mprotect(p, size_bytes, PROT_READ | PROT_WRITE) < 0) {
         munmap(res, total);
         return -ENOMEM;
@@ -31,6 +37,8 @@ int mem_init(struct guest_mem *m, uint64_t size_bytes)
 
     m->map = p;
     m->map_size = size_bytes;
+    m->reserved = res;
+    m->reserved_size = total;
     m->size = size_bytes;
 
     uint64_t low = size_bytes < MEM_GAP_START ? size_bytes : MEM_GAP_START;
@@ -46,8 +54,8 @@ int mem_init(struct guest_mem *m, uint64_t size_bytes)
 
 void mem_free(struct guest_mem *m)
 {
-    if (m->map)
-        munmap(m->map - MEM_GUARD_BYTES, m->map_size + 2 * MEM_GUARD_BYTES);
+    if (m->reserved)
+        munmap(m->reserved, m->reserved_size);
     memset(m, 0, sizeof(*m));
 }
 

@@ -22,14 +22,18 @@ struct guest_mem {
     struct mem_region region[MEM_MAX_REGIONS];
     unsigned nregions;
     uint64_t size; /* total RAM bytes */
-    uint8_t *map;  /* the single host mapping backing every region */
+    uint8_t *map;  /* the single host mapping backing every region, 2 MiB aligned */
     uint64_t map_size;
+    uint8_t *reserved; /* the whole reservation: guard space, alignment slack and map */
+    uint64_t reserved_size;
 };
 
 /*
- * Map size_bytes of anonymous guest RAM (MAP_NORESERVE, MADV_DONTDUMP) and lay it out as low
- * RAM below MEM_GAP_START plus, if needed, a region from 4 GiB. size_bytes must be a non-zero
- * multiple of 4 KiB. Returns 0 or a negative errno (-ENOMEM if the host refuses the mapping).
+ * Map size_bytes of anonymous guest RAM (MAP_NORESERVE, MADV_DONTDUMP), starting on a 2 MiB
+ * boundary so that transparent huge pages can back it and KVM can map them whole. Lay it out
+ * as low RAM below MEM_GAP_START plus, if needed, a region from 4 GiB. size_bytes must be a
+ * non-zero multiple of 4 KiB. Returns 0 or a negative errno (-ENOMEM if the host refuses the
+ * mapping).
  */
 int mem_init(struct guest_mem *m, uint64_t size_bytes);
 

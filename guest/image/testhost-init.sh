@@ -50,6 +50,12 @@ mkdir -p "/host$repo" 2>/dev/null
 mount -t 9p -o "$opts" repo "/host$repo" || fail "cannot mount the checkout at $repo"
 ip link set lo up
 hostname testhost
+# Huge pages stay where they are once mapped: khugepaged's collapses and proactive compaction
+# move pages under running nested guests, which nested SVM under TCG does not always survive.
+t=/sys/kernel/mm/transparent_hugepage
+echo 4294967295 >$t/khugepaged/scan_sleep_millisecs
+echo 4294967295 >$t/khugepaged/alloc_sleep_millisecs
+echo 0 >/proc/sys/vm/compaction_proactiveness
 [ -d "/host$job" ] || fail "job directory $job is missing"
 
 echo "$(cut -d' ' -f1 /proc/uptime)" >"/host$job/started"

@@ -34,7 +34,9 @@ static void test_guard_pages_fault(void **state)
     assert_int_equal(mem_init(&m, 1 << 20), 0);
     assert_int_equal(child_write(m.map), 0);
     assert_int_equal(child_write(m.map + (1 << 20) - 1), 0);
+    assert_int_equal((uintptr_t)m.map % (2u << 20), 0); /* huge-page aligned for KVM */
     assert_int_equal(child_write(m.map - 1), SIGSEGV);
+    assert_int_equal(child_write(m.map - (2u << 20)), SIGSEGV); /* the whole guard, not a sliver */
     assert_int_equal(child_write(m.map + (1 << 20)), SIGSEGV);
     assert_int_equal(child_write(m.map + (1 << 20) + 4096), SIGSEGV);
     mem_free(&m);
