@@ -3,8 +3,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,18 +191,71 @@ static int write_all(int fd, const uint8_t *p, size_t len)
     return 0;
 }
 
+/*
+ * Where write_file puts its data. A regular file (or a new one) is replaced whole: the data goes
+ * to a temporary file in the same directory, which is renamed over the target once complete, so
+ * a transfer that fails midway leaves the old file as it was. Anything else (a FIFO, a device,
+ * a /proc or /sys knob) is written in place. Fills tmp ("" when in place) and target.
+ */
+static int open_for_write(const char *path, uint32_t mode, char *tmp, char *target)
+{
+    struct stat st;
+    bool exists = stat(path, &st) == 0;
+    tmp[0] = '\0';
+    if (exists && !S_ISREG(st.st_mode))
+        return open(path, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOCTTY);
+    /* Through a symlink, replace the file it names, not the link. */
+    if (!exists || !realpath(path, target))
+        snprintf(target, PATH_MAX, "%s", path);
+    const char *slash = strrchr(target, '/');
+    size_t dir_len = slash ? (size_t)(slash - target) + 1 : 0;
+    if (dir_len + sizeof(".amber-write.XXXXXX") > PATH_MAX) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(tmp, target, dir_len);
+    strcpy(tmp + dir_len, ".amber-write.XXXXXX");
+    int fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0) {
+        tmp[0] = '\0';
+        return -1;
+    }
+    /* The umask narrowed the mode at creation; a replaced file keeps its owner. */
+    if (fchmod(fd, mode) < 0 || (exists && fchown(fd, st.st_uid, st.st_gid) < 0)) {
+        int err = errno;
+        close(fd);
+        unlink(tmp);
+        tmp[0] = '\0';
+        errno = err;
+        return -1;
+    }
+    return fd;
+}
+
+/* Make a rename into dir durable (best effort: the data itself is already fsynced). */
+static void sync_parent(const char *target)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", target);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        return;
+    slash[slash == dir ? 1 : 0] = '\0';
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+}
+
 static int serve_write_file(struct agent_conn *c, const struct proto_path_req *req)
 {
-    int fd = open(req->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, req->mode);
+    char tmp[PATH_MAX], target[PATH_MAX];
+    int fd = open_for_write(req->path, req->mode, tmp, target);
     if (fd < 0)
         return conn_send_error(c, errno, "open %s: %s", req->path, strerror(errno));
     uint64_t total = 0;
     int r;
-    /* The umask narrowed the mode at creation, and O_TRUNC kept an old file's mode. */
-    if (fchmod(fd, req->mode) < 0) {
-        r = conn_send_error(c, errno, "chmod %s: %s", req->path, strerror(errno));
-        goto out;
-    }
     for (;;) {
         struct proto_frame f;
         r = conn_next_frame(c, &f, c->opts->idle_timeout_ms);
@@ -221,9 +276,17 @@ static int serve_write_file(struct agent_conn *c, const struct proto_path_req *r
         }
         total += f.len;
     }
-    if (fsync(fd) < 0) {
+    if (fsync(fd) < 0 && tmp[0]) { /* in place, a knob or FIFO may not fsync: no matter */
         r = conn_send_error(c, errno, "fsync %s: %s", req->path, strerror(errno));
         goto out;
+    }
+    if (tmp[0]) {
+        if (rename(tmp, target) < 0) {
+            r = conn_send_error(c, errno, "rename into %s: %s", target, strerror(errno));
+            goto out;
+        }
+        tmp[0] = '\0';
+        sync_parent(target);
     }
     uint8_t meta[64];
     struct proto_buf b = {meta, 0, sizeof(meta)};
@@ -232,6 +295,8 @@ static int serve_write_file(struct agent_conn *c, const struct proto_path_req *r
     r = conn_send(c, PROTO_RESULT, b.data, b.len);
 out:
     close(fd);
+    if (tmp[0])
+        unlink(tmp); /* failed midway: the target was never touched */
     return r;
 }
 

@@ -129,6 +129,38 @@ else
     "$CTL" cp --agent-sock "$SOCK" "$T/big64" "guest:$T/big64.copy" &&
         cmp -s "$T/big64" "$T/big64.copy" && ok "cp in 64 MiB" || bad "cp in 64 MiB"
 
+    # write_file replaces a file whole: cut off midway, the old file stays as it was.
+    mkdir -p "$T/wf" && echo "old content" > "$T/wf/keep"
+    reply=$(python3 - "$SOCK" "$T/wf/keep" <<'PY'
+import socket, struct, sys
+def tlv(t, v): return struct.pack(">HI", t, len(v)) + v
+def frame(t, payload=b""): return struct.pack(">IBI", len(payload), t, 1) + payload
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+req = tlv(7, sys.argv[2].encode()) + tlv(8, struct.pack(">Q", 0o644))
+s.sendall(frame(0x04, req) + frame(0x10, b"new content, never finished") + frame(0x99))
+s.settimeout(5)
+data = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+print("%02x" % data[4] if len(data) >= 9 else "none")
+PY
+)
+    check "write_file cut off midway gets an ERROR frame" 7f "$reply"
+    check "write_file cut off midway leaves the old file" "old content" "$(cat "$T/wf/keep")"
+    check "write_file cut off midway leaves no temporary file" "keep" "$(ls -A "$T/wf")"
+    echo "new" > "$T/wf/src"
+    ln -s keep "$T/wf/link"
+    chown nobody "$T/wf/keep" 2>/dev/null
+    owner=$(stat -c %U "$T/wf/keep")
+    "$CTL" cp --agent-sock "$SOCK" "$T/wf/src" "guest:$T/wf/link"
+    check "cp in through a symlink writes the file it names" "new" "$(cat "$T/wf/keep")"
+    [ -L "$T/wf/link" ] && ok "cp in through a symlink keeps the link" || bad "cp in replaced the symlink"
+    check "cp in over a file keeps its owner" "$owner" "$(stat -c %U "$T/wf/keep")"
+
     # Hostile frames: an oversized length, an unknown type, a non-request first frame, a
     # truncated frame, a truncated TLV, an exec with no command, a TLV overrunning its frame.
     for hex in 'ffffffff0100000001' '000000004200000001' '000000001000000001' \
