@@ -325,6 +325,13 @@ void devices_resume(struct vm *vm)
     stdin_set_watch(vm, true);
 }
 
+void devices_dump(struct vm *vm)
+{
+    log_info("state: %u virtio devices%s", vm->nvirtio, vm->paused ? ", VM paused" : "");
+    for (unsigned i = 0; i < vm->nvirtio; i++)
+        virtio_dev_dump(vm->virtio[i]);
+}
+
 void devices_destroy(struct vm *vm)
 {
     struct devices_priv *p = priv(vm);

@@ -21,6 +21,9 @@ void devices_quiesce(struct vm *vm);
 /* Resume every device and replay missed notifications (loop thread, vCPUs still parked). */
 void devices_resume(struct vm *vm);
 
+/* Log every virtio device's state ("state: ..." lines; the SIGUSR2 stall report). Loop thread. */
+void devices_dump(struct vm *vm);
+
 /* Destroy every device; idempotent. */
 void devices_destroy(struct vm *vm);
 

@@ -69,7 +69,8 @@ static int join_netns(const char *path)
     return 0;
 }
 
-/* The --new-pid-ns parent: forward termination signals, then report how the child ended. */
+/* The --new-pid-ns parent: forward termination signals (and SIGUSR2), then report how the
+ * child ended. */
 static int supervise(pid_t child)
 {
     sigset_t set;
@@ -77,6 +78,7 @@ static int supervise(pid_t child)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR2); /* the stall report, forwarded like the rest */
     sigaddset(&set, SIGCHLD);
     for (;;) {
         siginfo_t si;
@@ -113,6 +115,7 @@ static int enter_pid_ns(const struct vm_config *cfg, int *exit_status)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR2); /* the stall report, forwarded like the rest */
     sigaddset(&set, SIGCHLD);
     if (unshare(CLONE_NEWPID) < 0) {
         int e = errno;

@@ -174,6 +174,12 @@ static const char *exit_name(uint32_t reason)
         return "KVM_EXIT_SHUTDOWN";
     case KVM_EXIT_SYSTEM_EVENT:
         return "KVM_EXIT_SYSTEM_EVENT";
+    case KVM_EXIT_IO:
+        return "KVM_EXIT_IO";
+    case KVM_EXIT_MMIO:
+        return "KVM_EXIT_MMIO";
+    case KVM_EXIT_INTR:
+        return "KVM_EXIT_INTR";
     default:
         return "unknown exit";
     }
@@ -264,11 +270,32 @@ static void *vcpu_thread(void *arg)
             vm_request_exit(vm, VM_EXIT_ERROR, "vcpu%u: KVM_RUN: %s", v->index, strerror(errno));
             break;
         }
-        if (!handle_exit(v))
+        atomic_store_explicit(&v->last_exit, v->run->exit_reason, memory_order_relaxed);
+        atomic_store_explicit(&v->last_addr,
+                              v->run->exit_reason == KVM_EXIT_IO     ? v->run->io.port
+                              : v->run->exit_reason == KVM_EXIT_MMIO ? v->run->mmio.phys_addr
+                                                                     : 0,
+                              memory_order_relaxed);
+        atomic_store_explicit(&v->in_exit, true, memory_order_relaxed);
+        bool go_on = handle_exit(v);
+        atomic_store_explicit(&v->in_exit, false, memory_order_relaxed);
+        atomic_fetch_add_explicit(&v->exits, 1, memory_order_relaxed);
+        if (!go_on)
             break;
     }
     pause_leave(&vm->barrier);
     return NULL;
+}
+
+void vcpu_dump(const struct vcpu *v)
+{
+    uint32_t reason = atomic_load_explicit(&v->last_exit, memory_order_relaxed);
+    log_info("state: vcpu%u: %llu exits, last %s at %#llx, %s", v->index,
+             (unsigned long long)atomic_load_explicit(&v->exits, memory_order_relaxed),
+             exit_name(reason),
+             (unsigned long long)atomic_load_explicit(&v->last_addr, memory_order_relaxed),
+             atomic_load_explicit(&v->in_exit, memory_order_relaxed) ? "handling it now"
+                                                                     : "in KVM_RUN or parked");
 }
 
 int vcpu_start(struct vcpu *v)

@@ -4,7 +4,9 @@
 
 #include <linux/kvm.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 struct vm;
 
@@ -17,6 +19,11 @@ struct vcpu {
     struct kvm_run *run;
     pthread_t thread;
     bool started;
+    /* For the stall report: written by the vCPU thread, read without a lock by the loop. */
+    _Atomic uint64_t exits;     /* exits handled in userspace */
+    _Atomic uint32_t last_exit; /* KVM_EXIT_* of the latest one */
+    _Atomic uint64_t last_addr; /* its port or MMIO address */
+    _Atomic bool in_exit;       /* handling an exit now (false: in KVM_RUN or parked) */
 };
 
 /*
@@ -47,6 +54,12 @@ int vcpu_start(struct vcpu *v);
  * pause barrier with the barrier lock held; async-signal-safe work only.
  */
 void vcpu_kick(struct vcpu *v);
+
+/*
+ * Log one "state: vcpuN ..." line: exits handled in userspace, the latest exit's reason and
+ * address, and whether the thread is handling one now. Any thread; the figures are racy.
+ */
+void vcpu_dump(const struct vcpu *v);
 
 /* Join the thread (after the barrier was told to stop) and release the vCPU's fd and map. */
 void vcpu_destroy(struct vcpu *v);

@@ -95,6 +95,16 @@ static void on_signal(void *opaque, uint32_t events)
     struct signalfd_siginfo si;
     if (read(vmm->signal_fd, &si, sizeof(si)) != sizeof(si))
         return;
+    if (si.ssi_signo == SIGUSR2) {
+        /* A stall report, not an ending: log every device's state and carry on. */
+        if (vmm->vm_created) {
+            for (unsigned i = 0; i < vmm->vm.nvcpus; i++)
+                vcpu_dump(&vmm->vm.vcpus[i]);
+            devices_dump(&vmm->vm);
+        } else
+            log_info("state: SIGUSR2 before boot: no devices yet");
+        return;
+    }
     const char *name = sigabbrev_np((int)si.ssi_signo);
     if (vmm->vm_created) {
         vm_request_exit(&vmm->vm, VM_EXIT_SIGNAL, "terminated by SIG%s", name ? name : "?");
@@ -112,6 +122,7 @@ static int setup_signals(struct vmm *vmm)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR2); /* a stall report: see on_signal */
     /* Blocked in every thread (vCPU threads inherit the mask) and read from the loop. */
     int ret = pthread_sigmask(SIG_BLOCK, &set, NULL);
     if (ret)

@@ -476,6 +476,25 @@ void virtio_dev_quiesce(struct virtio_dev *d)
         d->ops->quiesce(d);
 }
 
+void virtio_dev_dump(struct virtio_dev *d)
+{
+    if (!d->ops)
+        return;
+    pthread_mutex_lock(&d->lock);
+    log_info("state: virtio-%s @%#llx gsi %u: status %#x isr %#x features %#llx quiesced %d "
+             "pending_kicks %#x pending_irq %d",
+             d->ops->name, (unsigned long long)d->mmio_base, d->gsi, d->status, d->isr,
+             (unsigned long long)d->driver_features, d->quiesced, d->pending_kicks, d->pending_irq);
+    for (unsigned q = 0; q < d->ops->num_queues; q++) {
+        char line[200];
+        virtq_describe(&d->vq[q], line, sizeof(line));
+        log_info("state: virtio-%s queue %u: %s", d->ops->name, q, line);
+    }
+    if (d->ops->dump)
+        d->ops->dump(d);
+    pthread_mutex_unlock(&d->lock);
+}
+
 void virtio_dev_resume(struct virtio_dev *d)
 {
     if (d->ops->resume)

@@ -80,6 +80,8 @@ struct virtio_dev_ops {
     void (*resume)(struct virtio_dev *d);
     /* Free device-private state at VM teardown. */
     void (*destroy)(struct virtio_dev *d);
+    /* Optional: log device-private state for a stall report. Loop thread, d->lock held. */
+    void (*dump)(struct virtio_dev *d);
 };
 
 /*
@@ -191,5 +193,12 @@ void virtio_set_needs_reset(struct virtio_dev *d, const char *why);
 /* Pause support, called by the VMM on the loop thread. */
 void virtio_dev_quiesce(struct virtio_dev *d);
 void virtio_dev_resume(struct virtio_dev *d);
+
+/*
+ * Log d's transport state (status, ISR, pause bookkeeping, every queue) and then the device's
+ * own (ops->dump), as "state: virtio-NAME ..." lines at info level. Loop thread; takes d->lock.
+ * For diagnosing a stalled device without stopping it (SIGUSR2, see vmm/vmm.c).
+ */
+void virtio_dev_dump(struct virtio_dev *d);
 
 #endif

@@ -3,6 +3,7 @@
 #include "devices/virtio/virtq.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "vmm/log.h"
@@ -353,6 +354,20 @@ bool virtq_should_notify(struct virtq *q)
     if (!flags)
         return true;
     return !(__atomic_load_n(flags, __ATOMIC_RELAXED) & VIRTQ_AVAIL_F_NO_INTERRUPT);
+}
+
+void virtq_describe(const struct virtq *q, char *buf, size_t len)
+{
+    uint16_t avail = 0;
+    bool avail_ok = ring_sane(q) && load_avail_idx(q, &avail) == 0;
+    char avail_s[8] = "?";
+    if (avail_ok)
+        snprintf(avail_s, sizeof(avail_s), "%u", avail);
+    snprintf(buf, len,
+             "size %u ready %d avail %s last_avail %u used %u published %u signalled %u%s "
+             "event_idx %d notify_off %d",
+             q->size, q->ready, avail_s, q->last_avail, q->used_idx, q->used_published,
+             q->signalled_used, q->signalled_valid ? "" : "(none)", q->event_idx, q->notify_off);
 }
 
 bool virtq_has_work(const struct virtq *q)

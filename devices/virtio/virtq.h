@@ -89,6 +89,13 @@ bool virtq_should_notify(struct virtq *q);
 bool virtq_has_work(const struct virtq *q);
 
 /*
+ * One line of q's state for a stall report: size, ready, the driver's avail idx (read from
+ * guest memory, "?" if the ring is not valid) against last_avail, used idx published and last
+ * signalled, and the avail_event/flags the driver last saw. Always NUL-terminates buf.
+ */
+void virtq_describe(const struct virtq *q, char *buf, size_t len);
+
+/*
  * With EVENT_IDX, publish avail_event = last_avail so the driver kicks us for the next
  * entry; without it, toggle VIRTQ_USED_F_NO_NOTIFY. Used by devices that poll.
  */

@@ -506,6 +506,15 @@ static void vsock_resume(struct virtio_dev *d)
     pthread_mutex_unlock(&d->lock);
 }
 
+static void vsock_dump(struct virtio_dev *d)
+{
+    struct vsock_dev *dev = d->priv;
+    log_info("state: vsock: quiesced %d reset_pending %d rx_held %d listen_watched %d, %u host "
+             "clients in the CONNECT handshake",
+             dev->quiesced, dev->reset_pending, dev->rx_held, dev->listen_watched, dev->nclients);
+    vsock_mux_dump(&dev->mux);
+}
+
 static void vsock_destroy(struct virtio_dev *d)
 {
     struct vsock_dev *dev = d->priv;
@@ -536,6 +545,7 @@ static const struct virtio_dev_ops vsock_ops = {
     .quiesce = vsock_quiesce,
     .resume = vsock_resume,
     .destroy = vsock_destroy,
+    .dump = vsock_dump,
 };
 
 /* ---- creation ---- */

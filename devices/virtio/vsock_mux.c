@@ -552,6 +552,26 @@ void vsock_mux_shift_deadlines(struct vsock_mux *m, uint64_t delta_ms)
             c->deadline_ms += delta_ms;
 }
 
+void vsock_mux_dump(const struct vsock_mux *m)
+{
+    unsigned rx_len = 0;
+    for (const struct vsock_conn *c = m->rx_head; c; c = c->rx_next)
+        rx_len++;
+    log_info("state: vsock: %u connections, %u on the rx list, %u RSTs queued", m->nconns, rx_len,
+             m->rst_count);
+    unsigned n = 0;
+    for (const struct vsock_conn *c = m->all; c && n < VSOCK_DUMP_MAX; c = c->next, n++)
+        log_info("state: vsock conn host %u guest %u fd %d state %d: to guest tx %u peer_fwd %u "
+                 "peer_buf %u credit %u; from guest rx %u fwd %u fwd_sent %u buffered %u; "
+                 "ctl %#x peer_shut %#x readable %d eof %d want %#x watched %d in_rx %d",
+                 c->local_port, c->peer_port, c->fd, (int)c->state, c->tx_cnt, c->peer_fwd_cnt,
+                 c->peer_buf_alloc, vsock_conn_peer_credit(c), c->rx_cnt, c->fwd_cnt,
+                 c->fwd_cnt_sent, c->buf_len, c->ctl, c->peer_shut, c->host_readable, c->host_eof,
+                 c->want, c->watched, c->in_rx);
+    if (m->nconns > n)
+        log_info("state: vsock: %u more connections not shown", m->nconns - n);
+}
+
 void vsock_mux_reset(struct vsock_mux *m)
 {
     while (m->all)

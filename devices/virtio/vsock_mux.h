@@ -114,6 +114,14 @@ struct vsock_mux {
 void vsock_mux_init(struct vsock_mux *m, uint64_t guest_cid, const struct vsock_io *io,
                     void *opaque);
 
+/*
+ * Log the engine's state for a stall report: counts, then one line per connection (the first
+ * VSOCK_DUMP_MAX) with its ports, state, credit counters on both sides, buffered bytes, pending
+ * control packets and what its host fd is watched for. Info level, "state: vsock ..." lines.
+ */
+#define VSOCK_DUMP_MAX 32
+void vsock_mux_dump(const struct vsock_mux *m);
+
 /* Close every connection (io->close) without telling the guest, and forget queued RSTs. The
  * table stays usable (device reset). */
 void vsock_mux_reset(struct vsock_mux *m);

@@ -186,9 +186,24 @@ class Vm:
                                          % (rc, regex.pattern, self._tail_locked()))
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise AssertionError("timed out after %.0f s waiting for /%s/\n%s"
-                                         % (scaled(timeout), regex.pattern, self._tail_locked()))
+                    report = self._stall_report_locked()
+                    raise AssertionError("timed out after %.0f s waiting for /%s/\n%s%s"
+                                         % (scaled(timeout), regex.pattern, self._tail_locked(), report))
                 self._cond.wait(min(left, 0.5))
+
+    def _stall_report_locked(self):
+        """amber's own view of a stalled guest: its SIGUSR2 state lines (vCPUs, devices)."""
+        if self.proc.poll() is not None or os.path.basename(self.argv[0]) != "amber":
+            return ""
+        start = len(self.stderr_lines)
+        self.proc.send_signal(signal.SIGUSR2)
+        deadline = time.monotonic() + scaled(3)
+        while time.monotonic() < deadline and not any(
+                "state: vsock" in line or "virtio devices" in line for line in self.stderr_lines[start:]):
+            self._cond.wait(0.2)
+        self._cond.wait(0.5)  # the device lines follow the header
+        lines = [line for line in self.stderr_lines[start:] if "state:" in line]
+        return "\n--- amber state (SIGUSR2) ---\n%s" % "\n".join(lines) if lines else ""
 
     def _tail_locked(self):
         out = "\n".join(self.lines[-40:])

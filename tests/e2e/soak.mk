@@ -1,14 +1,16 @@
 # make soak: the pause-under-load e2e check with 1,000 pause/resume cycles (make test runs 100).
-# SOAK_CYCLES overrides the count; the log lands in build/test-results/soak.log.
+# SOAK_CYCLES overrides the count; the log lands in build/test-results/soak.log, amber's console
+# and stderr in build/test-results/soak-logs/.
 SOAK_CYCLES ?= 1000
 SOAK_TEST := tests.e2e.test_pause.TestPauseLong.test_02_pause_under_load
 
 soak: $(SETUP_STAMP) all guest
-	@mkdir -p $(RESULTS)
+	@mkdir -p $(RESULTS)/soak-logs
 	$(Q){ if grep -qwE 'vmx|svm' /proc/cpuinfo; then \
-		AMBER_PAUSE_CYCLES=$(SOAK_CYCLES) /usr/bin/python3 -m unittest -v $(SOAK_TEST); \
+		AMBER_PAUSE_CYCLES=$(SOAK_CYCLES) AMBER_E2E_LOGDIR=$(abspath $(RESULTS))/soak-logs \
+			/usr/bin/python3 -m unittest -v $(SOAK_TEST); \
 	else \
-		AMBER_PAUSE_CYCLES=$(SOAK_CYCLES) TESTHOST_ENV=AMBER_PAUSE_CYCLES \
+		AMBER_PAUSE_CYCLES=$(SOAK_CYCLES) AMBER_E2E_LOGDIR=$(abspath $(RESULTS))/soak-logs \
 			bash scripts/testhost.sh -- /usr/bin/python3 -m unittest -v $(SOAK_TEST) </dev/null; \
 	fi; echo $$? >$(RESULTS)/soak.rc; } 2>&1 | tee $(RESULTS)/soak.log; exit $$(cat $(RESULTS)/soak.rc)
 

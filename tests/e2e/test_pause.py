@@ -78,6 +78,12 @@ class PauseGuest(unittest.TestCase):
         """What is still alive after the stream stalled: the VM, a fresh agent connection, the guest."""
         parts = []
         try:  # a diagnostic must not mask the failure it explains
+            if self.vm.alive():  # amber's own view first, while the stalled connection exists
+                start = len(self.vm.stderr_lines)
+                self.vm.signal(signal.SIGUSR2)
+                time.sleep(harness.scaled(2))
+                parts.append("amber's device state:\n%s" % "\n".join(
+                    line for line in self.vm.stderr_lines[start:] if "state:" in line))
             parts.append("VMM state: %s" % (self.api.call("GET", "/")[1].get("state")
                                             if self.vm.alive() else "exited"))
             res = U.ctl_exec(self.vsock, "echo alive; cat /proc/loadavg; dmesg | tail -n 5", timeout=30)
@@ -354,7 +360,13 @@ class TestPauseLong(PauseGuest):
         fds0 = U.fd_list(pid)
         t_start = time.monotonic()
         for i in range(cycles):
-            cycle(i)
+            try:
+                cycle(i)
+            except OSError as e:  # no answer at all: say how amber ended, if it did
+                rc = self.vm.proc.poll()
+                self.fail("cycle %d: the API did not answer (%s); amber %s\n%s"
+                          % (i, e, "is alive" if rc is None else "exited with status %s" % rc,
+                             self.vm.tail()))
             if i % 100 == 99:
                 harness.log("%d cycles, %.0f s, vmm rss %d KiB, %d fds, stream %d bytes"
                             % (i + 1, time.monotonic() - t_start, U.vmm_rss_kib(pid, MEM_MIB),
@@ -375,7 +387,7 @@ class TestPauseLong(PauseGuest):
         self.assertEqual(api_failures, [], "pause/resume API calls failed under load")
         if errors:
             errors.append(self.stall_report())
-        self.assertEqual(errors, [], "the vsock stream broke during the cycles")
+        self.assertFalse(errors, "the vsock stream broke during the cycles:\n%s" % "\n".join(errors))
         self.assertFalse(any(t.is_alive() for t in threads), "the vsock stream did not finish")
         self.assertEqual(result.get(U.TAG_EXIT_CODE), 0, "the streaming exec ended badly: %r"
                          % result)

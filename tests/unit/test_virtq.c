@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cmocka.h>
 
@@ -126,6 +127,29 @@ static void test_direct_chain(void **state)
     assert_int_equal(tr_used_id(&f->r, 0), 3);
     assert_int_equal(tr_used_len(&f->r, 0), 16);
     assert_int_equal(virtq_push(&f->q, QSIZE, 0), -EINVAL);
+}
+
+/* The stall report line: the driver's avail idx against ours, and "?" for a ring off RAM. */
+static void test_describe(void **state)
+{
+    struct fix *f = *state;
+    tr_desc(&f->r, 0, TR_DATA, 4, 0, 0);
+    tr_publish(&f->r, 0);
+    tr_publish(&f->r, 0);
+    char line[200];
+    virtq_describe(&f->q, line, sizeof(line));
+    assert_non_null(strstr(line, "size 16 ready 1 avail 2 last_avail 0 used 0"));
+    assert_int_equal(virtq_pop(&f->q, &f->c), 1);
+    assert_int_equal(virtq_push(&f->q, 0, 4), 0);
+    virtq_describe(&f->q, line, sizeof(line));
+    assert_non_null(strstr(line, "avail 2 last_avail 1 used 1 published 1"));
+
+    struct virtq q = f->q;
+    q.avail_gpa = RAM_BYTES + 0x1000; /* the driver pointed the ring outside RAM */
+    virtq_describe(&q, line, sizeof(line));
+    assert_non_null(strstr(line, " avail ? last_avail 1"));
+    virtq_describe(&f->q, line, 12); /* truncated, still a string */
+    assert_int_equal(strlen(line), 11);
 }
 
 static void test_indirect_chain(void **state)
@@ -480,6 +504,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_validate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_direct_chain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_describe, setup, teardown),
         cmocka_unit_test_setup_teardown(test_indirect_chain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_zero_length_buffer_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_interrupt_flag, setup, teardown),
