@@ -24,6 +24,28 @@ check() { # check NAME EXPECTED ACTUAL
     if [ "$2" = "$3" ]; then ok "$1"; else bad "$1" "expected '$2', got '$3'"; fi
 }
 x() { "$CTL" exec --agent-sock "$SOCK" "$@"; }
+# Raw protocol frames, in hex: frame TYPE HEXPAYLOAD (id 1; TYPE as 0x..), tlv TAG HEXVALUE, hexof STRING.
+frame() { printf '%08x%02x%08x%s' $((${#2} / 2)) "$1" 1 "$2"; }
+tlv() { printf '%04x%08x%s' "$1" $((${#2} / 2)) "$2"; }
+hexof() { printf '%s' "$1" | od -An -tx1 | tr -d ' \n'; }
+# Send HEX as one write, half-close, and print the type of the agent's first reply frame.
+first_reply_type() {
+    python3 - "$SOCK" "$1" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(bytes.fromhex(sys.argv[2]))
+s.shutdown(socket.SHUT_WR)
+s.settimeout(5)
+data = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+print("%02x" % data[4] if len(data) >= 9 else "none")
+PY
+}
 
 start_agent() {
     "$AGENT" --listen "unix:$SOCK" > "$T/agent.out" 2> "$T/agent.err" &
@@ -131,24 +153,8 @@ else
 
     # write_file replaces a file whole: cut off midway, the old file stays as it was.
     mkdir -p "$T/wf" && echo "old content" > "$T/wf/keep"
-    reply=$(python3 - "$SOCK" "$T/wf/keep" <<'PY'
-import socket, struct, sys
-def tlv(t, v): return struct.pack(">HI", t, len(v)) + v
-def frame(t, payload=b""): return struct.pack(">IBI", len(payload), t, 1) + payload
-s = socket.socket(socket.AF_UNIX)
-s.connect(sys.argv[1])
-req = tlv(7, sys.argv[2].encode()) + tlv(8, struct.pack(">Q", 0o644))
-s.sendall(frame(0x04, req) + frame(0x10, b"new content, never finished") + frame(0x99))
-s.settimeout(5)
-data = b""
-while True:
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    data += chunk
-print("%02x" % data[4] if len(data) >= 9 else "none")
-PY
-)
+    req=$(tlv 7 "$(hexof "$T/wf/keep")")$(tlv 8 00000000000001a4) # PATH, MODE 0644
+    reply=$(first_reply_type "$(frame 0x04 "$req")$(frame 0x10 "$(hexof 'new, never finished')")$(frame 0x99 '')")
     check "write_file cut off midway gets an ERROR frame" 7f "$reply"
     check "write_file cut off midway leaves the old file" "old content" "$(cat "$T/wf/keep")"
     check "write_file cut off midway leaves no temporary file" "keep" "$(ls -A "$T/wf")"
@@ -166,22 +172,7 @@ PY
     for hex in 'ffffffff0100000001' '000000004200000001' '000000001000000001' \
         '0000000602000000010001000000' '0000000502000000010001000000' '00000000020000000a' \
         '0000000f03000000010007000000052f746d70'; do
-        reply=$(python3 - "$SOCK" "$hex" <<'PY'
-import socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.connect(sys.argv[1])
-s.sendall(bytes.fromhex(sys.argv[2]))
-s.shutdown(socket.SHUT_WR)
-s.settimeout(5)
-data = b""
-while True:
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    data += chunk
-print("%02x" % data[4] if len(data) >= 9 else "none")
-PY
-)
+        reply=$(first_reply_type "$hex")
         check "hostile frame $hex gets an ERROR frame" 7f "$reply"
     done
     # A bad frame in the middle of an exec: ERROR, and the command's process group is killed.
