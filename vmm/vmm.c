@@ -101,8 +101,9 @@ static void on_signal(void *opaque, uint32_t events)
             for (unsigned i = 0; i < vmm->vm.nvcpus; i++)
                 vcpu_dump(&vmm->vm.vcpus[i]);
             devices_dump(&vmm->vm);
-        } else
+        } else {
             log_info("state: SIGUSR2 before boot: no devices yet");
+        }
         return;
     }
     const char *name = sigabbrev_np((int)si.ssi_signo);
