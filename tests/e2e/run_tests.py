@@ -7,8 +7,8 @@ usage: run_tests.py RESULTS_DIR [unittest name filters...]
 Every test's start and outcome go to the journal RESULTS/e2e-journal.txt as they happen. A run
 that finds a journal resumes it: tests with an outcome are not run again, and a test that was
 cut off in the middle (its test host died) runs once more; cut off twice, it counts as failed.
-Inside the test host, a test that fails after a guest triple fault also runs once more (see
-retry_faulted). The totals in e2e.txt come from the journal: a test's last outcome counts.
+Inside the test host, a test that fails after a guest triple fault runs again, up to twice
+(see retry_faulted). The totals in e2e.txt come from the journal: a test's last outcome counts.
 
 Watchdogs: a test running longer than $AMBER_E2E_TEST_TIMEOUT_S (default 300 s, scaled) has its
 VMs killed, which fails it; a run longer than $AMBER_E2E_TOTAL_TIMEOUT_S (default 1800 s,
@@ -38,8 +38,8 @@ class Journal:
         self.starts = {}
         self.outcomes = {}
         self.failures = 0  # outcomes of class/module fixtures, which have no test of their own
-        self.faulted = set()  # failed after a guest triple fault in the test host
-        self.retried = set()
+        self.faulted = {}  # test id -> failures that followed a guest triple fault (test host)
+        self.retried = {}  # test id -> retries run
         if os.path.exists(path):
             with open(path) as f:
                 for line in f:
@@ -54,9 +54,9 @@ class Journal:
         elif event == "fixture-fail":
             self.failures += 1
         elif event == "faulted":
-            self.faulted.add(name)
+            self.faulted[name] = self.faulted.get(name, 0) + 1
         elif event == "retry":
-            self.retried.add(name)
+            self.retried[name] = self.retried.get(name, 0) + 1
 
     def record(self, event, name):
         with self.lock:
@@ -192,24 +192,35 @@ def select(suite, journal):
     return unittest.TestSuite(todo)
 
 
+MAX_FAULT_RETRIES = 2
+
+
 def retry_faulted(runner, found, journal):
-    """Runs once more, in the test host only, each test that failed after a guest triple fault
-    (in this run or an earlier, cut-off one) and has not been retried yet.
+    """Runs again, in the test host only, each test that failed after a guest triple fault (in
+    this run or an earlier, cut-off one): once per such failure, at most MAX_FAULT_RETRIES times.
+    A retry that fails without a new triple fault is a plain failure and earns no further run.
 
     Nested SVM under QEMU's TCG occasionally triple-faults a guest, and panics the test host's
     own kernel ("corrupted stack end detected inside scheduler" in a vCPU thread), while amber
     changes no guest state; on real hardware every failure counts.
-    Returns the ids of the tests that passed the second time."""
-    todo = [t for t in flatten(found) if t.id() in journal.faulted and t.id() not in journal.retried
-            and journal.outcomes.get(t.id()) == "fail"]
-    for test in todo:
-        print("e2e: %s failed after a guest triple fault in the test host (a nested-TCG artefact); "
-              "running it once more" % test.id(), flush=True)
-        journal.record("retry", test.id())
-    if todo:
+    Returns the ids of the tests that passed on a retry."""
+    retried = set()
+    for _ in range(MAX_FAULT_RETRIES):
+        todo = [t for t in flatten(found)
+                if journal.outcomes.get(t.id()) == "fail"
+                and journal.faulted.get(t.id(), 0) > journal.retried.get(t.id(), 0)
+                and journal.retried.get(t.id(), 0) < MAX_FAULT_RETRIES]
+        if not todo:
+            break
+        for test in todo:
+            print("e2e: %s failed after a guest triple fault in the test host (a nested-TCG artefact); "
+                  "running it again (retry %d of at most %d)"
+                  % (test.id(), journal.retried.get(test.id(), 0) + 1, MAX_FAULT_RETRIES), flush=True)
+            journal.record("retry", test.id())
+            retried.add(test.id())
         JournalResult._class = None
         runner.run(unittest.TestSuite(todo))  # one suite: tests that share a VM share it again
-    return {t.id() for t in todo if journal.outcomes.get(t.id()) == "pass"}
+    return {t for t in retried if journal.outcomes.get(t) == "pass"}
 
 
 def main():
