@@ -104,6 +104,7 @@ static void on_signal(void *opaque, uint32_t events)
         } else {
             log_info("state: SIGUSR2 before boot: no devices yet");
         }
+        log_info("state: end of report"); /* readers wait for this line, not for a time */
         return;
     }
     const char *name = sigabbrev_np((int)si.ssi_signo);

@@ -191,17 +191,23 @@ class Vm:
                                          % (scaled(timeout), regex.pattern, self._tail_locked(), report))
                 self._cond.wait(min(left, 0.5))
 
-    def _stall_report_locked(self):
-        """amber's own view of a stalled guest: its SIGUSR2 state lines (vCPUs, devices)."""
+    def state_report(self, timeout=10):
+        """amber's own view of a stalled guest: its SIGUSR2 state lines (vCPUs, devices, up to
+        "state: end of report"), headed by a separator line; "" if the VMM is not a running
+        amber. Waits up to timeout (scaled) seconds for the report's end."""
+        with self._cond:
+            return self._stall_report_locked(timeout)
+
+    def _stall_report_locked(self, timeout=10):
+        """state_report, with self._cond held (the wait releases it while amber answers)."""
         if self.proc.poll() is not None or os.path.basename(self.argv[0]) != "amber":
             return ""
         start = len(self.stderr_lines)
         self.proc.send_signal(signal.SIGUSR2)
-        deadline = time.monotonic() + scaled(3)
+        deadline = time.monotonic() + scaled(timeout)
         while time.monotonic() < deadline and not any(
-                "state: vsock" in line or "virtio devices" in line for line in self.stderr_lines[start:]):
+                "state: end of report" in line for line in self.stderr_lines[start:]):
             self._cond.wait(0.2)
-        self._cond.wait(0.5)  # the device lines follow the header
         lines = [line for line in self.stderr_lines[start:] if "state:" in line]
         return "\n--- amber state (SIGUSR2) ---\n%s" % "\n".join(lines) if lines else ""
 

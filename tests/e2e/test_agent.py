@@ -5,7 +5,6 @@ others' state.
 """
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -183,24 +182,17 @@ class TestAgent(unittest.TestCase):
         # connections go to stderr, and the VM carries on.
         conn = U.VsockConn(self.vsock)  # held open: it must show up as a connection line
         try:
-            start = len(self.vm.stderr_lines)
-            self.vm.signal(signal.SIGUSR2)
+            report = self.vm.state_report(timeout=30)
             want = [r"state: vcpu0: \d+ exits, last KVM_EXIT_\w+ at 0x[0-9a-f]+, ",
                     r"state: vcpu1: \d+ exits",
                     r"state: \d+ virtio devices",
                     r"state: virtio-vsock @0x[0-9a-f]+ gsi \d+: status 0xf ",
                     r"state: virtio-vsock queue 1: size \d+ ready 1 avail \d+ last_avail \d+",
                     r"state: vsock: \d+ connections",
-                    r"state: vsock conn host \d+ guest %d fd \d+ state \d+: .* credit \d+" % U.AGENT_PORT]
-            deadline = time.monotonic() + harness.scaled(30)
-            while True:
-                got = self.vm.stderr_lines[start:]
-                missing = [w for w in want if not any(re.search(w, line) for line in got)]
-                if not missing or time.monotonic() > deadline:
-                    break
-                time.sleep(0.2)
-            self.assertEqual(missing, [], "SIGUSR2 should log these state lines; got:\n%s"
-                             % "\n".join(got))
+                    r"state: vsock conn host \d+ guest %d fd \d+ state \d+: .* credit \d+" % U.AGENT_PORT,
+                    r"state: end of report"]
+            missing = [w for w in want if not re.search(w, report)]
+            self.assertEqual(missing, [], "SIGUSR2 should log these state lines; got:\n%s" % report)
         finally:
             conn.close()
         self.assertTrue(self.vm.alive(), "SIGUSR2 ended amber\n%s" % self.vm.tail())

@@ -78,12 +78,7 @@ class PauseGuest(unittest.TestCase):
         """What is still alive after the stream stalled: the VM, a fresh agent connection, the guest."""
         parts = []
         try:  # a diagnostic must not mask the failure it explains
-            if self.vm.alive():  # amber's own view first, while the stalled connection exists
-                start = len(self.vm.stderr_lines)
-                self.vm.signal(signal.SIGUSR2)
-                time.sleep(harness.scaled(2))
-                parts.append("amber's device state:\n%s" % "\n".join(
-                    line for line in self.vm.stderr_lines[start:] if "state:" in line))
+            parts.append(self.vm.state_report())  # amber's view first, while the stalled connection exists
             parts.append("VMM state: %s" % (self.api.call("GET", "/")[1].get("state")
                                             if self.vm.alive() else "exited"))
             res = U.ctl_exec(self.vsock, "echo alive; cat /proc/loadavg; dmesg | tail -n 5", timeout=30)
