@@ -115,7 +115,8 @@ static const struct allow vcpu_allow[] = {
     ALLOW(exit_group, "the SIGSYS handler"),
     ALLOW(futex, "device locks and the pause barrier"),
     ALLOW(io_uring_enter, "a virtio-blk reset waits for in-flight I/O"),
-    ALLOW_IF(ioctl, IOCTL, "KVM_RUN, KVM_KVMCLOCK_CTRL, KVM_GET_REGS, KVM_IRQ_LINE only"),
+    ALLOW_IF(ioctl, IOCTL,
+             "KVM_RUN, KVM_KVMCLOCK_CTRL, KVM_IRQ_LINE, and reading state for a fault report"),
     ALLOW(madvise, "malloc trimming and the stack release at thread exit"),
     ALLOW_IF(mmap, NO_EXEC, "a malloc arena for this thread, without PROT_EXEC"),
     ALLOW_IF(mprotect, NO_EXEC, "growing that arena, without PROT_EXEC"),
@@ -131,7 +132,8 @@ static const struct allow vcpu_allow[] = {
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
 static const unsigned long vmm_ioctls[] = {KVM_IRQ_LINE, TUNSETOFFLOAD, BLKGETSIZE64, TCSETS};
-static const unsigned long vcpu_ioctls[] = {KVM_RUN, KVM_KVMCLOCK_CTRL, KVM_GET_REGS, KVM_IRQ_LINE};
+static const unsigned long vcpu_ioctls[] = {KVM_RUN,       KVM_KVMCLOCK_CTRL,   KVM_GET_REGS,
+                                            KVM_GET_SREGS, KVM_GET_VCPU_EVENTS, KVM_IRQ_LINE};
 
 static const struct allow *table(enum seccomp_kind kind, unsigned *n)
 {

@@ -199,6 +199,38 @@ static void fatal_exit(struct vcpu *v, const char *what)
                         v->index, what, v->run->exit_reason, rip);
 }
 
+/* Log what a vCPU looked like when the guest triple-faulted: enough to place the fault with the
+ * guest kernel's System.map (RIP, stack, page tables, descriptor tables, pending events).
+ * Intel keeps that state; on AMD, KVM has already reset the vCPU, and the line says so. */
+static void log_fault_state(struct vcpu *v)
+{
+    struct kvm_regs r;
+    struct kvm_sregs s;
+    struct kvm_vcpu_events e;
+    if (ioctl(v->fd, KVM_GET_REGS, &r) < 0 || ioctl(v->fd, KVM_GET_SREGS, &s) < 0) {
+        log_warn("vcpu%u: cannot read registers after the triple fault: %s", v->index,
+                 strerror(errno));
+        return;
+    }
+    if (r.rip == 0xfff0 && s.cs.selector == 0xf000) {
+        /* AMD: KVM re-initialises the vCPU on the shutdown intercept, before we can look. */
+        log_warn("vcpu%u: triple fault; KVM reset the vCPU before reporting it (AMD), so its "
+                 "registers are gone",
+                 v->index);
+        return;
+    }
+    log_warn("vcpu%u: triple fault at rip %#llx rsp %#llx rflags %#llx cs %#x ss %#x cr0 %#llx "
+             "cr2 %#llx cr3 %#llx cr4 %#llx efer %#llx idt %#llx/%#x gdt %#llx/%#x",
+             v->index, r.rip, r.rsp, r.rflags, s.cs.selector, s.ss.selector, s.cr0, s.cr2, s.cr3,
+             s.cr4, s.efer, s.idt.base, s.idt.limit, s.gdt.base, s.gdt.limit);
+    if (ioctl(v->fd, KVM_GET_VCPU_EVENTS, &e) == 0)
+        log_warn("vcpu%u: events: exception %s nr %u error %#x, interrupt %s nr %u, nmi %s, "
+                 "shadow %#x",
+                 v->index, e.exception.injected ? "injected" : "none", e.exception.nr,
+                 e.exception.error_code, e.interrupt.injected ? "injected" : "none", e.interrupt.nr,
+                 e.nmi.injected ? "injected" : "none", e.interrupt.shadow);
+}
+
 /* Handle one exit. Returns false when the vCPU must stop running. */
 static bool handle_exit(struct vcpu *v)
 {
@@ -225,6 +257,7 @@ static bool handle_exit(struct vcpu *v)
         /* With the in-kernel LAPIC, HLT is handled by KVM; a stray one just resumes. */
         return true;
     case KVM_EXIT_SHUTDOWN:
+        log_fault_state(v);
         vm_request_exit(v->vm, VM_EXIT_REBOOT, "guest reset (triple fault on vcpu%u)", v->index);
         return false;
     case KVM_EXIT_SYSTEM_EVENT:

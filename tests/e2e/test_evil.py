@@ -7,10 +7,12 @@ once under build/amber (seccomp on) and once under the ASan+UBSan build build/sa
 ptrace). amber must survive every attack: the guest reaches "evil: done", after each case the
 rng and blk devices still answer well-formed requests, the guest's power-off ends amber with
 status 0, warnings stay rate-limited, and no sanitizer report appears. The ASan build also boots
-the Linux initramfs once to the ready marker and powers off.
+the Linux initramfs once to the ready marker and powers off. "evil=triple" makes the guest
+triple-fault on purpose, and amber must end with status 0 (a guest reset) and report where.
 """
 import os
 import re
+import subprocess
 import unittest
 
 try:
@@ -92,6 +94,29 @@ class EvilGuests(harness.AmberTestCase):
         for case in self.selected():
             with self.subTest(case=case):
                 self.run_evil("asan", SAN_AMBER, ["--seccomp=off"], case, seed=2)
+
+
+class TripleFault(harness.AmberTestCase):
+    """A guest that triple-faults ends amber with status 0, and amber logs the vCPU's state."""
+
+    def test_triple_fault_reported(self):
+        if not os.access(EVIL, os.R_OK):
+            self.skipTest("%s is missing: make build/guests/evil" % EVIL)
+        syms = subprocess.run(["nm", EVIL], capture_output=True, text=True, check=True).stdout
+        fault_rip = int(re.search(r"^([0-9a-f]+) T evil_fault_rip$", syms, re.M).group(1), 16)
+        vm = self.start(harness.amber_argv(kernel=EVIL, cmdline="evil=triple", mem_mib=64))
+        vm.wait_for(r"^evil: triple fault$", timeout=60)
+        rc = vm.wait_exit(timeout=30)
+        err = "\n".join(vm.stderr_lines)
+        self.assertEqual(rc, 0, "a guest reset ends amber with status 0: " + vm.tail(20))
+        self.assertIn("guest reset (triple fault on vcpu0)", err, vm.tail(20))
+        m = re.search(r"vcpu0: triple fault at rip (0x[0-9a-f]+) ", err)
+        if m:  # Intel: the state at the fault
+            self.assertEqual(int(m.group(1), 16), fault_rip, vm.tail(20))
+            self.assertRegex(err, r"idt 0/0 ", "the guest's empty IDT: " + vm.tail(20))
+        else:  # AMD: KVM reset the vCPU first
+            self.assertIn("vcpu0: triple fault; KVM reset the vCPU before reporting it (AMD)",
+                          err, vm.tail(20))
 
 
 class SanitizerLinuxBoot(harness.AmberTestCase):

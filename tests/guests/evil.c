@@ -260,6 +260,10 @@ void evil_main(void)
     evil_report("ram_end", e.ram_end);
     probe(&e);
     const char *name = cmdline_get("evil");
+    if (name && word_is(name, "triple")) {
+        evil_puts("evil: triple fault\n");
+        evil_triple_fault(); /* does not return */
+    }
     int all = name && word_is(name, "all"), found = 0;
     for (unsigned i = 0; name && i < sizeof(cases) / sizeof(cases[0]); i++) {
         if (!all && !word_is(name, cases[i].name))

@@ -123,6 +123,9 @@ static inline void barrier(void)
 /* An access of 1, 2, 4 or 8 bytes at a (read when is_write is 0); returns what was read. */
 uint64_t evil_access(uint64_t a, unsigned width, int is_write, uint64_t val);
 
+/* Load an empty IDT and execute ud2 at evil_fault_rip (evil_start.S): the guest triple-faults. */
+void evil_triple_fault(void) __attribute__((noreturn));
+
 void evil_puts(const char *s);
 void evil_puthex(uint64_t v);
 /* "evil: <what> <hex>\n" */

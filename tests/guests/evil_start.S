@@ -12,6 +12,19 @@ _start:
     hlt
     jmp 1b
 
+/* evil_triple_fault: an empty IDT, then an invalid opcode: #UD, #DF and the triple fault. The
+ * e2e test reads evil_fault_rip from the ELF to check the address amber reports. */
+    .globl evil_triple_fault, evil_fault_rip
+evil_triple_fault:
+    lidt null_idt(%rip)
+evil_fault_rip:
+    ud2
+
+    .section .rodata
+null_idt:
+    .word 0
+    .quad 0
+
     .section .bss
     .balign 16
 stack:
