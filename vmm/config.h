@@ -127,6 +127,28 @@ int config_validate(const struct vm_config *cfg, char *err, size_t errlen);
 /* Print --help: one line per flag. */
 void config_usage(FILE *out);
 
+/* Format a one-line error into err (control characters become '?': messages quote user
+ * input) and return -EINVAL. */
+__attribute__((format(printf, 3, 4))) int config_fail(char *err, size_t errlen, const char *fmt,
+                                                      ...);
+
+/* Parse a decimal number 0..max with no sign, space or suffix. Returns 0, -EINVAL for bad
+ * syntax or -ERANGE above max; *out is written only on success. */
+int config_parse_u64(const char *s, uint64_t max, uint64_t *out);
+
+/* Copy a non-empty string that fits dst with its NUL. Returns 0 or -EINVAL (dst untouched). */
+int config_copy(char *dst, size_t dstlen, const char *src);
+
+/* Parse one --drive / --net / --vsock value ("key=value,flag,...") into the next free slot of
+ * cfg (the only slot for --vsock). Returns 0, or -EINVAL with one message in err (bad key,
+ * value, duplicate id, too many devices); cfg is unchanged on failure. */
+int config_parse_drive(struct vm_config *cfg, const char *arg, char *err, size_t errlen);
+int config_parse_net(struct vm_config *cfg, const char *arg, char *err, size_t errlen);
+int config_parse_vsock(struct vm_config *cfg, const char *arg, char *err, size_t errlen);
+
+/* True if name can be a TAP interface name: 1..15 bytes, no '/', ':', space or control byte. */
+bool config_ifname_valid(const char *name);
+
 /* True if id matches [A-Za-z0-9_-]{1,64} (sandbox, drive and interface ids). */
 bool config_id_valid(const char *id);
 

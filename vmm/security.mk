@@ -29,5 +29,5 @@ $(TEST_HOOKS_DIR)/amber: $$(addprefix $(BUILD)/,$$(filter-out vmm/seccomp.o,$$(V
 
 ALL_BINS += $(TEST_HOOKS_DIR)/amber
 
-$(eval $(call unit_test,test_seccomp,vmm/seccomp.o vmm/log.o vmm/config.o,-lseccomp))
+$(eval $(call unit_test,test_seccomp,vmm/seccomp.o vmm/log.o vmm/config.o vmm/config_args.o vmm/config_specs.o,-lseccomp))
 $(BUILD)/tests/unit/test_seccomp.o: CFLAGS += -I$(BUILD)/gen
