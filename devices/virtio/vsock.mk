@@ -1,5 +1,5 @@
 # virtio-vsock: the device glue, the pure connection engine and wire format, their tests.
-VSOCK_OBJS := devices/virtio/vsock.o devices/virtio/vsock_mux.o devices/virtio/vsock_proto.o
+VSOCK_OBJS := devices/virtio/vsock.o devices/virtio/vsock_host.o devices/virtio/vsock_mux.o devices/virtio/vsock_proto.o
 VMM_OBJS += $(VSOCK_OBJS)
 
 $(eval $(call unit_test,test_vsock,$(VSOCK_OBJS) devices/virtio/mmio.o devices/virtio/virtq.o vmm/mem.o vmm/loop.o vmm/log.o))

@@ -1,0 +1,87 @@
+/* virtio-vsock internals shared by vsock.c (device, queues, timer) and vsock_host.c (host sockets). */
+#ifndef AMBER_DEVICES_VIRTIO_VSOCK_PRIV_H
+#define AMBER_DEVICES_VIRTIO_VSOCK_PRIV_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/un.h>
+#include <time.h>
+
+#include "devices/virtio/vsock.h"
+#include "devices/virtio/vsock_mux.h"
+
+#define VSOCK_QUEUE_SIZE           256
+#define VSOCK_HANDSHAKE_TIMEOUT_MS 5000 /* a client must send its CONNECT line within this */
+#define VSOCK_MAX_HANDSHAKES       64
+#define VSOCK_ACCEPT_BATCH         32
+
+enum { VSOCK_RXQ, VSOCK_TXQ, VSOCK_EVQ, VSOCK_NUM_QUEUES };
+
+struct vsock_dev;
+
+/* A host client that has connected but not yet sent its CONNECT line. */
+struct vsock_client {
+    struct vsock_dev *dev;
+    int fd;
+    bool watched;
+    size_t len;
+    char line[VSOCK_CONNECT_MAX];
+    uint64_t deadline_ms;
+    struct vsock_client *prev, *next;
+};
+
+struct vsock_dev {
+    struct virtio_dev *vdev;
+    struct vsock_mux mux;
+    struct loop *loop;
+    uint64_t guest_cid;
+    char uds_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    int listen_fd;
+    bool listen_watched;
+    int timer_fd;
+    bool quiesced;
+    uint64_t quiesced_at_ms;
+    bool reset_pending; /* the driver reset the device (vCPU thread); the loop finishes it */
+    struct vsock_client *clients;
+    unsigned nclients;
+    bool rx_held; /* rx_chain was popped but not yet filled */
+    struct virtq_chain rx_chain, tx_chain;
+    uint8_t pkt[VSOCK_HDR_SIZE + VSOCK_MAX_PKT_BYTES];
+};
+
+static inline uint64_t vsock_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- vsock.c: the device side, all with d->lock held on the loop thread ---- */
+
+/* Hand the guest every packet the engine has while rx buffers last. */
+void vsock_process_rx(struct vsock_dev *dev);
+/* Finish a reset the driver started on a vCPU thread (close every host end). Every loop entry
+ * point calls this first. Returns true if it tore the connections down just now. */
+bool vsock_finish_reset(struct vsock_dev *dev);
+/* Re-arm the timer for the next engine or handshake deadline (disarmed while quiesced). */
+void vsock_arm_timer(struct vsock_dev *dev);
+
+/* ---- vsock_host.c: Unix sockets ---- */
+
+/* The engine's host I/O: AF_UNIX sockets "<uds_path>_<port>", watched on the loop. */
+extern const struct vsock_io vsock_unix_io;
+/* Loop callback for the listening socket: accept clients into the CONNECT handshake. */
+void vsock_listen_event(void *opaque, uint32_t events);
+/* Close handshake clients whose deadline passed (at now). */
+void vsock_clients_expire(struct vsock_dev *dev, uint64_t now);
+/* The earliest handshake deadline, or 0 if no client is in a handshake. */
+uint64_t vsock_clients_next_deadline(const struct vsock_dev *dev);
+/* Stop watching every host fd (listener, handshakes, connections): nothing is read, written or
+ * dropped until vsock_host_resume. */
+void vsock_host_quiesce(struct vsock_dev *dev);
+/* Watch them again, moving handshake deadlines paused_ms later. */
+void vsock_host_resume(struct vsock_dev *dev, uint64_t paused_ms);
+/* Close every handshake client and the listener (device teardown). */
+void vsock_host_close(struct vsock_dev *dev);
+
+#endif
