@@ -149,11 +149,21 @@ def bench_vsock(settings, vm, res):
 
 
 def bench_pause(settings, vm, res, suffix):
-    """Spins one busy loop per vCPU, then times pause and resume at the client."""
+    """Spins one busy loop per vCPU, then times pause and resume at the client. Each cycle also
+    times a no-op round trip after the same idle gap (GET / or QMP query-status): the floor any
+    control call pays here. For amber, GET / also reports its server-side pause / resume time."""
     vm.sh(SPIN % vm.vcpus)
     time.sleep(1.0)
-    p, r = [], []
-    for _ in range(settings.pause_cycles):
+    p, r, floor, sp, sr = [], [], [], [], []
+    for i in range(settings.pause_cycles):
+        time.sleep(0.005)
+        t0 = time.perf_counter()
+        st = vm.noop()
+        floor.append((time.perf_counter() - t0) * 1000.0)
+        if st is not None and i > 0:  # the latencies of the previous cycle's calls
+            sp.append(st["pause_latency_us_last"] / 1000.0)
+            sr.append(st["resume_latency_us_last"] / 1000.0)
+        time.sleep(0.005)
         t0 = time.perf_counter()
         vm.pause()
         t1 = time.perf_counter()
@@ -161,12 +171,17 @@ def bench_pause(settings, vm, res, suffix):
         t2 = time.perf_counter()
         vm.resume()
         t3 = time.perf_counter()
-        time.sleep(0.005)
         p.append((t1 - t0) * 1000.0)
         r.append((t3 - t2) * 1000.0)
     res["pause%s_ms" % suffix], res["resume%s_ms" % suffix] = p, r
-    lib.log("%s %d vCPU pause ms median %.2f p99 %.2f; resume median %.2f p99 %.2f"
-            % (vm.kind, vm.vcpus, lib.median(p), lib.p99(p), lib.median(r), lib.p99(r)))
+    res["noop%s_ms" % suffix] = floor
+    if sp:
+        res["pause%s_server_ms" % suffix], res["resume%s_server_ms" % suffix] = sp, sr
+    lib.log("%s %d vCPU pause ms median %.2f p99 %.2f; resume median %.2f p99 %.2f; no-op round trip "
+            "median %.2f%s" % (vm.kind, vm.vcpus, lib.median(p), lib.p99(p), lib.median(r), lib.p99(r),
+                               lib.median(floor),
+                               "; server-side pause %.2f resume %.2f" % (lib.median(sp), lib.median(sr))
+                               if sp else ""))
 
 
 def idle_rss(vm, res):

@@ -167,9 +167,20 @@ def table_pause(g, direct):
               "the agent. Linux rows: %s, %d MiB guest. Tiny rows: build/guests/spin, 64 MiB, no reference."
               % (s["pause_cycles"], g["place"], s["mem_mib"]))
     for n in ("1", "4"):
-        _pause_pair(t, "Linux, %s vCPU%s spinning, %s" % (n, "" if n == "1" else "s", g["place"]),
-                    a.get("pause%s_ms" % n), a.get("resume%s_ms" % n), q.get("pause%s_ms" % n),
+        label = "Linux, %s vCPU%s spinning, %s" % (n, "" if n == "1" else "s", g["place"])
+        _pause_pair(t, label, a.get("pause%s_ms" % n), a.get("resume%s_ms" % n), q.get("pause%s_ms" % n),
                     q.get("resume%s_ms" % n))
+        # Context, no target: what any control call costs here, and amber's own share.
+        an, qn = a.get("noop%s_ms" % n), q.get("noop%s_ms" % n)
+        if an or qn:
+            t.add("no-op round trip after the same idle gap, %s (ms, median / p99)" % label,
+                  cell_p99(an) + " (GET /)" if an else "—", cell_p99(qn) + " (QMP query-status)" if qn else "—",
+                  fmt_ratio(ratio(med(an), med(qn))) + " amber/ref", "— (the floor of every call)")
+        for what in ("pause", "resume"):
+            xs = a.get("%s%s_server_ms" % (what, n))
+            if xs:
+                t.add("%s inside amber (server-side, from GET /), %s (ms, median / p99)" % (what, label),
+                      cell_p99(xs), "—", "—", "— (amber's share of the client figure)")
     for src in (direct, g):
         if src is None:
             continue

@@ -4,6 +4,7 @@ Both boot build/guest/vmlinuz with the guest initramfs (the agent is its init), 
 same drive (a file, page-cached), TAP, vsock and control socket. The agent is reached through
 amber's hybrid vsock socket or through QEMU's vhost-vsock (AF_VSOCK from this host).
 """
+import json
 import os
 import socket
 import time
@@ -126,6 +127,17 @@ class GuestVm:
         status, body = self.control().request("POST", "/resume")
         if status != 200:
             raise RuntimeError("POST /resume: %d %s" % (status, body[:200]))
+
+    def noop(self):
+        """One control round trip that changes nothing (GET / or QMP query-status). For amber,
+        returns GET /'s JSON (it carries the server-side pause / resume latencies)."""
+        if self.kind == "qemu":
+            self.control().cmd("query-status")
+            return None
+        status, body = self.control().request("GET", "/")
+        if status != 200:
+            raise RuntimeError("GET /: %d %s" % (status, body[:200]))
+        return json.loads(body)
 
     def stop(self):
         if self._ctl is not None:
