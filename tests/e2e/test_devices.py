@@ -240,7 +240,9 @@ class TestNetwork(harness.AmberTestCase):
         block = os.urandom(1 << 20)
         sent = 0
         with conn:
-            conn.settimeout(timeout_s)
+            # A transfer that makes no progress for a minute is stalled: say where it stopped
+            # and what amber sees, rather than wait for the test's watchdog.
+            conn.settimeout(min(timeout_s, harness.scaled(60)))
             try:
                 for i in range(NET_RX_BYTES >> 20):
                     # Vary every block cheaply so the stream is not periodic.
@@ -252,7 +254,8 @@ class TestNetwork(harness.AmberTestCase):
                 while conn.recv(65536):
                     pass
             except OSError as e:
-                self.fail("host->guest TCP failed after %d bytes: %s\n%s" % (sent, e, vm.tail()))
+                self.fail("host->guest TCP failed after %d bytes: %s\n%s%s"
+                          % (sent, e, vm.tail(), vm.state_report()))
         return h.hexdigest()
 
     def test_tap_ping_and_tcp(self):
