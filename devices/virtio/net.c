@@ -249,6 +249,15 @@ static void net_resume(struct virtio_dev *d)
     pthread_mutex_unlock(&d->lock);
 }
 
+static void net_dump(struct virtio_dev *d)
+{
+    struct net *n = net_of(d);
+    log_info("state: %s: watched %d events %#x paused %d rx_armed %d tx_blocked %d broken %d "
+             "tx_pending %d rx_have %d (%u of %u bytes placed in %u buffers) offload_pending %d",
+             n->name, n->watched, n->watch_events, n->paused, n->rx_armed, n->tx_blocked, n->broken,
+             n->tx_pending, n->rx_have, n->rx_placed, n->rx_len, n->rx_nheads, n->offload_pending);
+}
+
 static void net_destroy(struct virtio_dev *d)
 {
     struct net *n = net_of(d);
@@ -302,6 +311,7 @@ int net_create_with_fd(struct virtio_dev *d, const struct net_config *cfg, int f
         .quiesce = net_quiesce,
         .resume = net_resume,
         .destroy = net_destroy,
+        .dump = net_dump,
     };
     int rc = virtio_dev_init(d, &n->ops, n, mem, loop, mmio_base, gsi);
     if (rc < 0) {

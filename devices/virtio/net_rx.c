@@ -107,7 +107,7 @@ void net_rx_process(struct net *n)
     n->rx_armed = true;
     for (unsigned budget = NET_RX_BUDGET; budget > 0; budget--) {
         if (!n->rx_have) {
-            if (!virtq_has_work(q)) {
+            if (!virtq_has_work_or_arm(q)) {
                 n->rx_armed = false; /* no buffers: leave frames in the kernel queue */
                 break;
             }

@@ -378,6 +378,17 @@ bool virtq_has_work(const struct virtq *q)
     return idx != q->last_avail;
 }
 
+bool virtq_has_work_or_arm(struct virtq *q)
+{
+    if (virtq_has_work(q))
+        return true;
+    if (!q->event_idx || q->notify_off || !ring_sane(q))
+        return false; /* without EVENT_IDX the driver kicks unless told not to */
+    publish_avail_event(q);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    return virtq_has_work(q);
+}
+
 void virtq_enable_notify(struct virtq *q, bool enable)
 {
     if (!ring_sane(q))

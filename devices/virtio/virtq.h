@@ -89,6 +89,15 @@ bool virtq_should_notify(struct virtq *q);
 bool virtq_has_work(const struct virtq *q);
 
 /*
+ * virtq_has_work for a device about to stop and wait for a kick: if the ring looks empty,
+ * first make sure the driver will kick for its next entry (EVENT_IDX: publish avail_event,
+ * full fence, look again), so an entry added meanwhile is never left without a kick. Without
+ * the fence, our avail_event store can still sit in the store buffer when we read the avail
+ * index, the driver reads the stale avail_event, and neither side moves.
+ */
+bool virtq_has_work_or_arm(struct virtq *q);
+
+/*
  * One line of q's state for a stall report: size, ready, the driver's avail idx (read from
  * guest memory, "?" if the ring is not valid) against last_avail, used idx published and last
  * signalled, and the avail_event/flags the driver last saw. Always NUL-terminates buf.

@@ -117,7 +117,6 @@ static void client_free(struct vsock_dev *dev, struct vsock_client *cl, bool clo
     free(cl);
 }
 
-
 static void conn_event(void *opaque, uint32_t events)
 {
     struct vsock_conn *c = opaque;

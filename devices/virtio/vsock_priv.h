@@ -1,4 +1,5 @@
-/* virtio-vsock internals shared by vsock.c (device, queues, timer) and vsock_host.c (host sockets). */
+/* virtio-vsock internals shared by vsock.c (device, queues, timer) and vsock_host.c (host sockets).
+ */
 #ifndef AMBER_DEVICES_VIRTIO_VSOCK_PRIV_H
 #define AMBER_DEVICES_VIRTIO_VSOCK_PRIV_H
 

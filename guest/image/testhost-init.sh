@@ -35,6 +35,9 @@ mkdir -p /host
 mount -t 9p -o "$opts,ro,cache=loose" hostroot /host || fail "cannot mount the host root"
 mount -t proc proc /host/proc
 mount -t sysfs sysfs /host/sys
+# KVM's per-VM counters (debugfs kvm/<pid>-<fd>/exits, ...): the e2e stall report reads them
+# to tell a guest that stopped running from one that runs but waits.
+mount -t debugfs debugfs /host/sys/kernel/debug 2>/dev/null
 mount -t devtmpfs -o mode=0755 devtmpfs /host/dev
 mkdir -p /host/dev/pts /host/dev/shm
 mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /host/dev/pts

@@ -13,6 +13,7 @@ Sockets and scratch images live in a per-test directory under /tmp (a tmpfs in t
 and stderr are kept in $AMBER_E2E_LOGDIR/<test id>.log when that variable is set.
 Timeouts are multiplied by $AMBER_E2E_TIMEOUT_SCALE (default 1).
 """
+import glob
 import os
 import re
 import shutil
@@ -209,7 +210,37 @@ class Vm:
                 "state: end of report" in line for line in self.stderr_lines[start:]):
             self._cond.wait(0.2)
         lines = [line for line in self.stderr_lines[start:] if "state:" in line]
+        kvm = self._kvm_counters_locked()
+        if kvm:
+            lines.append(kvm)
         return "\n--- amber state (SIGUSR2) ---\n%s" % "\n".join(lines) if lines else ""
+
+    KVM_COUNTERS = ("exits", "halt_exits", "irq_injections", "irq_window_exits", "io_exits",
+                    "mmio_exits")
+
+    def _kvm_counters_locked(self, interval=1.0):
+        """KVM's own counters for this VM from debugfs (kvm/<pid>-<fd>/), read twice interval
+        seconds apart: whether the guest's vCPUs still run and take interrupts, which amber's
+        userspace view cannot tell. "" where debugfs is not mounted (the test host mounts it)."""
+        dirs = glob.glob("/sys/kernel/debug/kvm/%d-*" % self.proc.pid)
+        if not dirs:
+            return ""
+
+        def sample():
+            out = {}
+            for name in self.KVM_COUNTERS:
+                try:
+                    with open(os.path.join(dirs[0], name)) as f:
+                        out[name] = int(f.read())
+                except (OSError, ValueError):
+                    pass
+            return out
+
+        before = sample()
+        self._cond.wait(interval)
+        after = sample()
+        return "kvm counters (debugfs, +%.0f s): %s" % (interval, ", ".join(
+            "%s %d (+%d)" % (k, after[k], after[k] - before.get(k, 0)) for k in self.KVM_COUNTERS if k in after))
 
     def _tail_locked(self):
         out = "\n".join(self.lines[-40:])

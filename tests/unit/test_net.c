@@ -1,5 +1,6 @@
 /* Unit tests for virtio-net: feature/offload/header logic, RX and TX over a socketpair, TAP. */
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/if_tun.h>
 #include <pthread.h>
 #include <sched.h>
@@ -21,6 +22,7 @@
 #include "devices/virtio/net.h"
 #include "devices/virtio/net_priv.h"
 #include "devices/virtio/virtio.h"
+#include "vmm/log.h"
 #include "vmm/loop.h"
 #include "vmm/mem.h"
 #include "vmm/seccomp.h"
@@ -316,6 +318,33 @@ static void test_rx_flood_waits(void **state)
     assert_int_equal(used_idx(e, NET_RXQ), 5);
     uint8_t *last = mem_ptr(&e->mem, 0x100000 + 4 * 0x10000, 100);
     assert_int_equal(last[12], (uint8_t)(4 + 12));
+}
+
+/* The stall report (SIGUSR2) says why RX stopped: here, frames wait in the back-end while the
+ * guest has no buffer left, so the back-end is not watched. */
+static void test_dump(void **state)
+{
+    struct env *e = *state;
+    env_start(e, 0);
+    for (int i = 0; i < 3; i++)
+        send_frame(e, 100, (uint8_t)i);
+    add_rx_buffer(e, 1600);
+    kick(e, NET_RXQ);
+    run_loop(e, 3);
+    assert_int_equal(used_idx(e, NET_RXQ), 1);
+
+    int p[2];
+    assert_int_equal(pipe2(p, O_NONBLOCK), 0);
+    int old = log_set_sink(p[1]);
+    virtio_dev_dump(&e->d);
+    log_set_sink(old);
+    char buf[4096] = {0};
+    assert_true(read(p[0], buf, sizeof(buf) - 1) > 0);
+    close(p[0]);
+    close(p[1]);
+    assert_non_null(strstr(buf, "queue 0: size"));
+    assert_non_null(strstr(buf, "net eth0 (test): watched 0 events 0 paused 0 rx_armed 0"));
+    assert_non_null(strstr(buf, "rx_have 0"));
 }
 
 static void test_rx_no_mrg(void **state)
@@ -684,6 +713,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tx, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rx_merged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rx_flood_waits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dump, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rx_no_mrg, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quiesce_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rx_merged_frame_published_whole, setup, teardown),

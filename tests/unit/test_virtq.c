@@ -229,6 +229,35 @@ static void test_event_idx(void **state)
     assert_int_equal(tr_avail_event(&f->r), 6);
 }
 
+/* A device that goes idle waiting for a kick must publish avail_event again at that moment:
+ * the value its last pop stored may not be visible to the driver yet. */
+static void test_has_work_or_arm(void **state)
+{
+    struct fix *f = *state;
+    f->q.event_idx = true;
+    tr_desc(&f->r, 0, TR_DATA, 8, VIRTQ_DESC_F_WRITE, 0);
+    tr_publish(&f->r, 0);
+    assert_true(virtq_has_work_or_arm(&f->q));
+    assert_int_equal(virtq_pop(&f->q, &f->c), 1);
+    assert_int_equal(tr_avail_event(&f->r), 1);
+
+    tr_set_avail_event(&f->r, 0); /* stands for the pop's store still in a store buffer */
+    assert_false(virtq_has_work(&f->q));
+    assert_int_equal(tr_avail_event(&f->r), 0); /* a plain look arms nothing */
+    assert_false(virtq_has_work_or_arm(&f->q));
+    assert_int_equal(tr_avail_event(&f->r), 1); /* the driver's next entry will kick us */
+
+    tr_publish(&f->r, 0);
+    assert_true(virtq_has_work_or_arm(&f->q));
+
+    /* Without EVENT_IDX there is nothing to publish: the driver kicks unless told not to. */
+    f->q.event_idx = false;
+    assert_int_equal(virtq_pop(&f->q, &f->c), 1);
+    tr_set_avail_event(&f->r, 7);
+    assert_false(virtq_has_work_or_arm(&f->q));
+    assert_int_equal(tr_avail_event(&f->r), 7);
+}
+
 static void test_enable_notify(void **state)
 {
     struct fix *f = *state;
@@ -509,6 +538,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_zero_length_buffer_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_interrupt_flag, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_idx, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_has_work_or_arm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_enable_notify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_wraparound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_push_elem_batch, setup, teardown),

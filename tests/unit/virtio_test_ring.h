@@ -119,6 +119,12 @@ static inline uint16_t tr_avail_event(const struct test_ring *r)
     return tr_get16(r->mem, r->used + 4 + 8 * (uint64_t)r->size);
 }
 
+/* Overwrite the device's avail_event (a test stands in for a store not yet visible). */
+static inline void tr_set_avail_event(struct test_ring *r, uint16_t ev)
+{
+    tr_put16(r->mem, r->used + 4 + 8 * (uint64_t)r->size, ev);
+}
+
 /* Used element i: id and len. */
 static inline uint32_t tr_used_id(const struct test_ring *r, uint16_t i)
 {
