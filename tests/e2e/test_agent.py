@@ -191,8 +191,9 @@ class TestAgent(unittest.TestCase):
                     r"state: vsock: \d+ connections",
                     r"state: vsock conn host \d+ guest %d fd \d+ state \d+: .* credit \d+" % U.AGENT_PORT,
                     r"state: end of report"]
-            if os.path.isdir("/sys/kernel/debug/kvm"):  # the harness adds KVM's view: running
-                want.append(r"kvm counters \(debugfs, \+1 s\): exits \d+ \(\+[1-9]\d*\)")
+            if os.path.isdir("/sys/kernel/debug/kvm"):  # the harness adds KVM's own counters
+                # (an idle guest may well exit 0 times in that second: only the total must be > 0)
+                want.append(r"kvm counters \(debugfs, \+1 s\): exits [1-9]\d* \(\+\d+\)")
             missing = [w for w in want if not re.search(w, report)]
             self.assertEqual(missing, [], "SIGUSR2 should log these state lines; got:\n%s" % report)
         finally:
