@@ -265,6 +265,9 @@ class TestNetwork(harness.AmberTestCase):
         listener.listen(1)
         self.addCleanup(listener.close)
         timeout_s = harness.scaled(300)
+        # Each transfer takes 5-15 s in the test host: two minutes without the next line is a
+        # stall, reported (with amber's state) well before the test's 300 s watchdog.
+        stall_s = harness.scaled(120)
         recv = Receiver(listener, timeout_s)
         recv.start()
 
@@ -277,10 +280,10 @@ class TestNetwork(harness.AmberTestCase):
         self.assertEqual(m.group(1), "ok", "the guest cannot ping the host over the TAP\n" + vm.tail())
 
         t0 = time.monotonic()
-        m = vm.wait_for(r"^amber-tx-sha256: (\S*)$", timeout=timeout_s)
+        m = vm.wait_for(r"^amber-tx-sha256: (\S*)$", timeout=stall_s)
         tx_sha = m.group(1)
         try:
-            m = vm.wait_for(r"^amber-tx-done: (\d+)$", timeout=timeout_s)
+            m = vm.wait_for(r"^amber-tx-done: (\d+)$", timeout=stall_s)
         except AssertionError as e:
             raise AssertionError("guest->host TCP: %d of %d bytes arrived\n%s"
                                  % (recv.nbytes, NET_TX_BYTES, e)) from None
@@ -299,7 +302,7 @@ class TestNetwork(harness.AmberTestCase):
 
         t0 = time.monotonic()
         sent_sha = self.send_to_guest(vm, timeout_s)
-        m = vm.wait_for(r"^amber-rx-sha256: (\S*)$", timeout=timeout_s)
+        m = vm.wait_for(r"^amber-rx-sha256: (\S*)$", timeout=stall_s)
         self.assertEqual(m.group(1), sent_sha, "100 MiB host->guest arrived changed\n" + vm.tail())
         harness.log("host->guest %d MiB in %.1f s" % (NET_RX_BYTES >> 20, time.monotonic() - t0))
 
