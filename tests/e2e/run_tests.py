@@ -7,8 +7,8 @@ usage: run_tests.py RESULTS_DIR [unittest name filters...]
 Every test's start and outcome go to the journal RESULTS/e2e-journal.txt as they happen. A run
 that finds a journal resumes it: tests with an outcome are not run again, and a test that was
 cut off in the middle (its test host died) runs once more; cut off twice, it counts as failed.
-Inside the test host, a test that fails after a guest triple fault or soft lockup runs again, up to twice
-(see retry_faulted). The totals in e2e.txt come from the journal: a test's last outcome counts.
+Inside the test host, a test that fails after a guest triple fault or soft lockup runs again, up
+to twice (see retry_faulted). The totals in e2e.txt come from the journal: a test's last outcome counts.
 
 Watchdogs: a test running longer than $AMBER_E2E_TEST_TIMEOUT_S (default 300 s, scaled) has its
 VMs killed, which fails it; a run longer than $AMBER_E2E_TOTAL_TIMEOUT_S (default 1800 s,
@@ -215,8 +215,8 @@ def retry_faulted(runner, found, journal):
         if not todo:
             break
         for test in todo:
-            print("e2e: %s failed after a guest triple fault or soft lockup in the test host (a nested-TCG artefact); "
-                  "running it again (retry %d of at most %d)"
+            print("e2e: %s failed after a guest triple fault or soft lockup in the test host "
+                  "(a nested-TCG artefact); running it again (retry %d of at most %d)"
                   % (test.id(), journal.retried.get(test.id(), 0) + 1, MAX_FAULT_RETRIES), flush=True)
             journal.record("retry", test.id())
             retried.add(test.id())
