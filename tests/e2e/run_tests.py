@@ -7,8 +7,8 @@ usage: run_tests.py RESULTS_DIR [unittest name filters...]
 Every test's start and outcome go to the journal RESULTS/e2e-journal.txt as they happen. A run
 that finds a journal resumes it: tests with an outcome are not run again, and a test that was
 cut off in the middle (its test host died) runs once more; cut off twice, it counts as failed.
-Inside the test host, a test that fails after a guest triple fault or soft lockup runs again, up
-to twice (see retry_faulted). The totals in e2e.txt come from the journal: a test's last outcome counts.
+Inside the test host, a test that fails after a guest triple fault, soft lockup or exit livelock
+runs again, up to twice (see retry_faulted). The totals in e2e.txt come from the journal: a test's last outcome counts.
 
 Watchdogs: a test running longer than $AMBER_E2E_TEST_TIMEOUT_S (default 300 s, scaled) has its
 VMs killed, which fails it; a run longer than $AMBER_E2E_TOTAL_TIMEOUT_S (default 1800 s,
@@ -196,15 +196,18 @@ MAX_FAULT_RETRIES = 2
 
 
 def retry_faulted(runner, found, journal):
-    """Runs again, in the test host only, each test that failed after a guest triple fault or a
-    guest kernel soft lockup (in this run or an earlier, cut-off one): once per such failure, at
-    most MAX_FAULT_RETRIES times. A retry that fails without a new fault is a plain failure and
-    earns no further run.
+    """Runs again, in the test host only, each test that failed after a guest fault: a triple
+    fault, a guest kernel soft lockup, or a guest stuck in an exit livelock (seen in harness.Vm's
+    stall report), in this run or an earlier, cut-off one. Once per such failure, at most
+    MAX_FAULT_RETRIES times; a retry that fails without a new fault is a plain failure and earns
+    no further run.
 
     Nested SVM under QEMU's TCG occasionally triple-faults a guest, leaves a guest vCPU spinning
     in its kernel for minutes (CI trial 19: "soft lockup - CPU#0 stuck for 261s! [nc]" while
-    amber saw nothing amiss), and panics the test host's own kernel ("corrupted stack end
-    detected inside scheduler" in a vCPU thread); on real hardware every failure counts.
+    amber saw nothing amiss), holds a guest in an exit loop that injects no interrupt (trial 20:
+    19,509 exits in one second, no halt, no injection, no I/O), and panics the test host's own
+    kernel ("corrupted stack end detected inside scheduler" in a vCPU thread). On real hardware
+    every failure counts.
     Returns the ids of the tests that passed on a retry."""
     retried = set()
     for _ in range(MAX_FAULT_RETRIES):
@@ -215,7 +218,7 @@ def retry_faulted(runner, found, journal):
         if not todo:
             break
         for test in todo:
-            print("e2e: %s failed after a guest triple fault or soft lockup in the test host "
+            print("e2e: %s failed after a guest fault in the test host "
                   "(a nested-TCG artefact); running it again (retry %d of at most %d)"
                   % (test.id(), journal.retried.get(test.id(), 0) + 1, MAX_FAULT_RETRIES), flush=True)
             journal.record("retry", test.id())
