@@ -8,7 +8,8 @@ Every test's start and outcome go to the journal RESULTS/e2e-journal.txt as they
 that finds a journal resumes it: tests with an outcome are not run again, and a test that was
 cut off in the middle (its test host died) runs once more; cut off twice, it counts as failed.
 Inside the test host, a test that fails after a guest triple fault, soft lockup or exit livelock
-runs again, up to twice (see retry_faulted). The totals in e2e.txt come from the journal: a test's last outcome counts.
+runs again, up to twice, and any other failing test once (see retry_faulted); every retry is
+printed. The totals in e2e.txt come from the journal: a test's last outcome counts.
 
 Watchdogs: a test running longer than $AMBER_E2E_TEST_TIMEOUT_S (default 300 s, scaled) has its
 VMs killed, which fails it; a run longer than $AMBER_E2E_TOTAL_TIMEOUT_S (default 1800 s,
@@ -208,23 +209,37 @@ def retry_faulted(runner, found, journal):
     19,509 exits in one second, no halt, no injection, no I/O), and panics the test host's own
     kernel ("corrupted stack end detected inside scheduler" in a vCPU thread). On real hardware
     every failure counts.
+    Any other failure in the test host runs again once: the test host has also stalled a guest
+    with no sign that either layer could see (CI trial 21: a 16 MiB vsock transfer that stopped
+    for 300 s, no console message, amber's state unremarkable). A failure that repeats counts.
     Returns the ids of the tests that passed on a retry."""
     retried = set()
+
+    def reason(t):
+        """Why t runs again now, or None."""
+        name, tries = t.id(), journal.retried.get(t.id(), 0)
+        if journal.outcomes.get(name) != "fail" or tries >= MAX_FAULT_RETRIES:
+            return None
+        if journal.faulted.get(name, 0) > tries:
+            return "after a guest fault in the test host (a nested-TCG artefact)"
+        if tries == 0 and harness.in_test_host():
+            return "in the test host with no fault seen (it has also stalled guests without one)"
+        return None
+
     for _ in range(MAX_FAULT_RETRIES):
-        todo = [t for t in flatten(found)
-                if journal.outcomes.get(t.id()) == "fail"
-                and journal.faulted.get(t.id(), 0) > journal.retried.get(t.id(), 0)
-                and journal.retried.get(t.id(), 0) < MAX_FAULT_RETRIES]
+        todo = [(t, reason(t)) for t in flatten(found)]
+        todo = [(t, why) for t, why in todo if why]
         if not todo:
             break
-        for test in todo:
-            print("e2e: %s failed after a guest fault in the test host "
-                  "(a nested-TCG artefact); running it again (retry %d of at most %d)"
-                  % (test.id(), journal.retried.get(test.id(), 0) + 1, MAX_FAULT_RETRIES), flush=True)
+        for test, why in todo:
+            print("e2e: %s failed %s; running it again (retry %d of at most %d)"
+                  % (test.id(), why, journal.retried.get(test.id(), 0) + 1, MAX_FAULT_RETRIES),
+                  flush=True)
             journal.record("retry", test.id())
             retried.add(test.id())
         JournalResult._class = None
-        runner.run(unittest.TestSuite(todo))  # one suite: tests that share a VM share it again
+        # One suite: tests that share a VM share it again.
+        runner.run(unittest.TestSuite([t for t, _ in todo]))
     return {t for t in retried if journal.outcomes.get(t) == "pass"}
 
 
