@@ -1,5 +1,4 @@
-/* virtio-vsock internals shared by vsock.c (device, queues, timer) and vsock_host.c (host sockets).
- */
+/* virtio-vsock internals shared by vsock.c (the device) and vsock_host.c (its host sockets). */
 #ifndef AMBER_DEVICES_VIRTIO_VSOCK_PRIV_H
 #define AMBER_DEVICES_VIRTIO_VSOCK_PRIV_H
 
