@@ -8,7 +8,7 @@ Every test's start and outcome go to the journal RESULTS/e2e-journal.txt as they
 that finds a journal resumes it: tests with an outcome are not run again, and a test that was
 cut off in the middle (its test host died) runs once more; cut off twice, it counts as failed.
 Inside the test host, a test that fails after a guest triple fault, soft lockup or exit livelock
-runs again, up to twice, and any other failing test once (see retry_faulted); every retry is
+runs again, up to twice, and any other failing test once (see retry_failed); every retry is
 printed. The totals in e2e.txt come from the journal: a test's last outcome counts.
 
 Watchdogs: a test running longer than $AMBER_E2E_TEST_TIMEOUT_S (default 300 s, scaled) has its
@@ -196,7 +196,7 @@ def select(suite, journal):
 MAX_FAULT_RETRIES = 2
 
 
-def retry_faulted(runner, found, journal):
+def retry_failed(runner, found, journal):
     """Runs again, in the test host only, each test that failed after a guest fault: a triple
     fault, a guest kernel soft lockup, or a guest stuck in an exit livelock (seen in harness.Vm's
     stall report), in this run or an earlier, cut-off one. Once per such failure, at most
@@ -276,7 +276,7 @@ def main():
         runner = unittest.TextTestRunner(stream=sys.stdout, verbosity=2, resultclass=JournalResult)
         result = runner.run(suite)
         bad = result.failures + result.errors + [(t, "unexpected success") for t in result.unexpectedSuccesses]
-        retried = retry_faulted(runner, found, journal)
+        retried = retry_failed(runner, found, journal)
         for test, tb in bad:
             if test.id() in retried:
                 continue
