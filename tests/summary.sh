@@ -14,5 +14,7 @@ for suite in unit unit-san agent-host sdk-unit fuzz e2e; do
     echo "summary: $suite: $p passed, $fl failed"
     passed=$((passed + p)); failed=$((failed + fl))
 done
+# Repeat the failures' reasons here, where a log's tail shows them.
+cat "$results"/*-failed.txt 2>/dev/null
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

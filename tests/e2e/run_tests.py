@@ -13,12 +13,14 @@ printed. The totals in e2e.txt come from the journal: a test's last outcome coun
 
 Watchdogs: a test running longer than $AMBER_E2E_TEST_TIMEOUT_S (default 300 s, scaled) has its
 VMs killed, which fails it; a run longer than $AMBER_E2E_TOTAL_TIMEOUT_S (default 1800 s,
-scaled) is ended with what it has, plus one failure.
+scaled), or still running at $AMBER_E2E_DEADLINE (epoch seconds, set by run.sh), is ended with
+what it has, plus one failure.
 """
 import os
 import signal
 import sys
 import threading
+import time
 import traceback
 import unittest
 
@@ -40,6 +42,7 @@ class Journal:
         self.outcomes = {}
         self.failures = 0  # outcomes of class/module fixtures, which have no test of their own
         self.faulted = {}  # test id -> failures that followed a guest fault (test host)
+        self.why = {}  # test id -> the one-line reason of its latest failure
         self.retried = {}  # test id -> retries run
         if os.path.exists(path):
             with open(path) as f:
@@ -58,6 +61,9 @@ class Journal:
             self.faulted[name] = self.faulted.get(name, 0) + 1
         elif event == "retry":
             self.retried[name] = self.retried.get(name, 0) + 1
+        elif event == "why":
+            test, _, reason = name.partition(" ")
+            self.why[test] = reason
 
     def record(self, event, name):
         with self.lock:
@@ -66,6 +72,10 @@ class Journal:
                 f.write("%s %s\n" % (event, name))
                 f.flush()
                 os.fsync(f.fileno())
+
+    def failed(self):
+        """(test id, reason) of every test whose last outcome is a failure."""
+        return [(n, self.why.get(n, "?")) for n, o in self.outcomes.items() if o == "fail"]
 
     def totals(self):
         values = list(self.outcomes.values())
@@ -89,6 +99,7 @@ class JournalResult(unittest.TextTestResult):
         if type(test) is not JournalResult._class:
             JournalResult._class = type(test)
             JournalResult._faults = harness.GUEST_FAULTS[0]
+        self._t0 = time.monotonic()
         self._timer = threading.Timer(self.test_timeout_s, self._overrun, args=(test.id(),))
         self._timer.daemon = True
         self._timer.start()
@@ -96,6 +107,8 @@ class JournalResult(unittest.TextTestResult):
     def stopTest(self, test):
         self._timer.cancel()
         super().stopTest(test)
+        self.stream.write("  (%.1f s)\n" % (time.monotonic() - self._t0))
+        self.stream.flush()
 
     def _overrun(self, name):
         print("\ne2e: watchdog: %s ran past %.0f s; killing its VMs" % (name, self.test_timeout_s), flush=True)
@@ -105,19 +118,23 @@ class JournalResult(unittest.TextTestResult):
         super().addSuccess(test)
         self.journal.record("pass", test.id())
 
-    def _failed(self, test):
+    def _failed(self, test, err):
+        reason = one_line(self._exc_info_to_string(err, test)) if err else "unexpected success"
+        # Printed now, not only at the end: a run cut off by its budget still says why.
+        print("\ne2e: FAIL %s: %s" % (test.id(), reason), flush=True)
+        self.journal.record("why", "%s %s" % (test.id(), reason))
         self.journal.record("fail", test.id())
         if harness.GUEST_FAULTS[0] != self._faults and harness.in_test_host():
             self.journal.record("faulted", test.id())
 
     def addFailure(self, test, err):
         super().addFailure(test, err)
-        self._failed(test)
+        self._failed(test, err)
 
     def addError(self, test, err):
         super().addError(test, err)
         if isinstance(test, unittest.TestCase):
-            self._failed(test)
+            self._failed(test, err)
         else:  # setUpClass/setUpModule: the suite's tests never started
             self.journal.record("fixture-fail", str(test).replace(" ", "_"))
 
@@ -131,12 +148,16 @@ class JournalResult(unittest.TextTestResult):
 
     def addUnexpectedSuccess(self, test):
         super().addUnexpectedSuccess(test)
-        self.journal.record("fail", test.id())
+        self._failed(test, None)
 
 
 def write_results(results_dir, journal, extra_failed=0):
     passed, failed = journal.totals()
     failed += extra_failed
+    # The failures' one-line reasons, for tests/summary.sh to repeat at the end of the log.
+    with open(os.path.join(results_dir, "e2e-failed.txt"), "w") as f:
+        for name, reason in journal.failed():
+            f.write("e2e: FAILED %s: %s\n" % (name, reason))
     with open(os.path.join(results_dir, "e2e.txt"), "w") as f:
         f.write("%d passed, %d failed\n" % (passed, failed))
     print("e2e: %d passed, %d failed" % (passed, failed), flush=True)
@@ -154,7 +175,13 @@ def kill_live():
 
 
 def start_watchdog(results_dir, journal):
-    limit = harness.scaled(float(os.environ.get("AMBER_E2E_TOTAL_TIMEOUT_S", "1800")))
+    # tests/e2e/run.sh gives an absolute deadline (epoch seconds): the test host's boot, and
+    # earlier test hosts of a resumed run, have already spent part of the budget.
+    deadline = os.environ.get("AMBER_E2E_DEADLINE")
+    if deadline:
+        limit = max(float(deadline) - time.time(), 1.0)
+    else:
+        limit = harness.scaled(float(os.environ.get("AMBER_E2E_TOTAL_TIMEOUT_S", "1800")))
 
     def fire():
         print("e2e: watchdog: the run exceeded %.0f s; killing it" % limit, flush=True)
@@ -211,9 +238,7 @@ def retry_failed(runner, found, journal):
     every failure counts.
     Any other failure in the test host runs again once: the test host has also stalled a guest
     with no sign that either layer could see (CI trial 21: a 16 MiB vsock transfer that stopped
-    for 300 s, no console message, amber's state unremarkable). A failure that repeats counts.
-    Returns the ids of the tests that passed on a retry."""
-    retried = set()
+    for 300 s, no console message, amber's state unremarkable). A failure that repeats counts."""
 
     def reason(t):
         """Why t runs again now, or None."""
@@ -236,11 +261,9 @@ def retry_failed(runner, found, journal):
                   % (test.id(), why, journal.retried.get(test.id(), 0) + 1, MAX_FAULT_RETRIES),
                   flush=True)
             journal.record("retry", test.id())
-            retried.add(test.id())
         JournalResult._class = None
         # One suite: tests that share a VM share it again.
         runner.run(unittest.TestSuite([t for t, _ in todo]))
-    return {t for t in retried if journal.outcomes.get(t) == "pass"}
 
 
 def main():
@@ -274,15 +297,10 @@ def main():
               % (found.countTestCases(), suite.countTestCases(), harness.timeout_scale(), harness.kvm_native()),
               flush=True)
         runner = unittest.TextTestRunner(stream=sys.stdout, verbosity=2, resultclass=JournalResult)
-        result = runner.run(suite)
-        bad = result.failures + result.errors + [(t, "unexpected success") for t in result.unexpectedSuccesses]
-        retried = retry_failed(runner, found, journal)
-        for test, tb in bad:
-            if test.id() in retried:
-                continue
-            lines = [line for line in str(tb).strip().splitlines() if line.strip()]
-            reason = first_error_line(lines) or (lines[-1] if lines else "?")
-            print("e2e: FAILED %s: %s" % (test.id(), reason), flush=True)
+        runner.run(suite)
+        retry_failed(runner, found, journal)
+        for name, reason in journal.failed():
+            print("e2e: FAILED %s: %s" % (name, reason), flush=True)
     except BaseException:
         traceback.print_exc()
         crashed = 1
@@ -292,13 +310,14 @@ def main():
     return 0 if write_results(results_dir, journal, extra_failed=crashed) == 0 else 1
 
 
-def first_error_line(lines):
-    """The exception line of a formatted traceback ("AssertionError: ..."), if any."""
-    for line in lines:
-        head = line.split(":", 1)[0]
-        if not line.startswith(" ") and ("Error" in head or "Exception" in head):
-            return line
-    return None
+def one_line(tb):
+    """A formatted traceback's exception line ("AssertionError: ..."), else its last line, cut
+    to 300 characters."""
+    lines = [line for line in str(tb).strip().splitlines() if line.strip()]
+    found = [line for line in lines if not line.startswith(" ") and
+             any(w in line.split(":", 1)[0] for w in ("Error", "Exception"))]
+    line = found[0] if found else (lines[-1] if lines else "?")
+    return line[:300]
 
 
 if __name__ == "__main__":

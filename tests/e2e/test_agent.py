@@ -22,6 +22,14 @@ MEM_MIB = 256
 class TestAgent(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
+        cls.session = None
+        cls.start_vm()
+
+    @classmethod
+    def start_vm(cls):
+        """A fresh session and guest for the class's checks, its agent answering."""
+        if cls.session:
+            cls.session.close()
         cls.session = harness.Session("test_agent")
         cls.vsock = cls.session.path("vsock.sock")
         cls.vm = cls.session.amber(initrd=True, vcpus=2, mem_mib=MEM_MIB, vsock=(3, cls.vsock),
@@ -31,16 +39,36 @@ class TestAgent(unittest.TestCase):
             U.wait_agent(cls.vsock)
         except BaseException:
             cls.session.close()
+            cls.session = None
             raise
 
     @classmethod
     def tearDownClass(cls):
-        cls.session.close()
+        if cls.session:
+            cls.session.close()
 
     def setUp(self):
         U.arm_watchdog(600)
         self.addCleanup(U.disarm_watchdog)
-        self.assertTrue(self.vm.alive(), "amber died during an earlier test\n%s" % self.vm.tail())
+        self.addCleanup(self.replace_vm_after_failure)
+        if not self.session:
+            self.start_vm()
+
+    def replace_vm_after_failure(self):
+        """A failed check may leave the shared guest dead or half-broken: the next check gets a
+        new one rather than failing for this one's reason (the failure itself stands). A check
+        that passed but ended amber fails here."""
+        outcome = getattr(self, "_outcome", None)
+        failed = outcome is not None and not outcome.success
+        alive = self.vm.alive()
+        if alive and not failed:
+            return
+        tail = "" if alive else self.vm.tail()
+        harness.log("%s %s; the next check boots a fresh guest"
+                    % (self.id(), "failed" if failed else "ended amber"))
+        self.session.close()
+        type(self).session = None
+        self.assertTrue(alive or failed, "amber died during this check\n%s" % tail)
 
     def exec(self, cmd, **kw):
         return U.ctl_exec(self.vsock, cmd, **kw)

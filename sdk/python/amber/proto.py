@@ -299,6 +299,10 @@ class _Conn:
                 if self.check is not None:
                     self.check()
                 continue
+            except ConnectionResetError:
+                # The peer closed with our bytes unread: the kernel reports a reset rather
+                # than EOF. To the caller it is the same: the agent went away.
+                data = b""
             if not data:
                 if self.reader.pending():
                     raise ProtocolError("the agent closed the connection inside a frame")

@@ -2,6 +2,7 @@
 Unix socket (skipped when build/amber-agent is missing). No VM needed."""
 import functools
 import os
+import select
 import shutil
 import signal
 import socket
@@ -167,6 +168,17 @@ class TestClientAgainstFakePeer(unittest.TestCase):
     def test_close_mid_frame_is_a_protocol_error(self):
         def h(c):
             c.recv(1024)
+            c.sendall(proto.encode_frame(proto.STDOUT, 1, b"12345")[:7])
+        peer = FakePeer(h)
+        self.addCleanup(peer.close)
+        with self.assertRaisesRegex(proto.ProtocolError, "inside a frame"):
+            self.client(peer).exec("true", timeout=5)
+
+    def test_reset_mid_frame_is_a_protocol_error(self):
+        # The peer leaves our request unread when it closes: the kernel then reports a reset
+        # (ECONNRESET) instead of EOF after the partial frame, and that must read the same.
+        def h(c):
+            select.select([c], [], [], 5)  # the request arrived; leave it unread
             c.sendall(proto.encode_frame(proto.STDOUT, 1, b"12345")[:7])
         peer = FakePeer(h)
         self.addCleanup(peer.close)
