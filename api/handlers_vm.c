@@ -8,12 +8,13 @@
 
 #include "api/jfield.h"
 #include "vmm/log.h"
+#include "vmm/clock.h"
 
 int api_core_event(struct api_core *c, enum vm_event ev)
 {
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
-    return vmstatus_apply(&c->st, ev, vmstate_now_ns(), &now);
+    return vmstatus_apply(&c->st, ev, clock_now_ns(), &now);
 }
 
 void h_get_root(struct api_core *c, struct json_object *b, const char *id, struct api_response *r)
@@ -35,7 +36,7 @@ void h_get_root(struct api_core *c, struct json_object *b, const char *id, struc
     json_object_object_add(o, "mem_mib", json_object_new_int64((int64_t)c->cfg->mem_mib));
     uint64_t up = 0;
     if (st->state == VM_RUNNING || st->state == VM_PAUSED)
-        up = (vmstate_now_ns() - st->started_ns) / 1000000u;
+        up = (clock_now_ns() - st->started_ns) / 1000000u;
     json_object_object_add(o, "uptime_ms", json_object_new_int64((int64_t)up));
     json_object_object_add(o, "pauses", json_object_new_int64((int64_t)st->npauses));
     json_object_object_add(o, "pause_latency_us_last",
@@ -79,12 +80,12 @@ static int call_backend(struct api_response *r, const char *what, int (*fn)(void
 /* Pause or resume through the back end, timing it. 0, or an error response in r. */
 static int transition(struct api_core *c, bool pause, struct api_response *r)
 {
-    uint64_t t0 = vmstate_now_ns();
+    uint64_t t0 = clock_now_ns();
     int e =
         call_backend(r, pause ? "pause" : "resume", pause ? c->be.pause : c->be.resume, c->be.ctx);
     if (e)
         return e;
-    vmstatus_record_latency(&c->st, pause, (vmstate_now_ns() - t0) / 1000u);
+    vmstatus_record_latency(&c->st, pause, (clock_now_ns() - t0) / 1000u);
     api_core_event(c, pause ? VM_EV_PAUSE : VM_EV_RESUME);
     log_info("api: VM %s", pause ? "paused" : "resumed");
     return 0;
@@ -228,7 +229,7 @@ void h_post_resume(struct api_core *c, struct json_object *b, const char *id,
     clock_gettime(CLOCK_REALTIME, &now);
     char ts[40];
     vmstate_format_time(&now, ts, sizeof(ts));
-    uint64_t paused_ms = (vmstate_now_ns() - c->st.paused_ns) / 1000000u;
+    uint64_t paused_ms = (clock_now_ns() - c->st.paused_ns) / 1000000u;
     struct json_object *o = json_object_new_object();
     json_object_object_add(o, "sandbox_id", json_object_new_string(c->cfg->id));
     json_object_object_add(o, "paused", json_object_new_boolean(0));

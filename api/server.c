@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "vmm/log.h"
+#include "vmm/clock.h"
 
 #define CONN_MAX        256
 #define IN_CAP_MAX      (HTTP_HEAD_MAX + HTTP_BODY_MAX)
@@ -33,7 +34,7 @@
 
 static uint64_t now_ms(void)
 {
-    return vmstate_now_ns() / 1000000u;
+    return clock_now_ns() / 1000000u;
 }
 
 static void conn_close(struct api *api, struct api_conn *cn)

@@ -85,13 +85,6 @@ void vmstatus_record_latency(struct vm_status *st, bool is_pause, uint64_t us)
         *max = us;
 }
 
-uint64_t vmstate_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Civil date from days since 1970-01-01 (proleptic Gregorian; Howard Hinnant's algorithm). */
 static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
 {

@@ -43,9 +43,6 @@ int vmstatus_apply(struct vm_status *st, enum vm_event ev, uint64_t now_ns,
 /* Record a pause (is_pause) or resume latency in microseconds. */
 void vmstatus_record_latency(struct vm_status *st, bool is_pause, uint64_t us);
 
-/* CLOCK_MONOTONIC in nanoseconds. */
-uint64_t vmstate_now_ns(void);
-
 /* Format ts as ISO-8601 UTC with microseconds ("2026-11-29T23:10:05.123456Z") into buf (>= 32). */
 void vmstate_format_time(const struct timespec *ts, char *buf, size_t len);
 

@@ -7,8 +7,9 @@
 #include <stdio.h>
 #include <stdbool.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "vmm/clock.h"
 
 /* Warnings are what a hostile guest can trigger at will (bad rings, odd status writes): they
  * are rate-limited to a burst of LOG_WARN_BURST, then one per LOG_WARN_INTERVAL_MS, so that a
@@ -42,9 +43,7 @@ void log_set_level(enum log_level level)
 /* Generic cell rate: true if one more warning fits the burst at this time. Lock-free. */
 static bool warn_allowed(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    long long now = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    long long now = (long long)clock_now_ms();
     long long tat = atomic_load(&warn_tat_ms);
     for (;;) {
         long long base = tat > now ? tat : now;

@@ -9,13 +9,13 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/sysinfo.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "vmm/devices.h"
 #include "vmm/loader.h"
 #include "vmm/log.h"
 #include "vmm/vcpu.h"
+#include "vmm/clock.h"
 
 #define KVM_API_EXPECTED 12
 #define TSS_ADDR         0xfffbd000ULL
@@ -40,13 +40,6 @@ static const struct kvm_cap_need caps_needed[] = {
     {KVM_CAP_KVMCLOCK_CTRL, "KVM_CAP_KVMCLOCK_CTRL"},
     {KVM_CAP_MP_STATE, "KVM_CAP_MP_STATE"},
 };
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
 
 static int kvm_open_checked(struct vm *vm, char *err, size_t errlen)
 {
@@ -228,7 +221,7 @@ static void kick_one(void *arg, unsigned i)
 
 int vm_start(struct vm *vm, char *err, size_t errlen)
 {
-    vm->boot_ns = now_ns();
+    vm->boot_ns = clock_now_ns();
     for (unsigned i = 0; i < vm->nvcpus; i++) {
         int ret = vcpu_start(&vm->vcpus[i]);
         if (ret) {

@@ -7,8 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "vmm/clock.h"
 
 /* Extra wait past the command's own timeout before the client gives up on a silent agent. */
 #define EXEC_GRACE_MS 10000
@@ -29,13 +30,6 @@ static int encode_spec(const struct agent_exec_spec *s, struct proto_buf *b)
     if (r == 0 && s->timeout_ms)
         r = proto_tlv_put_u64(b, TAG_TIMEOUT_MS, s->timeout_ms);
     return r;
-}
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 struct xpump {
@@ -169,7 +163,7 @@ static int pump_loop(struct xpump *p, uint64_t deadline_ms)
             fds[nfds++] = (struct pollfd){.fd = p->io->stdin_fd, .events = POLLIN};
         int timeout = -1;
         if (deadline_ms) {
-            uint64_t now = now_ms();
+            uint64_t now = clock_now_ms();
             if (now >= deadline_ms)
                 return ac_fail(p->e, ETIMEDOUT, "the agent did not report an exit in time");
             timeout = (int)(deadline_ms - now);
@@ -232,7 +226,7 @@ int agent_exec(const struct agent_addr *a, const struct agent_exec_spec *spec,
         p.stdin_done = true;
         pump_send(&p);
     }
-    uint64_t deadline = spec->timeout_ms ? now_ms() + spec->timeout_ms + EXEC_GRACE_MS : 0;
+    uint64_t deadline = spec->timeout_ms ? clock_now_ms() + spec->timeout_ms + EXEC_GRACE_MS : 0;
     r = pump_loop(&p, deadline);
 out:
     if (p.sock >= 0)

@@ -1,6 +1,7 @@
 /* A minimal HTTP/1.1 client over a Unix socket: one request per connection, Content-Length. */
 #include "api/client/http_client.h"
 #include "api/client/agent_client_priv.h"
+#include "vmm/clock.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -10,15 +11,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Status line and Content-Length (or -1) of a complete header block. */
 static int parse_head(const char *buf, int *status, long *content_length)
@@ -77,13 +70,13 @@ int httpc_request(const char *sock_path, const char *method, const char *path, c
         r = -ENOMEM;
         goto out;
     }
-    long long deadline = now_ms() + timeout_ms;
+    long long deadline = (long long)clock_now_ms() + timeout_ms;
     char *body_start = NULL;
     long clen = -1;
     for (;;) {
         if (body_start && clen >= 0 && (size_t)(buf + len - body_start) >= (size_t)clen)
             break;
-        long long left = deadline - now_ms();
+        long long left = deadline - (long long)clock_now_ms();
         struct pollfd p = {.fd = fd, .events = POLLIN};
         if (left <= 0 || poll(&p, 1, (int)left) == 0) {
             r = -ETIMEDOUT;

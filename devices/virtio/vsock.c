@@ -119,7 +119,7 @@ void vsock_arm_timer(struct vsock_dev *dev)
         next = handshake;
     struct itimerspec its = {0};
     if (next) {
-        uint64_t now = vsock_now_ms();
+        uint64_t now = clock_now_ms();
         uint64_t delta = next > now ? next - now : 1;
         its.it_value.tv_sec = (time_t)(delta / 1000);
         its.it_value.tv_nsec = (long)(delta % 1000) * 1000000;
@@ -137,7 +137,7 @@ static void timer_event(void *opaque, uint32_t events)
     pthread_mutex_lock(&dev->vdev->lock);
     vsock_finish_reset(dev);
     if (!dev->quiesced) {
-        uint64_t now = vsock_now_ms();
+        uint64_t now = clock_now_ms();
         vsock_clients_expire(dev, now);
         dev->mux.now_ms = now;
         vsock_mux_expire(&dev->mux);
@@ -163,7 +163,7 @@ static void vsock_queue_notify(struct virtio_dev *d, unsigned q)
 {
     struct vsock_dev *dev = d->priv;
     vsock_finish_reset(dev);
-    dev->mux.now_ms = vsock_now_ms();
+    dev->mux.now_ms = clock_now_ms();
     if (q == VSOCK_TXQ)
         process_tx(dev);
     else if (q == VSOCK_RXQ)
@@ -188,7 +188,7 @@ static void vsock_quiesce(struct virtio_dev *d)
     pthread_mutex_lock(&d->lock);
     vsock_finish_reset(dev);
     dev->quiesced = true;
-    dev->quiesced_at_ms = vsock_now_ms();
+    dev->quiesced_at_ms = clock_now_ms();
     /* New connections wait in the listen backlog, data in the socket buffers. */
     vsock_host_quiesce(dev);
     struct itimerspec off = {0};
@@ -206,7 +206,7 @@ static void vsock_resume(struct virtio_dev *d)
         return;
     }
     dev->quiesced = false;
-    uint64_t paused_ms = vsock_now_ms() - dev->quiesced_at_ms; /* not counted against timeouts */
+    uint64_t paused_ms = clock_now_ms() - dev->quiesced_at_ms; /* not counted against timeouts */
     vsock_mux_shift_deadlines(&dev->mux, paused_ms);
     vsock_host_resume(dev, paused_ms);
     vsock_arm_timer(dev);

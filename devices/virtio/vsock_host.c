@@ -123,7 +123,7 @@ static void conn_event(void *opaque, uint32_t events)
     struct vsock_dev *dev = c->mux->opaque;
     pthread_mutex_lock(&dev->vdev->lock);
     if (!vsock_finish_reset(dev) && !dev->quiesced) { /* after a reset, c is gone */
-        dev->mux.now_ms = vsock_now_ms();
+        dev->mux.now_ms = clock_now_ms();
         vsock_mux_host_event(&dev->mux, c, events & EPOLLIN, events & EPOLLOUT,
                              events & (EPOLLHUP | EPOLLERR));
         vsock_process_rx(dev);
@@ -163,7 +163,7 @@ static void client_read(struct vsock_dev *dev, struct vsock_client *cl)
     }
     int fd = cl->fd;
     client_free(dev, cl, false); /* the engine takes the fd over */
-    dev->mux.now_ms = vsock_now_ms();
+    dev->mux.now_ms = clock_now_ms();
     r = vsock_mux_connect(&dev->mux, fd, port);
     if (r < 0) {
         log_warn("vsock: cannot open a connection to guest port %u: %s", port, strerror(-r));
@@ -208,7 +208,7 @@ void vsock_listen_event(void *opaque, uint32_t events)
         }
         cl->dev = dev;
         cl->fd = fd;
-        cl->deadline_ms = vsock_now_ms() + VSOCK_HANDSHAKE_TIMEOUT_MS;
+        cl->deadline_ms = clock_now_ms() + VSOCK_HANDSHAKE_TIMEOUT_MS;
         if (loop_add(dev->loop, fd, EPOLLIN, client_event, cl) < 0) {
             close(fd);
             free(cl);

@@ -5,10 +5,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/un.h>
-#include <time.h>
 
 #include "devices/virtio/vsock.h"
 #include "devices/virtio/vsock_mux.h"
+#include "vmm/clock.h"
 
 #define VSOCK_QUEUE_SIZE           256
 #define VSOCK_HANDSHAKE_TIMEOUT_MS 5000 /* a client must send its CONNECT line within this */
@@ -48,13 +48,6 @@ struct vsock_dev {
     struct virtq_chain rx_chain, tx_chain;
     uint8_t pkt[VSOCK_HDR_SIZE + VSOCK_MAX_PKT_BYTES];
 };
-
-static inline uint64_t vsock_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* ---- vsock.c: the device side, all with d->lock held on the loop thread ---- */
 

@@ -30,20 +30,14 @@ tlv() { printf '%04x%08x%s' "$1" $((${#2} / 2)) "$2"; }
 hexof() { printf '%s' "$1" | od -An -tx1 | tr -d ' \n'; }
 # Send HEX as one write, half-close, and print the type of the agent's first reply frame.
 first_reply_type() {
-    python3 - "$SOCK" "$1" <<'PY'
+    PYTHONPATH=tests/agent python3 - "$SOCK" "$1" <<'PY'
 import socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.connect(sys.argv[1])
+import rawpeer
+s = rawpeer.connect(sys.argv[1])
 s.sendall(bytes.fromhex(sys.argv[2]))
 s.shutdown(socket.SHUT_WR)
-s.settimeout(5)
-data = b""
-while True:
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    data += chunk
-print("%02x" % data[4] if len(data) >= 9 else "none")
+data = rawpeer.read_to_eof(s)
+print("%02x" % data[4] if len(data) >= rawpeer.HDR_LEN else "none")
 PY
 }
 
@@ -176,28 +170,16 @@ else
         check "hostile frame $hex gets an ERROR frame" 7f "$reply"
     done
     # A bad frame in the middle of an exec: ERROR, and the command's process group is killed.
-    reply=$(python3 - "$SOCK" "$T/mid.pid" <<'PY'
-import socket, struct, sys, time
+    reply=$(PYTHONPATH=tests/agent python3 - "$SOCK" "$T/mid.pid" <<'PY'
+import struct, sys, time
+import rawpeer
 def tlv(t, v): return struct.pack(">HI", t, len(v)) + v
-s = socket.socket(socket.AF_UNIX)
-s.connect(sys.argv[1])
+s = rawpeer.connect(sys.argv[1])
 req = tlv(2, b"echo $$ > " + sys.argv[2].encode() + b"; exec sleep 1000")
-s.sendall(struct.pack(">IBI", len(req), 2, 7) + req)
+s.sendall(struct.pack(rawpeer.HDR, len(req), 2, 7) + req)
 time.sleep(0.5)
-s.sendall(struct.pack(">IBI", 0, 0x99, 7))
-s.settimeout(5)
-data = b""
-while True:
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    data += chunk
-types = []
-while len(data) >= 9:
-    n, t, i = struct.unpack(">IBI", data[:9])
-    types.append("%02x/%d" % (t, i))
-    data = data[9 + n:]
-print(" ".join(types))
+s.sendall(struct.pack(rawpeer.HDR, 0, 0x99, 7))
+print(" ".join("%02x/%d" % f for f in rawpeer.frames(rawpeer.read_to_eof(s))))
 PY
 )
     check "bad frame mid-exec: STARTED then ERROR, id echoed" "24/7 7f/7" "$reply"

@@ -40,7 +40,7 @@ class Journal:
         self.lock = threading.Lock()
         self.starts = {}
         self.outcomes = {}
-        self.failures = 0  # outcomes of class/module fixtures, which have no test of their own
+        self.fixtures = {}  # class/module fixture (setUpClass...) -> "fail" or "ok" (its retry ran)
         self.faulted = {}  # test id -> failures that followed a guest fault (test host)
         self.why = {}  # test id -> the one-line reason of its latest failure
         self.retried = {}  # test id -> retries run
@@ -55,8 +55,8 @@ class Journal:
             self.starts[name] = self.starts.get(name, 0) + 1
         elif event in self.OUTCOMES:
             self.outcomes[name] = event
-        elif event == "fixture-fail":
-            self.failures += 1
+        elif event in ("fixture-fail", "fixture-ok"):
+            self.fixtures[name] = event[len("fixture-"):]
         elif event == "faulted":
             self.faulted[name] = self.faulted.get(name, 0) + 1
         elif event == "retry":
@@ -74,12 +74,14 @@ class Journal:
                 os.fsync(f.fileno())
 
     def failed(self):
-        """(test id, reason) of every test whose last outcome is a failure."""
-        return [(n, self.why.get(n, "?")) for n, o in self.outcomes.items() if o == "fail"]
+        """(test id, reason) of every test whose last outcome is a failure, and every fixture
+        that failed."""
+        return ([(n, self.why.get(n, "?")) for n, o in self.outcomes.items() if o == "fail"] +
+                [(n, self.why.get(n, "?")) for n, o in self.fixtures.items() if o == "fail"])
 
     def totals(self):
         values = list(self.outcomes.values())
-        return values.count("pass"), values.count("fail") + self.failures
+        return values.count("pass"), values.count("fail") + list(self.fixtures.values()).count("fail")
 
 
 class JournalResult(unittest.TextTestResult):
@@ -136,7 +138,11 @@ class JournalResult(unittest.TextTestResult):
         if isinstance(test, unittest.TestCase):
             self._failed(test, err)
         else:  # setUpClass/setUpModule: the suite's tests never started
-            self.journal.record("fixture-fail", str(test).replace(" ", "_"))
+            name = str(test).replace(" ", "_")
+            reason = one_line(self._exc_info_to_string(err, test))
+            print("\ne2e: FAIL %s: %s" % (name, reason), flush=True)
+            self.journal.record("why", "%s %s" % (name, reason))
+            self.journal.record("fixture-fail", name)
 
     def addSkip(self, test, reason):
         super().addSkip(test, reason)
@@ -223,6 +229,17 @@ def select(suite, journal):
 MAX_FAULT_RETRIES = 2
 
 
+def settle_fixtures(found, journal):
+    """Marks a failed fixture ("setUpClass_(mod.Class)") ok once every test it guards has run
+    to an outcome on a retry: its failure is then counted by those tests, not twice."""
+    ids = [t.id() for t in flatten(found)]
+    for name, state in list(journal.fixtures.items()):
+        scope = name[name.find("(") + 1:name.rfind(")")] + "."
+        mine = [i for i in ids if i.startswith(scope)]
+        if state == "fail" and mine and all(i in journal.outcomes for i in mine):
+            journal.record("fixture-ok", name)
+
+
 def retry_failed(runner, found, journal):
     """Runs again, in the test host only, each test that failed after a guest fault: a triple
     fault, a guest kernel soft lockup, or a guest stuck in an exit livelock (seen in harness.Vm's
@@ -238,11 +255,15 @@ def retry_failed(runner, found, journal):
     every failure counts.
     Any other failure in the test host runs again once: the test host has also stalled a guest
     with no sign that either layer could see (CI trial 21: a 16 MiB vsock transfer that stopped
-    for 300 s, no console message, amber's state unremarkable). A failure that repeats counts."""
+    for 300 s, no console message, amber's state unremarkable). A failure that repeats counts.
+    Tests whose class set-up failed there (its guest did not boot) get one start as well."""
 
     def reason(t):
         """Why t runs again now, or None."""
         name, tries = t.id(), journal.retried.get(t.id(), 0)
+        if name not in journal.outcomes and not journal.starts.get(name) and tries == 0 \
+                and harness.in_test_host():
+            return "to start: its class's set-up failed in the test host"
         if journal.outcomes.get(name) != "fail" or tries >= MAX_FAULT_RETRIES:
             return None
         if journal.faulted.get(name, 0) > tries:
@@ -264,6 +285,7 @@ def retry_failed(runner, found, journal):
         JournalResult._class = None
         # One suite: tests that share a VM share it again.
         runner.run(unittest.TestSuite([t for t, _ in todo]))
+        settle_fixtures(found, journal)
 
 
 def main():

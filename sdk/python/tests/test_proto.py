@@ -188,13 +188,14 @@ class TestClientAgainstFakePeer(unittest.TestCase):
     def test_silent_peer_times_out_and_liveness_check_can_abort(self):
         def h(c):
             c.recv(1024)
-            time.sleep(3)
+            time.sleep(10)
         peer = FakePeer(h)
         self.addCleanup(peer.close)
         t0 = time.monotonic()
         with self.assertRaises(proto.AgentTimeout):
             self.client(peer).ping(timeout=0.6)
-        self.assertLess(time.monotonic() - t0, 2.0, "the deadline was not honoured")
+        # Wide of the 0.6 s deadline (a loaded CI machine), well short of the peer's 10 s.
+        self.assertLess(time.monotonic() - t0, 5.0, "the deadline was not honoured")
 
         class Gone(Exception):
             pass
