@@ -107,7 +107,8 @@ def table_io(g):
     t = Table("Block and network throughput (issue 3)",
               "Measured in: %s, 1 vCPU guest. Block: guest `dd bs=1M count=%d` with oflag=direct / iflag=direct "
               "on /dev/vda, a raw file on tmpfs (page-cached open: amber's fallback, QEMU cache=writeback,"
-              "aio=threads); time = the agent's duration of the dd process. TCP: busybox nc over a TAP "
+              "aio=threads); amber and QEMU booted side by side and run in turns; time = the agent's "
+              "duration of the dd process. TCP: busybox nc over a TAP "
               "(QEMU: userspace virtio-net, no vhost-net), %d MiB per run, timed on the host. "
               "MiB/s, median (min–max) over %d runs."
               % (g["place"], s["block_mib"], s["tcp_mib"], s["io_runs"]))
