@@ -39,7 +39,7 @@ DEFAULT_CMDLINE = "console=ttyS0 reboot=k panic=-1 quiet"
 BOOT_TIMEOUT_S = 90.0
 EXIT_TIMEOUT_S = 60.0
 
-# Every live process, so that the run_tests.py watchdog can kill them on a global timeout.
+# Every live Vm, so that the run_tests.py watchdogs can ask for their state and kill them.
 LIVE = set()
 _LIVE_LOCK = threading.Lock()
 # Guest faults of the kind nested SVM under TCG causes, seen so far on any VMM: triple faults
@@ -122,7 +122,7 @@ class Vm:
                                      stderr=subprocess.PIPE, env=env, cwd=cwd,
                                      start_new_session=True)
         with _LIVE_LOCK:
-            LIVE.add(self.proc)
+            LIVE.add(self)
         self._readers = [
             threading.Thread(target=self._read, args=(self.proc.stdout, self.lines, ""), daemon=True),
             threading.Thread(target=self._read, args=(self.proc.stderr, self.stderr_lines, "[stderr] "),
@@ -313,7 +313,7 @@ class Vm:
         for t in self._readers:
             t.join(5)
         with _LIVE_LOCK:
-            LIVE.discard(self.proc)
+            LIVE.discard(self)
         for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if f is not None:
                 f.close()

@@ -113,7 +113,19 @@ class JournalResult(unittest.TextTestResult):
         self.stream.flush()
 
     def _overrun(self, name):
-        print("\ne2e: watchdog: %s ran past %.0f s; killing its VMs" % (name, self.test_timeout_s), flush=True)
+        print("\ne2e: watchdog: %s ran past %.0f s; its VMs' state, then killing them"
+              % (name, self.test_timeout_s), flush=True)
+        # A stalled transfer then leaves amber's view behind (and the KVM counters that tell
+        # a test-host livelock, counted as a guest fault), not only a killed VM.
+        with harness._LIVE_LOCK:
+            live = list(harness.LIVE)
+        for vm in live:
+            try:
+                print("e2e: %s (pid %d), console tail:\n%s%s" % (os.path.basename(vm.argv[0]), vm.proc.pid,
+                                                              "\n".join(vm.lines[-15:]), vm.state_report()),
+                      flush=True)
+            except Exception as e:  # noqa: BLE001 - the kill below must happen regardless
+                print("e2e: no state from pid %d: %s" % (vm.proc.pid, e), flush=True)
         kill_live()
 
     def addSuccess(self, test):
@@ -172,10 +184,10 @@ def write_results(results_dir, journal, extra_failed=0):
 
 def kill_live():
     with harness._LIVE_LOCK:
-        procs = list(harness.LIVE)
-    for p in procs:
+        live = list(harness.LIVE)
+    for vm in live:
         try:
-            os.killpg(p.pid, signal.SIGKILL)
+            os.killpg(vm.proc.pid, signal.SIGKILL)
         except OSError:
             pass
 

@@ -58,8 +58,10 @@ class TestAgent(unittest.TestCase):
         """A failed check may leave the shared guest dead or half-broken: the next check gets a
         new one rather than failing for this one's reason (the failure itself stands). A check
         that passed but ended amber fails here."""
-        outcome = getattr(self, "_outcome", None)
-        failed = outcome is not None and not outcome.success
+        # Inside a cleanup unittest's outcome reads "success" whatever the test did; the
+        # result's failure lists are what tell.
+        result = getattr(getattr(self, "_outcome", None), "result", None)
+        failed = result is not None and any(t is self for t, _ in result.failures + result.errors)
         alive = self.vm.alive()
         if alive and not failed:
             return
