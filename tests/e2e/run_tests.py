@@ -115,17 +115,7 @@ class JournalResult(unittest.TextTestResult):
     def _overrun(self, name):
         print("\ne2e: watchdog: %s ran past %.0f s; its VMs' state, then killing them"
               % (name, self.test_timeout_s), flush=True)
-        # A stalled transfer then leaves amber's view behind (and the KVM counters that tell
-        # a test-host livelock, counted as a guest fault), not only a killed VM.
-        with harness._LIVE_LOCK:
-            live = list(harness.LIVE)
-        for vm in live:
-            try:
-                print("e2e: %s (pid %d), console tail:\n%s%s" % (os.path.basename(vm.argv[0]), vm.proc.pid,
-                                                              "\n".join(vm.lines[-15:]), vm.state_report()),
-                      flush=True)
-            except Exception as e:  # noqa: BLE001 - the kill below must happen regardless
-                print("e2e: no state from pid %d: %s" % (vm.proc.pid, e), flush=True)
+        report_live()
         kill_live()
 
     def addSuccess(self, test):
@@ -138,6 +128,7 @@ class JournalResult(unittest.TextTestResult):
         print("\ne2e: FAIL %s: %s" % (test.id(), reason), flush=True)
         self.journal.record("why", "%s %s" % (test.id(), reason))
         self.journal.record("fail", test.id())
+        report_live()  # a class's shared VM is still up: what it looks like after the failure
         if harness.GUEST_FAULTS[0] != self._faults and harness.in_test_host():
             self.journal.record("faulted", test.id())
 
@@ -180,6 +171,21 @@ def write_results(results_dir, journal, extra_failed=0):
         f.write("%d passed, %d failed\n" % (passed, failed))
     print("e2e: %d passed, %d failed" % (passed, failed), flush=True)
     return failed
+
+
+def report_live():
+    """Prints each live VM's console tail and amber's state report. A stalled guest then leaves
+    amber's view behind, and the KVM counters in it tell a test-host exit livelock (which the
+    harness counts as a guest fault, so the failure earns its retry)."""
+    with harness._LIVE_LOCK:
+        live = list(harness.LIVE)
+    for vm in live:
+        try:
+            print("e2e: live %s (pid %d), console tail:\n%s%s"
+                  % (os.path.basename(vm.argv[0]), vm.proc.pid, "\n".join(vm.lines[-15:]),
+                     vm.state_report()), flush=True)
+        except Exception as e:  # noqa: BLE001 - a report must never stop the run
+            print("e2e: no state from pid %d: %s" % (vm.proc.pid, e), flush=True)
 
 
 def kill_live():
