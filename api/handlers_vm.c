@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "api/jfield.h"
-#include "vmm/log.h"
 #include "vmm/clock.h"
+#include "vmm/log.h"
 
 int api_core_event(struct api_core *c, enum vm_event ev)
 {

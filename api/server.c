@@ -21,8 +21,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "vmm/log.h"
 #include "vmm/clock.h"
+#include "vmm/log.h"
 
 #define CONN_MAX        256
 #define IN_CAP_MAX      (HTTP_HEAD_MAX + HTTP_BODY_MAX)
@@ -31,11 +31,6 @@
 #define TICK_MS         1000
 #define METRICS_TICKS   60 /* periodic metrics line every 60 s */
 #define IDLE_DEFAULT_MS 30000
-
-static uint64_t now_ms(void)
-{
-    return clock_now_ns() / 1000000u;
-}
 
 static void conn_close(struct api *api, struct api_conn *cn)
 {
@@ -94,7 +89,7 @@ static int flush_out(struct api_conn *cn)
             return -errno;
         }
         cn->out_off += (size_t)n;
-        cn->last_ms = now_ms();
+        cn->last_ms = clock_now_ms();
     }
     cn->out_off = cn->out_len = 0;
     return 0;
@@ -157,7 +152,7 @@ static int read_input(struct api_conn *cn)
         if (n < 0)
             return errno == EAGAIN || errno == EINTR ? 0 : -errno;
         cn->in_len += (size_t)n;
-        cn->last_ms = now_ms();
+        cn->last_ms = clock_now_ms();
     }
 }
 
@@ -228,7 +223,7 @@ void api_accept_event(void *opaque, uint32_t events)
         }
         cn->fd = fd;
         cn->api = api;
-        cn->last_ms = now_ms();
+        cn->last_ms = clock_now_ms();
         cn->events = EPOLLIN | EPOLLRDHUP;
         if (loop_add(api->loop, fd, cn->events, conn_event, cn)) {
             close(fd);
@@ -250,7 +245,7 @@ static void tick_event(void *opaque, uint32_t events)
     uint64_t exp;
     if (read(api->timer_fd, &exp, sizeof(exp)) < 0 && errno != EAGAIN)
         return;
-    uint64_t now = now_ms();
+    uint64_t now = clock_now_ms();
     struct api_conn *cn = api->conns;
     while (cn) {
         struct api_conn *next = cn->next;

@@ -133,6 +133,7 @@ start=$EPOCHREALTIME
 # TESTHOST_TIMEOUT_S; the reason goes to $job/killed.
 (
     booted=0
+    late=0
     while [ -d "$job" ]; do
         sleep 1
         now=$EPOCHREALTIME
@@ -148,6 +149,15 @@ start=$EPOCHREALTIME
         elif [ "$booted" = 1 ] && [ -e "$job/alive" ]; then
             quiet=$(( ${now%[.,]*} - $(stat -c %Y "$job/alive") ))
             [ "$quiet" -ge "$stall_s" ] && reason="its heartbeat stopped $quiet s ago (hung kernel?)"
+            # A late heartbeat is said once (5 s is its period): a test host starved for a
+            # while but alive tells itself apart from a hung one in the log.
+            if [ "$quiet" -ge 20 ] && [ "$late" = 0 ]; then
+                late=1
+                echo "testhost: heartbeat late: none for $quiet s" >&2
+            elif [ "$quiet" -lt 20 ] && [ "$late" = 1 ]; then
+                late=0
+                echo "testhost: heartbeat back" >&2
+            fi
         elif [ "$booted" = 0 ] && [ "$elapsed" -ge "$stall_s" ]; then
             reason="it did not start the command within $stall_s s"
         fi

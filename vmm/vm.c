@@ -11,11 +11,11 @@
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
+#include "vmm/clock.h"
 #include "vmm/devices.h"
 #include "vmm/loader.h"
 #include "vmm/log.h"
 #include "vmm/vcpu.h"
-#include "vmm/clock.h"
 
 #define KVM_API_EXPECTED 12
 #define TSS_ADDR         0xfffbd000ULL

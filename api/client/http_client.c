@@ -1,7 +1,6 @@
 /* A minimal HTTP/1.1 client over a Unix socket: one request per connection, Content-Length. */
 #include "api/client/http_client.h"
 #include "api/client/agent_client_priv.h"
-#include "vmm/clock.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -12,6 +11,8 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include "vmm/clock.h"
 
 /* Status line and Content-Length (or -1) of a complete header block. */
 static int parse_head(const char *buf, int *status, long *content_length)

@@ -225,13 +225,14 @@ class Vm:
     # in an exit loop below it (CI trial 20: +19,509 exits, 0 injections, 0 halts).
     LIVELOCK_EXITS = 1000
 
-    def _kvm_counters_locked(self, interval=1.0):
+    def _kvm_sample_locked(self, interval=1.0):
         """KVM's own counters for this VM from debugfs (kvm/<pid>-<fd>/), read twice interval
         seconds apart: whether the guest's vCPUs still run and take interrupts, which amber's
-        userspace view cannot tell. "" where debugfs is not mounted (the test host mounts it)."""
+        userspace view cannot tell. Returns (line, livelocked); ("", False) where debugfs is not
+        mounted (the test host mounts it)."""
         dirs = glob.glob("/sys/kernel/debug/kvm/%d-*" % self.proc.pid)
         if not dirs:
-            return ""
+            return "", False
 
         def sample():
             out = {}
@@ -250,7 +251,21 @@ class Vm:
         line = "kvm counters (debugfs, +%.0f s): %s" % (interval, ", ".join(
             "%s %d (+%d)" % (k, after[k], delta[k]) for k in self.KVM_COUNTERS if k in after))
         quiet = ("halt_exits", "irq_injections", "io_exits", "mmio_exits")
-        if delta.get("exits", 0) >= self.LIVELOCK_EXITS and all(delta.get(k, 1) == 0 for k in quiet):
+        stuck = delta.get("exits", 0) >= self.LIVELOCK_EXITS and all(delta.get(k, 1) == 0 for k in quiet)
+        return line, stuck
+
+    def livelocked(self):
+        """True if KVM's counters show this VM's vCPUs in an exit livelock right now (see
+        LIVELOCK_EXITS); takes a second. Counts nothing: state_report() does."""
+        with self._cond:
+            if self.proc.poll() is not None:
+                return False
+            return self._kvm_sample_locked()[1]
+
+    def _kvm_counters_locked(self, interval=1.0):
+        """The stall report's KVM line. A livelock there counts as a guest fault."""
+        line, stuck = self._kvm_sample_locked(interval)
+        if stuck:
             # Counted with the test host's other guest faults: run_tests.py retries the test there.
             with _LIVE_LOCK:
                 GUEST_FAULTS[0] += 1

@@ -47,7 +47,7 @@ else
         rc=$?
         [ -s "$inner/e2e.txt" ] && break
         left=$((budget - (SECONDS - start)))
-        if [ "$attempt" -ge 3 ] || [ "$left" -lt 180 ]; then
+        if [ "$attempt" -ge 6 ] || [ "$left" -lt 180 ]; then
             echo "e2e: the test host died $attempt time(s); $left s of the budget left: not trying again"
             break
         fi
