@@ -13,9 +13,10 @@ runs again, up to twice, and any other failing test once (see retry_failed); eve
 printed. The totals in e2e.txt come from the journal: a test's last outcome counts.
 
 Watchdogs: a test running longer than $AMBER_E2E_TEST_TIMEOUT_S (default 300 s, scaled), or
-whose VM is caught in an exit livelock after its first minute, has its VMs killed, which fails it; a run longer than $AMBER_E2E_TOTAL_TIMEOUT_S (default 1800 s,
-scaled), or still running at $AMBER_E2E_DEADLINE (epoch seconds, set by run.sh), is ended with
-what it has, plus one failure.
+whose VM is caught in an exit livelock after its first minute, has its VMs killed, which fails
+it; a run longer than $AMBER_E2E_TOTAL_TIMEOUT_S (default 1800 s, scaled), or still running at
+$AMBER_E2E_DEADLINE (epoch seconds, set by run.sh), is ended with what it has: the test it cut
+off counts as failed (or one failure if it was between tests).
 """
 import os
 import signal
