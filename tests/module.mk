@@ -43,14 +43,19 @@ test: $(SETUP_STAMP)
 	-$(Q)$(MAKE) --no-print-directory test-san
 	-$(Q)$(MAKE) --no-print-directory test-agent-host
 	-$(Q)$(MAKE) --no-print-directory sdk-test
+	-$(Q)$(MAKE) --no-print-directory test-runner
 	-$(Q)$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=5
 	-$(Q)$(MAKE) --no-print-directory e2e
 	$(Q)bash tests/summary.sh $(RESULTS)
 
+# The e2e runner's own accounting (tests/e2e/run_tests.py), on mock suites: no VM.
+test-runner: $(SETUP_STAMP)
+	$(Q)bash tests/run-pyunit.sh $(RESULTS) e2e-runner tests/runner
+
 fuzz: $(SETUP_STAMP) $$(FUZZ_TARGETS)
 	$(Q)bash tests/run-fuzz.sh $(RESULTS) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
-.PHONY: unit e2e test fuzz
+.PHONY: unit e2e test fuzz test-runner
 
 # Tests of shared plumbing with no fragment of their own.
 $(eval $(call unit_test,test_log,vmm/log.o,))
