@@ -222,12 +222,39 @@ def report_live():
             print("e2e: no state from pid %d: %s" % (vm.proc.pid, e), flush=True)
 
 
+def descendants(pid):
+    """Every process below pid (from /proc), deepest last; pid itself is not included."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], list(children.get(pid, []))
+    while todo:
+        p = todo.pop(0)
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
 def kill_live():
+    """Kills the harness's VMs, then every other process this runner started (the SDK's
+    sandboxes, amberctl, nc): a hung test ends, whatever it was waiting on."""
     with harness._LIVE_LOCK:
         live = list(harness.LIVE)
     for vm in live:
         try:
             os.killpg(vm.proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+    for pid in descendants(os.getpid()):
+        try:
+            os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
 

@@ -4,8 +4,10 @@ import contextlib
 import io
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -134,6 +136,33 @@ class RunnerAccounting(unittest.TestCase):
             self.assertEqual(f.read(), "1 passed, 1 failed\n")
         with open(os.path.join(self.dir, "e2e-failed.txt")) as f:
             self.assertIn("subtest b fails", f.read())
+
+    def test_kill_live_ends_every_process_the_runner_started(self):
+        # A test's helpers outside the harness (the SDK's sandboxes) must not outlive a watchdog.
+        proc = subprocess.Popen(["sh", "-c", "sleep 100 & sleep 100"], start_new_session=True)
+
+        def reap():
+            try:
+                os.killpg(proc.pid, 9)  # whatever kill_live left
+            except OSError:
+                pass
+            proc.wait()
+        self.addCleanup(reap)
+        deadline = time.monotonic() + 5
+        while len(R.descendants(os.getpid())) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        kids = R.descendants(os.getpid())
+        self.assertIn(proc.pid, kids)
+        self.assertNotIn(os.getpid(), kids)
+        R.kill_live()
+        self.assertEqual(proc.wait(timeout=5), -9)
+        deadline = time.monotonic() + 5
+        while any(os.path.exists("/proc/%d" % p) and open("/proc/%d/stat" % p).read().split()[2] != "Z"
+                  for p in kids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = [p for p in kids if os.path.exists("/proc/%d" % p)
+                and open("/proc/%d/stat" % p).read().rsplit(")", 1)[1].split()[0] != "Z"]
+        self.assertEqual(left, [], "kill_live left these running")
 
     def test_a_resumed_journal_keeps_outcomes(self):
         self.run_suite(Mocks.SubtestCase)
