@@ -148,11 +148,15 @@ class JournalResult(unittest.TextTestResult):
         super().addSuccess(test)
         self.journal.record("pass", test.id())
 
-    def _failed(self, test, err):
+    def _say_failed(self, name, test, err):
+        """Prints and journals the one-line reason of name's failure (err, or an unexpected
+        success). Printed now, not only at the end: a run cut off by its budget still says why."""
         reason = one_line(self._exc_info_to_string(err, test)) if err else "unexpected success"
-        # Printed now, not only at the end: a run cut off by its budget still says why.
-        print("\ne2e: FAIL %s: %s" % (test.id(), reason), flush=True)
-        self.journal.record("why", "%s %s" % (test.id(), reason))
+        print("\ne2e: FAIL %s: %s" % (name, reason), flush=True)
+        self.journal.record("why", "%s %s" % (name, reason))
+
+    def _failed(self, test, err):
+        self._say_failed(test.id(), test, err)
         self.journal.record("fail", test.id())
         report_live()  # a class's shared VM is still up: what it looks like after the failure
         if harness.GUEST_FAULTS[0] != self._faults and harness.in_test_host():
@@ -168,9 +172,7 @@ class JournalResult(unittest.TextTestResult):
             self._failed(test, err)
         else:  # setUpClass/setUpModule: the suite's tests never started
             name = str(test).replace(" ", "_")
-            reason = one_line(self._exc_info_to_string(err, test))
-            print("\ne2e: FAIL %s: %s" % (name, reason), flush=True)
-            self.journal.record("why", "%s %s" % (name, reason))
+            self._say_failed(name, test, err)
             self.journal.record("fixture-fail", name)
 
     def addSubTest(self, test, subtest, err):

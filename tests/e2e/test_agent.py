@@ -27,9 +27,8 @@ class TestAgent(unittest.TestCase):
 
     @classmethod
     def start_vm(cls):
-        """A fresh session and guest for the class's checks, its agent answering."""
-        if cls.session:
-            cls.session.close()
+        """A fresh session and guest for the class's checks, its agent answering. Called with no
+        session open (setUpClass, or after replace_vm_after_failure closed it)."""
         cls.session = harness.Session("test_agent")
         cls.vsock = cls.session.path("vsock.sock")
         cls.vm = cls.session.amber(initrd=True, vcpus=2, mem_mib=MEM_MIB, vsock=(3, cls.vsock),
