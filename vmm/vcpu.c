@@ -43,7 +43,8 @@ static int set_cpuid(struct vcpu *v, const struct kvm_cpuid2 *supported, char *e
     struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + max * sizeof(c->entries[0]));
     if (!c)
         return -ENOMEM;
-    int ret = cpuid_build(supported, v->index, v->vm->nvcpus, c, max);
+    unsigned flags = v->vm->tsc_deadline ? CPUID_F_TSC_DEADLINE : 0;
+    int ret = cpuid_build(supported, v->index, v->vm->nvcpus, flags, c, max);
     if (ret == 0 && ioctl(v->fd, KVM_SET_CPUID2, c) < 0) {
         ret = -errno;
         snprintf(err, errlen, "vcpu%u: KVM_SET_CPUID2: %s", v->index, strerror(errno));

@@ -37,6 +37,7 @@ struct vm {
     int vm_fd;
     int run_size; /* bytes to mmap for each vCPU's kvm_run */
     unsigned max_vcpus;
+    bool tsc_deadline; /* KVM_CAP_TSC_DEADLINE_TIMER: guests get the TSC-deadline timer */
 
     struct guest_mem mem;
     struct bus pio;

@@ -38,7 +38,7 @@ done
 set +f
 
 # amber.test= takes one action or a comma list (e.g. "nproc,meminfo,reboot"): the report actions
-# (nproc, meminfo) print their lines after the ready marker, then the run ends in power-off unless
+# (nproc, meminfo, cpuflags) print their lines after the ready marker, then the run ends in power-off unless
 # reboot or shell was asked for.
 if [ -n "$test" ]; then
     known=
@@ -46,7 +46,7 @@ if [ -n "$test" ]; then
     IFS=,
     for t in $test; do
         case "$t" in
-        poweroff | nproc | meminfo) known=1 ;;
+        poweroff | nproc | meminfo | cpuflags) known=1 ;;
         reboot | shell) known=1 end=$t ;;
         *) echo "init: unknown amber.test=$t, ignored" ;;
         esac
@@ -57,6 +57,7 @@ if [ -n "$test" ]; then
             case "$t" in
             nproc) echo "amber-nproc: $(grep -c '^processor' /proc/cpuinfo)" ;;
             meminfo) echo "amber-memtotal-kb: $(awk '$1 == "MemTotal:" { print $2 }' /proc/meminfo)" ;;
+            cpuflags) echo "amber-cpu-flags: $(sed -n 's/^flags[[:space:]]*: //p' /proc/cpuinfo | head -n 1)" ;;
             esac
         done
         unset IFS

@@ -3,9 +3,11 @@
 Three guest boots in all; each checks several things at once (vCPU count, memory, boot path, exit):
   - bzImage, 1 vCPU, --mem-mib 5120: nproc 1, MemTotal close to 5 GiB, ends in power-off;
   - PVH vmlinux, 4 vCPUs: nproc 4, ends in power-off;
-  - bzImage, 2 vCPUs: nproc 2, ends in reboot.
+  - bzImage, 2 vCPUs: nproc 2, the CPU flags amber sets (hypervisor, x2apic, and the
+    TSC-deadline timer where KVM has it), ends in reboot.
 Bad command-line input is checked without a guest: exit status 2 and one clear line on stderr.
 """
+import fcntl
 import os
 import re
 import subprocess
@@ -14,6 +16,19 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+
+KVM_CHECK_EXTENSION = 0xAE03  # _IO(KVMIO, 0x03)
+KVM_CAP_TSC_DEADLINE_TIMER = 72
+
+
+def kvm_has_cap(cap):
+    """Whether this host's /dev/kvm reports capability cap (KVM_CHECK_EXTENSION > 0)."""
+    fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        return fcntl.ioctl(fd, KVM_CHECK_EXTENSION, cap) > 0
+    finally:
+        os.close(fd)
+
 
 POWEROFF_LINE = "amber: info: exit: guest powered off"
 REBOOT_LINE = re.compile(r"^amber: info: exit: guest rebooted\b")
@@ -70,8 +85,16 @@ class TestBoot(harness.AmberTestCase):
         self.check_exit(vm, POWEROFF_LINE, "powered off")
 
     def test_bzimage_2vcpus_reboot(self):
-        vm = self.boot(harness.VMLINUZ, 2, 256, "nproc,reboot")
+        vm = self.boot(harness.VMLINUZ, 2, 256, "nproc,cpuflags,reboot")
         self.check_nproc(vm, 2)
+        m = vm.wait_for(r"^amber-cpu-flags: (.*)$", timeout=30)
+        flags = m.group(1).split()
+        for want in ("hypervisor", "x2apic"):
+            self.assertIn(want, flags, "the guest's CPU lacks %r\n%s" % (want, vm.tail()))
+        # The TSC-deadline timer is offered exactly when this host's KVM has it.
+        self.assertEqual("tsc_deadline_timer" in flags, kvm_has_cap(KVM_CAP_TSC_DEADLINE_TIMER),
+                         "tsc_deadline_timer in the guest's flags should follow KVM's capability; "
+                         "flags: %s" % " ".join(flags))
         self.check_exit(vm, REBOOT_LINE, "rebooted")
 
 

@@ -89,7 +89,7 @@ static void check_topology_leaf(const struct kvm_cpuid2 *c, uint32_t leaf, unsig
 static void check_vcpu(unsigned idx, unsigned n, unsigned shift)
 {
     struct cpuid_buf *s = supported(), *o = calloc(1, sizeof(*o));
-    assert_int_equal(cpuid_build(&s->c, idx, n, &o->c, MAX_ENT), 0);
+    assert_int_equal(cpuid_build(&s->c, idx, n, 0, &o->c, MAX_ENT), 0);
     const struct kvm_cpuid2 *c = &o->c;
 
     const struct kvm_cpuid_entry2 *l1 = find(c, 1, 0);
@@ -165,18 +165,39 @@ static void test_errors_and_missing_leaves(void **state)
 {
     (void)state;
     struct cpuid_buf *s = supported(), *o = calloc(1, sizeof(*o));
-    assert_int_equal(cpuid_build(&s->c, 0, 0, &o->c, MAX_ENT), -EINVAL);
-    assert_int_equal(cpuid_build(&s->c, 2, 2, &o->c, MAX_ENT), -EINVAL);
-    assert_int_equal(cpuid_build(&s->c, 0, 256, &o->c, MAX_ENT), -EINVAL);
-    assert_int_equal(cpuid_build(&s->c, 0, 1, &o->c, 5), -ENOSPC);
+    assert_int_equal(cpuid_build(&s->c, 0, 0, 0, &o->c, MAX_ENT), -EINVAL);
+    assert_int_equal(cpuid_build(&s->c, 2, 2, 0, &o->c, MAX_ENT), -EINVAL);
+    assert_int_equal(cpuid_build(&s->c, 0, 256, 0, &o->c, MAX_ENT), -EINVAL);
+    assert_int_equal(cpuid_build(&s->c, 0, 1, 0, &o->c, 5), -ENOSPC);
 
     /* A host list without 0xb, 0x1f or the KVM leaves: 0xb and the KVM leaves are added. */
     s->c.nent = 9; /* through leaf 7 */
-    assert_int_equal(cpuid_build(&s->c, 1, 2, &o->c, MAX_ENT), 0);
+    assert_int_equal(cpuid_build(&s->c, 1, 2, 0, &o->c, MAX_ENT), 0);
     check_topology_leaf(&o->c, 0xb, 1, 2, 1);
     assert_null(find(&o->c, 0x1f, 0));
     assert_non_null(find(&o->c, 0x40000000, 0));
     assert_true(find(&o->c, 0x40000001, 0)->eax & KVM_FEAT_CLOCK_STABLE);
+    free(s);
+    free(o);
+}
+
+/* Leaf 1's TSC-deadline bit follows the flag, whatever the supported list says. */
+static void test_tsc_deadline(void **state)
+{
+    (void)state;
+    const uint32_t deadline = 1u << 24, hypervisor = 1u << 31;
+    struct cpuid_buf *s = supported(), *o = calloc(1, sizeof(*o));
+    assert_int_equal(cpuid_build(&s->c, 0, 1, CPUID_F_TSC_DEADLINE, &o->c, MAX_ENT), 0);
+    const struct kvm_cpuid_entry2 *l1 = find(&o->c, 1, 0);
+    assert_non_null(l1);
+    assert_int_equal(l1->ecx, host[1].ecx | deadline | hypervisor);
+
+    s->c.entries[1].ecx |= deadline; /* a list that claims it: the flag still decides */
+    assert_int_equal(cpuid_build(&s->c, 0, 1, 0, &o->c, MAX_ENT), 0);
+    l1 = find(&o->c, 1, 0);
+    assert_int_equal(l1->ecx, (host[1].ecx | hypervisor) & ~deadline);
+
+    assert_int_equal(cpuid_build(&s->c, 0, 1, 1u << 7, &o->c, MAX_ENT), -EINVAL);
     free(s);
     free(o);
 }
@@ -215,6 +236,7 @@ int main(void)
         cmocka_unit_test(test_topology),
         cmocka_unit_test(test_core_shift),
         cmocka_unit_test(test_errors_and_missing_leaves),
+        cmocka_unit_test(test_tsc_deadline),
         cmocka_unit_test(test_msr_list),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -5,12 +5,13 @@
 #include <stdbool.h>
 #include <string.h>
 
-#define LEAF1_ECX_HYPERVISOR (1u << 31)
-#define LEAF1_EDX_HTT        (1u << 28)
-#define LEAF6_EAX_ARAT       (1u << 2)
-#define TOPO_LEVEL_SMT       1
-#define TOPO_LEVEL_CORE      2
-#define CPUID_MAX_VCPUS      255
+#define LEAF1_ECX_HYPERVISOR   (1u << 31)
+#define LEAF1_ECX_TSC_DEADLINE (1u << 24)
+#define LEAF1_EDX_HTT          (1u << 28)
+#define LEAF6_EAX_ARAT         (1u << 2)
+#define TOPO_LEVEL_SMT         1
+#define TOPO_LEVEL_CORE        2
+#define CPUID_MAX_VCPUS        255
 
 #define MSR_IA32_SYSENTER_CS    0x00000174
 #define MSR_IA32_SYSENTER_ESP   0x00000175
@@ -35,6 +36,7 @@ unsigned cpuid_core_shift(unsigned nvcpus)
 
 struct topo {
     unsigned index, nvcpus, shift;
+    bool tsc_deadline;
 };
 
 static int push(struct kvm_cpuid2 *out, unsigned max, const struct kvm_cpuid_entry2 *e)
@@ -78,6 +80,10 @@ static void fix_leaf(struct kvm_cpuid_entry2 *e, const struct topo *t)
     case 1:
         e->ebx = (e->ebx & 0x0000ffff) | ((pkg_ids & 0xff) << 16) | (t->index << 24);
         e->ecx |= LEAF1_ECX_HYPERVISOR;
+        if (t->tsc_deadline)
+            e->ecx |= LEAF1_ECX_TSC_DEADLINE;
+        else
+            e->ecx &= ~LEAF1_ECX_TSC_DEADLINE;
         if (t->nvcpus > 1)
             e->edx |= LEAF1_EDX_HTT;
         else
@@ -122,11 +128,15 @@ static void fix_leaf(struct kvm_cpuid_entry2 *e, const struct topo *t)
 }
 
 int cpuid_build(const struct kvm_cpuid2 *supported, unsigned vcpu_index, unsigned nvcpus,
-                struct kvm_cpuid2 *out, unsigned max_entries)
+                unsigned flags, struct kvm_cpuid2 *out, unsigned max_entries)
 {
-    if (!supported || !out || nvcpus == 0 || nvcpus > CPUID_MAX_VCPUS || vcpu_index >= nvcpus)
+    if (!supported || !out || nvcpus == 0 || nvcpus > CPUID_MAX_VCPUS || vcpu_index >= nvcpus ||
+        (flags & ~CPUID_F_TSC_DEADLINE))
         return -EINVAL;
-    struct topo t = {.index = vcpu_index, .nvcpus = nvcpus, .shift = cpuid_core_shift(nvcpus)};
+    struct topo t = {.index = vcpu_index,
+                     .nvcpus = nvcpus,
+                     .shift = cpuid_core_shift(nvcpus),
+                     .tsc_deadline = flags & CPUID_F_TSC_DEADLINE};
     uint32_t max_basic = 0;
     bool have_kvm_sig = false, have_kvm_feat = false, done_b = false, done_1f = false;
     int rc;
