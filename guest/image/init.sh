@@ -38,8 +38,8 @@ done
 set +f
 
 # amber.test= takes one action or a comma list (e.g. "nproc,meminfo,reboot"): the report actions
-# (nproc, meminfo, cpuflags) print their lines after the ready marker, then the run ends in power-off unless
-# reboot or shell was asked for.
+# (nproc, meminfo, cpuflags) print their lines after the ready marker, then the run ends in
+# power-off unless reboot or shell was asked for.
 if [ -n "$test" ]; then
     known=
     end=off

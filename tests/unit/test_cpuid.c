@@ -1,4 +1,4 @@
-/* Unit tests for the guest CPUID builder (topology for 1-32 vCPUs, KVM leaves) and boot MSRs. */
+/* Unit tests for the guest CPUID builder (topology, KVM leaves, TSC deadline) and boot MSRs. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

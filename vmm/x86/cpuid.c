@@ -34,6 +34,7 @@ unsigned cpuid_core_shift(unsigned nvcpus)
     return shift;
 }
 
+/* What fix_leaf needs to know: the vCPU's place in the topology, and the cpuid_build flags. */
 struct topo {
     unsigned index, nvcpus, shift;
     bool tsc_deadline;
