@@ -209,6 +209,12 @@ def write_results(results_dir, journal, extra_failed=0):
     return failed
 
 
+def write_results_of_cut_run(results_dir, journal):
+    """write_results for a run that ended early (its watchdog, or its test host died): a test
+    cut off mid-run already counts as failed; a run that died between tests gets one failure."""
+    return write_results(results_dir, journal, extra_failed=0 if journal.unfinished() else 1)
+
+
 def report_live():
     """Prints each live VM's console tail and amber's state report. A stalled guest then leaves
     amber's view behind, and the KVM counters in it tell a test-host exit livelock (which the
@@ -273,7 +279,7 @@ def start_watchdog(results_dir, journal):
     def fire():
         print("e2e: watchdog: the run exceeded %.0f s; killing it" % limit, flush=True)
         kill_live()
-        write_results(results_dir, journal, extra_failed=0 if journal.unfinished() else 1)
+        write_results_of_cut_run(results_dir, journal)
         os._exit(1)
 
     t = threading.Timer(limit, fire)
@@ -383,8 +389,7 @@ def main():
         if len(sys.argv) != 3:
             sys.exit(__doc__)
         journal = Journal(os.path.join(sys.argv[2], "e2e-journal.txt"))
-        # A test cut off mid-run already counts; a run that died between tests gets one failure.
-        write_results(sys.argv[2], journal, extra_failed=0 if journal.unfinished() else 1)
+        write_results_of_cut_run(sys.argv[2], journal)
         return 1
     results_dir = os.path.abspath(sys.argv[1])
     os.makedirs(results_dir, exist_ok=True)
