@@ -156,13 +156,32 @@ class RunnerAccounting(unittest.TestCase):
         self.assertNotIn(os.getpid(), kids)
         R.kill_live()
         self.assertEqual(proc.wait(timeout=5), -9)
+
+        def running():
+            left = []
+            for p in kids:
+                try:
+                    with open("/proc/%d/stat" % p) as f:
+                        if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                            left.append(p)
+                except OSError:
+                    pass  # gone
+            return left
         deadline = time.monotonic() + 5
-        while any(os.path.exists("/proc/%d" % p) and open("/proc/%d/stat" % p).read().split()[2] != "Z"
-                  for p in kids) and time.monotonic() < deadline:
+        while running() and time.monotonic() < deadline:
             time.sleep(0.05)
-        left = [p for p in kids if os.path.exists("/proc/%d" % p)
-                and open("/proc/%d/stat" % p).read().rsplit(")", 1)[1].split()[0] != "Z"]
-        self.assertEqual(left, [], "kill_live left these running")
+        self.assertEqual(running(), [], "kill_live left these running")
+
+    def test_a_cut_run_counts_its_cut_off_test_or_one_failure(self):
+        def totals_written():
+            with contextlib.redirect_stdout(io.StringIO()):
+                R.write_results_of_cut_run(self.dir, self.journal)
+            with open(os.path.join(self.dir, "e2e.txt")) as f:
+                return f.read()
+        self.run_suite(Mocks.SubtestCase)
+        self.assertEqual(totals_written(), "1 passed, 2 failed\n")  # died between tests: +1
+        self.journal.record("start", Mocks.AlwaysFails("test_broken").id())
+        self.assertEqual(totals_written(), "1 passed, 2 failed\n")  # the cut-off test is the +1
 
     def test_a_resumed_journal_keeps_outcomes(self):
         self.run_suite(Mocks.SubtestCase)
