@@ -35,6 +35,11 @@
  *   wide for the rest of its life, to cover a phase in which no guest code has run yet. That
  *   phase serves only the local API socket (mode 0600); run amber under --chroot/--uid (and a
  *   new mount namespace) to bound it.
+ * Every filter allows what the kernel may issue on a thread's behalf, whatever the thread does:
+ * rt_sigreturn (a handler returns), restart_syscall (a timed futex or sleep that a stop, task
+ * work such as an io_uring completion, or a signal interrupted is resumed through its restart
+ * block; Linux 6.12 does this to the loop thread's timed wait in pause_request), exit and
+ * exit_group. A valid request must never kill the VM; the unit tests check all four.
  * Why SCMP_ACT_TRAP and not SCMP_ACT_KILL_PROCESS: the kernel kills without a word and the
  * operator sees only "killed by SIGSYS". The trap handler names the syscall on stderr first,
  * then exits; a thread that traps again inside the handler (SIGSYS blocked there) is killed by
@@ -75,6 +80,7 @@ static const struct allow vmm_allow[] = {
     ALLOW(connect, "guest-initiated vsock connections to <uds_path>_<port>"),
     ALLOW(epoll_ctl, "the event loop's watches"),
     ALLOW(epoll_wait, "the event loop"),
+    ALLOW(exit, "a thread ends (the kernel's own exit path for a filtered thread)"),
     ALLOW(exit_group, "process exit, and the SIGSYS handler"),
     ALLOW(futex, "device locks, the pause barrier and vCPU joins"),
     ALLOW(getpid, "pthread_kill (vCPU kicks) resolves our tgid"),
@@ -93,6 +99,7 @@ static const struct allow vmm_allow[] = {
     ALLOW(readv, "TAP receive"),
     ALLOW(recvfrom, "API requests and vsock data"),
     ALLOW(rename, "the exit file is renamed into place"),
+    ALLOW(restart_syscall, "the kernel resumes an interrupted timed wait (futex, io_uring)"),
     ALLOW(rt_sigprocmask, "pthread_kill blocks signals around tgkill"),
     ALLOW(rt_sigreturn, "return from signal handlers"),
     ALLOW(sendto, "API responses and vsock data"),
@@ -122,6 +129,7 @@ static const struct allow vcpu_allow[] = {
     ALLOW_IF(mprotect, NO_EXEC, "growing that arena, without PROT_EXEC"),
     ALLOW(munmap, "malloc"),
     ALLOW(read, "a virtio-blk reset clears its completion eventfd"),
+    ALLOW(restart_syscall, "the kernel resumes an interrupted timed wait (the pause barrier)"),
     ALLOW(rt_sigprocmask, "glibc blocks signals while a thread exits"),
     ALLOW(rt_sigreturn, "return from the kick handler"),
     ALLOW(timerfd_settime, "a vsock reset hands its teardown to the loop"),

@@ -12,8 +12,11 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <linux/futex.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -280,6 +283,74 @@ static void test_vmm_forbids(void **state)
                      "amber: seccomp violation: syscall 257 (openat)\n");
 }
 
+/* --- what the kernel issues on a thread's behalf --- */
+
+/* Every filter lists the syscalls a thread can make without asking for them. */
+static void test_kernel_issued_listed(void **state)
+{
+    (void)state;
+    const char *want[] = {"rt_sigreturn", "restart_syscall", "exit", "exit_group"};
+    const enum seccomp_kind kinds[] = {SECCOMP_VMM, SECCOMP_VCPU};
+    for (unsigned k = 0; k < 2; k++)
+        for (unsigned w = 0; w < 4; w++) {
+            bool found = false;
+            const char *name, *why;
+            for (unsigned i = 0; seccomp_allowed_at(kinds[k], i, &name, &why); i++)
+                found |= !strcmp(name, want[w]);
+            if (!found)
+                fail_msg("the %s filter does not allow %s", k ? "vcpu" : "vmm", want[w]);
+        }
+}
+
+/*
+ * A filtered child waits on a futex with a timeout; the parent stops and continues it in the
+ * middle. The kernel then resumes the wait through restart_syscall (as it does after io_uring
+ * task work on Linux 6.12), which must not trap. Returns the child's outcome.
+ */
+static struct outcome run_restarted_wait(enum seccomp_kind kind)
+{
+    struct outcome o = {.status = -1};
+    int ready[2];
+    assert_int_equal(pipe(ready), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(ready[0]);
+        if (seccomp_install_handler() || seccomp_install(kind, &cfg_plain))
+            _exit(100);
+        static int word;
+        struct timespec ts = {.tv_sec = 1};
+        if (write(ready[1], "r", 1) != 1)
+            _exit(102);
+        long rc = syscall(SYS_futex, &word, FUTEX_WAIT_PRIVATE, 0, &ts, NULL, 0);
+        _exit(rc == -1 && errno == ETIMEDOUT ? 0 : 101);
+    }
+    close(ready[1]);
+    char c;
+    assert_int_equal(read(ready[0], &c, 1), 1);
+    close(ready[0]);
+    struct timespec gap = {.tv_nsec = 200 * 1000 * 1000};
+    nanosleep(&gap, NULL); /* the child is in its wait by now */
+    assert_int_equal(kill(pid, SIGSTOP), 0);
+    int st;
+    assert_int_equal(waitpid(pid, &st, WUNTRACED), pid);
+    assert_true(WIFSTOPPED(st));
+    assert_int_equal(kill(pid, SIGCONT), 0);
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    o.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    if (WIFSIGNALED(st))
+        snprintf(o.err, sizeof(o.err), "killed by signal %d", WTERMSIG(st));
+    return o;
+}
+
+static void test_restart_syscall(void **state)
+{
+    SKIP_UNDER_ASAN();
+    (void)state;
+    expect_clean(run_restarted_wait(SECCOMP_VMM));
+    expect_clean(run_restarted_wait(SECCOMP_VCPU));
+}
+
 /* --seccomp-filter loads a raw BPF program: export the vcpu list and load it from the file. */
 static void test_filter_file(void **state)
 {
@@ -398,10 +469,16 @@ static void test_jail_flags(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tables),      cmocka_unit_test(test_vcpu_thread_exit),
-        cmocka_unit_test(test_vcpu_allows), cmocka_unit_test(test_vcpu_forbids),
-        cmocka_unit_test(test_vmm_allows),  cmocka_unit_test(test_vmm_forbids),
-        cmocka_unit_test(test_filter_file), cmocka_unit_test(test_jail_flags),
+        cmocka_unit_test(test_tables),
+        cmocka_unit_test(test_vcpu_thread_exit),
+        cmocka_unit_test(test_vcpu_allows),
+        cmocka_unit_test(test_vcpu_forbids),
+        cmocka_unit_test(test_vmm_allows),
+        cmocka_unit_test(test_vmm_forbids),
+        cmocka_unit_test(test_filter_file),
+        cmocka_unit_test(test_jail_flags),
+        cmocka_unit_test(test_kernel_issued_listed),
+        cmocka_unit_test(test_restart_syscall),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
