@@ -125,6 +125,7 @@ tty=0
         esac
         printf 'export %s=%q\n' "$name" "${!name}"
     done < <(compgen -e)
+    printf 'export TESTHOST_STACK=%q\n' "$stack"
     if [ "$tty" = 1 ]; then
         read -r rows cols < <(stty size 2>/dev/null || echo "24 80")
         echo "stty rows $rows cols $cols 2>/dev/null"
