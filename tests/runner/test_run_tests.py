@@ -152,6 +152,16 @@ class Accounting(unittest.TestCase):
         self.assertEqual(journal.totals(), (0, 2, 0))
         self.assertEqual((journal.notes, extra), ([], []))
 
+    def test_a_failed_class_setup_is_not_run_again_in_a_resumed_test_host(self):
+        journal = self.journal()
+        self.run_testhost(journal, Mocks.FlakyFixture)
+        with open(journal.path, "a") as f:
+            f.write("died test host (debian12) killed: its heartbeat stopped 61 s ago\n")
+        journal = self.journal()
+        self.run_testhost(journal, Mocks.FlakyFixture, Mocks.FailsOnce)
+        self.assertEqual(CALLS, {"fixture": 1, "flaky": 1})
+        self.assertEqual(journal.totals(), (0, 2, 0))
+
     def test_a_failure_while_the_test_hosts_kernel_broke_runs_again_once_and_is_listed(self):
         journal = self.journal()
         journal._kernel_lines = lambda: ["BUG: soft lockup - CPU#1 stuck for 23s! [amber-vcpu0]"]
@@ -165,6 +175,14 @@ class Accounting(unittest.TestCase):
                                     r"evidence: the test host's kernel logged: BUG: soft lockup")
         self.assertIn("RETRIED", lines[-2])  # AlwaysFails, retried once, still failed
         self.assertEqual(files["e2e-retried"].count("RETRIED"), 2)
+
+    def test_a_retry_runs_only_the_test_it_is_for(self):
+        journal = self.journal()
+        said = iter([[], ["Oops: 0000 [#1] PREEMPT SMP NOPTI"]])  # start, then failure, of test_flaky
+        journal._kernel_lines = lambda: next(said, [])
+        self.run_testhost(journal, Mocks.FailsOnce, Mocks.FlakyFixture)
+        self.assertEqual(CALLS, {"flaky": 2, "fixture": 1})  # the fixture failed without evidence
+        self.assertEqual(journal.totals(), (1, 1, 0))
 
     def test_a_cut_off_test_with_evidence_runs_again_in_the_fresh_test_host(self):
         name = Mocks.FailsOnce("test_flaky").id()

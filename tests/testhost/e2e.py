@@ -156,19 +156,34 @@ def select(found, journal):
             journal.record("fail", name, "its test host died under it again (%s)" % evidence)
         else:
             journal.record("fail", name, "cut off with no evidence that its test host died")
-    return unittest.TestSuite([t for t in run_tests.flatten(found) if t.id() not in journal.outcomes])
+    return unittest.TestSuite([t for t in run_tests.flatten(found)
+                               if t.id() not in journal.outcomes and not fixture_failed(t.id(), journal)])
+
+
+def fixture_failed(name, journal):
+    """True when name's class or module set-up failed: that failure counts, once, and its tests
+    do not run again without evidence."""
+    scopes = ("(%s)" % class_of(name), "(%s)" % name.split(".", 1)[0])
+    return any(o == "fail" and n.endswith(scopes) for n, o in journal.outcomes.items())
+
+
+def in_scope(name, scopes):
+    """True when test name is, or belongs to a class or fixture in, scopes."""
+    return name in scopes or class_of(name) in scopes or any("(%s)" % class_of(name) in s for s in scopes)
 
 
 def retry_after_kernel_evidence(runner, found, journal):
     """Runs again, once, each failed test during which the test host's kernel broke."""
     todo = [n for n, o in journal.outcomes.items()
             if o == "fail" and n in journal.kernel and n not in journal.retried]
+    scopes = set()
     for name in todo:
         print("e2e: %s failed while %s; running it again" % (name, journal.kernel[name]), flush=True)
         journal.retry(name, journal.why.get(name, "?"), journal.kernel[name])
+        scopes.add(class_of(name) if reruns_class(name) else name)
     if todo:
         runner.run(unittest.TestSuite([t for t in run_tests.flatten(found)
-                                       if t.id() not in journal.outcomes]))
+                                       if in_scope(t.id(), scopes) and t.id() not in journal.outcomes]))
 
 
 def too_many_retries(journal):
