@@ -239,6 +239,7 @@ def testhost_module():
     if not harness.in_test_host():
         return None
     sys.path.insert(0, os.path.join(os.path.dirname(HERE), "testhost"))
+    sys.modules.setdefault("run_tests", sys.modules[__name__])  # one module, run as a script or not
     import e2e
     return e2e
 

@@ -197,7 +197,7 @@ def run(runner, found, journal, results_dir):
     """run_tests.main's test-host path: resume, run, retry with evidence. Returns the extra
     failures for write_results."""
     harness.STALL_HOOKS.append(lambda vm: kvm_sample(vm)[0])
-    run_tests.CountingResult.stall_check = livelock_check
+    run_tests.CountingResult.stall_check = staticmethod(livelock_check)
     watchdog = start_deadline(results_dir, journal)
     try:
         suite = select(found, journal)
