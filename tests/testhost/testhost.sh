@@ -2,7 +2,7 @@
 # Runs a command inside the test host: a QEMU TCG VM with nested SVM, so /dev/kvm boots stock guests.
 # usage: tests/testhost/testhost.sh (or scripts/testhost.sh) [--] CMD [ARGS...]
 # The VM sees the whole machine read-only over 9p, the checkout writable, and a tmpfs /tmp and /run.
-# Output streams to stdout; the exit status is CMD's. See /work/shared/TESTHOST.md for the recipe.
+# Output streams to stdout; the exit status is CMD's. docs/testing.md describes the test host.
 # Env: TESTHOST_MEM_MIB (8192), TESTHOST_CPUS (2), TESTHOST_ENV (extra variable names to pass),
 #      TESTHOST_KEEP=1 keeps build/testhost/jobs/ID (with the kernel log, console.log),
 #      TESTHOST_TIMEOUT_S (0: none) bounds the whole run, TESTHOST_STALL_S (120) the time the
