@@ -48,7 +48,7 @@ while :; do
         break
     fi
     # The evidence lets the test it cut off run again, once (see tests/testhost/e2e.py).
-    echo "died $(head -c 300 "$evidence" | tr '\t\n' '  ')" >>"$inner/e2e-journal.txt"
+    echo "died $(head -c 300 "$evidence" | tr '\t\n' '  ' | sed 's/ *$//')" >>"$inner/e2e-journal.txt"
     if [ "$attempt" -ge 4 ] || [ "$left" -lt 180 ]; then
         echo "e2e: the test host died $attempt time(s); $left s of the budget left: not trying again"
         break
