@@ -55,7 +55,7 @@ include $(sort $(filter-out tests/module.mk,$(wildcard */module.mk */*.mk */*/*.
 all: $(SETUP_STAMP) $(ALL_BINS)
 
 # Linked here, after every fragment has added its objects.
-$(BUILD)/amber: $(addprefix $(BUILD)/,$(VMM_OBJS) vmm/main.o)
+$(BUILD)/amber: $(addprefix $(BUILD)/,$(VMM_OBJS) board/main.o)
 	@[ "$(V)" = 0 ] && echo "  LD      $@" || true
 	$(Q)$(CC) $(LDFLAGS) $(LDFLAGS_VMM) -o $@ $^ $(LDLIBS_VMM)
 

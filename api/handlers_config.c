@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "api/config_json.h"
-#include "api/jfield.h"
+#include "config/json.h"
+#include "config/jfield.h"
 #include "vmm/log.h"
 
 /* Configuration changes are pre-boot only, as in Firecracker. True (and 400) after boot. */

@@ -1,5 +1,5 @@
 # The KVM core. Device and API fragments append their objects to VMM_OBJS; the top Makefile
-# links build/amber from VMM_OBJS plus vmm/main.o.
+# links build/amber from VMM_OBJS plus board/main.o.
 VMM_OBJS += vmm/mem.o vmm/bus.o vmm/loop.o vmm/log.o vmm/pause.o vmm/vcpu.o vmm/vm.o \
-            vmm/devices.o vmm/loader.o vmm/vmm.o
+            board/devices.o vmm/loader.o board/process.o
 ALL_BINS += $(BUILD)/amber

@@ -22,12 +22,12 @@ $(TEST_HOOKS_DIR)/vmm/seccomp.o: vmm/seccomp.c $(SYSCALL_NAMES_H) | $(SETUP_STAM
 	@[ "$(V)" = 0 ] && echo "  CC      $< (test hooks)" || true
 	$(Q)$(CC) $(CFLAGS) -I$(BUILD)/gen -DAMBER_TEST_HOOKS -c -o $@ $<
 
-$(TEST_HOOKS_DIR)/amber: $$(addprefix $(BUILD)/,$$(filter-out vmm/seccomp.o,$$(VMM_OBJS)) vmm/main.o) \
+$(TEST_HOOKS_DIR)/amber: $$(addprefix $(BUILD)/,$$(filter-out vmm/seccomp.o,$$(VMM_OBJS)) board/main.o) \
                          $(TEST_HOOKS_DIR)/vmm/seccomp.o
 	@[ "$(V)" = 0 ] && echo "  LD      $@" || true
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_VMM)
 
 ALL_BINS += $(TEST_HOOKS_DIR)/amber
 
-$(eval $(call unit_test,test_seccomp,vmm/seccomp.o vmm/log.o vmm/config.o vmm/config_args.o vmm/config_specs.o,-lseccomp))
+$(eval $(call unit_test,test_seccomp,vmm/seccomp.o vmm/log.o config/config.o config/args.o config/specs.o,-lseccomp))
 $(BUILD)/tests/unit/test_seccomp.o: CFLAGS += -I$(BUILD)/gen

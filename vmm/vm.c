@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "vmm/clock.h"
-#include "vmm/devices.h"
+#include "board/devices.h"
 #include "vmm/loader.h"
 #include "vmm/log.h"
 #include "vmm/vcpu.h"

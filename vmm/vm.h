@@ -9,7 +9,7 @@
 
 #include "devices/virtio/virtio.h"
 #include "vmm/bus.h"
-#include "vmm/config.h"
+#include "config/config.h"
 #include "vmm/layout.h"
 #include "vmm/loop.h"
 #include "vmm/mem.h"

@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #include "devices/virtio/virtio.h"
-#include "vmm/config.h"
+#include "config/config.h"
 
 #define NET_QUEUE_SIZE 256
 #define NET_RXQ        0

@@ -197,7 +197,7 @@ void virtio_dev_resume(struct virtio_dev *d);
 /*
  * Log d's transport state (status, ISR, pause bookkeeping, every queue) and then the device's
  * own (ops->dump), as "state: virtio-NAME ..." lines at info level. Loop thread; takes d->lock.
- * For diagnosing a stalled device without stopping it (SIGUSR2, see vmm/vmm.c).
+ * For diagnosing a stalled device without stopping it (SIGUSR2, see board/process.c).
  */
 void virtio_dev_dump(struct virtio_dev *d);
 

@@ -7,7 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "vmm/config.h"
+#include "config/config.h"
 
 #define CONFIG_MEM_MIB_MAX (1024u * 1024u) /* 1 TiB */
 

@@ -1,5 +1,5 @@
 /* The --drive, --net and --vsock values: "key=value,flag,..." lists into config slots. */
-#include "vmm/config.h"
+#include "config/config.h"
 
 #include <errno.h>
 #include <stdio.h>

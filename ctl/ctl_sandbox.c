@@ -1,6 +1,6 @@
 /* amberctl sandbox commands: list, status, pause, resume, logs, delete (runtime dir + API). */
-#include "api/client/amberctl.h"
-#include "api/client/http_client.h"
+#include "ctl/amberctl.h"
+#include "ctl/http_client.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -1,12 +1,12 @@
 /* --config-file loading (Firecracker's JSON shape) and the GET /vm/config / GET /machine-config
  * exporters. The per-section validators live in config_sections.c. */
-#include "api/config_json.h"
+#include "config/json.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "api/jfield.h"
+#include "config/jfield.h"
 
 /* Sections Firecracker defines that amber does not implement: accepted only when null. */
 static const char *const unsupported_sections[] = {

@@ -1,6 +1,6 @@
 /* A minimal HTTP/1.1 client over a Unix socket: one request per connection, Content-Length. */
-#include "api/client/http_client.h"
-#include "api/client/agent_client_priv.h"
+#include "ctl/http_client.h"
+#include "ctl/agent_client_priv.h"
 
 #include <errno.h>
 #include <poll.h>

@@ -1,5 +1,5 @@
 /* amber agent wire protocol v1: pure frame and TLV encode/decode with bounds checks. */
-#include "guest/agent/proto.h"
+#include "proto/agent.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /* amberctl: runtime-directory helpers: liveness through amber.pid's flock, stale cleanup. */
-#include "api/client/amberctl.h"
+#include "ctl/amberctl.h"
 
 #include <errno.h>
 #include <fcntl.h>

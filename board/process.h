@@ -2,7 +2,7 @@
 #ifndef AMBER_VMM_VMM_H
 #define AMBER_VMM_VMM_H
 
-#include "vmm/config.h"
+#include "config/config.h"
 
 /*
  * Run amber with a parsed configuration until the guest or a signal ends it. Boots at once

@@ -1,5 +1,5 @@
 /* The command line: getopt_long options, usage, and each flag checked and applied. */
-#include "vmm/config.h"
+#include "config/config.h"
 
 #include <errno.h>
 #include <getopt.h>

@@ -1,5 +1,5 @@
 /* amberctl guest commands: exec, cp and ping, spoken to amber-agent over vsock. */
-#include "api/client/amberctl.h"
+#include "ctl/amberctl.h"
 
 #include <errno.h>
 #include <fcntl.h>

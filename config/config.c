@@ -1,5 +1,5 @@
 /* The VM configuration: defaults, value checks, and validation before boot (flags, file or API). */
-#include "vmm/config.h"
+#include "config/config.h"
 
 #include <errno.h>
 #include <stdarg.h>

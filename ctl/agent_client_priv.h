@@ -2,8 +2,8 @@
 #ifndef AMBER_API_CLIENT_AGENT_CLIENT_PRIV_H
 #define AMBER_API_CLIENT_AGENT_CLIENT_PRIV_H
 
-#include "api/client/agent_client.h"
-#include "guest/agent/proto.h"
+#include "ctl/agent_client.h"
+#include "proto/agent.h"
 
 #define AC_DEFAULT_TIMEOUT_MS 10000
 

@@ -1,5 +1,5 @@
 /* Typed, validated access to the fields of a JSON request body (json-c), with error messages. */
-#include "api/jfield.h"
+#include "config/jfield.h"
 
 #include <errno.h>
 #include <limits.h>

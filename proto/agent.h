@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/* See guest/agent/PROTOCOL.md for the meaning of every constant below. */
+/* See proto/PROTOCOL.md for the meaning of every constant below. */
 #define PROTO_VERSION      1
 #define PROTO_HDR_LEN      9u
 #define PROTO_MAX_PAYLOAD  (1024u * 1024u)

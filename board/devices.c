@@ -1,5 +1,5 @@
 /* Assembling the VM's devices: legacy ports, virtio-mmio slots, KVM wiring, pause hooks. */
-#include "vmm/devices.h"
+#include "board/devices.h"
 
 #include <errno.h>
 #include <sys/epoll.h>

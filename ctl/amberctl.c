@@ -1,5 +1,5 @@
 /* amberctl: command-line client for amber sandboxes; dispatches to one file per command group. */
-#include "api/client/amberctl.h"
+#include "ctl/amberctl.h"
 
 #include <errno.h>
 #include <stdio.h>

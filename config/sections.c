@@ -1,12 +1,12 @@
 /* Validators for each Firecracker configuration section, shared by the endpoints and
  * --config-file: every check happens before cfg changes. */
-#include "api/config_json.h"
+#include "config/json.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "api/jfield.h"
+#include "config/jfield.h"
 
 #define TRY(x)                                                                                     \
     do {                                                                                           \

@@ -2,7 +2,7 @@
 #ifndef AMBER_API_CLIENT_AMBERCTL_H
 #define AMBER_API_CLIENT_AMBERCTL_H
 
-#include "api/client/agent_client.h"
+#include "ctl/agent_client.h"
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -11,12 +11,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "vmm/config.h"
+#include "config/config.h"
 #include "vmm/log.h"
 #include "vmm/loop.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
-#include "vmm/vmm.h"
+#include "board/process.h"
 
 /* Exit statuses: 0 guest power-off/reboot/signal, 1 VMM failure, 2 bad input. */
 #define EXIT_BAD_INPUT 2

@@ -1,5 +1,5 @@
 /* The VMM process: event loop, signals, the optional API, and the VM from boot to exit. */
-#include "vmm/vmm.h"
+#include "board/process.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,10 +14,10 @@
 #include <unistd.h>
 
 #include "api/api.h"
-#include "api/config_json.h"
+#include "config/json.h"
 #include "devices/virtio/blk.h"
 #include "devices/virtio/vsock.h"
-#include "vmm/devices.h"
+#include "board/devices.h"
 #include "vmm/jail.h"
 #include "vmm/log.h"
 #include "vmm/loop.h"

@@ -1,5 +1,5 @@
 /* Host-side client for amber-agent: connecting (hybrid vsock handshake), ping, files, shutdown. */
-#include "api/client/agent_client_priv.h"
+#include "ctl/agent_client_priv.h"
 
 #include <errno.h>
 #include <fcntl.h>

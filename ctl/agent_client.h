@@ -1,4 +1,4 @@
-/* Host-side client for amber-agent (guest/agent/PROTOCOL.md): one connection per request. */
+/* Host-side client for amber-agent (proto/PROTOCOL.md): one connection per request. */
 #ifndef AMBER_API_CLIENT_AGENT_CLIENT_H
 #define AMBER_API_CLIENT_AGENT_CLIENT_H
 
