@@ -1,4 +1,4 @@
-/* Assembling the VM's devices: legacy ports, virtio-mmio slots, KVM wiring, pause hooks. */
+/* The board: legacy ports, virtio-mmio slots, KVM wiring, the console and the VM's hooks. */
 #include "board/devices.h"
 
 #include <errno.h>
@@ -25,58 +25,44 @@
 
 #define CONSOLE_ESCAPE 0x01 /* Ctrl-A, then 'x' quits */
 
-/* Console state; one per VM, hung off the devices' private block. */
-struct devices_priv {
-    int console_fd; /* owned when it is a file */
-    bool stdin_watched;
-    bool stdin_paused; /* stopped while the FIFO is full or the VM is paused */
-    bool tty_raw;
-    struct termios saved_tty;
-    bool escape;
-    const char *drive_ids[VIRTIO_MAX_DEVICES]; /* drive id per slot, NULL for non-drives */
-};
-
-static struct devices_priv *priv(struct vm *vm)
-{
-    return vm->devices_priv;
-}
-
 static void on_poweroff(void *opaque)
 {
-    vm_request_exit(opaque, VM_EXIT_POWEROFF, "guest powered off");
+    struct board *b = opaque;
+    vm_request_exit(b->vm, VM_EXIT_POWEROFF, "guest powered off");
 }
 
 static void on_reset(void *opaque)
 {
-    vm_request_exit(opaque, VM_EXIT_REBOOT, "guest rebooted (i8042 reset)");
+    struct board *b = opaque;
+    vm_request_exit(b->vm, VM_EXIT_REBOOT, "guest rebooted (i8042 reset)");
 }
 
-static void stdin_set_watch(struct vm *vm, bool on)
+static void stdin_set_watch(struct board *b, bool on)
 {
-    struct devices_priv *p = priv(vm);
+    struct board_console *p = &b->console;
     if (!p->stdin_watched || p->stdin_paused == !on)
         return;
     p->stdin_paused = !on;
-    loop_mod(vm->loop, vm->stdin_fd, on ? EPOLLIN : 0);
+    loop_mod(b->vm->loop, p->stdin_fd, on ? EPOLLIN : 0);
 }
 
 static void on_stdin(void *opaque, uint32_t events)
 {
-    struct vm *vm = opaque;
-    struct devices_priv *p = priv(vm);
-    size_t space = serial_rx_space(vm->serial);
+    struct board *b = opaque;
+    struct board_console *p = &b->console;
+    size_t space = serial_rx_space(b->serial);
     if (space == 0) {
-        stdin_set_watch(vm, false); /* re-armed by the UART's rx_ready callback */
+        stdin_set_watch(b, false); /* re-armed by the UART's rx_ready callback */
         return;
     }
     uint8_t buf[256];
     if (space > sizeof(buf))
         space = sizeof(buf);
-    ssize_t n = read(vm->stdin_fd, buf, space);
+    ssize_t n = read(p->stdin_fd, buf, space);
     if (n <= 0) {
         if (n < 0 && (errno == EINTR || errno == EAGAIN))
             return;
-        loop_del(vm->loop, vm->stdin_fd); /* EOF: the guest simply gets no more input */
+        loop_del(b->vm->loop, p->stdin_fd); /* EOF: the guest simply gets no more input */
         p->stdin_watched = false;
         return;
     }
@@ -85,7 +71,7 @@ static void on_stdin(void *opaque, uint32_t events)
         if (p->tty_raw && p->escape) {
             p->escape = false;
             if (buf[i] == 'x') {
-                vm_request_exit(vm, VM_EXIT_SIGNAL, "quit from the console (Ctrl-A x)");
+                vm_request_exit(b->vm, VM_EXIT_SIGNAL, "quit from the console (Ctrl-A x)");
                 return;
             }
             if (buf[i] != CONSOLE_ESCAPE)
@@ -96,26 +82,27 @@ static void on_stdin(void *opaque, uint32_t events)
         }
         buf[out++] = buf[i];
     }
-    serial_input(vm->serial, buf, out);
+    serial_input(b->serial, buf, out);
 }
 
 /* The UART freed receive space: called on a vCPU thread, so hop to the loop. */
 static void rx_ready_on_loop(void *arg)
 {
-    struct vm *vm = arg;
-    if (!vm->paused)
-        stdin_set_watch(vm, true);
+    struct board *b = arg;
+    if (!b->vm->paused)
+        stdin_set_watch(b, true);
 }
 
 static void on_rx_ready(void *opaque)
 {
-    struct vm *vm = opaque;
-    loop_post(vm->loop, rx_ready_on_loop, vm);
+    struct board *b = opaque;
+    loop_post(b->vm->loop, rx_ready_on_loop, b);
 }
 
-static int setup_console(struct vm *vm, char *err, size_t errlen)
+static int setup_console(struct board *b, char *err, size_t errlen)
 {
-    struct devices_priv *p = priv(vm);
+    struct vm *vm = b->vm;
+    struct board_console *p = &b->console;
     const struct vm_config *cfg = vm->cfg;
     int out_fd = -1;
     p->console_fd = -1;
@@ -132,11 +119,11 @@ static int setup_console(struct vm *vm, char *err, size_t errlen)
         }
         out_fd = p->console_fd;
     }
-    vm->serial = serial_create(out_fd, cfg->console_max_mib << 20, vm_irq_line, vm, GSI_COM1);
-    if (!vm->serial)
+    b->serial = serial_create(out_fd, cfg->console_max_mib << 20, vm_irq_line, vm, GSI_COM1);
+    if (!b->serial)
         return -ENOMEM;
-    serial_set_rx_ready(vm->serial, on_rx_ready, vm);
-    int ret = bus_register(&vm->pio, SERIAL_COM1_PORT, SERIAL_PORT_LEN, serial_io, vm->serial);
+    serial_set_rx_ready(b->serial, on_rx_ready, b);
+    int ret = bus_register(&vm->pio, SERIAL_COM1_PORT, SERIAL_PORT_LEN, serial_io, b->serial);
     if (ret)
         return ret;
 
@@ -147,9 +134,9 @@ static int setup_console(struct vm *vm, char *err, size_t errlen)
     bool tty = isatty(STDIN_FILENO);
     if (!tty && !S_ISFIFO(st.st_mode) && !S_ISSOCK(st.st_mode))
         return 0;
-    if (loop_add(vm->loop, STDIN_FILENO, EPOLLIN, on_stdin, vm) < 0)
+    if (loop_add(vm->loop, STDIN_FILENO, EPOLLIN, on_stdin, b) < 0)
         return 0;
-    vm->stdin_fd = STDIN_FILENO;
+    p->stdin_fd = STDIN_FILENO;
     p->stdin_watched = true;
     if (tty && tcgetattr(STDIN_FILENO, &p->saved_tty) == 0) {
         struct termios raw = p->saved_tty;
@@ -161,18 +148,19 @@ static int setup_console(struct vm *vm, char *err, size_t errlen)
     return 0;
 }
 
-static int setup_legacy(struct vm *vm, char *err, size_t errlen)
+static int setup_legacy(struct board *b, char *err, size_t errlen)
 {
-    int ret = setup_console(vm, err, errlen);
+    struct vm *vm = b->vm;
+    int ret = setup_console(b, err, errlen);
     if (ret)
         return ret;
-    vm->i8042 = i8042_create(vm_irq_line, vm, GSI_I8042, on_reset, vm);
-    vm->pm = pm_create(on_poweroff, vm);
-    if (!vm->i8042 || !vm->pm)
+    b->i8042 = i8042_create(vm_irq_line, vm, GSI_I8042, on_reset, b);
+    b->pm = pm_create(on_poweroff, b);
+    if (!b->i8042 || !b->pm)
         return -ENOMEM;
-    ret = bus_register(&vm->pio, I8042_PORT_BASE, I8042_PORT_LEN, i8042_io, vm->i8042);
+    ret = bus_register(&vm->pio, I8042_PORT_BASE, I8042_PORT_LEN, i8042_io, b->i8042);
     if (!ret)
-        ret = bus_register(&vm->pio, LAYOUT_ACPI_SLEEP_CTL, 2, pm_io, vm->pm);
+        ret = bus_register(&vm->pio, LAYOUT_ACPI_SLEEP_CTL, 2, pm_io, b->pm);
     if (ret)
         snprintf(err, errlen, "cannot register legacy ports: %s", strerror(-ret));
     return ret;
@@ -208,10 +196,10 @@ static int wire_virtio(struct vm *vm, struct virtio_dev *d, char *err, size_t er
 }
 
 /* Reserve the next slot: its transport struct, MMIO base and GSI. */
-static struct virtio_dev *next_slot(struct vm *vm, uint64_t *base, unsigned *gsi, char *err,
+static struct virtio_dev *next_slot(struct board *b, uint64_t *base, unsigned *gsi, char *err,
                                     size_t errlen)
 {
-    if (vm->nvirtio == VIRTIO_MAX_DEVICES) {
+    if (b->nvirtio == VIRTIO_MAX_DEVICES) {
         snprintf(err, errlen, "too many virtio devices: at most %d fit on GSI %d-%d",
                  VIRTIO_MAX_DEVICES, GSI_VIRTIO_FIRST, GSI_VIRTIO_LAST);
         return NULL;
@@ -221,158 +209,175 @@ static struct virtio_dev *next_slot(struct vm *vm, uint64_t *base, unsigned *gsi
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    *base = LAYOUT_VIRTIO_MMIO_BASE + vm->nvirtio * LAYOUT_VIRTIO_MMIO_SLOT;
-    *gsi = GSI_VIRTIO_FIRST + vm->nvirtio;
+    *base = LAYOUT_VIRTIO_MMIO_BASE + b->nvirtio * LAYOUT_VIRTIO_MMIO_SLOT;
+    *gsi = GSI_VIRTIO_FIRST + b->nvirtio;
     return d;
 }
 
-/* Keep a device that was created, then wire it; the slot is taken either way. */
-static int commit_slot(struct vm *vm, struct virtio_dev *d, int created, const char *drive_id,
+/* Keep a device that was created, announce it to the guest, then wire it; the slot is taken
+ * either way. */
+static int commit_slot(struct board *b, struct virtio_dev *d, int created, const char *drive_id,
                        char *err, size_t errlen)
 {
     if (created) {
         free(d);
         return created;
     }
-    priv(vm)->drive_ids[vm->nvirtio] = drive_id;
-    vm->virtio[vm->nvirtio++] = d;
-    return wire_virtio(vm, d, err, errlen);
+    b->drive_ids[b->nvirtio] = drive_id;
+    b->virtio[b->nvirtio++] = d;
+    int ret = vm_add_mmio_dev(b->vm, d->mmio_base, d->gsi);
+    if (ret)
+        return ret;
+    return wire_virtio(b->vm, d, err, errlen);
 }
 
-static int add_drive(struct vm *vm, const struct drive_config *dc, char *err, size_t errlen)
+static int add_drive(struct board *b, const struct drive_config *dc, char *err, size_t errlen)
 {
+    struct vm *vm = b->vm;
     uint64_t base;
     unsigned gsi;
-    struct virtio_dev *d = next_slot(vm, &base, &gsi, err, errlen);
+    struct virtio_dev *d = next_slot(b, &base, &gsi, err, errlen);
     if (!d)
         return -ENOSPC;
     int ret = blk_create(d, dc, &vm->mem, vm->loop, base, gsi, err, errlen);
-    return commit_slot(vm, d, ret, dc->id, err, errlen);
+    return commit_slot(b, d, ret, dc->id, err, errlen);
 }
 
-static int setup_virtio(struct vm *vm, char *err, size_t errlen)
+static int setup_virtio(struct board *b, char *err, size_t errlen)
 {
+    struct vm *vm = b->vm;
     const struct vm_config *cfg = vm->cfg;
     int ret = 0;
     /* The root drive is always vda; the others follow in the order given. */
     for (unsigned i = 0; i < cfg->ndrives && !ret; i++)
         if (cfg->drive[i].root)
-            ret = add_drive(vm, &cfg->drive[i], err, errlen);
+            ret = add_drive(b, &cfg->drive[i], err, errlen);
     for (unsigned i = 0; i < cfg->ndrives && !ret; i++)
         if (!cfg->drive[i].root)
-            ret = add_drive(vm, &cfg->drive[i], err, errlen);
+            ret = add_drive(b, &cfg->drive[i], err, errlen);
     for (unsigned i = 0; i < cfg->nnets && !ret; i++) {
         uint64_t base;
         unsigned gsi;
-        struct virtio_dev *d = next_slot(vm, &base, &gsi, err, errlen);
+        struct virtio_dev *d = next_slot(b, &base, &gsi, err, errlen);
         if (!d)
             return -ENOSPC;
         ret = net_create(d, &cfg->net[i], &vm->mem, vm->loop, base, gsi, err, errlen);
-        ret = commit_slot(vm, d, ret, NULL, err, errlen);
+        ret = commit_slot(b, d, ret, NULL, err, errlen);
     }
     if (!ret && cfg->vsock.enabled) {
         uint64_t base;
         unsigned gsi;
-        struct virtio_dev *d = next_slot(vm, &base, &gsi, err, errlen);
+        struct virtio_dev *d = next_slot(b, &base, &gsi, err, errlen);
         if (!d)
             return -ENOSPC;
-        if (vm->vsock_listen_fd >= 0)
-            ret = vsock_create_fd(d, &cfg->vsock, vm->vsock_listen_fd, &vm->mem, vm->loop, base,
-                                  gsi, err, errlen);
+        if (b->vsock_listen_fd >= 0)
+            ret = vsock_create_fd(d, &cfg->vsock, b->vsock_listen_fd, &vm->mem, vm->loop, base, gsi,
+                                  err, errlen);
         else
             ret = vsock_create(d, &cfg->vsock, &vm->mem, vm->loop, base, gsi, err, errlen);
         if (!ret)
-            vm->vsock_listen_fd = -1; /* the device owns it now */
-        ret = commit_slot(vm, d, ret, NULL, err, errlen);
+            b->vsock_listen_fd = -1; /* the device owns it now */
+        ret = commit_slot(b, d, ret, NULL, err, errlen);
     }
     if (!ret && cfg->entropy) {
         uint64_t base;
         unsigned gsi;
-        struct virtio_dev *d = next_slot(vm, &base, &gsi, err, errlen);
+        struct virtio_dev *d = next_slot(b, &base, &gsi, err, errlen);
         if (!d)
             return -ENOSPC;
         ret = rng_create(d, &vm->mem, vm->loop, base, gsi);
         if (ret)
             snprintf(err, errlen, "cannot create virtio-rng: %s", strerror(-ret));
-        ret = commit_slot(vm, d, ret, NULL, err, errlen);
+        ret = commit_slot(b, d, ret, NULL, err, errlen);
     }
     return ret;
 }
 
-int devices_create(struct vm *vm, char *err, size_t errlen)
+/* The hooks the board hangs on the VM; defined below. */
+static const struct vm_hooks board_hooks;
+
+int devices_create(struct board *b, struct vm *vm, int vsock_listen_fd, char *err, size_t errlen)
 {
-    vm->devices_priv = calloc(1, sizeof(struct devices_priv));
-    if (!vm->devices_priv)
-        return -ENOMEM;
-    priv(vm)->console_fd = -1;
-    int ret = setup_legacy(vm, err, errlen);
+    memset(b, 0, sizeof(*b));
+    b->vm = vm;
+    b->vsock_listen_fd = vsock_listen_fd;
+    b->console.console_fd = b->console.stdin_fd = -1;
+    vm_set_hooks(vm, &board_hooks, b);
+    int ret = setup_legacy(b, err, errlen);
     if (!ret)
-        ret = setup_virtio(vm, err, errlen);
+        ret = setup_virtio(b, err, errlen);
     return ret;
 }
 
-void devices_quiesce(struct vm *vm)
+static void devices_quiesce(void *opaque)
 {
-    stdin_set_watch(vm, false);
-    for (unsigned i = 0; i < vm->nvirtio; i++)
-        virtio_dev_quiesce(vm->virtio[i]);
+    struct board *b = opaque;
+    stdin_set_watch(b, false);
+    for (unsigned i = 0; i < b->nvirtio; i++)
+        virtio_dev_quiesce(b->virtio[i]);
 }
 
-void devices_resume(struct vm *vm)
+static void devices_resume(void *opaque)
 {
-    for (unsigned i = 0; i < vm->nvirtio; i++)
-        virtio_dev_resume(vm->virtio[i]);
-    stdin_set_watch(vm, true);
+    struct board *b = opaque;
+    for (unsigned i = 0; i < b->nvirtio; i++)
+        virtio_dev_resume(b->virtio[i]);
+    stdin_set_watch(b, true);
 }
 
-void devices_dump(struct vm *vm)
+void devices_dump(struct board *b)
 {
-    log_info("state: %u virtio devices%s", vm->nvirtio, vm->paused ? ", VM paused" : "");
-    for (unsigned i = 0; i < vm->nvirtio; i++)
-        virtio_dev_dump(vm->virtio[i]);
+    log_info("state: %u virtio devices%s", b->nvirtio, b->vm->paused ? ", VM paused" : "");
+    for (unsigned i = 0; i < b->nvirtio; i++)
+        virtio_dev_dump(b->virtio[i]);
 }
 
-void devices_destroy(struct vm *vm)
+static void devices_destroy(void *opaque)
 {
-    struct devices_priv *p = priv(vm);
-    for (unsigned i = 0; i < vm->nvirtio; i++) {
-        virtio_dev_destroy(vm->virtio[i]);
-        free(vm->virtio[i]);
-        vm->virtio[i] = NULL;
+    struct board *b = opaque;
+    struct board_console *p = &b->console;
+    for (unsigned i = 0; i < b->nvirtio; i++) {
+        virtio_dev_destroy(b->virtio[i]);
+        free(b->virtio[i]);
+        b->virtio[i] = NULL;
     }
-    vm->nvirtio = 0;
-    if (vm->vsock_listen_fd >= 0) {
-        close(vm->vsock_listen_fd);
-        vm->vsock_listen_fd = -1;
+    b->nvirtio = 0;
+    if (b->vsock_listen_fd >= 0) {
+        close(b->vsock_listen_fd);
+        b->vsock_listen_fd = -1;
     }
-    if (p) {
-        if (p->stdin_watched)
-            loop_del(vm->loop, vm->stdin_fd);
-        if (p->tty_raw)
-            tcsetattr(STDIN_FILENO, TCSANOW, &p->saved_tty);
-        if (p->console_fd >= 0)
-            close(p->console_fd);
-        free(p);
-        vm->devices_priv = NULL;
-    }
-    serial_destroy(vm->serial);
-    vm->serial = NULL;
-    i8042_destroy(vm->i8042);
-    vm->i8042 = NULL;
-    pm_destroy(vm->pm);
-    vm->pm = NULL;
+    if (p->stdin_watched)
+        loop_del(b->vm->loop, p->stdin_fd);
+    p->stdin_watched = false;
+    if (p->tty_raw)
+        tcsetattr(STDIN_FILENO, TCSANOW, &p->saved_tty);
+    p->tty_raw = false;
+    if (p->console_fd >= 0)
+        close(p->console_fd);
+    p->console_fd = -1;
+    serial_destroy(b->serial);
+    b->serial = NULL;
+    i8042_destroy(b->i8042);
+    b->i8042 = NULL;
+    pm_destroy(b->pm);
+    b->pm = NULL;
 }
 
-struct virtio_dev *devices_find_drive(struct vm *vm, const char *id)
+static const struct vm_hooks board_hooks = {
+    .quiesce = devices_quiesce,
+    .resume = devices_resume,
+    .destroy = devices_destroy,
+};
+
+struct virtio_dev *devices_find_drive(struct board *b, const char *id)
 {
-    struct devices_priv *p = priv(vm);
-    for (unsigned i = 0; p && i < vm->nvirtio; i++)
-        if (p->drive_ids[i] && strcmp(p->drive_ids[i], id) == 0)
-            return vm->virtio[i];
+    for (unsigned i = 0; i < b->nvirtio; i++)
+        if (b->drive_ids[i] && strcmp(b->drive_ids[i], id) == 0)
+            return b->virtio[i];
     return NULL;
 }
 
-int devices_ctrl_alt_del(struct vm *vm)
+int devices_ctrl_alt_del(struct board *b)
 {
-    return vm->i8042 ? i8042_send_ctrl_alt_del(vm->i8042) : -ENODEV;
+    return b->i8042 ? i8042_send_ctrl_alt_del(b->i8042) : -ENODEV;
 }

@@ -4,6 +4,8 @@
 
 #include <stddef.h>
 
+#include "board/board.h"
+
 struct vm;
 struct virtio_dev;
 
@@ -12,25 +14,20 @@ struct virtio_dev;
  * ACPI power device, then the virtio devices in slot order (root drive first, other drives,
  * network interfaces, vsock, entropy), each bound to KVM with an irqfd and one ioeventfd per
  * queue. Returns 0 or a negative errno with one line in err.
+ * vm comes from vm_create; each virtio device is announced to it (vm_add_mmio_dev), and the
+ * board's quiesce, resume and destroy hooks are registered on it first, so vm_destroy releases
+ * whatever was made, on error too. vsock_listen_fd (a bound socket for the vsock device, or -1)
+ * is taken in every case.
  */
-int devices_create(struct vm *vm, char *err, size_t errlen);
-
-/* Quiesce every device (the pause path, loop thread, vCPUs parked). */
-void devices_quiesce(struct vm *vm);
-
-/* Resume every device and replay missed notifications (loop thread, vCPUs still parked). */
-void devices_resume(struct vm *vm);
+int devices_create(struct board *b, struct vm *vm, int vsock_listen_fd, char *err, size_t errlen);
 
 /* Log every virtio device's state ("state: ..." lines; the SIGUSR2 stall report). Loop thread. */
-void devices_dump(struct vm *vm);
-
-/* Destroy every device; idempotent. */
-void devices_destroy(struct vm *vm);
+void devices_dump(struct board *b);
 
 /* The virtio-blk device for drive id, or NULL. */
-struct virtio_dev *devices_find_drive(struct vm *vm, const char *id);
+struct virtio_dev *devices_find_drive(struct board *b, const char *id);
 
 /* Queue Ctrl-Alt-Del on the i8042. Returns 0 or a negative errno. */
-int devices_ctrl_alt_del(struct vm *vm);
+int devices_ctrl_alt_del(struct board *b);
 
 #endif

@@ -33,6 +33,7 @@ struct vmm {
     struct vm_config *cfg;
     struct loop loop;
     struct vm vm;
+    struct board board; /* the VM's devices, once vm_created */
     bool vm_created;
     int signal_fd;
     struct api *api;
@@ -100,7 +101,7 @@ static void on_signal(void *opaque, uint32_t events)
         if (vmm->vm_created) {
             for (unsigned i = 0; i < vmm->vm.nvcpus; i++)
                 vcpu_dump(&vmm->vm.vcpus[i]);
-            devices_dump(&vmm->vm);
+            devices_dump(&vmm->board);
         } else {
             log_info("state: SIGUSR2 before boot: no devices yet");
         }
@@ -174,12 +175,20 @@ static int filter_main_thread(struct vmm *vmm, char *err, size_t errlen)
 
 static int boot(struct vmm *vmm, char *err, size_t errlen)
 {
-    int ret = vm_create(&vmm->vm, vmm->cfg, &vmm->loop, vmm->vsock_fd, err, errlen);
-    vmm->vsock_fd = -1; /* vm_create owns it now, success or not */
-    if (ret)
+    int ret = vm_create(&vmm->vm, vmm->cfg, &vmm->loop, err, errlen);
+    if (ret) {
+        if (vmm->vsock_fd >= 0)
+            close(vmm->vsock_fd);
+        vmm->vsock_fd = -1;
         return ret;
+    }
     vmm->vm_created = true;
-    ret = vm_start(&vmm->vm, err, errlen);
+    ret = devices_create(&vmm->board, &vmm->vm, vmm->vsock_fd, err, errlen);
+    vmm->vsock_fd = -1; /* the board owns it now, success or not */
+    if (!ret)
+        ret = vm_load(&vmm->vm, err, errlen);
+    if (!ret)
+        ret = vm_start(&vmm->vm, err, errlen);
     if (!ret)
         ret = filter_main_thread(vmm, err, errlen);
     if (ret) {
@@ -225,7 +234,7 @@ static int be_resume(void *ctx, char *err, size_t errlen)
 static int be_ctrl_alt_del(void *ctx, char *err, size_t errlen)
 {
     struct vmm *vmm = ctx;
-    int ret = devices_ctrl_alt_del(&vmm->vm);
+    int ret = devices_ctrl_alt_del(&vmm->board);
     if (ret)
         snprintf(err, errlen, "cannot send Ctrl-Alt-Del: %s", strerror(-ret));
     return ret;
@@ -235,7 +244,7 @@ static int be_drive_swap(void *ctx, const char *drive_id, const char *path, char
                          size_t errlen)
 {
     struct vmm *vmm = ctx;
-    struct virtio_dev *d = devices_find_drive(&vmm->vm, drive_id);
+    struct virtio_dev *d = devices_find_drive(&vmm->board, drive_id);
     if (!d) {
         snprintf(err, errlen, "no drive '%s'", drive_id);
         return -ENOENT;

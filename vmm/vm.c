@@ -12,7 +12,6 @@
 #include <unistd.h>
 
 #include "vmm/clock.h"
-#include "board/devices.h"
 #include "vmm/loader.h"
 #include "vmm/log.h"
 #include "vmm/vcpu.h"
@@ -171,14 +170,13 @@ static int create_vcpus(struct vm *vm, char *err, size_t errlen)
     return ret;
 }
 
-int vm_create(struct vm *vm, const struct vm_config *cfg, struct loop *loop, int vsock_listen_fd,
-              char *err, size_t errlen)
+int vm_create(struct vm *vm, const struct vm_config *cfg, struct loop *loop, char *err,
+              size_t errlen)
 {
     memset(vm, 0, sizeof(*vm));
     vm->cfg = cfg;
     vm->loop = loop;
-    vm->kvm_fd = vm->vm_fd = vm->stdin_fd = -1;
-    vm->vsock_listen_fd = vsock_listen_fd;
+    vm->kvm_fd = vm->vm_fd = -1;
     vm->nvcpus = cfg->vcpus;
     atomic_init(&vm->exit_reason, VM_EXIT_NONE);
 
@@ -199,13 +197,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, struct loop *loop, int
     ret = setup_irqchip(vm, err, errlen);
     if (ret)
         goto err;
-    ret = devices_create(vm, err, errlen);
-    if (ret)
-        goto err;
     ret = create_vcpus(vm, err, errlen);
-    if (ret)
-        goto err;
-    ret = loader_boot(vm, err, errlen);
     if (ret)
         goto err;
     return 0;
@@ -213,6 +205,32 @@ err:
     vm_destroy(vm);
     return ret;
 }
+
+void vm_set_hooks(struct vm *vm, const struct vm_hooks *hooks, void *opaque)
+{
+    vm->hooks = hooks;
+    vm->hooks_opaque = opaque;
+}
+
+int vm_add_mmio_dev(struct vm *vm, uint64_t base, unsigned gsi)
+{
+    if (vm->nmmio_dev == VIRTIO_MAX_DEVICES)
+        return -ENOSPC;
+    vm->mmio_dev[vm->nmmio_dev++] = (struct vm_mmio_dev){.base = base, .gsi = gsi};
+    return 0;
+}
+
+int vm_load(struct vm *vm, char *err, size_t errlen)
+{
+    return loader_boot(vm, err, errlen);
+}
+
+/* Run one of the board's hooks, if it registered one. */
+#define RUN_HOOK(vm, name)                                                                         \
+    do {                                                                                           \
+        if ((vm)->hooks && (vm)->hooks->name)                                                      \
+            (vm)->hooks->name((vm)->hooks_opaque);                                                 \
+    } while (0)
 
 static void kick_one(void *arg, unsigned i)
 {
@@ -242,7 +260,7 @@ int vm_pause(struct vm *vm, unsigned timeout_ms)
     if (ret)
         return ret;
     /* Every vCPU is parked: no MMIO can race with the devices while they quiesce. */
-    devices_quiesce(vm);
+    RUN_HOOK(vm, quiesce);
     vm->paused = true;
     return 0;
 }
@@ -259,7 +277,7 @@ int vm_resume(struct vm *vm)
 {
     if (!vm->paused)
         return -EALREADY;
-    devices_resume(vm);
+    RUN_HOOK(vm, resume);
     vm->paused = false;
     /* Woken vCPU threads preempt the loop thread, and the API answer would wait behind them
      * for a scheduler slice: wake them on the loop's next turn, after the answer is sent. */
@@ -300,7 +318,9 @@ void vm_destroy(struct vm *vm)
         pause_destroy(&vm->barrier);
     }
     vm->running = false;
-    devices_destroy(vm);
+    RUN_HOOK(vm, destroy);
+    vm->hooks = NULL;
+    vm->nmmio_dev = 0;
     mem_free(&vm->mem);
     if (vm->vm_fd >= 0)
         close(vm->vm_fd);
