@@ -66,12 +66,6 @@ static struct net *net_of(struct virtio_dev *d)
     return d->priv;
 }
 
-bool net_running(const struct net *n)
-{
-    uint32_t s = n->d->status;
-    return !n->paused && (s & VIRTIO_STATUS_DRIVER_OK) && !(s & VIRTIO_STATUS_NEEDS_RESET);
-}
-
 static void tap_event(void *opaque, uint32_t events);
 
 /* Make the loop watch match what we wait for. Loop thread only. */
