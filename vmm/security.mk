@@ -29,5 +29,5 @@ $(TEST_HOOKS_DIR)/amber: $$(addprefix $(BUILD)/,$$(filter-out vmm/seccomp.o,$$(V
 
 ALL_BINS += $(TEST_HOOKS_DIR)/amber
 
-$(eval $(call unit_test,test_seccomp,vmm/seccomp.o vmm/log.o config/config.o config/args.o config/specs.o,-lseccomp))
+$(eval $(call unit_test,test_seccomp,vmm/seccomp.o vmm/log.o $(CONFIG_ARGS_OBJS),-lseccomp))
 $(BUILD)/tests/unit/test_seccomp.o: CFLAGS += -I$(BUILD)/gen
