@@ -69,6 +69,10 @@ $(BUILD)/%.o: %.c | $(SETUP_STAMP)
 	@[ "$(V)" = 0 ] && echo "  CC      $<" || true
 	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
+# Every #include points down the layers of the README's architecture map (scripts/check-layers.sh).
+check-layers:
+	$(Q)bash scripts/check-layers.sh $(RESULTS)
+
 format-check:
 	$(Q)files=$$(git ls-files '*.c' '*.h'); \
 	  [ -z "$$files" ] || clang-format --dry-run --Werror $$files
@@ -79,6 +83,6 @@ format:
 clean:
 	rm -rf build
 
-.PHONY: all format-check format clean
+.PHONY: all check-layers format-check format clean
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -39,6 +39,7 @@ e2e: $(SETUP_STAMP) all guest
 
 test: $(SETUP_STAMP)
 	$(Q)rm -rf $(RESULTS); mkdir -p $(RESULTS)
+	-$(Q)$(MAKE) --no-print-directory check-layers
 	-$(Q)$(MAKE) --no-print-directory unit
 	-$(Q)$(MAKE) --no-print-directory test-san
 	-$(Q)$(MAKE) --no-print-directory test-agent-host
