@@ -59,9 +59,17 @@ $(BUILD)/amber: $(addprefix $(BUILD)/,$(VMM_OBJS) board/main.o)
 	@[ "$(V)" = 0 ] && echo "  LD      $@" || true
 	$(Q)$(CC) $(LDFLAGS) $(LDFLAGS_VMM) -o $@ $^ $(LDLIBS_VMM)
 
-$(SETUP_STAMP): scripts/setup.sh
+# `make setup` installs the Debian packages amber needs (apt-get, see scripts/setup.sh). Other
+# targets only check for them and ask for `make setup` when one is missing; make run and make
+# test call setup themselves.
+setup:
 	$(Q)mkdir -p build
 	$(Q)bash scripts/setup.sh
+	$(Q)touch $(SETUP_STAMP)
+
+$(SETUP_STAMP): scripts/setup.sh
+	$(Q)mkdir -p build
+	$(Q)bash scripts/setup.sh --check
 	$(Q)touch $@
 
 $(BUILD)/%.o: %.c | $(SETUP_STAMP)
@@ -83,6 +91,6 @@ format:
 clean:
 	rm -rf build
 
-.PHONY: all check-layers format-check format clean
+.PHONY: all setup check-layers format-check format clean
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
