@@ -26,7 +26,7 @@ CFLAGS   += -std=gnu11 -D_GNU_SOURCE -fno-strict-aliasing -fstack-protector-stro
 LDFLAGS  ?=
 LDLIBS_VMM := -lpthread -ljson-c -lseccomp -luring
 # amber is linked statically (STATIC=0 turns it off): only the library code it uses is mapped,
-# which takes about 1.3 MiB off every sandbox's resident size (see README, "Memory").
+# which takes about 1.3 MiB off every sandbox's resident size (docs/design.md, "Memory"; figures in docs/benchmarks.md).
 STATIC   ?= 1
 
 ifneq ($(SAN),)
