@@ -1,6 +1,6 @@
 /* Assembling the VM's devices: legacy ports, virtio-mmio slots, their KVM wiring and pause. */
-#ifndef AMBER_VMM_DEVICES_H
-#define AMBER_VMM_DEVICES_H
+#ifndef AMBER_BOARD_DEVICES_H
+#define AMBER_BOARD_DEVICES_H
 
 #include <stddef.h>
 

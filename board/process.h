@@ -1,6 +1,6 @@
 /* The VMM process: event loop, signals, the optional API and the VM, from start to exit. */
-#ifndef AMBER_VMM_VMM_H
-#define AMBER_VMM_VMM_H
+#ifndef AMBER_BOARD_PROCESS_H
+#define AMBER_BOARD_PROCESS_H
 
 #include "config/config.h"
 

@@ -1,6 +1,6 @@
 /* The VM configuration: what the flags, --config-file and the API fill in before boot. */
-#ifndef AMBER_VMM_CONFIG_H
-#define AMBER_VMM_CONFIG_H
+#ifndef AMBER_CONFIG_CONFIG_H
+#define AMBER_CONFIG_CONFIG_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,6 +1,6 @@
 /* Typed, validated access to the fields of a JSON request body (json-c), with error messages. */
-#ifndef AMBER_API_JFIELD_H
-#define AMBER_API_JFIELD_H
+#ifndef AMBER_CONFIG_JFIELD_H
+#define AMBER_CONFIG_JFIELD_H
 
 #include <json-c/json.h>
 #include <stdbool.h>

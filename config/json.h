@@ -1,7 +1,7 @@
 /* Firecracker-shaped JSON configuration: per-section validators shared by the API endpoints and
  * --config-file, the config-file loader, and the GET /vm/config exporter. */
-#ifndef AMBER_API_CONFIG_JSON_H
-#define AMBER_API_CONFIG_JSON_H
+#ifndef AMBER_CONFIG_JSON_H
+#define AMBER_CONFIG_JSON_H
 
 #include <json-c/json.h>
 #include <stdbool.h>

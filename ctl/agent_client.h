@@ -1,6 +1,6 @@
 /* Host-side client for amber-agent (proto/PROTOCOL.md): one connection per request. */
-#ifndef AMBER_API_CLIENT_AGENT_CLIENT_H
-#define AMBER_API_CLIENT_AGENT_CLIENT_H
+#ifndef AMBER_CTL_AGENT_CLIENT_H
+#define AMBER_CTL_AGENT_CLIENT_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,6 +1,6 @@
 /* agent client internals shared by agent_client.c and agent_exec.c. */
-#ifndef AMBER_API_CLIENT_AGENT_CLIENT_PRIV_H
-#define AMBER_API_CLIENT_AGENT_CLIENT_PRIV_H
+#ifndef AMBER_CTL_AGENT_CLIENT_PRIV_H
+#define AMBER_CTL_AGENT_CLIENT_PRIV_H
 
 #include "ctl/agent_client.h"
 #include "proto/agent.h"

@@ -1,6 +1,6 @@
 /* amberctl: shared pieces of the command-line tool (exit codes, targets, the command table). */
-#ifndef AMBER_API_CLIENT_AMBERCTL_H
-#define AMBER_API_CLIENT_AMBERCTL_H
+#ifndef AMBER_CTL_AMBERCTL_H
+#define AMBER_CTL_AMBERCTL_H
 
 #include "ctl/agent_client.h"
 

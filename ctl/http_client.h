@@ -1,6 +1,6 @@
 /* A minimal HTTP/1.1 client over a Unix socket, for amberctl's calls to amber's API. */
-#ifndef AMBER_API_CLIENT_HTTP_CLIENT_H
-#define AMBER_API_CLIENT_HTTP_CLIENT_H
+#ifndef AMBER_CTL_HTTP_CLIENT_H
+#define AMBER_CTL_HTTP_CLIENT_H
 
 #include <stddef.h>
 

@@ -1,6 +1,6 @@
 /* amber agent wire protocol v1: frame and TLV codec shared by amber-agent and the host client. */
-#ifndef AMBER_GUEST_AGENT_PROTO_H
-#define AMBER_GUEST_AGENT_PROTO_H
+#ifndef AMBER_PROTO_AGENT_H
+#define AMBER_PROTO_AGENT_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -174,15 +174,17 @@ static void test_help_parsed(void **state)
     assert_int_equal(flags_count(&help, "--help"), 1);
     assert_int_equal(flags_count(&help, "--version"), 1);
     assert_int_equal(flags_count(&help, "--no-seccomp"), 1);
-    assert_int_equal(flags_count(&help, "--api-sock"), 1); /* once, though --kernel's text names it */
+    assert_int_equal(flags_count(&help, "--api-sock"),
+                     1); /* once, though --kernel's text names it */
 }
 
 /* The table parser counts a duplicate row twice and ignores flags outside first cells. */
 static void test_table_parser(void **state)
 {
-    static const char sample[] = "# x\n\n### Flags\n\n| flag | meaning |\n|---|---|\n"
-                                 "| `--a N` | like `--b` |\n| `--c x\\|y` | c |\n"
-                                 "| `-h`, `--help` | h |\n| `--a` | again |\n\n## Next\n| `--d` | d |\n";
+    static const char sample[] =
+        "# x\n\n### Flags\n\n| flag | meaning |\n|---|---|\n"
+        "| `--a N` | like `--b` |\n| `--c x\\|y` | c |\n"
+        "| `-h`, `--help` | h |\n| `--a` | again |\n\n## Next\n| `--d` | d |\n";
     struct flags f;
     readme_flags(sample, &f);
     assert_int_equal(f.n, 5);
