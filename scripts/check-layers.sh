@@ -18,10 +18,17 @@ declare -A allowed=(
     [guest]="proto"
 )
 
+# Tracked files and new ones not yet added, so an include in a fresh file counts too; outside a
+# git checkout, every source file but build/'s.
+list_sources() {
+    git ls-files --cached --others --exclude-standard -- '*.c' '*.h' '*.S' 2>/dev/null ||
+        find . -path ./build -prune -o \( -name '*.c' -o -name '*.h' -o -name '*.S' \) -print |
+        sed 's#^\./##'
+}
+
 checked=0
 bad=0
 report=""
-# Tracked files and new ones not yet added, so an include in a fresh file counts too.
 while IFS= read -r file; do
     layer=${file%%/*}
     [ "$layer" = tests ] && continue
@@ -45,8 +52,12 @@ while IFS= read -r file; do
         fi
     done < <(grep -n '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' "$file" |
              sed 's/^\([0-9]*\):[^"]*"\([^"]*\)".*/\1:\2/')
-done < <(git ls-files --cached --others --exclude-standard -- '*.c' '*.h' '*.S' | sort -u)
+done < <(list_sources)
 
+if [ "$checked" -eq 0 ]; then
+    report+="no source files found"$'\n'
+    bad=$((bad + 1))
+fi
 printf '%s' "$report"
 if [ "$bad" -eq 0 ]; then
     echo "check-layers: $checked files, every #include points down the layers"
