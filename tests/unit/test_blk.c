@@ -580,6 +580,44 @@ static void test_swap_backing(void **state)
     unlink(other);
 }
 
+/*
+ * A FIFO as a drive, at create and at swap, read-only (whose blocking open would wait for a
+ * writer forever) and direct: refused at once with a clear error, the old backing kept. SIGALRM
+ * ends the test if an open blocks.
+ */
+static void test_fifo_refused(void **state)
+{
+    struct env *e = *state;
+    assert_int_equal(env_open(e, true, false), 0);
+    char fifo[80];
+    snprintf(fifo, sizeof(fifo), "%s-fifo", e->path);
+    unlink(fifo);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    char err[256] = "";
+    alarm(5);
+    assert_int_equal(blk_swap_backing(&e->d, fifo, err, sizeof(err)), -EINVAL);
+    alarm(0);
+    assert_non_null(strstr(err, "not a regular file or block device"));
+    assert_int_equal(blk_capacity_sectors(&e->d), FILE_SIZE / 512);
+
+    struct virtio_dev d2 = {0};
+    for (int direct = 0; direct <= 1; direct++) {
+        struct drive_config cfg = {.read_only = true, .direct = direct};
+        snprintf(cfg.id, sizeof(cfg.id), "fifo");
+        snprintf(cfg.path, sizeof(cfg.path), "%s", fifo);
+        err[0] = 0;
+        alarm(5);
+        assert_int_equal(blk_create(&d2, &cfg, &e->mem, &e->loop, 0xd0001000, 6, err, sizeof(err)),
+                         -EINVAL);
+        alarm(0);
+        assert_non_null(strstr(err, "not a regular file or block device"));
+    }
+    /* A character device is refused too. */
+    assert_true(blk_swap_backing(&e->d, "/dev/null", err, sizeof(err)) < 0);
+    assert_int_equal(blk_capacity_sectors(&e->d), FILE_SIZE / 512);
+    unlink(fifo);
+}
+
 static void test_missing_file(void **state)
 {
     struct env *e = *state;
@@ -599,6 +637,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_quiesce_waits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_swap_backing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fifo_refused, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
