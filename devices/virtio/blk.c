@@ -57,7 +57,8 @@ static int open_checked(const char *path, int flags, struct stat *st)
         rc = -EINVAL;
         goto err_close;
     }
-    if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0) {
+    /* F_SETFL alone (the only fcntl the running filter allows) keeps O_DIRECT from flags. */
+    if (fcntl(fd, F_SETFL, flags) < 0) {
         rc = -errno;
         goto err_close;
     }
