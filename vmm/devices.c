@@ -27,7 +27,10 @@
 
 /* Console state; one per VM, hung off the devices' private block. */
 struct devices_priv {
-    int console_fd; /* owned when it is a file */
+    int console_fd;      /* owned: the console file, or stdout reopened non-blocking */
+    int console_out;     /* the fd the UART's ring drains into, or -1 */
+    int stdout_flags;    /* stdout's flags to restore when O_NONBLOCK was set on it, or -1 */
+    bool console_polled; /* console_out is watched for EPOLLOUT */
     bool stdin_watched;
     bool stdin_paused; /* stopped while the FIFO is full or the VM is paused */
     bool tty_raw;
@@ -113,6 +116,80 @@ static void on_rx_ready(void *opaque)
     loop_post(vm->loop, rx_ready_on_loop, vm);
 }
 
+static void console_drain(struct vm *vm);
+static void console_drain_call(void *arg);
+
+static void on_console_writable(void *opaque, uint32_t events)
+{
+    (void)events; /* EPOLLERR and EPOLLHUP show up as the write's error */
+    console_drain(opaque);
+}
+
+/*
+ * Write out what the UART's ring holds, on the loop thread. A full fd is watched for EPOLLOUT
+ * rather than waited on, so neither the loop nor a vCPU ever blocks on the console's reader.
+ */
+static void console_drain(struct vm *vm)
+{
+    struct devices_priv *p = priv(vm);
+    if (!p || !vm->serial)
+        return; /* a drain posted before teardown */
+    int rc = serial_drain(vm->serial);
+    bool want_pollout = rc == -EAGAIN;
+    if (want_pollout && !p->console_polled) {
+        int ret = loop_add(vm->loop, p->console_out, EPOLLOUT, on_console_writable, vm);
+        if (ret) {
+            log_warn("console: cannot wait for the output to drain (%s); dropping output",
+                     strerror(-ret));
+            serial_stop_output(vm->serial);
+            return;
+        }
+        p->console_polled = true;
+    } else if (!want_pollout && p->console_polled) {
+        loop_del(vm->loop, p->console_out);
+        p->console_polled = false;
+    }
+    if (rc == 1)
+        loop_post(vm->loop, console_drain_call, vm); /* let other events in */
+}
+
+static void console_drain_call(void *arg)
+{
+    console_drain(arg);
+}
+
+/* Output entered the UART's empty ring: called on a vCPU thread, so hop to the loop. */
+static void on_tx_ready(void *opaque)
+{
+    struct vm *vm = opaque;
+    loop_post(vm->loop, console_drain_call, vm);
+}
+
+/*
+ * The fd the console drains into when it is stdout. A regular file is used as it is (epoll
+ * cannot watch it, and writes to it do not wait on a reader). Anything else gets its own
+ * non-blocking open file description through /proc, so the O_NONBLOCK does not leak into the
+ * description the shell (and our stderr) may share; where /proc is missing (a chroot) or the fd
+ * is a socket, O_NONBLOCK is set on stdout itself and restored at exit.
+ */
+static int console_open_stdout(struct devices_priv *p)
+{
+    struct stat st;
+    if (fstat(STDOUT_FILENO, &st) < 0)
+        return -1;
+    if (S_ISREG(st.st_mode))
+        return STDOUT_FILENO;
+    p->console_fd = open("/proc/self/fd/1", O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (p->console_fd >= 0)
+        return p->console_fd;
+    int flags = fcntl(STDOUT_FILENO, F_GETFL);
+    if (flags < 0)
+        return -1;
+    if (!(flags & O_NONBLOCK) && fcntl(STDOUT_FILENO, F_SETFL, flags | O_NONBLOCK) == 0)
+        p->stdout_flags = flags;
+    return STDOUT_FILENO;
+}
+
 static int setup_console(struct vm *vm, char *err, size_t errlen)
 {
     struct devices_priv *p = priv(vm);
@@ -120,7 +197,7 @@ static int setup_console(struct vm *vm, char *err, size_t errlen)
     int out_fd = -1;
     p->console_fd = -1;
     if (cfg->console == CONSOLE_STDIO) {
-        out_fd = STDOUT_FILENO;
+        out_fd = console_open_stdout(p);
     } else if (cfg->console == CONSOLE_FILE) {
         p->console_fd =
             open(cfg->console_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NONBLOCK, 0644);
@@ -132,10 +209,12 @@ static int setup_console(struct vm *vm, char *err, size_t errlen)
         }
         out_fd = p->console_fd;
     }
+    p->console_out = out_fd;
     vm->serial = serial_create(out_fd, cfg->console_max_mib << 20, vm_irq_line, vm, GSI_COM1);
     if (!vm->serial)
         return -ENOMEM;
     serial_set_rx_ready(vm->serial, on_rx_ready, vm);
+    serial_set_tx_ready(vm->serial, on_tx_ready, vm);
     int ret = bus_register(&vm->pio, SERIAL_COM1_PORT, SERIAL_PORT_LEN, serial_io, vm->serial);
     if (ret)
         return ret;
@@ -305,6 +384,8 @@ int devices_create(struct vm *vm, char *err, size_t errlen)
     if (!vm->devices_priv)
         return -ENOMEM;
     priv(vm)->console_fd = -1;
+    priv(vm)->console_out = -1;
+    priv(vm)->stdout_flags = -1;
     int ret = setup_legacy(vm, err, errlen);
     if (!ret)
         ret = setup_virtio(vm, err, errlen);
@@ -345,11 +426,25 @@ void devices_destroy(struct vm *vm)
         close(vm->vsock_listen_fd);
         vm->vsock_listen_fd = -1;
     }
+    if (p && vm->serial) {
+        /* One last non-blocking attempt at what the guest printed, then say what was lost. */
+        serial_drain(vm->serial);
+        struct serial_stats st;
+        serial_get_stats(vm->serial, &st);
+        if (st.tx_dropped)
+            log_info("console: %llu bytes of guest output dropped (cap reached, reader too "
+                     "slow, or no console)",
+                     (unsigned long long)st.tx_dropped);
+    }
     if (p) {
         if (p->stdin_watched)
             loop_del(vm->loop, vm->stdin_fd);
+        if (p->console_polled)
+            loop_del(vm->loop, p->console_out);
         if (p->tty_raw)
             tcsetattr(STDIN_FILENO, TCSANOW, &p->saved_tty);
+        if (p->stdout_flags >= 0)
+            fcntl(STDOUT_FILENO, F_SETFL, p->stdout_flags);
         if (p->console_fd >= 0)
             close(p->console_fd);
         free(p);
