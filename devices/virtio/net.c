@@ -161,7 +161,7 @@ static void tx_process(struct net *n)
                 n->tx_blocked = true; /* keep the chain; retry on EPOLLOUT */
                 break;
             }
-            log_debug("%s: back-end refused a frame: %s", n->name, strerror(errno));
+            log_debug_rl("%s: back-end refused a frame: %s", n->name, strerror(errno));
         }
         if (virtq_push_elem(q, c->head, 0) < 0) {
             virtio_set_needs_reset(d, "virtio-net: TX used ring");
