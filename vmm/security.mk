@@ -38,3 +38,11 @@ ALL_BINS += $(TEST_HOOKS_DIR)/amber
 
 $(eval $(call unit_test,test_seccomp,vmm/seccomp.o vmm/log.o vmm/config.o vmm/config_args.o vmm/config_specs.o,-lseccomp))
 $(BUILD)/tests/unit/test_seccomp.o: CFLAGS += -I$(BUILD)/gen
+
+# test_vm_teardown links the whole VMM (vm_destroy reaches every device's teardown); the object
+# list is complete only once every fragment is read, hence the second expansion.
+UNIT_TESTS += $(BUILD)/tests/test_vm_teardown
+$(BUILD)/tests/test_vm_teardown: $(BUILD)/tests/unit/test_vm_teardown.o \
+                                 $$(addprefix $(BUILD)/,$$(VMM_OBJS))
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS_VMM)
