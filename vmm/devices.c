@@ -409,6 +409,13 @@ void devices_resume(struct vm *vm)
 void devices_dump(struct vm *vm)
 {
     log_info("state: %u virtio devices%s", vm->nvirtio, vm->paused ? ", VM paused" : "");
+    if (vm->serial) {
+        struct serial_stats st;
+        serial_get_stats(vm->serial, &st);
+        log_info("state: console: %llu bytes written, %llu dropped%s",
+                 (unsigned long long)st.tx_bytes, (unsigned long long)st.tx_dropped,
+                 priv(vm) && priv(vm)->console_polled ? ", waiting for the reader" : "");
+    }
     for (unsigned i = 0; i < vm->nvirtio; i++)
         virtio_dev_dump(vm->virtio[i]);
 }
