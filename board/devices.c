@@ -99,6 +99,80 @@ static void on_rx_ready(void *opaque)
     loop_post(b->vm->loop, rx_ready_on_loop, b);
 }
 
+static void console_drain(struct board *b);
+static void console_drain_call(void *arg);
+
+static void on_console_writable(void *opaque, uint32_t events)
+{
+    (void)events; /* EPOLLERR and EPOLLHUP show up as the write's error */
+    console_drain(opaque);
+}
+
+/*
+ * Write out what the UART's ring holds, on the loop thread. A full fd is watched for EPOLLOUT
+ * rather than waited on, so neither the loop nor a vCPU ever blocks on the console's reader.
+ */
+static void console_drain(struct board *b)
+{
+    struct board_console *p = &b->console;
+    if (!b->serial)
+        return; /* a drain posted before teardown */
+    int rc = serial_drain(b->serial);
+    bool want_pollout = rc == -EAGAIN;
+    if (want_pollout && !p->console_polled) {
+        int ret = loop_add(b->vm->loop, p->console_out, EPOLLOUT, on_console_writable, b);
+        if (ret) {
+            log_warn("console: cannot wait for the output to drain (%s); dropping output",
+                     strerror(-ret));
+            serial_stop_output(b->serial);
+            return;
+        }
+        p->console_polled = true;
+    } else if (!want_pollout && p->console_polled) {
+        loop_del(b->vm->loop, p->console_out);
+        p->console_polled = false;
+    }
+    if (rc == 1)
+        loop_post(b->vm->loop, console_drain_call, b); /* let other events in */
+}
+
+static void console_drain_call(void *arg)
+{
+    console_drain(arg);
+}
+
+/* Output entered the UART's empty ring: called on a vCPU thread, so hop to the loop. */
+static void on_tx_ready(void *opaque)
+{
+    struct board *b = opaque;
+    loop_post(b->vm->loop, console_drain_call, b);
+}
+
+/*
+ * The fd the console drains into when it is stdout. A regular file is used as it is (epoll
+ * cannot watch it, and writes to it do not wait on a reader). Anything else gets its own
+ * non-blocking open file description through /proc, so the O_NONBLOCK does not leak into the
+ * description the shell (and our stderr) may share; where /proc is missing (a chroot) or the fd
+ * is a socket, O_NONBLOCK is set on stdout itself and restored at exit.
+ */
+static int console_open_stdout(struct board_console *p)
+{
+    struct stat st;
+    if (fstat(STDOUT_FILENO, &st) < 0)
+        return -1;
+    if (S_ISREG(st.st_mode))
+        return STDOUT_FILENO;
+    p->console_fd = open("/proc/self/fd/1", O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (p->console_fd >= 0)
+        return p->console_fd;
+    int flags = fcntl(STDOUT_FILENO, F_GETFL);
+    if (flags < 0)
+        return -1;
+    if (!(flags & O_NONBLOCK) && fcntl(STDOUT_FILENO, F_SETFL, flags | O_NONBLOCK) == 0)
+        p->stdout_flags = flags;
+    return STDOUT_FILENO;
+}
+
 static int setup_console(struct board *b, char *err, size_t errlen)
 {
     struct vm *vm = b->vm;
@@ -107,7 +181,7 @@ static int setup_console(struct board *b, char *err, size_t errlen)
     int out_fd = -1;
     p->console_fd = -1;
     if (cfg->console == CONSOLE_STDIO) {
-        out_fd = STDOUT_FILENO;
+        out_fd = console_open_stdout(p);
     } else if (cfg->console == CONSOLE_FILE) {
         p->console_fd =
             open(cfg->console_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NONBLOCK, 0644);
@@ -119,10 +193,12 @@ static int setup_console(struct board *b, char *err, size_t errlen)
         }
         out_fd = p->console_fd;
     }
+    p->console_out = out_fd;
     b->serial = serial_create(out_fd, cfg->console_max_mib << 20, vm_irq_line, vm, GSI_COM1);
     if (!b->serial)
         return -ENOMEM;
     serial_set_rx_ready(b->serial, on_rx_ready, b);
+    serial_set_tx_ready(b->serial, on_tx_ready, b);
     int ret = bus_register(&vm->pio, SERIAL_COM1_PORT, SERIAL_PORT_LEN, serial_io, b->serial);
     if (ret)
         return ret;
@@ -301,7 +377,8 @@ int devices_create(struct board *b, struct vm *vm, int vsock_listen_fd, char *er
     memset(b, 0, sizeof(*b));
     b->vm = vm;
     b->vsock_listen_fd = vsock_listen_fd;
-    b->console.console_fd = b->console.stdin_fd = -1;
+    b->console.console_fd = b->console.stdin_fd = b->console.console_out = -1;
+    b->console.stdout_flags = -1;
     vm_set_hooks(vm, &board_hooks, b);
     int ret = setup_legacy(b, err, errlen);
     if (!ret)
@@ -328,6 +405,13 @@ static void devices_resume(void *opaque)
 void devices_dump(struct board *b)
 {
     log_info("state: %u virtio devices%s", b->nvirtio, b->vm->paused ? ", VM paused" : "");
+    if (b->serial) {
+        struct serial_stats st;
+        serial_get_stats(b->serial, &st);
+        log_info("state: console: %llu bytes written, %llu dropped%s",
+                 (unsigned long long)st.tx_bytes, (unsigned long long)st.tx_dropped,
+                 b->console.console_polled ? ", waiting for the reader" : "");
+    }
     for (unsigned i = 0; i < b->nvirtio; i++)
         virtio_dev_dump(b->virtio[i]);
 }
@@ -346,12 +430,28 @@ static void devices_destroy(void *opaque)
         close(b->vsock_listen_fd);
         b->vsock_listen_fd = -1;
     }
+    if (b->serial) {
+        /* One last non-blocking attempt at what the guest printed, then say what was lost. */
+        serial_drain(b->serial);
+        struct serial_stats st;
+        serial_get_stats(b->serial, &st);
+        if (st.tx_dropped)
+            log_info("console: %llu bytes of guest output dropped (cap reached, reader too "
+                     "slow, or no console)",
+                     (unsigned long long)st.tx_dropped);
+    }
     if (p->stdin_watched)
         loop_del(b->vm->loop, p->stdin_fd);
     p->stdin_watched = false;
+    if (p->console_polled)
+        loop_del(b->vm->loop, p->console_out);
+    p->console_polled = false;
     if (p->tty_raw)
         tcsetattr(STDIN_FILENO, TCSANOW, &p->saved_tty);
     p->tty_raw = false;
+    if (p->stdout_flags >= 0)
+        fcntl(STDOUT_FILENO, F_SETFL, p->stdout_flags);
+    p->stdout_flags = -1;
     if (p->console_fd >= 0)
         close(p->console_fd);
     p->console_fd = -1;

@@ -52,6 +52,7 @@ enum rule {
     AF_UNIX_ONLY, /* socket(AF_UNIX, ...) */
     NO_EXEC,      /* mmap/mprotect without PROT_EXEC */
     OPEN_FLAGS,   /* openat of an existing file, or the exit file's O_CREAT|O_TRUNC|O_WRONLY */
+    SETFL_ONLY,   /* fcntl(fd, F_SETFL, ...) */
 };
 
 struct allow {
@@ -82,6 +83,9 @@ static const struct allow vmm_allow[] = {
     ALLOW(epoll_wait, "the event loop"),
     ALLOW(exit, "a thread ends (the kernel's own exit path for a filtered thread)"),
     ALLOW(exit_group, "process exit, and the SIGSYS handler"),
+    ALLOW_IF(fcntl, SETFL_ONLY,
+             "F_SETFL only: a swapped drive is opened O_NONBLOCK (a FIFO cannot stall the open), "
+             "which is cleared once fstat shows a regular file or block device"),
     ALLOW(futex, "device locks, the pause barrier and vCPU joins"),
     ALLOW(getpid, "pthread_kill (vCPU kicks) resolves our tgid"),
     ALLOW(getrandom, "virtio-rng"),
@@ -188,6 +192,8 @@ static int add_rule(scmp_filter_ctx ctx, enum seccomp_kind kind, const struct al
     case NO_EXEC:
         return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, a->nr, 1,
                                 SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+    case SETFL_ONLY:
+        return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, a->nr, 1, SCMP_A1(SCMP_CMP_EQ, F_SETFL));
     case OPEN_FLAGS: {
         /* Existing files only: no O_CREAT, no O_TMPFILE. */
         rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, a->nr, 1,

@@ -309,8 +309,10 @@ void vm_irq_line(void *opaque, unsigned gsi, int level)
 void vm_destroy(struct vm *vm)
 {
     if (vm->vcpus) {
-        if (vm->running)
-            pause_stop(&vm->barrier, vm->nvcpus, kick_one, vm);
+        /* Whether or not vm_start finished: a vCPU it started before failing runs guest code
+         * and must be kicked out of KVM_RUN and told to stop, or the join below never returns.
+         * The barrier exists whenever vm->vcpus does; unstarted vCPUs are not kicked. */
+        pause_stop(&vm->barrier, vm->nvcpus, kick_one, vm);
         for (unsigned i = 0; i < vm->nvcpus; i++)
             vcpu_destroy(&vm->vcpus[i]);
         free(vm->vcpus);

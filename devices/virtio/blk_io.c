@@ -203,7 +203,7 @@ static bool handle_chain(struct blk *b, const struct virtq_chain *c)
     struct blk_req *r = &b->req;
     int st = blk_parse_request(c, &lim, r);
     if (st < 0) {
-        log_warn("drive %s: request without a status byte", b->id);
+        log_warn_rl("drive %s: request without a status byte", b->id);
         virtq_push(&d->vq[0], c->head, 0);
         return true;
     }
@@ -263,7 +263,7 @@ static void handle_cqe(struct blk *b, uint64_t ud, int res, bool *pushed)
         op = OP_RW_BUFFERED;
     } else if (op == OP_ZERO && (res == -EOPNOTSUPP || res == -EINVAL) && !b->dropping) {
         if (!b->zero_range_unsupported)
-            log_info("drive %s: no FALLOC_FL_ZERO_RANGE here, zeroing by hole punch", b->id);
+            log_info_rl("drive %s: no FALLOC_FL_ZERO_RANGE here, zeroing by hole punch", b->id);
         b->zero_range_unsupported = true;
         retry = true;
         op = OP_PUNCH;

@@ -580,6 +580,83 @@ static void test_swap_backing(void **state)
     unlink(other);
 }
 
+/* The fds this process holds on path; *nonblocking counts those with O_NONBLOCK (fdinfo). */
+static int count_fds_on(const char *path, int *nonblocking)
+{
+    int n = 0;
+    *nonblocking = 0;
+    for (int fd = 0; fd < 1024; fd++) {
+        char link[64], target[256], info[64];
+        snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+        ssize_t len = readlink(link, target, sizeof(target) - 1);
+        if (len < 0)
+            continue;
+        target[len] = 0;
+        if (strcmp(target, path) != 0)
+            continue;
+        n++;
+        snprintf(info, sizeof(info), "/proc/self/fdinfo/%d", fd);
+        FILE *f = fopen(info, "r");
+        assert_non_null(f);
+        char line[128];
+        unsigned flags = 0;
+        while (fgets(line, sizeof(line), f))
+            if (sscanf(line, "flags: %o", &flags) == 1)
+                break;
+        fclose(f);
+        *nonblocking += (flags & O_NONBLOCK) != 0;
+    }
+    return n;
+}
+
+/* The backing fds are blocking once open (io_uring would answer EAGAIN on O_NONBLOCK ones). */
+static void test_backing_fds_blocking(void **state)
+{
+    struct env *e = *state;
+    assert_int_equal(env_open(e, false, false), 0);
+    int nonblocking;
+    assert_true(count_fds_on(e->path, &nonblocking) >= 1);
+    assert_int_equal(nonblocking, 0);
+}
+
+/*
+ * A FIFO as a drive, at create and at swap, read-only (whose blocking open would wait for a
+ * writer forever) and direct: refused at once with a clear error, the old backing kept. SIGALRM
+ * ends the test if an open blocks.
+ */
+static void test_fifo_refused(void **state)
+{
+    struct env *e = *state;
+    assert_int_equal(env_open(e, true, false), 0);
+    char fifo[80];
+    snprintf(fifo, sizeof(fifo), "%s-fifo", e->path);
+    unlink(fifo);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    char err[256] = "";
+    alarm(5);
+    assert_int_equal(blk_swap_backing(&e->d, fifo, err, sizeof(err)), -EINVAL);
+    alarm(0);
+    assert_non_null(strstr(err, "not a regular file or block device"));
+    assert_int_equal(blk_capacity_sectors(&e->d), FILE_SIZE / 512);
+
+    struct virtio_dev d2 = {0};
+    for (int direct = 0; direct <= 1; direct++) {
+        struct drive_config cfg = {.read_only = true, .direct = direct};
+        snprintf(cfg.id, sizeof(cfg.id), "fifo");
+        snprintf(cfg.path, sizeof(cfg.path), "%s", fifo);
+        err[0] = 0;
+        alarm(5);
+        assert_int_equal(blk_create(&d2, &cfg, &e->mem, &e->loop, 0xd0001000, 6, err, sizeof(err)),
+                         -EINVAL);
+        alarm(0);
+        assert_non_null(strstr(err, "not a regular file or block device"));
+    }
+    /* A character device is refused too. */
+    assert_true(blk_swap_backing(&e->d, "/dev/null", err, sizeof(err)) < 0);
+    assert_int_equal(blk_capacity_sectors(&e->d), FILE_SIZE / 512);
+    unlink(fifo);
+}
+
 static void test_missing_file(void **state)
 {
     struct env *e = *state;
@@ -599,6 +676,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_quiesce_waits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_swap_backing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fifo_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backing_fds_blocking, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
