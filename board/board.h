@@ -15,7 +15,7 @@ struct pm;
 
 /* The console hand-off: host stdin into the UART, and the terminal state to restore. */
 struct board_console {
-    int stdin_fd;   /* console input watched on the loop, or -1 */
+    int stdin_fd;        /* console input watched on the loop, or -1 */
     int console_fd;      /* owned: the --console file, or stdout reopened non-blocking, or -1 */
     int console_out;     /* the fd the UART's ring drains into, or -1 */
     int stdout_flags;    /* stdout's flags to restore when O_NONBLOCK was set on it, or -1 */
