@@ -93,8 +93,8 @@ static int serve_in_child(const struct probe *p, enum vm_state s)
         else
             snprintf(body, sizeof(body), "%s", p->body);
     }
-    int n = snprintf(raw, sizeof(raw), "%s %s HTTP/1.1\r\nContent-Length: %zu\r\n\r\n%s",
-                     p->method, p->path, strlen(body), body);
+    int n = snprintf(raw, sizeof(raw), "%s %s HTTP/1.1\r\nContent-Length: %zu\r\n\r\n%s", p->method,
+                     p->path, strlen(body), body);
     int pipefd[2], errpipe[2];
     assert_int_equal(pipe(pipefd), 0);
     assert_int_equal(pipe(errpipe), 0);
@@ -112,7 +112,8 @@ static int serve_in_child(const struct probe *p, enum vm_state s)
         fill_cfg(&cfg);
         api_core_init(&core, &cfg, &be);
         core.st.state = s;
-        if (s != VM_NOT_STARTED && (seccomp_install_handler() || seccomp_install(SECCOMP_VMM, &cfg)))
+        if (s != VM_NOT_STARTED &&
+            (seccomp_install_handler() || seccomp_install(SECCOMP_VMM, &cfg)))
             _exit(100);
         struct http_parser hp;
         struct http_request hr;
@@ -172,8 +173,7 @@ static void test_every_route_every_state(void **state)
             int status = serve_in_child(&probes[i], (enum vm_state)s);
             if (!(ph & API_PHASE_BIT(s)) && status != 400)
                 fail_msg("%s %s in state %s: want 400 (outside its phases), got %d",
-                         probes[i].method, probes[i].path, vmstate_name((enum vm_state)s),
-                         status);
+                         probes[i].method, probes[i].path, vmstate_name((enum vm_state)s), status);
         }
     }
     char p[128];
@@ -197,9 +197,9 @@ static void test_phase_table(void **state)
     for (unsigned i = 0; api_route_at(i, &rp, &has_id, &rm, &ph); i++) {
         bool probed = false;
         for (unsigned k = 0; k < NPROBES; k++)
-            probed |= !strcmp(probes[k].method, rm) &&
-                      (has_id ? !strncmp(probes[k].path, rp, strlen(rp))
-                              : !strcmp(probes[k].path, rp));
+            probed |=
+                !strcmp(probes[k].method, rm) &&
+                (has_id ? !strncmp(probes[k].path, rp, strlen(rp)) : !strcmp(probes[k].path, rp));
         if (!probed)
             fail_msg("route %s %s has no probe", rm, rp);
     }
