@@ -1,6 +1,9 @@
+#!/usr/bin/env python3
 """A hostile amber-agent on a Unix socket, for the host-side trust-boundary tests (issue 17).
 
 usage: hostile_agent.py SOCKET_PATH   (serves until killed; prints "ready" once listening)
+       hostile_agent.py --listen unix:SOCKET_PATH [--no-init]   (amber-agent's form, for
+       sdk/python/tests/fake_amber.py's FAKE_AMBER_AGENT)
 
 What it answers, by request:
 - PING: an agent_version full of terminal escapes, quotes and a newline.
@@ -73,6 +76,8 @@ def serve(s):
 
 def main():
     path = sys.argv[1]
+    if path == "--listen":
+        path = sys.argv[2][len("unix:"):]
     srv = socket.socket(socket.AF_UNIX)
     srv.bind(path)
     srv.listen(16)
