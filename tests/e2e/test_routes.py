@@ -17,6 +17,8 @@ import harness  # noqa: E402
 import util_amber as U  # noqa: E402
 
 MEM_MIB = 256
+# Another amber binary to run these checks against (e.g. an older build, to watch them fail).
+AMBER_BIN = os.environ.get("AMBER_ROUTES_BIN") or harness.AMBER
 PRE, RUNNING, PAUSED = "Not started", "Running", "Paused"
 BOOTED = (RUNNING, PAUSED)
 ANY = (PRE, RUNNING, PAUSED)
@@ -102,7 +104,8 @@ class TestRoutes(harness.AmberTestCase):
         api_sock = self.session.path("api.sock")
         argv = harness.amber_argv(initrd=harness.INITRAMFS, cmdline=harness.DEFAULT_CMDLINE,
                                   mem_mib=MEM_MIB, vsock=(3, vsock), api_sock=api_sock,
-                                  drives=[{"path": os.path.join(scratch, "data.img"), "id": "data"}])
+                                  drives=[{"path": os.path.join(scratch, "data.img"), "id": "data"}],
+                                  binary=AMBER_BIN)
         vm = self.start(argv, cwd=scratch)  # seccomp is on by default
         vm.wait_for(harness.READY)
         U.wait_agent(vsock)
@@ -133,7 +136,7 @@ class TestRoutes(harness.AmberTestCase):
 
     def test_pre_boot_routes(self):
         api_sock = self.session.path("pre.sock")
-        vm = self.start([harness.AMBER, "--api-sock", api_sock, "--id", "routes-pre"],
+        vm = self.start([AMBER_BIN, "--api-sock", api_sock, "--id", "routes-pre"],
                         cwd=self.session.dir)
         U.wait_for_path(api_sock, vm=vm)
         api = U.Api(api_sock)
