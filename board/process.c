@@ -39,6 +39,7 @@ struct vmm {
     struct api *api;
     int vsock_fd;        /* bound by PUT /vsock before boot, or -1 */
     int pid_fd;          /* --pid-file, flock'ed until exit, or -1 */
+    int exit_fd;         /* --exit-file's temporary, opened before the filter, or -1 */
     bool restart;        /* guest rebooted with --on-reboot=restart */
     char early_exit[64]; /* why the loop ended before any VM existed, or "" */
 };
@@ -68,14 +69,37 @@ static int take_pid_file(struct vmm *vmm, const char *path, char *err, size_t er
     return 0;
 }
 
-/* Record why amber ended, atomically (write a temporary file, then rename it into place). */
-static void write_exit_file(const char *path, const char *reason, int status)
+/* The exit file's temporary name: path + ".tmp". */
+static void exit_tmp_name(const char *path, char *tmp, size_t len)
+{
+    snprintf(tmp, len, "%s.tmp", path);
+}
+
+/* Create the exit file's temporary now, while the main thread may still create files: the
+ * running VMM's filter has no open(O_CREAT). Failure is not fatal: write_exit_file tries again
+ * (and succeeds when the thread is unfiltered, e.g. with --seccomp=off). */
+static void exit_file_prepare(struct vmm *vmm)
 {
     char tmp[CONFIG_PATH_MAX + 8];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *f = fopen(tmp, "we");
+    if (!vmm->cfg->exit_file[0] || vmm->exit_fd >= 0)
+        return;
+    exit_tmp_name(vmm->cfg->exit_file, tmp, sizeof(tmp));
+    vmm->exit_fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (vmm->exit_fd < 0)
+        log_warn("cannot create exit file '%s': %s", tmp, strerror(errno));
+}
+
+/* Record why amber ended, atomically (write a temporary file, then rename it into place). fd
+ * is the temporary already open (exit_file_prepare), or -1 to create it now. */
+static void write_exit_file(const char *path, int fd, const char *reason, int status)
+{
+    char tmp[CONFIG_PATH_MAX + 8];
+    exit_tmp_name(path, tmp, sizeof(tmp));
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : fopen(tmp, "we");
     if (!f) {
         log_warn("cannot write exit file '%s': %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
         return;
     }
     fputs("{\"reason\": \"", f);
@@ -167,6 +191,7 @@ static int filter_main_thread(struct vmm *vmm, char *err, size_t errlen)
                  "re-execute amber); vCPU threads are filtered");
         return 0;
     }
+    exit_file_prepare(vmm);
     int ret = seccomp_install(SECCOMP_VMM, vmm->cfg);
     if (ret)
         snprintf(err, errlen, "cannot install the seccomp filter: %s", strerror(-ret));
@@ -375,6 +400,7 @@ int vmm_main(struct vm_config *cfg, char **argv)
     vmm.signal_fd = -1;
     vmm.vsock_fd = -1;
     vmm.pid_fd = -1;
+    vmm.exit_fd = -1;
 
     int jail_status = 0;
     int ret = jail_enter(cfg, &jail_status);
@@ -424,6 +450,6 @@ int vmm_main(struct vm_config *cfg, char **argv)
         status = 1;
     }
     if (cfg->exit_file[0])
-        write_exit_file(cfg->exit_file, reason, status);
+        write_exit_file(cfg->exit_file, vmm.exit_fd, reason, status);
     return status;
 }

@@ -209,6 +209,20 @@ int jf_rate_limiter(struct json_object *o, const char *key, char *err, size_t er
     return -EINVAL;
 }
 
+/* The process's working directory, recorded once: amber never changes it after the jail. */
+static char path_base[4096];
+
+int jf_path_init(void)
+{
+    if (path_base[0])
+        return 0;
+    if (!getcwd(path_base, sizeof(path_base))) {
+        path_base[0] = '\0';
+        return -errno;
+    }
+    return 0;
+}
+
 int jf_path(const char *path, const char *field, char *out, size_t cap, char *err, size_t errlen)
 {
     if (!path[0]) {
@@ -219,12 +233,11 @@ int jf_path(const char *path, const char *field, char *out, size_t cap, char *er
     if (path[0] == '/') {
         n = snprintf(out, cap, "%s", path);
     } else {
-        char cwd[4096];
-        if (!getcwd(cwd, sizeof(cwd))) {
+        if (jf_path_init() < 0) {
             snprintf(err, errlen, "field '%s': cannot resolve a relative path", field);
             return -EINVAL;
         }
-        n = snprintf(out, cap, "%s/%s", strcmp(cwd, "/") ? cwd : "", path);
+        n = snprintf(out, cap, "%s/%s", strcmp(path_base, "/") ? path_base : "", path);
     }
     if (n < 0 || (size_t)n >= cap) {
         snprintf(err, errlen, "field '%s' is too long", field);

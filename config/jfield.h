@@ -54,8 +54,15 @@ int jf_rate_limiter(struct json_object *o, const char *key, char *err, size_t er
 
 /*
  * Copy path (a file path from a client) into out[cap]: absolute paths as given, relative ones
- * joined to the working directory. -EINVAL if empty or -ENAMETOOLONG, with err naming field.
+ * joined to the working directory that jf_path_init (or the first relative path) recorded.
+ * -EINVAL if empty or -ENAMETOOLONG, with err naming field.
  */
+/*
+ * Record the working directory relative paths are resolved against. Call it before the seccomp
+ * filter loads (api_core_init does): the running VMM may not call getcwd. 0 or -errno.
+ */
+int jf_path_init(void);
+
 int jf_path(const char *path, const char *field, char *out, size_t cap, char *err, size_t errlen);
 
 /* True for ids matching [A-Za-z0-9_]{1,64} (drive and interface ids). */

@@ -26,6 +26,37 @@ int ac_fail(struct agent_error *e, int err, const char *fmt, ...)
     return -err;
 }
 
+char *agent_text_escape(const void *in, size_t n, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = in;
+    size_t o = 0;
+    if (!cap)
+        return out;
+    for (size_t i = 0; i < n && p[i]; i++) {
+        unsigned char c = p[i];
+        if (c >= 0x20 && c < 0x7f && c != '\\') {
+            if (o + 1 >= cap)
+                break;
+            out[o++] = (char)c;
+            continue;
+        }
+        if (o + 4 >= cap)
+            break;
+        out[o++] = '\\';
+        out[o++] = 'x';
+        out[o++] = hex[c >> 4];
+        out[o++] = hex[c & 15];
+    }
+    out[o] = '\0';
+    return out;
+}
+
+unsigned agent_host_mode(uint32_t guest_mode, unsigned umask_bits)
+{
+    return guest_mode & 0777u & ~umask_bits;
+}
+
 int ac_timeout(const struct agent_addr *a)
 {
     return a->timeout_ms > 0 ? a->timeout_ms : AC_DEFAULT_TIMEOUT_MS;
@@ -112,8 +143,7 @@ int ac_error_frame(const struct proto_frame *f, struct agent_error *e)
         if (tag == TAG_ERRNO)
             proto_tlv_u64(val, n, &code);
         else if (tag == TAG_MESSAGE)
-            snprintf(msg, sizeof(msg), "%.*s", (int)(n < sizeof(msg) ? n : sizeof(msg) - 1),
-                     (const char *)val);
+            agent_text_escape(val, n, msg, sizeof(msg));
     }
     if (code == 0 || code > 4095)
         code = EPROTO;
@@ -173,8 +203,11 @@ static int hybrid_handshake(int fd, uint32_t port, int timeout_ms, struct agent_
         line[len++] = ch;
     }
     line[len] = 0;
-    if (strncmp(line, "OK ", 3) != 0)
-        return ac_fail(e, EPROTO, "vsock handshake: unexpected reply \"%s\"", line);
+    if (strncmp(line, "OK ", 3) != 0) {
+        char shown[sizeof(line) * 4];
+        return ac_fail(e, EPROTO, "vsock handshake: unexpected reply \"%s\"",
+                       agent_text_escape(line, len, shown, sizeof(shown)));
+    }
     return 0;
 }
 
@@ -252,8 +285,7 @@ int agent_ping(const struct agent_addr *a, struct agent_ping_info *info, struct 
             else if (tag == TAG_UPTIME_MS && proto_tlv_u64(val, n, &v) == 0)
                 info->uptime_ms = v;
             else if (tag == TAG_AGENT_VERSION)
-                snprintf(info->agent_version, sizeof(info->agent_version), "%.*s",
-                         (int)(n < 31 ? n : 31), (const char *)val);
+                agent_text_escape(val, n, info->agent_version, sizeof(info->agent_version));
         }
     }
     close(fd);

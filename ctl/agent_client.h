@@ -23,7 +23,7 @@ struct agent_error {
 
 struct agent_ping_info {
     uint32_t proto_version;
-    char agent_version[32];
+    char agent_version[128]; /* escaped: at most 4 bytes per guest byte */
     uint64_t uptime_ms;
 };
 
@@ -57,7 +57,23 @@ struct agent_exec_result {
  */
 int agent_connect(const struct agent_addr *a, struct agent_error *err);
 
-/* Ping: fills *info. Returns 0 or -errno (err filled; may be NULL). */
+/*
+ * Make guest text safe to print: copy n bytes of in to out[cap] with every byte below 0x20,
+ * 0x7f and above, and the backslash written as \xNN, so no escape sequence, newline or
+ * invalid UTF-8 reaches a terminal or a JSON document. Stops at the first NUL; truncates at a
+ * whole escape; always NUL-terminates (cap > 0). Returns out.
+ */
+char *agent_text_escape(const void *in, size_t n, char *out, size_t cap);
+
+/*
+ * The permission bits for a host file copied out of the guest, whose agent claimed guest_mode:
+ * guest_mode & 0777 & ~umask_bits. Never setuid, setgid or sticky, never more than the
+ * operator's umask allows.
+ */
+unsigned agent_host_mode(uint32_t guest_mode, unsigned umask_bits);
+
+/* Ping: fills *info (agent_version already escaped with agent_text_escape). Returns 0 or -errno
+ * (err filled; may be NULL). */
 int agent_ping(const struct agent_addr *a, struct agent_ping_info *info, struct agent_error *err);
 
 /*
@@ -69,7 +85,8 @@ int agent_exec(const struct agent_addr *a, const struct agent_exec_spec *spec,
                const struct agent_exec_io *io, struct agent_exec_result *res,
                struct agent_error *err);
 
-/* Copy a guest file to out_fd; *mode gets its permission bits (may be NULL). 0 or -errno. */
+/* Copy a guest file to out_fd; *mode gets the mode the agent claims, unchecked: pass it through
+ * agent_host_mode before applying it (may be NULL). 0 or -errno; err->msg is escaped. */
 int agent_read_file(const struct agent_addr *a, const char *guest_path, int out_fd, uint32_t *mode,
                     struct agent_error *err);
 

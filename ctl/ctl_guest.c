@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <json-c/json.h>
 #include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
@@ -179,7 +180,11 @@ static int cp_out(const struct agent_addr *a, const char *gpath, const char *dst
         return CTL_FAIL;
     }
     int r = agent_read_file(a, gpath, fd, &mode, &err);
-    if (r == 0 && (fchmod(fd, mode) < 0 || close(fd) < 0 || rename(tmp, target) < 0)) {
+    /* The mode is the guest's word: keep the permission bits the umask allows, nothing else. */
+    mode_t um = umask(0);
+    umask(um);
+    if (r == 0 &&
+        (fchmod(fd, agent_host_mode(mode, um)) < 0 || close(fd) < 0 || rename(tmp, target) < 0)) {
         snprintf(err.msg, sizeof(err.msg), "%.200s: %s", target, strerror(errno));
         r = -1;
         fd = -1;
@@ -248,10 +253,15 @@ int ctl_ping(int argc, char **argv)
         fprintf(stderr, "amberctl ping: %s\n", err.msg);
         return CTL_FAIL;
     }
-    if (t.json)
-        printf("{\"protocol\": %u, \"agent_version\": \"%s\", \"uptime_ms\": %llu}\n",
-               info.proto_version, info.agent_version, (unsigned long long)info.uptime_ms);
-    else
+    if (t.json) {
+        /* agent_version is escaped already; json-c quotes what JSON needs on top. */
+        struct json_object *v = json_object_new_string(info.agent_version);
+        printf("{\"protocol\": %u, \"agent_version\": %s, \"uptime_ms\": %llu}\n",
+               info.proto_version,
+               json_object_to_json_string_ext(v, JSON_C_TO_STRING_NOSLASHESCAPE),
+               (unsigned long long)info.uptime_ms);
+        json_object_put(v);
+    } else
         printf("amber-agent %s, protocol %u, uptime %.3f s\n", info.agent_version,
                info.proto_version, (double)info.uptime_ms / 1000.0);
     return CTL_OK;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "vmm/clock.h"
+#include "vmm/jail.h"
 #include "vmm/loader.h"
 #include "vmm/log.h"
 #include "vmm/vcpu.h"
@@ -42,10 +43,15 @@ static const struct kvm_cap_need caps_needed[] = {
 
 static int kvm_open_checked(struct vm *vm, char *err, size_t errlen)
 {
-    vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    vm->kvm_fd = jail_take_kvm_fd(); /* opened before --uid/--gid dropped privileges */
+    if (vm->kvm_fd < 0)
+        vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
     if (vm->kvm_fd < 0) {
         int ret = -errno;
-        snprintf(err, errlen, "cannot open /dev/kvm: %s", strerror(errno));
+        snprintf(err, errlen, "cannot open /dev/kvm: %s%s", strerror(errno),
+                 ret == -EACCES ? " (give amber's user read-write access to /dev/kvm, e.g. the "
+                                  "kvm group, or start it as root with --uid/--gid)"
+                                : "");
         return ret;
     }
     int version = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);

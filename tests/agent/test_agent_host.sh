@@ -212,6 +212,37 @@ PY
     fi
 fi
 
+# A hostile agent (issue 17): what amberctl takes from it must not reach the host unchecked.
+if [ -x "$CTL" ]; then
+    EVIL=$T/evil.sock
+    python3 tests/agent/hostile_agent.py "$EVIL" > "$T/evil.out" 2>&1 &
+    evil_pid=$!
+    for _ in $(seq 50); do grep -qx ready "$T/evil.out" 2>/dev/null && break; sleep 0.1; done
+    (umask 022; "$CTL" cp --agent-sock "$EVIL" "guest:/etc/shadow" "$T/evil-copy")
+    check "cp from a hostile agent exits 0" 0 $?
+    check "cp never applies the guest's setuid/setgid bits (guest said 6777, umask 022)" 755 \
+        "$(stat -c %a "$T/evil-copy" 2>/dev/null)"
+    (umask 077; "$CTL" cp --agent-sock "$EVIL" "guest:/x" "$T/evil-copy2")
+    check "cp keeps to the umask (077)" 700 "$(stat -c %a "$T/evil-copy2" 2>/dev/null)"
+    out=$("$CTL" ping --agent-sock "$EVIL" --json)
+    if printf '%s' "$out" | python3 -c 'import json,sys; s=sys.stdin.read(); v=json.loads(s)["agent_version"]; sys.exit(any(ord(c)<32 or ord(c)==127 for c in s+v))'; then
+        ok "ping --json is valid JSON with no control characters"
+    else
+        bad "ping --json with a hostile agent_version" "$(printf '%s' "$out" | od -c | head -3)"
+    fi
+    out=$("$CTL" ping --agent-sock "$EVIL")
+    case "$out" in *$'\e'*|*$'\a'*) bad "ping prints the agent's escapes" "$(printf '%s' "$out" | od -c | head -2)" ;;
+        *) ok "ping escapes the agent_version" ;; esac
+    "$CTL" cp --agent-sock "$EVIL" "guest:/error" "$T/e" 2> "$T/evil.err"
+    check "a hostile ERROR fails the cp" 1 $?
+    if grep -q $'[\e\a\r]' "$T/evil.err" || [ "$(wc -l < "$T/evil.err")" -ne 1 ]; then
+        bad "agent error messages are escaped on stderr" "$(od -c "$T/evil.err" | head -3)"
+    else
+        ok "agent error messages are escaped on stderr"
+    fi
+    kill "$evil_pid" 2>/dev/null; wait "$evil_pid" 2>/dev/null
+fi
+
 echo "agent-host: $passed passed, $failed failed"
 [ -n "$results" ] && mkdir -p "$results" && echo "$passed passed, $failed failed" > "$results/agent-host.txt"
 [ "$failed" -eq 0 ]
