@@ -20,6 +20,7 @@
 #include "devices/virtio/net.h"
 #include "devices/virtio/rng.h"
 #include "devices/virtio/vsock.h"
+#include "vmm/clock.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
 
@@ -311,11 +312,23 @@ int devices_create(struct vm *vm, char *err, size_t errlen)
     return ret;
 }
 
-void devices_quiesce(struct vm *vm)
+int devices_quiesce(struct vm *vm, unsigned timeout_ms)
 {
+    uint64_t deadline_ms = clock_now_ms() + timeout_ms;
     stdin_set_watch(vm, false);
-    for (unsigned i = 0; i < vm->nvirtio; i++)
-        virtio_dev_quiesce(vm->virtio[i]);
+    for (unsigned i = 0; i < vm->nvirtio; i++) {
+        uint64_t now = clock_now_ms();
+        unsigned left = now < deadline_ms ? (unsigned)(deadline_ms - now) : 0;
+        int ret = virtio_dev_quiesce_within(vm->virtio[i], left);
+        if (ret) {
+            /* Withdraw: devices 0..i are quiesced (i with work in flight); run them again. */
+            for (unsigned j = 0; j <= i; j++)
+                virtio_dev_resume(vm->virtio[j]);
+            stdin_set_watch(vm, true);
+            return ret;
+        }
+    }
+    return 0;
 }
 
 void devices_resume(struct vm *vm)

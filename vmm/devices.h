@@ -15,8 +15,12 @@ struct virtio_dev;
  */
 int devices_create(struct vm *vm, char *err, size_t errlen);
 
-/* Quiesce every device (the pause path, loop thread, vCPUs parked). */
-void devices_quiesce(struct vm *vm);
+/*
+ * Quiesce every device (the pause path, loop thread, vCPUs parked), all within timeout_ms.
+ * Returns 0, or -ETIMEDOUT when a device still had work in flight at the bound: then every
+ * device has been resumed again, so the caller only has to release the vCPUs.
+ */
+int devices_quiesce(struct vm *vm, unsigned timeout_ms);
 
 /* Resume every device and replay missed notifications (loop thread, vCPUs still parked). */
 void devices_resume(struct vm *vm);

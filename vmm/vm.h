@@ -77,8 +77,10 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, struct loop *loop, int
 int vm_start(struct vm *vm, char *err, size_t errlen);
 
 /*
- * Pause: park every vCPU at the barrier (bounded by timeout_ms), then quiesce devices.
- * Runs on the loop thread. Returns 0, -EALREADY if paused, or -ETIMEDOUT (VM left running).
+ * Pause: park every vCPU at the barrier, then quiesce devices, both within timeout_ms.
+ * Runs on the loop thread. Returns 0, -EALREADY if paused, -ETIMEDOUT if a vCPU did not
+ * stop, or -EBUSY if a device's in-flight I/O did not finish (either way the pause is
+ * withdrawn and the VM runs on as before).
  */
 int vm_pause(struct vm *vm, unsigned timeout_ms);
 

@@ -23,15 +23,15 @@
 #include "tests/unit/virtio_test_ring.h"
 #include "vmm/log.h"
 
-#define GUEST_CID  3
-#define RAM_BYTES  (64ULL << 20)
-#define QSZ        64
-#define RX_BUF(i)  (0x100000ULL + (uint64_t)(i)*0x2000)
-#define RX_BUF_LEN (VSOCK_HDR_SIZE + 4096)
-#define TX_BUF(i)  (0x400000ULL + (uint64_t)(i)*0x5000)
-#define TX_CHUNK   16384
-#define GUEST_BUF  (256u * 1024) /* Linux's default buf_alloc */
-#define GPORT      1024
+#define GUEST_CID   3
+#define RAM_BYTES   (64ULL << 20)
+#define QSZ         64
+#define RX_BUF(i)   (0x100000ULL + (uint64_t)(i)*0x2000)
+#define RX_BUF_LEN  (VSOCK_HDR_SIZE + 4096)
+#define TX_BUF(i)   (0x400000ULL + (uint64_t)(i)*0x5000)
+#define TX_CHUNK    16384
+#define GUEST_BUF   (256u * 1024) /* Linux's default buf_alloc */
+#define GPORT       1024
 #define STALL_STEPS 4000 /* steps without progress that count as a stall */
 
 enum { RXQ, TXQ, EVQ };
@@ -162,8 +162,8 @@ static void guest_send(struct model *m, uint16_t op, const void *data, uint32_t 
     assert_true(m->tx_free > 0);
     uint16_t slot = q->r.avail_idx % QSZ;
     uint8_t *buf = mem_ptr(&m->mem, TX_BUF(slot), VSOCK_HDR_SIZE + TX_CHUNK);
-    struct vsock_hdr h = {GUEST_CID, VSOCK_HOST_CID, GPORT, m->hport, len, VSOCK_TYPE_STREAM,
-                          op,        0,              GUEST_BUF, m->fwd_cnt};
+    struct vsock_hdr h = {GUEST_CID, VSOCK_HOST_CID, GPORT, m->hport, len, VSOCK_TYPE_STREAM, op, 0,
+                          GUEST_BUF, m->fwd_cnt};
     vsock_hdr_encode(&h, buf);
     if (len)
         memcpy(buf + VSOCK_HDR_SIZE, data, len);
