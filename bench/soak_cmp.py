@@ -10,7 +10,7 @@ run back to back over vsock ("streams"). The VM is paused and resumed $AMBER_SOA
 line per run (cycles done, MiB streamed, the first error) and a pass count per VMM.
 
 A run fails at its first error (a stream that stops, errs or closes, a pause or resume refused,
-the VMM gone). For amber, the evidence goes to build/test-results/soak-cmp/ at that moment, while
+the VMM gone). For amber, the evidence goes to build/test-results/soak-cmp/amber-LOAD-NvCPU-runN-HHMMSS.txt at once, while
 the VM still runs: amber's SIGUSR2 state report (vCPUs, virtqueue indices, vsock credit
 counters) with KVM's counters, the guest's /proc/interrupts and the tail of its kernel log (if
 the agent still answers), and the console and amber's stderr (also in soak-cmp.log there).
@@ -31,11 +31,11 @@ WRITER = ("mkdir -p /load; setsid sh -c 'i=0; while :; do dd if=/dev/urandom of=
           "bs=4096 count=16 conv=fsync 2>/dev/null; i=$((i+1)); done' </dev/null >/dev/null 2>&1 &")
 
 
-def evidence(vm, kind, run, cycle, errors):
+def evidence(vm, kind, tag, cycle, errors):
     """Saves what amber and the guest show of a failed run; returns the file's path."""
     os.makedirs(RESULTS, exist_ok=True)
-    path = os.path.join(RESULTS, "%s-run%d.txt" % (kind, run))
-    parts = ["%s run %d failed at cycle %d: %s" % (kind, run, cycle, "; ".join(errors))]
+    path = os.path.join(RESULTS, "%s-%s-%s.txt" % (kind, tag, time.strftime("%H%M%S")))
+    parts = ["%s %s failed at cycle %d: %s" % (kind, tag, cycle, "; ".join(errors))]
     try:
         parts.append(vm.vm.state_report())
     except Exception as e:  # noqa: BLE001 - evidence is best effort
@@ -102,7 +102,8 @@ def soak(session, kind, cycles, run=0, load="both", vcpus=2):
         stop.set()
         where = ""
         if errors and kind == "amber":
-            where = ", evidence in %s" % evidence(vm, kind, run, done, errors)
+            tag = "%s-%dvcpu-run%d" % (load, vcpus, run)
+            where = ", evidence in %s" % evidence(vm, kind, tag, done, errors)
         line = "%s run %d (%s, %d vCPUs): %d of %d cycles in %.0f s, %d MiB streamed, %s%s" % (
             kind, run, load, vcpus, done, cycles, time.monotonic() - t0, streamed[0] >> 20,
             "first error: %s" % errors[0] if errors else "no error", where)
