@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Pause/resume soak under load, amber next to QEMU microvm: does the guest come through?
 
-usage: bench/soak_cmp.py [--runs N] [--load both|streams|writes|none] [--vcpus N] [amber] [qemu]
+usage: bench/soak_cmp.py [--runs N] [--load both|streams|writes|none] [--vcpus N] [--no-pause]
+                        [amber] [qemu]
        (in the test host: scripts/testhost.sh -- python3 bench/soak_cmp.py; make soak-cmp)
 Each VMM boots a guest (2 vCPUs by default) on a copy of rootfs.ext4. The load, by default both
 halves: a guest loop writes files with `dd conv=fsync` ("writes"), and 16 MiB agent exec streams
@@ -51,7 +52,7 @@ def evidence(vm, kind, tag, cycle, errors):
     return path
 
 
-def soak(session, kind, cycles, run=0, load="both", vcpus=2):
+def soak(session, kind, cycles, run=0, load="both", vcpus=2, pause=True):
     """Runs the soak against one VMM; returns (passed, report line)."""
     root = session.path("%s-root.ext4" % kind)
     os.system("cp --sparse=always %s %s" % (harness.ROOTFS, root))
@@ -82,9 +83,13 @@ def soak(session, kind, cycles, run=0, load="both", vcpus=2):
             if errors:
                 break  # a stream failed: take the evidence now, while the VM is as it was
             try:
-                vm.pause()
+                if pause:
+                    vm.pause()
                 time.sleep(rng.uniform(0, 0.05))
-                vm.resume()
+                if pause:
+                    vm.resume()
+                else:
+                    vm.noop()  # the same API round trips, nothing paused: the control
                 time.sleep(rng.uniform(0, 0.15))
             except Exception as e:  # noqa: BLE001 - reported below
                 errors.append("cycle %d: %s" % (i, e))
@@ -102,10 +107,10 @@ def soak(session, kind, cycles, run=0, load="both", vcpus=2):
         stop.set()
         where = ""
         if errors and kind == "amber":
-            tag = "%s-%dvcpu-run%d" % (load, vcpus, run)
+            tag = "%s-%dvcpu%s-run%d" % (load, vcpus, "" if pause else "-nopause", run)
             where = ", evidence in %s" % evidence(vm, kind, tag, done, errors)
-        line = "%s run %d (%s, %d vCPUs): %d of %d cycles in %.0f s, %d MiB streamed, %s%s" % (
-            kind, run, load, vcpus, done, cycles, time.monotonic() - t0, streamed[0] >> 20,
+        line = "%s run %d (%s, %d vCPUs%s): %d of %d cycles in %.0f s, %d MiB streamed, %s%s" % (
+            kind, run, load, vcpus, "" if pause else ", no pause", done, cycles, time.monotonic() - t0, streamed[0] >> 20,
             "first error: %s" % errors[0] if errors else "no error", where)
         return not errors, line
     finally:
@@ -118,6 +123,8 @@ def main():
     ap.add_argument("--runs", type=int, default=1, help="runs per VMM (they take turns)")
     ap.add_argument("--load", default="both", choices=("both", "streams", "writes", "none"))
     ap.add_argument("--vcpus", type=int, default=2)
+    ap.add_argument("--no-pause", action="store_true",
+                    help="the control: the same cycles and API round trips, but nothing paused")
     ap.add_argument("vmm", nargs="*", help="amber, qemu or both (the default)")
     a = ap.parse_args()
     kinds = a.vmm or ["amber", "qemu"]
@@ -133,14 +140,15 @@ def main():
             # Take turns, and alternate who goes first, so both see the same test-host drift.
             order = kinds if run % 2 else list(reversed(kinds))
             for kind in order:
-                ok, line = soak(session, kind, cycles, run, a.load, a.vcpus)
+                ok, line = soak(session, kind, cycles, run, a.load, a.vcpus, not a.no_pause)
                 passed[kind] += ok
                 print(line, flush=True)
     finally:
         session.close()
     for kind in kinds:
-        print("soak-cmp %s: %d of %d runs clean (%d cycles each, load %s, %d vCPUs)"
-              % (kind, passed[kind], a.runs, cycles, a.load, a.vcpus), flush=True)
+        print("soak-cmp %s: %d of %d runs clean (%d cycles each, load %s, %d vCPUs%s)"
+              % (kind, passed[kind], a.runs, cycles, a.load, a.vcpus,
+                 ", no pause" if a.no_pause else ""), flush=True)
     return 0 if all(passed[k] == a.runs for k in kinds) else 1
 
 
