@@ -18,12 +18,14 @@ soak: $(SETUP_STAMP) all guest
 
 # make soak-cmp: bench/soak_cmp.py SOAK_RUNS times per VMM, amber and QEMU microvm taking turns,
 # with a pass count per VMM. SOAK_CYCLES pause/resume cycles per run (default 1000), SOAK_LOAD
-# (both, streams, writes, none) and SOAK_VCPUS bisect the load. Every failed amber run leaves its
+# (both, streams, writes, none) and SOAK_VCPUS bisect the load; SOAK_EXTRA=--no-pause runs the
+# control (same load and API round trips, nothing paused). Every failed amber run leaves its
 # evidence in build/test-results/soak-cmp/ (see bench/soak_cmp.py).
 SOAK_RUNS ?= 5
 SOAK_LOAD ?= both
 SOAK_VCPUS ?= 2
-SOAK_CMP_ARGS = --runs $(SOAK_RUNS) --load $(SOAK_LOAD) --vcpus $(SOAK_VCPUS)
+SOAK_EXTRA ?=
+SOAK_CMP_ARGS = --runs $(SOAK_RUNS) --load $(SOAK_LOAD) --vcpus $(SOAK_VCPUS) $(SOAK_EXTRA)
 
 soak-cmp: $(SETUP_STAMP) all guest
 	@mkdir -p $(RESULTS)/soak-cmp
