@@ -61,6 +61,9 @@ def soak(session, kind, cycles, run=0, load="both", vcpus=2, pause=True):
     try:
         vm.wait_ready()
         vm.wait_agent()
+        # The guest kernel's text symbols for this boot (KASLR moves them), so that a fault's RIP
+        # in KVM's trace or amber's report can be placed; kept only if the run fails.
+        syms = vm.sh("grep -E ' [tT] ' /proc/kallsyms", timeout_s=120).stdout if kind == "amber" else ""
         if load in ("both", "writes"):
             vm.sh(WRITER)
         stop, streamed, errors = threading.Event(), [0], []
@@ -109,6 +112,8 @@ def soak(session, kind, cycles, run=0, load="both", vcpus=2, pause=True):
         if errors and kind == "amber":
             tag = "%s-%dvcpu%s-run%d" % (load, vcpus, "" if pause else "-nopause", run)
             where = ", evidence in %s" % evidence(vm, kind, tag, done, errors)
+            with open(os.path.join(RESULTS, "kallsyms-%s.txt" % tag), "w") as f:
+                f.write(syms)
         line = "%s run %d (%s, %d vCPUs%s): %d of %d cycles in %.0f s, %d MiB streamed, %s%s" % (
             kind, run, load, vcpus, "" if pause else ", no pause", done, cycles, time.monotonic() - t0, streamed[0] >> 20,
             "first error: %s" % errors[0] if errors else "no error", where)
