@@ -63,7 +63,7 @@ def soak(session, kind, cycles, run=0, load="both", vcpus=2, pause=True):
         vm.wait_agent()
         # The guest kernel's text symbols for this boot (KASLR moves them), so that a fault's RIP
         # in KVM's trace or amber's report can be placed; kept only if the run fails.
-        syms = vm.sh("grep -E ' [tT] ' /proc/kallsyms", timeout_s=120).stdout if kind == "amber" else ""
+        syms = vm.sh("grep -E ' [tT] ' /proc/kallsyms; true", timeout_s=120).stdout if kind == "amber" else ""
         if load in ("both", "writes"):
             vm.sh(WRITER)
         stop, streamed, errors = threading.Event(), [0], []
