@@ -20,6 +20,7 @@
 #include "devices/virtio/net.h"
 #include "devices/virtio/rng.h"
 #include "devices/virtio/vsock.h"
+#include "vmm/clock.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
 
@@ -386,12 +387,24 @@ int devices_create(struct board *b, struct vm *vm, int vsock_listen_fd, char *er
     return ret;
 }
 
-static void devices_quiesce(void *opaque)
+static int devices_quiesce(void *opaque, unsigned timeout_ms)
 {
     struct board *b = opaque;
+    uint64_t deadline_ms = clock_now_ms() + timeout_ms;
     stdin_set_watch(b, false);
-    for (unsigned i = 0; i < b->nvirtio; i++)
-        virtio_dev_quiesce(b->virtio[i]);
+    for (unsigned i = 0; i < b->nvirtio; i++) {
+        uint64_t now = clock_now_ms();
+        unsigned left = now < deadline_ms ? (unsigned)(deadline_ms - now) : 0;
+        int ret = virtio_dev_quiesce_within(b->virtio[i], left);
+        if (ret) {
+            /* Withdraw: devices 0..i are quiesced (i with work in flight); run them again. */
+            for (unsigned j = 0; j <= i; j++)
+                virtio_dev_resume(b->virtio[j]);
+            stdin_set_watch(b, true);
+            return ret;
+        }
+    }
+    return 0;
 }
 
 static void devices_resume(void *opaque)

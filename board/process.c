@@ -242,9 +242,13 @@ static int be_pause(void *ctx, char *err, size_t errlen)
     if (ret == -ETIMEDOUT)
         snprintf(err, errlen, "a vCPU did not stop within %d ms; the VM is still running",
                  PAUSE_TIMEOUT_MS);
+    else if (ret == -EBUSY)
+        snprintf(err, errlen,
+                 "a device's in-flight I/O did not finish within %d ms; the VM is still running",
+                 PAUSE_TIMEOUT_MS);
     else if (ret)
         snprintf(err, errlen, "pause failed: %s", strerror(-ret));
-    return ret == -ETIMEDOUT ? -ETIME : ret;
+    return ret == -ETIMEDOUT || ret == -EBUSY ? -ETIME : ret;
 }
 
 static int be_resume(void *ctx, char *err, size_t errlen)

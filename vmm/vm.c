@@ -262,11 +262,18 @@ int vm_pause(struct vm *vm, unsigned timeout_ms)
 {
     if (vm->paused)
         return -EALREADY;
+    uint64_t deadline_ms = clock_now_ms() + timeout_ms;
     int ret = pause_request(&vm->barrier, vm->nvcpus, kick_one, vm, timeout_ms);
     if (ret)
         return ret;
     /* Every vCPU is parked: no MMIO can race with the devices while they quiesce. */
-    RUN_HOOK(vm, quiesce);
+    uint64_t now = clock_now_ms();
+    if (vm->hooks && vm->hooks->quiesce &&
+        vm->hooks->quiesce(vm->hooks_opaque,
+                           now < deadline_ms ? (unsigned)(deadline_ms - now) : 0)) {
+        pause_release(&vm->barrier); /* the devices run again already */
+        return -EBUSY;
+    }
     vm->paused = true;
     return 0;
 }

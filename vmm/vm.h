@@ -22,7 +22,9 @@ struct vcpu;
  * vm_set_hooks; a NULL hook is skipped. All run on the loop thread.
  */
 struct vm_hooks {
-    void (*quiesce)(void *opaque); /* vm_pause, every vCPU parked: stop device work */
+    /* vm_pause, every vCPU parked: stop device work within timeout_ms. Returns 0, or
+     * -ETIMEDOUT with every device running again (the pause is then withdrawn). */
+    int (*quiesce)(void *opaque, unsigned timeout_ms);
     void (*resume)(void *opaque);  /* vm_resume, vCPUs still parked: restart, replay kicks */
     void (*destroy)(void *opaque); /* vm_destroy, vCPUs joined, guest memory still mapped */
 };
@@ -103,8 +105,10 @@ int vm_load(struct vm *vm, char *err, size_t errlen);
 int vm_start(struct vm *vm, char *err, size_t errlen);
 
 /*
- * Pause: park every vCPU at the barrier (bounded by timeout_ms), then run the quiesce hook.
- * Runs on the loop thread. Returns 0, -EALREADY if paused, or -ETIMEDOUT (VM left running).
+ * Pause: park every vCPU at the barrier, then run the quiesce hook, both within timeout_ms.
+ * Runs on the loop thread. Returns 0, -EALREADY if paused, -ETIMEDOUT if a vCPU did not
+ * stop, or -EBUSY if a device's in-flight I/O did not finish (either way the pause is
+ * withdrawn and the VM runs on as before).
  */
 int vm_pause(struct vm *vm, unsigned timeout_ms);
 

@@ -164,13 +164,19 @@ static void blk_reset(struct virtio_dev *d)
     b->paused = false;
 }
 
-static void blk_quiesce(struct virtio_dev *d)
+static int blk_quiesce(struct virtio_dev *d, unsigned timeout_ms)
 {
     struct blk *b = blk_of(d);
     pthread_mutex_lock(&d->lock);
     b->paused = true;
-    blk_drain(b); /* results land in the used ring; the transport withholds the irq */
+    /* Results land in the used ring; the transport withholds the irq. On a timeout the rest
+     * stays in flight and blk_resume's caller carries on as if no pause had been tried. */
+    int rc = blk_drain_within(b, timeout_ms);
+    if (rc)
+        log_warn("drive %s: %u requests still in flight after %u ms", b->id, b->inflight,
+                 timeout_ms);
     pthread_mutex_unlock(&d->lock);
+    return rc;
 }
 
 static void blk_resume(struct virtio_dev *d)

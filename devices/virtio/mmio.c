@@ -2,6 +2,7 @@
 #include "devices/virtio/virtio.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -465,15 +466,19 @@ void virtio_dev_destroy(struct virtio_dev *d)
     d->ops = NULL;
 }
 
-void virtio_dev_quiesce(struct virtio_dev *d)
+int virtio_dev_quiesce_within(struct virtio_dev *d, unsigned timeout_ms)
 {
     /* Set the flag first so completions that ops->quiesce waits for park their interrupts
      * instead of injecting them into a paused guest. */
     pthread_mutex_lock(&d->lock);
     d->quiesced = true;
     pthread_mutex_unlock(&d->lock);
-    if (d->ops->quiesce)
-        d->ops->quiesce(d);
+    return d->ops->quiesce ? d->ops->quiesce(d, timeout_ms) : 0;
+}
+
+void virtio_dev_quiesce(struct virtio_dev *d)
+{
+    virtio_dev_quiesce_within(d, UINT_MAX);
 }
 
 void virtio_dev_dump(struct virtio_dev *d)

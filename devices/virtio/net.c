@@ -243,13 +243,14 @@ static void net_reset(struct virtio_dev *d)
     net_rx_reset(n);
 }
 
-static void net_quiesce(struct virtio_dev *d)
+static int net_quiesce(struct virtio_dev *d, unsigned timeout_ms)
 {
     struct net *n = net_of(d);
     pthread_mutex_lock(&d->lock);
     n->paused = true;
     update_watch(n); /* host frames stay queued in the kernel, unread */
     pthread_mutex_unlock(&d->lock);
+    return 0;
 }
 
 static void net_resume(struct virtio_dev *d)

@@ -183,7 +183,7 @@ static void vsock_reset(struct virtio_dev *d)
     timerfd_settime(dev->timer_fd, 0, &soon, NULL);
 }
 
-static void vsock_quiesce(struct virtio_dev *d)
+static int vsock_quiesce(struct virtio_dev *d, unsigned timeout_ms)
 {
     struct vsock_dev *dev = d->priv;
     pthread_mutex_lock(&d->lock);
@@ -195,6 +195,7 @@ static void vsock_quiesce(struct virtio_dev *d)
     struct itimerspec off = {0};
     timerfd_settime(dev->timer_fd, 0, &off, NULL);
     pthread_mutex_unlock(&d->lock);
+    return 0;
 }
 
 static void vsock_resume(struct virtio_dev *d)
