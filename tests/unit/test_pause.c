@@ -1,4 +1,4 @@
-/* Unit tests for vmm/pause.c with real threads standing in for vCPUs: barrier, withdrawal, races. */
+/* Unit tests for vmm/pause.c, real threads standing in for vCPUs: barrier, withdrawal, races. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
