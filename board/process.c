@@ -26,7 +26,6 @@
 #include "vmm/vm.h"
 
 #define EXIT_BAD_INPUT       2
-#define PAUSE_TIMEOUT_MS     5000
 #define CONFIG_FILE_MAX_SIZE (1 << 20)
 
 struct vmm {

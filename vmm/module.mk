@@ -3,3 +3,5 @@
 VMM_OBJS += vmm/mem.o vmm/bus.o vmm/loop.o vmm/log.o vmm/pause.o vmm/vcpu.o vmm/vm.o \
             vmm/loader.o
 ALL_BINS += $(BUILD)/amber
+
+$(eval $(call unit_test,test_pause,vmm/pause.o,))
