@@ -46,6 +46,8 @@ static const struct route routes[] = {
     {"/vm/config", false, {{HTTP_GET, h_get_vm_config, BODY_NONE}}},
     {"/pause", false, {{HTTP_POST, h_post_pause, BODY_NONE}}},
     {"/resume", false, {{HTTP_POST, h_post_resume, BODY_NONE}}},
+    {"/snapshot/create", false, {{HTTP_PUT, h_put_snapshot_create, BODY_JSON}}},
+    {"/snapshot/load", false, {{HTTP_PUT, h_put_snapshot_load, BODY_JSON}}},
 };
 
 /* Firecracker endpoints amber does not offer: 400 rather than 404, so the reason is clear. */
@@ -170,6 +172,11 @@ static void route(struct api_core *c, const struct http_request *req, struct api
     }
     m->fn(c, body, id, r);
     json_object_put(body);
+    /* Firecracker refuses snapshot/load once the VM was configured (logger and metrics are
+     * not part of the VM). */
+    if (m->method != HTTP_GET && r->status < 300 && strncmp(rt->path, "/snapshot/", 10) &&
+        strcmp(rt->path, "/logger") && strcmp(rt->path, "/metrics"))
+        c->configured = true;
 }
 
 void api_core_route(struct api_core *c, const struct http_request *req, struct api_response *r)

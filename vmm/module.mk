@@ -3,3 +3,8 @@
 VMM_OBJS += vmm/mem.o vmm/bus.o vmm/loop.o vmm/log.o vmm/pause.o vmm/vcpu.o vmm/vm.o \
             vmm/devices.o vmm/loader.o vmm/vmm.o
 ALL_BINS += $(BUILD)/amber
+
+# Snapshot and restore (docs/snapshot.md): the file format, x86 CPU/VM state, device state.
+VMM_OBJS += vmm/snapshot_fmt.o vmm/snapshot.o vmm/snapshot_mem.o vmm/snapshot_boot.o \
+            vmm/x86/cpu_state.o \
+            devices/virtio/virtio_snap.o

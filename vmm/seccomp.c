@@ -73,18 +73,15 @@ struct allow {
 /* The main thread once the VM runs: the epoll loop, device back-ends, the API and teardown. */
 static const struct allow vmm_allow[] = {
     /* BEGIN vmm (scripts/seccomp-audit.sh reads these lists) */
-    ALLOW(accept4, "new API clients and host-initiated vsock connections"),
-    ALLOW(brk, "malloc"),
+    ALLOW(accept4, "new API clients and host-initiated vsock connections"), ALLOW(brk, "malloc"),
     ALLOW(clock_gettime, "timestamps (pause, API, metrics) when the vDSO falls back"),
     ALLOW(close, "closing client, vsock and swapped drive fds"),
     ALLOW(connect, "guest-initiated vsock connections to <uds_path>_<port>"),
-    ALLOW(epoll_ctl, "the event loop's watches"),
-    ALLOW(epoll_wait, "the event loop"),
+    ALLOW(epoll_ctl, "the event loop's watches"), ALLOW(epoll_wait, "the event loop"),
     ALLOW(exit, "a thread ends (the kernel's own exit path for a filtered thread)"),
     ALLOW(exit_group, "process exit, and the SIGSYS handler"),
     ALLOW(futex, "device locks, the pause barrier and vCPU joins"),
-    ALLOW(getpid, "pthread_kill (vCPU kicks) resolves our tgid"),
-    ALLOW(getrandom, "virtio-rng"),
+    ALLOW(getpid, "pthread_kill (vCPU kicks) resolves our tgid"), ALLOW(getrandom, "virtio-rng"),
     ALLOW(io_uring_enter, "virtio-blk I/O submission and completion"),
     ALLOW(io_uring_register, "PATCH /drives swaps the ring's registered files"),
     ALLOW_IF(ioctl, IOCTL, "KVM_IRQ_LINE, TUNSETOFFLOAD, BLKGETSIZE64, TCSETS only"),
@@ -94,22 +91,26 @@ static const struct allow vmm_allow[] = {
     ALLOW(mremap, "realloc of large buffers"),
     ALLOW(munmap, "free, vCPU run areas and guest RAM at teardown"),
     ALLOW(newfstatat, "fstat of a swapped drive, lstat of the API socket at exit"),
-    ALLOW_IF(openat, OPEN_FLAGS, "PATCH /drives backing files; the exit file"),
-    ALLOW(read, "eventfds, timerfds, signalfd, TAP and console input"),
-    ALLOW(readv, "TAP receive"),
+    ALLOW_IF(openat, OPEN_FLAGS,
+             "PATCH /drives backing files; the exit file; with the API, snapshot/create's files"),
+    ALLOW(read, "eventfds, timerfds, signalfd, TAP and console input"), ALLOW(readv, "TAP receive"),
     ALLOW(recvfrom, "API requests and vsock data"),
     ALLOW(rename, "the exit file is renamed into place"),
     ALLOW(restart_syscall, "the kernel resumes an interrupted timed wait (futex, io_uring)"),
     ALLOW(rt_sigprocmask, "pthread_kill blocks signals around tgkill"),
     ALLOW(rt_sigreturn, "return from signal handlers"),
-    ALLOW(sendto, "API responses and vsock data"),
-    ALLOW(shutdown, "vsock half-close"),
+    ALLOW(sendto, "API responses and vsock data"), ALLOW(shutdown, "vsock half-close"),
     ALLOW_IF(socket, AF_UNIX_ONLY, "AF_UNIX only: guest-initiated vsock connections"),
     ALLOW(tgkill, "kicking vCPUs out of KVM_RUN for pause and exit"),
     ALLOW(timerfd_settime, "vsock and API timers"),
     ALLOW(unlink, "removing the API socket at exit"),
-    ALLOW(write, "eventfds, logs, metrics, console and TAP"),
-    ALLOW(writev, "TAP transmit"),
+    ALLOW(write, "eventfds, logs, metrics, console and TAP"), ALLOW(writev, "TAP transmit"),
+    /* Snapshot (PUT /snapshot/create, vmm/snapshot.c): a paused VM's state and RAM go to two
+     * new files (openat: see OPEN_FLAGS); the KVM_GET_* ioctls are in vmm_snapshot_ioctls. */
+    ALLOW(ftruncate, "snapshot/create: the memory file's size (a sparse file)"),
+    ALLOW(mincore, "snapshot/create: skip guest pages that were never touched"),
+    ALLOW(pwrite64, "snapshot/create: resident, non-zero guest pages to the memory file"),
+    ALLOW(fsync, "snapshot/create with fsync requested"),
     /* END vmm */
 };
 
@@ -140,6 +141,12 @@ static const struct allow vcpu_allow[] = {
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
 static const unsigned long vmm_ioctls[] = {KVM_IRQ_LINE, TUNSETOFFLOAD, BLKGETSIZE64, TCSETS};
+/* snapshot/create reads a paused VM's state (vmm/x86/cpu_state.c); only reads, no KVM_SET_*. */
+static const unsigned long vmm_snapshot_ioctls[] = {
+    KVM_GET_REGS,  KVM_GET_SREGS,          KVM_GET_FPU,         KVM_GET_XSAVE,     KVM_GET_XSAVE2,
+    KVM_GET_XCRS,  KVM_GET_LAPIC,          KVM_GET_VCPU_EVENTS, KVM_GET_DEBUGREGS, KVM_GET_MP_STATE,
+    KVM_GET_MSRS,  KVM_GET_MSR_INDEX_LIST, KVM_GET_CPUID2,      KVM_GET_IRQCHIP,   KVM_GET_PIT2,
+    KVM_GET_CLOCK, KVM_CHECK_EXTENSION};
 static const unsigned long vcpu_ioctls[] = {KVM_RUN,       KVM_KVMCLOCK_CTRL,   KVM_GET_REGS,
                                             KVM_GET_SREGS, KVM_GET_VCPU_EVENTS, KVM_IRQ_LINE};
 
@@ -182,6 +189,10 @@ static int add_rule(scmp_filter_ctx ctx, enum seccomp_kind kind, const struct al
         for (unsigned i = 0; i < nioctls && !rc; i++)
             rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, a->nr, 1,
                                   SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffUL, ioctls[i]));
+        for (unsigned i = 0; kind == SECCOMP_VMM && i < NELEM(vmm_snapshot_ioctls) && !rc; i++)
+            rc =
+                seccomp_rule_add(ctx, SCMP_ACT_ALLOW, a->nr, 1,
+                                 SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffUL, vmm_snapshot_ioctls[i]));
         return rc;
     case AF_UNIX_ONLY:
         return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, a->nr, 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
@@ -195,6 +206,14 @@ static int add_rule(scmp_filter_ctx ctx, enum seccomp_kind kind, const struct al
         if (!rc && cfg && cfg->exit_file[0]) {
             /* fopen(tmp, "we") for the exit file, nothing wider. */
             const uint64_t mask = O_ACCMODE | O_CREAT | O_TRUNC | O_EXCL | __O_TMPFILE;
+            rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, a->nr, 1,
+                                  SCMP_A2(SCMP_CMP_MASKED_EQ, mask, O_WRONLY | O_CREAT | O_TRUNC));
+        }
+        /* Snapshot (vmm/snapshot.c create_file): PUT /snapshot/create creates the state and
+         * memory files, so only an amber serving the API may, and only with exactly
+         * O_WRONLY|O_CREAT|O_TRUNC (no O_EXCL, O_APPEND or O_TMPFILE). */
+        if (!rc && cfg && cfg->api_sock[0] && !cfg->no_api) {
+            const uint64_t mask = O_ACCMODE | O_CREAT | O_TRUNC | O_EXCL | O_APPEND | __O_TMPFILE;
             rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, a->nr, 1,
                                   SCMP_A2(SCMP_CMP_MASKED_EQ, mask, O_WRONLY | O_CREAT | O_TRUNC));
         }

@@ -80,7 +80,7 @@ static int kvm_open_checked(struct vm *vm, char *err, size_t errlen)
     return 0;
 }
 
-static int setup_memory(struct vm *vm, char *err, size_t errlen)
+static int setup_memory(struct vm *vm, int mem_fd, char *err, size_t errlen)
 {
     /* Guest RAM is MAP_NORESERVE, so neither mmap nor KVM refuses a guest the host could never
      * back; the guest would find out later, at the OOM killer. Refuse it here instead. */
@@ -98,6 +98,10 @@ static int setup_memory(struct vm *vm, char *err, size_t errlen)
     if (ret) {
         snprintf(err, errlen, "cannot allocate %llu MiB of guest memory: %s",
                  (unsigned long long)vm->cfg->mem_mib, strerror(-ret));
+        return ret;
+    }
+    if (mem_fd >= 0 && (ret = mem_map_file(&vm->mem, mem_fd)) != 0) {
+        snprintf(err, errlen, "cannot map the memory file: %s", strerror(-ret));
         return ret;
     }
     for (unsigned i = 0; i < vm->mem.nregions; i++) {
@@ -171,8 +175,10 @@ static int create_vcpus(struct vm *vm, char *err, size_t errlen)
     return ret;
 }
 
-int vm_create(struct vm *vm, const struct vm_config *cfg, struct loop *loop, int vsock_listen_fd,
-              char *err, size_t errlen)
+/* vm_create, or with mem_fd >= 0 the shell of a restored VM: RAM mapped from mem_fd and no
+ * kernel loaded (the snapshot supplies every register and byte). */
+static int vm_build(struct vm *vm, const struct vm_config *cfg, struct loop *loop,
+                    int vsock_listen_fd, int mem_fd, char *err, size_t errlen)
 {
     memset(vm, 0, sizeof(*vm));
     vm->cfg = cfg;
@@ -193,7 +199,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, struct loop *loop, int
     ret = pause_init(&vm->barrier, vm->nvcpus);
     if (ret)
         goto err;
-    ret = setup_memory(vm, err, errlen);
+    ret = setup_memory(vm, mem_fd, err, errlen);
     if (ret)
         goto err;
     ret = setup_irqchip(vm, err, errlen);
@@ -205,13 +211,29 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, struct loop *loop, int
     ret = create_vcpus(vm, err, errlen);
     if (ret)
         goto err;
-    ret = loader_boot(vm, err, errlen);
-    if (ret)
-        goto err;
+    if (mem_fd < 0) {
+        ret = loader_boot(vm, err, errlen);
+        if (ret)
+            goto err;
+    }
     return 0;
 err:
     vm_destroy(vm);
     return ret;
+}
+
+int vm_create(struct vm *vm, const struct vm_config *cfg, struct loop *loop, int vsock_listen_fd,
+              char *err, size_t errlen)
+{
+    return vm_build(vm, cfg, loop, vsock_listen_fd, -1, err, errlen);
+}
+
+int vm_create_restored(struct vm *vm, const struct vm_config *cfg, struct loop *loop,
+                       int vsock_listen_fd, int mem_fd, char *err, size_t errlen)
+{
+    if (mem_fd < 0)
+        return -EINVAL;
+    return vm_build(vm, cfg, loop, vsock_listen_fd, mem_fd, err, errlen);
 }
 
 static void kick_one(void *arg, unsigned i)

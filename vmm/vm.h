@@ -73,6 +73,14 @@ struct vm {
 int vm_create(struct vm *vm, const struct vm_config *cfg, struct loop *loop, int vsock_listen_fd,
               char *err, size_t errlen);
 
+/*
+ * vm_create for a restore: the same KVM objects, devices and vCPUs, but guest RAM is a private
+ * copy-on-write map of mem_fd (not closed here) and no kernel is loaded. The caller then loads
+ * the snapshot's state (vmm/snapshot.h) before vm_start. Returns as vm_create.
+ */
+int vm_create_restored(struct vm *vm, const struct vm_config *cfg, struct loop *loop,
+                       int vsock_listen_fd, int mem_fd, char *err, size_t errlen);
+
 /* Start the vCPU threads. Returns 0 or a negative errno. */
 int vm_start(struct vm *vm, char *err, size_t errlen);
 
