@@ -36,13 +36,15 @@ void h_put_snapshot_create(struct api_core *c, struct json_object *b, const char
     TRY(jf_path(mpath, "mem_file_path", p.mem_file_path, sizeof(p.mem_file_path), err,
                 sizeof(err)));
     if (type == 1) {
-        resp_error(r, 400, "snapshot_type Diff is not supported by amber (no dirty-page "
-                           "tracking yet): take a Full snapshot");
+        resp_error(r, 400,
+                   "snapshot_type Diff is not supported by amber (no dirty-page "
+                   "tracking yet): take a Full snapshot");
         return;
     }
     if (c->st.state != VM_PAUSED) {
-        resp_error(r, 400, "snapshot/create needs a paused VM (state: %s); PATCH /vm "
-                           "{\"state\": \"Paused\"} first",
+        resp_error(r, 400,
+                   "snapshot/create needs a paused VM (state: %s); PATCH /vm "
+                   "{\"state\": \"Paused\"} first",
                    vmstate_name(c->st.state));
         return;
     }
@@ -157,10 +159,17 @@ static int parse_overrides(struct json_object *b, struct api_snapshot_load *p, c
 void h_put_snapshot_load(struct api_core *c, struct json_object *b, const char *id,
                          struct api_response *r)
 {
-    static const char *const known[] = {
-        "snapshot_path",     "mem_file_path",     "mem_backend",    "resume_vm",
-        "track_dirty_pages", "network_overrides", "vsock_override", "clock_realtime",
-        "huge_pages",        "enable_diff_snapshots", NULL};
+    static const char *const known[] = {"snapshot_path",
+                                        "mem_file_path",
+                                        "mem_backend",
+                                        "resume_vm",
+                                        "track_dirty_pages",
+                                        "network_overrides",
+                                        "vsock_override",
+                                        "clock_realtime",
+                                        "huge_pages",
+                                        "enable_diff_snapshots",
+                                        NULL};
     static struct api_snapshot_load p; /* 4 KiB paths: not on the loop's stack */
     char err[512];
     const char *spath;
@@ -179,8 +188,9 @@ void h_put_snapshot_load(struct api_core *c, struct json_object *b, const char *
     TRY(jf_unsupported(b, "huge_pages", "None", err, sizeof(err)));
     TRY(parse_overrides(b, &p, err, sizeof(err)));
     if (uffd) {
-        resp_error(r, 400, "mem_backend.backend_type Uffd is not supported by amber: use File "
-                           "(amber maps the file copy-on-write, loading pages lazily)");
+        resp_error(r, 400,
+                   "mem_backend.backend_type Uffd is not supported by amber: use File "
+                   "(amber maps the file copy-on-write, loading pages lazily)");
         return;
     }
     if (dirty || old_dirty) {
@@ -188,8 +198,9 @@ void h_put_snapshot_load(struct api_core *c, struct json_object *b, const char *
         return;
     }
     if (c->st.state != VM_NOT_STARTED || c->configured) {
-        resp_error(r, 400, "snapshot/load is allowed only on a fresh amber, before any boot "
-                           "configuration (state: %s%s)",
+        resp_error(r, 400,
+                   "snapshot/load is allowed only on a fresh amber, before any boot "
+                   "configuration (state: %s%s)",
                    vmstate_name(c->st.state), c->configured ? ", configured" : "");
         return;
     }

@@ -239,8 +239,7 @@ int snapshot_restore(struct vm *vm, const struct snap_reader *r, enum clock_mode
     const struct snap_entry *vms = snapr_find(r, SNAP_SEC_VM, 0);
     ret = vm_state_restore(vm->vm_fd, r, vms, err, errlen);
     for (unsigned i = 0; i < vm->nvcpus && !ret; i++)
-        ret = cpu_state_restore(vm->vcpus[i].fd, r, snapr_find(r, SNAP_SEC_VCPU, i), err,
-                                errlen);
+        ret = cpu_state_restore(vm->vcpus[i].fd, r, snapr_find(r, SNAP_SEC_VCPU, i), err, errlen);
     if (ret)
         return ret;
     for (unsigned i = 0; i < vm->nvirtio && !ret; i++)

@@ -107,7 +107,9 @@ int snapshot_boot(struct vm *vm, struct vm_config *cfg, struct loop *loop, int v
     log_info("restore: %u vCPUs, %llu MiB from '%s' in %llu us (clock: %s), %s", vm->nvcpus,
              (unsigned long long)(mem_bytes >> 20), p->snapshot_path,
              (unsigned long long)((clock_now_ns() - t0) / 1000),
-             !p->clock_realtime ? "kept" : native ? "KVM_CLOCK_REALTIME" : "moved on by amber",
+             !p->clock_realtime ? "kept"
+             : native           ? "KVM_CLOCK_REALTIME"
+                                : "moved on by amber",
              p->resume_vm ? "running" : "paused");
 out:
     if (mem_fd >= 0)

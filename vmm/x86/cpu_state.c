@@ -74,8 +74,7 @@ static int save_msrs(int kvm_fd, int vcpu_fd, unsigned index, struct snap_writer
             ret = fail_errno(err, errlen, index, "KVM_GET_MSRS");
             goto out;
         }
-        memcpy(&msrs->entries[done], scratch->entries,
-               (size_t)got * sizeof(struct kvm_msr_entry));
+        memcpy(&msrs->entries[done], scratch->entries, (size_t)got * sizeof(struct kvm_msr_entry));
         done += (uint32_t)got;
         if (done < kept) {
             /* Unreadable on this vCPU: drop it. */
@@ -92,8 +91,7 @@ out:
     return ret;
 }
 
-static int save_cpuid(int vcpu_fd, unsigned index, struct snap_writer *w, char *err,
-                      size_t errlen)
+static int save_cpuid(int vcpu_fd, unsigned index, struct snap_writer *w, char *err, size_t errlen)
 {
     struct kvm_cpuid2 *c =
         calloc(1, sizeof(*c) + CPU_STATE_MAX_CPUID * sizeof(struct kvm_cpuid_entry2));
@@ -140,8 +138,7 @@ int cpu_state_save(int kvm_fd, int vcpu_fd, unsigned index, struct snap_writer *
         if (!x)
             return -ENOMEM;
         unsigned long req = bytes > XSAVE_LEGACY_BYTES ? KVM_GET_XSAVE2 : KVM_GET_XSAVE;
-        ret = save_one(vcpu_fd, req, x, bytes, CPU_XSAVE, w, index, "KVM_GET_XSAVE", err,
-                       errlen);
+        ret = save_one(vcpu_fd, req, x, bytes, CPU_XSAVE, w, index, "KVM_GET_XSAVE", err, errlen);
         free(x);
     }
     if (!ret)
@@ -466,8 +463,8 @@ int vm_state_restore_clock(int vm_fd, const struct snap_reader *r, const struct 
     snapr_u64(r, s, VMS_REALTIME_NS, &saved_real);
     memset(&now_clk, 0, sizeof(now_clk));
     memset(&set, 0, sizeof(set));
-    bool host_has = ioctl(vm_fd, KVM_GET_CLOCK, &now_clk) == 0 &&
-                    (now_clk.flags & KVM_CLOCK_REALTIME);
+    bool host_has =
+        ioctl(vm_fd, KVM_GET_CLOCK, &now_clk) == 0 && (now_clk.flags & KVM_CLOCK_REALTIME);
     if (mode == KVMCLOCK_MOVE && host_has && (saved.flags & KVM_CLOCK_REALTIME)) {
         /* KVM adds the realtime elapsed since saved.realtime itself, in one step. */
         set.clock = saved.clock;

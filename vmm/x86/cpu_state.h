@@ -25,11 +25,11 @@ enum cpu_state_tag {
 
 /* Record tags of the SNAP_SEC_VM section. */
 enum vm_state_tag {
-    VMS_PIC_MASTER = 1, /* struct kvm_irqchip, chip_id 0 */
-    VMS_PIC_SLAVE = 2,  /* chip_id 1 */
-    VMS_IOAPIC = 3,     /* chip_id 2 */
-    VMS_PIT2 = 4,       /* struct kvm_pit_state2 */
-    VMS_CLOCK = 5,      /* struct kvm_clock_data */
+    VMS_PIC_MASTER = 1,  /* struct kvm_irqchip, chip_id 0 */
+    VMS_PIC_SLAVE = 2,   /* chip_id 1 */
+    VMS_IOAPIC = 3,      /* chip_id 2 */
+    VMS_PIT2 = 4,        /* struct kvm_pit_state2 */
+    VMS_CLOCK = 5,       /* struct kvm_clock_data */
     VMS_REALTIME_NS = 6, /* u64: host CLOCK_REALTIME when the clock was read */
 };
 
@@ -73,8 +73,8 @@ int vm_state_check(const struct snap_reader *r, const struct snap_entry *s, char
 
 /* How kvmclock is set on restore (docs/snapshot.md, "Clock"). */
 enum clock_mode {
-    KVMCLOCK_KEEP,        /* clock_realtime false: the guest's clock resumes where it stopped */
-    KVMCLOCK_MOVE,     /* move it on by the real time elapsed; KVM_CLOCK_REALTIME if offered */
+    KVMCLOCK_KEEP,    /* clock_realtime false: the guest's clock resumes where it stopped */
+    KVMCLOCK_MOVE,    /* move it on by the real time elapsed; KVM_CLOCK_REALTIME if offered */
     KVMCLOCK_MOVE_SW, /* the same, computed by amber (what hosts without it get) */
 };
 
