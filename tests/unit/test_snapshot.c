@@ -39,8 +39,10 @@ static void add_vcpu(struct snap_writer *w, unsigned index)
     struct kvm_vcpu_events ev = {.flags = 0};
     struct kvm_debugregs dr = {.dr7 = 0x400};
     struct kvm_mp_state mp = {.mp_state = KVM_MP_STATE_RUNNABLE};
-    struct kvm_msr_entry msrs[3] = {{.index = 0x10, .data = 12345}, {.index = 0x6e0}, {.index = 0x4b564d01, .data = 0x9001}};
-    struct kvm_cpuid_entry2 cpuid[2] = {{.function = 0, .eax = 0xd}, {.function = 1, .ecx = 1u << 31}};
+    struct kvm_msr_entry msrs[3] = {
+        {.index = 0x10, .data = 12345}, {.index = 0x6e0}, {.index = 0x4b564d01, .data = 0x9001}};
+    struct kvm_cpuid_entry2 cpuid[2] = {{.function = 0, .eax = 0xd},
+                                        {.function = 1, .ecx = 1u << 31}};
     xsave[0] = (uint8_t)index;
     snapw_begin(w, SNAP_SEC_VCPU, index);
     snapw_record(w, CPU_REGS, &regs, sizeof(regs));
@@ -163,9 +165,8 @@ static void test_roundtrip_every_section(void **state)
     assert_int_equal(snapr_record(&r, leg, LEGACY_PM, &d, &l), 0);
     assert_int_equal(l, 0);
     struct virtio_snap_transport t;
-    assert_int_equal(snapr_get(&r, snapr_find(&r, SNAP_SEC_VIRTIO, 0), VSNAP_TRANSPORT, &t,
-                               sizeof(t)),
-                     0);
+    assert_int_equal(
+        snapr_get(&r, snapr_find(&r, SNAP_SEC_VIRTIO, 0), VSNAP_TRANSPORT, &t, sizeof(t)), 0);
     assert_int_equal(t.device_id, VIRTIO_ID_RNG);
     /* a record asked for with the wrong size is refused */
     assert_int_equal(snapr_get(&r, vms, VMS_CLOCK, &clk, sizeof(clk) - 1), -EBADMSG);
@@ -419,9 +420,8 @@ static uint8_t *save_device(struct virtio_dev *d, struct snap_reader *r,
     if (!edit)
         return buf;
     struct virtio_snap_transport t;
-    assert_int_equal(snapr_get(r, snapr_find(r, SNAP_SEC_VIRTIO, 0), VSNAP_TRANSPORT, &t,
-                               sizeof(t)),
-                     0);
+    assert_int_equal(
+        snapr_get(r, snapr_find(r, SNAP_SEC_VIRTIO, 0), VSNAP_TRANSPORT, &t, sizeof(t)), 0);
     free(buf);
     edit(&t);
     snapw_init(&w);
@@ -516,9 +516,9 @@ static void test_mem_file_sparse(void **state)
     (void)state;
     struct guest_mem m;
     assert_int_equal(mem_init(&m, RAM_BYTES), 0);
-    memset(m.map + 8192, 0xab, 4096);     /* one data page */
+    memset(m.map + 8192, 0xab, 4096);      /* one data page */
     memset(m.map + (1 << 20), 0x00, 4096); /* touched, but zero: a hole */
-    m.map[RAM_BYTES - 1] = 7;             /* the last page */
+    m.map[RAM_BYTES - 1] = 7;              /* the last page */
     char path[] = "/tmp/amber-test-snapmem-XXXXXX";
     int fd = mkstemp(path);
     assert_true(fd >= 0);
