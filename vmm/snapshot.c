@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "api/config_json.h"
@@ -244,6 +245,19 @@ int snapshot_restore(struct vm *vm, const struct snap_reader *r, enum clock_mode
         return ret;
     for (unsigned i = 0; i < vm->nvirtio && !ret; i++)
         ret = virtio_snap_load(vm->virtio[i], r, snapr_find(r, SNAP_SEC_VIRTIO, i), err, errlen);
+    if (ret)
+        return ret;
+    /* The guest's TSC moves on with its clock (a guest may keep time by the TSC). */
+    if (mode != KVMCLOCK_KEEP) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+        uint64_t saved = vm_state_saved_realtime(r, vms);
+        uint64_t delta = now > saved ? now - saved : 0;
+        for (unsigned i = 0; i < vm->nvcpus && !ret; i++)
+            ret = cpu_state_advance_tsc(vm->vcpus[i].fd, r, snapr_find(r, SNAP_SEC_VCPU, i), delta,
+                                        err, errlen);
+    }
     if (ret)
         return ret;
     /* kvmclock last, as close to the first guest instruction as it can be. */

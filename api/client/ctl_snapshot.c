@@ -39,7 +39,9 @@ static int call(const char *api, const char *method, const char *path, const cha
         if (o)
             json_object_object_get_ex(o, "fault_message", &msg);
         fprintf(stderr, "amberctl: %s %s: %d %s\n", method, path, resp.status,
-                msg ? json_object_get_string(msg) : resp.body ? resp.body : "");
+                msg         ? json_object_get_string(msg)
+                : resp.body ? resp.body
+                            : "");
         json_object_put(o);
         rc = CTL_FAIL;
     }
@@ -110,8 +112,7 @@ int ctl_snapshot(int argc, char **argv)
     rc = call(api, "POST", "/pause", NULL, &status);
     if (rc != CTL_OK && status != 409 && status != 400)
         goto out;
-    const char *kv[] = {"snapshot_path", snap, "mem_file_path", mem, "snapshot_type", "Full",
-                        NULL};
+    const char *kv[] = {"snapshot_path", snap, "mem_file_path", mem, "snapshot_type", "Full", NULL};
     char *body = body_of(kv);
     rc = call(api, "PUT", "/snapshot/create", body, &status);
     free(body);
@@ -165,8 +166,8 @@ static int spawn_amber(const char *d, const char *id, pid_t *child_out)
         dup2(out, 2);
         if (chdir(d) < 0)
             _exit(127);
-        execl(amber, amber, "--id", id, "--api-sock", api, "--console", console, "--pid-file",
-              pid, "--exit-file", exitf, (char *)NULL);
+        execl(amber, amber, "--id", id, "--api-sock", api, "--console", console, "--pid-file", pid,
+              "--exit-file", exitf, (char *)NULL);
         _exit(127);
     }
     *child_out = child;

@@ -9,6 +9,7 @@
 #include <sys/ioctl.h>
 #include <time.h>
 
+#define MSR_IA32_TSC          0x10
 #define MSR_IA32_TSC_DEADLINE 0x6e0
 #define CR0_PE                (1ull << 0)
 #define CR0_PG                (1ull << 31)
@@ -343,6 +344,43 @@ int cpu_state_restore(int vcpu_fd, const struct snap_reader *r, const struct sna
         ret = load_one(vcpu_fd, KVM_SET_VCPU_EVENTS, r, s, CPU_EVENTS, &u, sizeof(u.events),
                        "KVM_SET_VCPU_EVENTS", err, errlen);
     return ret;
+}
+
+int cpu_state_advance_tsc(int vcpu_fd, const struct snap_reader *r, const struct snap_entry *s,
+                          uint64_t delta_ns, char *err, size_t errlen)
+{
+    const void *d;
+    uint32_t len;
+    if (delta_ns == 0 || snapr_record(r, s, CPU_MSRS, &d, &len) != 0)
+        return 0;
+    int khz = ioctl(vcpu_fd, KVM_GET_TSC_KHZ, 0);
+    if (khz <= 0)
+        return 0; /* no frequency to scale by: the guest's TSC resumes where it stopped */
+    const struct kvm_msr_entry *src = d;
+    for (uint32_t i = 0; i < len / (uint32_t)sizeof(*src); i++) {
+        struct kvm_msr_entry e;
+        memcpy(&e, &src[i], sizeof(e));
+        if (e.index != MSR_IA32_TSC)
+            continue;
+        /* delta_ns * khz / 1e6 without overflow for any gap under a few centuries */
+        uint64_t ticks = (delta_ns / 1000000u) * (uint64_t)khz +
+                         (delta_ns % 1000000u) * (uint64_t)khz / 1000000u;
+        struct {
+            struct kvm_msrs hdr;
+            struct kvm_msr_entry e;
+        } m = {.hdr.nmsrs = 1, .e = {.index = MSR_IA32_TSC, .data = e.data + ticks}};
+        if (ioctl(vcpu_fd, KVM_SET_MSRS, &m) != 1)
+            return fail_errno(err, errlen, s->instance, "KVM_SET_MSRS (TSC)");
+        return 0;
+    }
+    return 0;
+}
+
+uint64_t vm_state_saved_realtime(const struct snap_reader *r, const struct snap_entry *s)
+{
+    uint64_t v = 0;
+    snapr_u64(r, s, VMS_REALTIME_NS, &v);
+    return v;
 }
 
 /* --- VM-wide state --- */

@@ -63,6 +63,17 @@ int cpu_state_check(const struct snap_reader *r, const struct snap_entry *s, cha
 int cpu_state_restore(int vcpu_fd, const struct snap_reader *r, const struct snap_entry *s,
                       char *err, size_t errlen);
 
+/*
+ * Move a restored vCPU's TSC on by delta_ns (at this vCPU's TSC frequency), so a guest whose
+ * clocksource is the TSC sees the real time that passed, as kvmclock does. Call after
+ * cpu_state_restore. Returns 0 or a negative errno with err set.
+ */
+int cpu_state_advance_tsc(int vcpu_fd, const struct snap_reader *r, const struct snap_entry *s,
+                          uint64_t delta_ns, char *err, size_t errlen);
+
+/* The host CLOCK_REALTIME the VM section recorded with kvmclock (0 if absent). */
+uint64_t vm_state_saved_realtime(const struct snap_reader *r, const struct snap_entry *s);
+
 /* Write the SNAP_SEC_VM section: both PICs, the IOAPIC, PIT2 and kvmclock with the host's
  * realtime. Returns 0 or a negative errno with err set. */
 int vm_state_save(int vm_fd, struct snap_writer *w, char *err, size_t errlen);
