@@ -28,10 +28,12 @@
 
 /* --- a whole file with every section kind, from plausible KVM structures --- */
 
-static void add_vcpu(struct snap_writer *w, unsigned index)
+static const struct kvm_sregs good_sregs = {.cr0 = 0x80050033, .cr4 = 0x20, .efer = 0xd01};
+
+static void add_vcpu_sregs(struct snap_writer *w, unsigned index, const struct kvm_sregs *sr)
 {
     struct kvm_regs regs = {.rip = 0x1000000 + index, .rflags = 2};
-    struct kvm_sregs sregs = {.cr0 = 0x80050033, .cr4 = 0x20, .efer = 0xd01};
+    struct kvm_sregs sregs = *sr;
     struct kvm_fpu fpu = {.fcw = 0x37f};
     static uint8_t xsave[4096];
     struct kvm_xcrs xcrs = {.nr_xcrs = 1};
@@ -57,6 +59,11 @@ static void add_vcpu(struct snap_writer *w, unsigned index)
     snapw_record(w, CPU_MSRS, msrs, sizeof(msrs));
     snapw_record(w, CPU_CPUID, cpuid, sizeof(cpuid));
     snapw_end(w);
+}
+
+static void add_vcpu(struct snap_writer *w, unsigned index)
+{
+    add_vcpu_sregs(w, index, &good_sregs);
 }
 
 static void add_vm(struct snap_writer *w)
@@ -269,9 +276,10 @@ static void test_cpu_state_refuses_nonsense(void **state)
     struct snap_writer w;
     snapw_init(&w);
     add_vcpu(&w, 0);
-    /* vCPU 1: long mode active with paging off */
+    /* vCPU 1: long mode active with paging off; vCPU 2: no registers at all */
     struct kvm_sregs bad_sregs = {.cr0 = 1, .efer = 0x500};
-    snapw_begin(&w, SNAP_SEC_VCPU, 1);
+    add_vcpu_sregs(&w, 1, &bad_sregs);
+    snapw_begin(&w, SNAP_SEC_VCPU, 2);
     snapw_record(&w, CPU_SREGS, &bad_sregs, sizeof(bad_sregs));
     snapw_end(&w);
     uint8_t *buf;
@@ -284,7 +292,10 @@ static void test_cpu_state_refuses_nonsense(void **state)
     assert_int_equal(cpu_state_check(&r, snapr_find(&r, SNAP_SEC_VCPU, 0), err, sizeof(err)), 0);
     assert_int_equal(cpu_state_check(&r, snapr_find(&r, SNAP_SEC_VCPU, 1), err, sizeof(err)),
                      -EBADMSG);
-    assert_non_null(strstr(err, "vcpu1"));
+    assert_non_null(strstr(err, "vcpu1: long mode active without paging"));
+    assert_int_equal(cpu_state_check(&r, snapr_find(&r, SNAP_SEC_VCPU, 2), err, sizeof(err)),
+                     -EBADMSG);
+    assert_non_null(strstr(err, "vcpu2: regs record missing"));
     free(buf);
 }
 
