@@ -9,6 +9,8 @@
 #include <sys/ioctl.h>
 #include <time.h>
 
+#include "vmm/log.h"
+
 #define MSR_IA32_TSC          0x10
 #define MSR_IA32_TSC_DEADLINE 0x6e0
 #define CR0_PE                (1ull << 0)
@@ -264,16 +266,32 @@ static int load_msrs(int fd, const struct snap_reader *r, const struct snap_entr
         if ((e.index == MSR_IA32_TSC_DEADLINE) == want_deadline)
             m->entries[k++] = e;
     }
-    m->nmsrs = k;
+    /* KVM_SET_MSRS stops at the first MSR it refuses. One this KVM will not take back (a
+     * feature MSR of another host, say) is named and skipped, as the guest would find it
+     * reset after a reboot; everything after it is still loaded. */
     int ret = 0;
-    int got = k ? ioctl(fd, KVM_SET_MSRS, m) : 0;
-    if (got < 0) {
-        ret = fail_errno(err, errlen, s->instance, "KVM_SET_MSRS");
-    } else if ((uint32_t)got != k) {
-        snprintf(err, errlen, "vcpu%u: KVM_SET_MSRS refused MSR %#x", s->instance,
-                 m->entries[got].index);
-        ret = -EINVAL;
+    uint32_t done = 0;
+    struct kvm_msrs *part = calloc(1, sizeof(*m) + (n + 1) * sizeof(struct kvm_msr_entry));
+    if (!part) {
+        free(m);
+        return -ENOMEM;
     }
+    while (done < k && !ret) {
+        part->nmsrs = k - done;
+        memcpy(part->entries, &m->entries[done], (k - done) * sizeof(struct kvm_msr_entry));
+        int got = ioctl(fd, KVM_SET_MSRS, part);
+        if (got < 0) {
+            ret = fail_errno(err, errlen, s->instance, "KVM_SET_MSRS");
+            break;
+        }
+        done += (uint32_t)got;
+        if (done < k) {
+            log_warn("vcpu%u: KVM refused MSR %#x = %#llx from the snapshot; skipped", s->instance,
+                     m->entries[done].index, (unsigned long long)m->entries[done].data);
+            done++;
+        }
+    }
+    free(part);
     free(m);
     return ret;
 }
