@@ -13,3 +13,4 @@ $(eval $(call unit_test,test_api,$(API_OBJS) vmm/loop.o vmm/log.o,-ljson-c))
 API_FUZZ_SRCS := $(patsubst %.o,%.c,$(API_CORE_OBJS)) vmm/log.c
 $(eval $(call fuzz_target,fuzz_http,$(API_FUZZ_SRCS),-ljson-c))
 $(eval $(call fuzz_target,fuzz_config_json,$(API_FUZZ_SRCS),-ljson-c))
+$(eval $(call unit_test,test_api_snapshot,$(API_OBJS) vmm/loop.o vmm/log.o,-ljson-c))
