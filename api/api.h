@@ -24,6 +24,7 @@
 struct api_snapshot_create {
     char snapshot_path[CONFIG_PATH_MAX];
     char mem_file_path[CONFIG_PATH_MAX];
+    bool fsync; /* amber's own field: fsync both files before answering (default false) */
 };
 
 /* PUT /snapshot/load (SnapshotLoadParams), or --restore/--mem-file. */

@@ -18,7 +18,7 @@ void h_put_snapshot_create(struct api_core *c, struct json_object *b, const char
                            struct api_response *r)
 {
     static const char *const known[] = {"snapshot_path", "mem_file_path", "snapshot_type",
-                                        "version", NULL};
+                                        "version",       "fsync",         NULL};
     static const char *const types[] = {"Full", "Diff", NULL};
     char err[512];
     const char *spath, *mpath;
@@ -31,6 +31,7 @@ void h_put_snapshot_create(struct api_core *c, struct json_object *b, const char
     TRY(jf_str(b, "mem_file_path", true, &mpath, err, sizeof(err)));
     TRY(jf_enum(b, "snapshot_type", types, 0, false, &type, err, sizeof(err)));
     TRY(jf_unsupported(b, "version", NULL, err, sizeof(err)));
+    TRY(jf_bool(b, "fsync", false, false, &p.fsync, err, sizeof(err)));
     TRY(jf_path(spath, "snapshot_path", p.snapshot_path, sizeof(p.snapshot_path), err,
                 sizeof(err)));
     TRY(jf_path(mpath, "mem_file_path", p.mem_file_path, sizeof(p.mem_file_path), err,

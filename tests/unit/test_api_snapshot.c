@@ -96,7 +96,7 @@ static bool says(struct fix *f, const char *text)
 
 #define CREATE "{\"snapshot_path\":\"/s/vm.snap\",\"mem_file_path\":\"/s/vm.mem\"}"
 #define LOAD                                                                                       \
-    "{\"snapshot_path\":\"/s/vm.snap\",\"mem_backend\":{\"backend_type\":\"File\","               \
+    "{\"snapshot_path\":\"/s/vm.snap\",\"mem_backend\":{\"backend_type\":\"File\","                \
     "\"backend_path\":\"/s/vm.mem\"},\"resume_vm\":true}"
 
 static void test_create_needs_a_paused_vm(void **state)
@@ -111,14 +111,19 @@ static void test_create_needs_a_paused_vm(void **state)
     assert_int_equal(req(f, "PUT", "/snapshot/create", CREATE), 204);
     assert_int_equal(f->m.creates, 1);
     assert_string_equal(f->m.c.mem_file_path, "/s/vm.mem");
+    assert_false(f->m.c.fsync);
     assert_string_equal(vmstate_name(f->core.st.state), "Paused"); /* stays paused */
     assert_int_equal(req(f, "PUT", "/snapshot/create",
                          "{\"snapshot_path\":\"/a\",\"mem_file_path\":\"/b\","
                          "\"snapshot_type\":\"Diff\"}"),
                      400);
     assert_true(says(f, "Diff"));
+    assert_int_equal(req(f, "PUT", "/snapshot/create",
+                         "{\"snapshot_path\":\"/a\",\"mem_file_path\":\"/b\",\"fsync\":true}"),
+                     204);
+    assert_true(f->m.c.fsync);
     assert_int_equal(req(f, "PUT", "/snapshot/create", "{\"snapshot_path\":\"/a\"}"), 400);
-    assert_int_equal(f->m.creates, 1);
+    assert_int_equal(f->m.creates, 2);
 }
 
 static void test_load_only_on_a_fresh_amber(void **state)
