@@ -375,8 +375,7 @@ static int run(struct vmm *vmm, char *reason, size_t reasonlen)
         }
         if (vmm->api)
             api_set_started(vmm->api);
-    }
-    if (cfg->kernel[0]) {
+    } else if (cfg->kernel[0]) { /* (a restore fills cfg->kernel from the snapshot) */
         int ret = config_validate(cfg, err, sizeof(err));
         if (!ret)
             ret = boot(vmm, err, sizeof(err));
