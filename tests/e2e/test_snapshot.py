@@ -8,6 +8,7 @@ restored twice at once, and the API's order errors are checked.
 import hashlib
 import os
 import signal
+import subprocess
 import sys
 import time
 import unittest
@@ -156,11 +157,35 @@ class SnapshotCase(harness.AmberTestCase):
         self.assertTrue(vm.alive())
 
 
+    def test_disk_full(self):
+        """A memory file that hits a full file system: one clear error, the VM paused and whole."""
+        small = self.path("small")
+        os.mkdir(small)
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "none", small]).returncode:
+            self.skipTest("cannot mount a small tmpfs (not root?)")
+        self.addCleanup(subprocess.run, ["umount", "-l", small])
+        vm, api, vsock = self.boot_source_vm()
+        U.guest_sh(vsock, "echo before > /tmp/keep")
+        self.call(api, "POST", "/pause", want=200)
+        status, reply = self.call(api, "PUT", "/snapshot/create",
+                                  {"snapshot_path": os.path.join(small, "vm.snap"),
+                                   "mem_file_path": os.path.join(small, "vm.mem")})
+        self.assertGreaterEqual(status, 400, reply)
+        self.assertIn("No space left on device", reply["fault_message"])
+        self.assertFalse(os.path.exists(os.path.join(small, "vm.snap")),
+                         "a state file was left for a memory file that did not fit")
+        self.assertTrue(vm.alive())
+        self.assertEqual(self.call(api, "GET", "/", want=200)[1]["state"], "Paused")
+        self.call(api, "POST", "/resume", want=200)
+        self.assertEqual(U.guest_sh(vsock, "cat /tmp/keep").strip(), "before")
+
+
 class TestSnapshot2Vcpus(SnapshotCase):
     vcpus = 2
 
-    # The order errors are checked once, in SnapshotCase.
+    # The order errors and the full disk are checked once, with 1 vCPU.
     test_load_after_config_is_refused = None
+    test_disk_full = None
 
 
 class TestSnapshot1Vcpu(SnapshotCase):
