@@ -61,12 +61,16 @@ int snapshot_boot(struct vm *vm, struct vm_config *cfg, struct loop *loop, int v
 {
     uint64_t t0 = clock_now_ns();
     struct snapshot_file f;
-    int ret = snapshot_file_read(&f, p->snapshot_path, err, errlen);
+    /* A failed restore leaves the process as fresh as it was: cfg goes back to this copy. */
+    struct vm_config *saved_cfg = malloc(sizeof(*saved_cfg));
+    int ret = saved_cfg ? snapshot_file_read(&f, p->snapshot_path, err, errlen) : -ENOMEM;
     if (ret) {
         if (vsock_fd >= 0)
             close(vsock_fd);
+        free(saved_cfg);
         return ret;
     }
+    *saved_cfg = *cfg;
     uint64_t mem_bytes = 0;
     int mem_fd = -1;
     ret = snapshot_load_config(&f.r, cfg, &mem_bytes, err, errlen);
@@ -115,5 +119,8 @@ out:
     if (mem_fd >= 0)
         close(mem_fd); /* the mapping keeps the file */
     snapshot_file_free(&f);
+    if (ret)
+        *cfg = *saved_cfg;
+    free(saved_cfg);
     return ret;
 }
