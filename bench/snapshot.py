@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Snapshot and restore figures for amber (issue 15); run it where /dev/kvm boots guests.
 
-usage: scripts/testhost.sh -- python3 bench/snapshot.py [--runs N] [--mem 256,2048]
+usage: scripts/testhost.sh -- python3 bench/snapshot.py [--runs N] [--mem 256,2048] [--qemu]
 
 For each guest RAM size and run: a cold boot (process start to the first exec answered over
 vsock), then pause, PUT /snapshot/create (time, bytes the memory file really holds), kill -9,
 and a restore in a new amber: process start to PUT /snapshot/load answered (the guest is
 running then), and to the first exec answered. Prints median and min-max per figure, and the
-RSS of the idle restored amber next to the cold-booted one's.
+RSS of the idle restored amber next to the cold-booted one's. --qemu adds QEMU microvm with the
+same guest: QMP migrate to a file (exec:cat) while stopped, then -incoming from it (QEMU's
+"snapshot" writes every page of RAM; amber's skips untouched and zero pages).
 """
 import argparse
 import os
@@ -91,6 +93,98 @@ def one_run(session, mem_mib, i):
             "cold_rss_kib": cold_rss, "restored_rss_kib": restored_rss}
 
 
+class RawQmp:
+    """QMP with arguments (bench/lib.py's Qmp sends bare commands only)."""
+
+    def __init__(self, path, timeout_s=60.0):
+        import json
+        import socket
+        self.json = json
+        end = time.monotonic() + timeout_s
+        while True:
+            try:
+                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.sock.connect(path)
+                break
+            except OSError:
+                self.sock.close()
+                if time.monotonic() > end:
+                    raise
+                time.sleep(0.005)
+        self.sock.settimeout(timeout_s)
+        self.buf = b""
+        self._line()
+        self.cmd("qmp_capabilities")
+
+    def _line(self):
+        while b"\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("QMP closed the connection")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line
+
+    def cmd(self, name, **args):
+        msg = {"execute": name}
+        if args:
+            msg["arguments"] = args
+        self.sock.sendall(self.json.dumps(msg).encode() + b"\n")
+        while True:
+            reply = self.json.loads(self._line())
+            if "return" in reply:
+                return reply["return"]
+            if "error" in reply:
+                raise RuntimeError("QMP %s: %s" % (name, reply["error"]))
+
+    def close(self):
+        self.sock.close()
+
+
+def qemu_run(session, mem_mib, i):
+    """QEMU microvm with the same guest: migrate to a file, then -incoming from it."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import lib  # noqa: F401,E402 - bench/lib.py, for vms
+    import vms  # noqa: E402
+    g = vms.GuestVm(session, "qemu", mem_mib=mem_mib, vsock=True)
+    qmp_path = session.path("q%d-%d.qmp" % (mem_mib, i))
+    g.argv += ["-qmp", "unix:%s,server=on,wait=off" % qmp_path]
+    base_argv = list(g.argv)
+    t0 = time.monotonic()
+    g.start()
+    g.wait_agent()
+    g.sh("true")
+    cold_exec = time.monotonic() - t0
+    q = RawQmp(qmp_path)
+    state = session.path("q%d-%d.state" % (mem_mib, i))
+    q.cmd("stop")
+    t1 = time.monotonic()
+    q.cmd("migrate", uri="exec:cat > %s" % state)
+    while q.cmd("query-migrate").get("status") not in ("completed", "failed"):
+        time.sleep(0.005)
+    create_s = time.monotonic() - t1
+    written = os.stat(state).st_blocks * 512
+    q.close()
+    g.stop()
+    os.unlink(qmp_path)
+    g2 = vms.GuestVm(session, "qemu", mem_mib=mem_mib, vsock=True)
+    g2.argv = base_argv + ["-incoming", "exec:cat %s" % state]
+    t2 = time.monotonic()
+    g2.start()
+    q2 = RawQmp(qmp_path)
+    while q2.cmd("query-status").get("status") != "running":
+        time.sleep(0.002)
+    running_s = time.monotonic() - t2
+    g2.wait_agent()
+    g2.sh("true")
+    exec_s = time.monotonic() - t2
+    q2.close()
+    g2.stop()
+    os.unlink(state)
+    return {"cold_exec_s": cold_exec, "create_s": create_s, "written": written,
+            "restore_running_s": running_s, "restore_exec_s": exec_s}
+
+
 def fmt(values, scale, unit):
     v = [x * scale for x in values]
     return "%.1f %s (%.1f-%.1f)" % (statistics.median(v), unit, min(v), max(v))
@@ -100,6 +194,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--mem", default="256,2048")
+    ap.add_argument("--qemu", action="store_true", help="also QEMU microvm: migrate to a file, -incoming")
     args = ap.parse_args()
     session = harness.Session("bench-snapshot")
     rows = []
@@ -109,10 +204,20 @@ def main():
             col = {k: [r[k] for r in runs] for k in runs[0]}
             gib_s = [(mem_mib / 1024.0) / s for s in col["create_s"]]
             rows.append((mem_mib, col, gib_s))
+            if args.qemu:
+                try:
+                    qruns = [qemu_run(session, mem_mib, i) for i in range(args.runs)]
+                except Exception as e:  # noqa: BLE001 - the reference is optional
+                    print("QEMU %d MiB: not measured: %s" % (mem_mib, e), file=sys.stderr)
+                    continue
+                qcol = {k: [r[k] for r in qruns] for k in qruns[0]}
+                qgib = [(mem_mib / 1024.0) / x for x in qcol["create_s"]]
+                rows.append(("QEMU %d" % mem_mib, qcol, qgib))
     finally:
         session.close()
     print("\nsnapshot/restore, amber, %d runs each: median (min-max)\n" % args.runs)
-    print("| figure | " + " | ".join("%d MiB" % r[0] for r in rows) + " |")
+    print("| figure | " + " | ".join("amber %d MiB" % r[0] if isinstance(r[0], int) else "%s MiB" % r[0]
+                                    for r in rows) + " |")
     print("|---|" + "---|" * len(rows))
     lines = [
         ("cold boot to first exec", lambda c, g: fmt(c["cold_exec_s"], 1000, "ms")),
@@ -127,7 +232,13 @@ def main():
         ("RSS idle, restored", lambda c, g: fmt(c["restored_rss_kib"], 1 / 1024.0, "MiB")),
     ]
     for name, f in lines:
-        print("| %s | %s |" % (name, " | ".join(f(c, g) for _, c, g in rows)))
+        cells = []
+        for _, c, g in rows:
+            try:
+                cells.append(f(c, g))
+            except KeyError:
+                cells.append("-")  # QEMU has no RSS figures here
+        print("| %s | %s |" % (name, " | ".join(cells)))
 
 
 if __name__ == "__main__":
