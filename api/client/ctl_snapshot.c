@@ -109,8 +109,16 @@ int ctl_snapshot(int argc, char **argv)
     snprintf(snap, sizeof(snap), "%s/" STATE_FILE, dir);
     snprintf(mem, sizeof(mem), "%s/" MEM_FILE, dir);
     /* A running sandbox is paused for the snapshot and stays paused (as in Firecracker). */
-    rc = call(api, "POST", "/pause", NULL, &status);
-    if (rc != CTL_OK && status != 409 && status != 400)
+    struct httpc_response resp;
+    int r = httpc_request(api, "GET", "/", NULL, API_TIMEOUT_MS, &resp);
+    if (r < 0) {
+        fprintf(stderr, "amberctl: %s: %s\n", api, strerror(-r));
+        rc = r == -ENOENT || r == -ECONNREFUSED ? CTL_NOT_FOUND : CTL_FAIL;
+        goto out;
+    }
+    bool running = resp.status == 200 && resp.body && strstr(resp.body, "\"Running\"");
+    httpc_response_free(&resp);
+    if (running && (rc = call(api, "POST", "/pause", NULL, &status)) != CTL_OK)
         goto out;
     const char *kv[] = {"snapshot_path", snap, "mem_file_path", mem, "snapshot_type", "Full", NULL};
     char *body = body_of(kv);
