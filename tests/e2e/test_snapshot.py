@@ -3,7 +3,8 @@
 One guest per vCPU count (initramfs, so the guest's files live in RAM): write a file, start a
 counter, pause, snapshot, kill -9 amber, restore in a new amber on another vsock path, and check
 the file, the counter's pid and progress, exec and the guest clock. Then the same snapshot is
-restored twice at once, and the API's order errors are checked.
+restored twice at once, and the API's order errors are checked. The 2-vCPU guest goes through
+`amberctl snapshot` and `amberctl restore` for its first round trip.
 """
 import hashlib
 import os
@@ -31,6 +32,7 @@ def file_sha256(path):
 
 class SnapshotCase(harness.AmberTestCase):
     vcpus = 1
+    use_amberctl = False  # snapshot and the first restore through amberctl instead of the API
 
     def setUp(self):
         super().setUp()
@@ -71,6 +73,26 @@ class SnapshotCase(harness.AmberTestCase):
         harness.log("restore answered in %.1f ms" % ((time.monotonic() - t0) * 1000))
         return vm, api
 
+    def amberctl_restore(self, snapdir):
+        """`amberctl restore --id r1 snapdir` in a private runtime root; (vsock path, api)."""
+        run = self.path("run")
+        os.mkdir(run)
+        env = dict(os.environ, XDG_RUNTIME_DIR=run)
+        res = subprocess.run([U.AMBERCTL, "restore", "--id", "r1", snapdir], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+        d = os.path.join(run, "amber", "r1")
+        pidfile = os.path.join(d, "amber.pid")
+        if os.path.exists(pidfile):
+            with open(pidfile) as f:
+                pid = int(f.read().strip() or 0)
+            if pid > 0:
+                self.addCleanup(lambda: os.kill(pid, signal.SIGKILL) if os.path.exists(
+                    "/proc/%d" % pid) else None)
+        self.assertEqual(res.returncode, 0, res.stdout)
+        api = U.Api(os.path.join(d, "api.sock"))
+        self.addCleanup(api.close)
+        return os.path.join(d, "vsock.sock"), api
+
     def snapshot(self, api, snap, mem):
         self.call(api, "POST", "/pause", want=200)
         t0 = time.monotonic()
@@ -105,15 +127,25 @@ class SnapshotCase(harness.AmberTestCase):
                                   {"snapshot_path": snap, "mem_file_path": mem})
         self.assertEqual(status, 400, reply)
         self.assertIn("fault_message", reply)
-        self.snapshot(api, snap, mem)
+        if self.use_amberctl:
+            snapdir = self.path("snapdir")
+            res = subprocess.run([U.AMBERCTL, "snapshot", "--api", api.path, snapdir],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+            self.assertEqual(res.returncode, 0, res.stdout)
+            snap, mem = os.path.join(snapdir, "vm.snap"), os.path.join(snapdir, "vm.mem")
+        else:
+            self.snapshot(api, snap, mem)
         self.assertEqual(self.call(api, "GET", "/", want=200)[1]["state"], "Paused")
         vm.signal(signal.SIGKILL)
         vm.wait_exit()
         mem_sha = file_sha256(mem)
         time.sleep(3.0)  # time passes between the snapshot and the restore
 
-        new_vsock = self.path("vsock-restored.sock")
-        vm2, api2 = self.restored_vm("r1", snap, mem, new_vsock)
+        if self.use_amberctl:
+            new_vsock, api2 = self.amberctl_restore(os.path.dirname(snap))
+        else:
+            new_vsock = self.path("vsock-restored.sock")
+            vm2, api2 = self.restored_vm("r1", snap, mem, new_vsock)
         self.assertEqual(self.call(api2, "GET", "/", want=200)[1]["state"], "Running")
         U.wait_agent(new_vsock)
         self.assertEqual(U.guest_sh(new_vsock, "cat /tmp/keep").strip(), "snapshot-payload-42")
@@ -182,6 +214,7 @@ class SnapshotCase(harness.AmberTestCase):
 
 class TestSnapshot2Vcpus(SnapshotCase):
     vcpus = 2
+    use_amberctl = True
 
     # The order errors and the full disk are checked once, with 1 vCPU.
     test_load_after_config_is_refused = None
