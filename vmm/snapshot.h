@@ -10,6 +10,7 @@
 #include "vmm/mem.h"
 #include "vmm/snapshot_fmt.h"
 #include "vmm/x86/cpu_state.h"
+#include "vmm/x86/vm_state.h"
 
 struct vm;
 struct loop;

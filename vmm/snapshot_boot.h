@@ -6,7 +6,7 @@
 #include <stddef.h>
 
 #include "api/api.h"
-#include "vmm/x86/cpu_state.h"
+#include "vmm/x86/vm_state.h"
 
 struct vm;
 struct loop;

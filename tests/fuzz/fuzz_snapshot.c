@@ -8,6 +8,7 @@
 #include "vmm/mem.h"
 #include "vmm/snapshot_fmt.h"
 #include "vmm/x86/cpu_state.h"
+#include "vmm/x86/vm_state.h"
 
 /*
  * What restore does with an untrusted file before anything reaches KVM: snapr_open (framing,

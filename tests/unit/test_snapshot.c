@@ -20,6 +20,7 @@
 #include "tests/unit/virtio_test_ring.h"
 #include "vmm/snapshot.h"
 #include "vmm/x86/cpu_state.h"
+#include "vmm/x86/vm_state.h"
 
 #define RAM_BYTES (4ULL << 20)
 #define CONFIG_2VCPU                                                                               \
