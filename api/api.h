@@ -3,6 +3,7 @@
 #define AMBER_API_API_H
 
 #include <json-c/json.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "config/config.h"
@@ -19,6 +20,27 @@
  * becomes 500. An op left NULL answers 500 "not implemented", except vsock_bind and metrics,
  * which are then skipped.
  */
+/* PUT /snapshot/create (Firecracker's SnapshotCreateParams, Full only). */
+struct api_snapshot_create {
+    char snapshot_path[CONFIG_PATH_MAX];
+    char mem_file_path[CONFIG_PATH_MAX];
+    bool fsync; /* amber's own field: fsync both files before answering (default false) */
+};
+
+/* PUT /snapshot/load (SnapshotLoadParams), or --restore/--mem-file. */
+struct api_snapshot_load {
+    char snapshot_path[CONFIG_PATH_MAX];
+    char mem_file_path[CONFIG_PATH_MAX];
+    bool resume_vm;
+    bool clock_realtime; /* amber's default is true (Firecracker's is false) */
+    unsigned nnet_overrides;
+    struct {
+        char iface_id[CONFIG_ID_MAX + 1];
+        char host_dev_name[16];
+    } net_overrides[CONFIG_MAX_NETS];
+    char vsock_uds_path[108]; /* "" = as saved */
+};
+
 struct api_backend {
     void *ctx;
     /* InstanceStart: build and start the VM from cfg. */
@@ -41,6 +63,11 @@ struct api_backend {
     int (*vsock_bind)(void *ctx, const struct vsock_config *vsock, char *err, size_t errlen);
     /* Add device/VM counters to a metrics line (an object; add members to it). */
     void (*metrics)(void *ctx, struct json_object *out);
+    /* Snapshot the paused VM (it stays paused). */
+    int (*snapshot_create)(void *ctx, const struct api_snapshot_create *p, char *err,
+                           size_t errlen);
+    /* Restore a snapshot into this fresh process; the VM runs (resume_vm) or stays paused. */
+    int (*snapshot_load)(void *ctx, const struct api_snapshot_load *p, char *err, size_t errlen);
 };
 
 struct api;

@@ -29,6 +29,7 @@ struct api_core {
     /* Opens a logger/metrics path; returns an fd or -errno. Tests and the fuzzer replace it. */
     int (*open_sink)(const char *path);
     uint64_t requests, errors;
+    bool configured; /* a configuration PUT/PATCH succeeded: snapshot/load is refused */
     uint64_t metrics_lines, metrics_dropped;
 };
 
@@ -115,5 +116,9 @@ void h_post_pause(struct api_core *c, struct json_object *b, const char *id,
                   struct api_response *r);
 void h_post_resume(struct api_core *c, struct json_object *b, const char *id,
                    struct api_response *r);
+void h_put_snapshot_create(struct api_core *c, struct json_object *b, const char *id,
+                           struct api_response *r);
+void h_put_snapshot_load(struct api_core *c, struct json_object *b, const char *id,
+                         struct api_response *r);
 
 #endif

@@ -17,11 +17,15 @@ enum { BODY_NONE, BODY_JSON };
  * opens a log file or binds a socket must never be reached then. Routes that change what runs
  * (pause, resume, drive swap) need a booted VM. A stopped VM still answers the GETs.
  * Routes marked ANY check the state in their handler, where the answer depends on the body
- * (PUT /actions) or is a documented 409 (POST /pause, /resume).
+ * (PUT /actions) or is a documented 409 (POST /pause, /resume). The one route that creates
+ * files after boot, PUT /snapshot/create, is served only while paused (the running filter lets
+ * an amber with an API create them, docs/security.md); PUT /snapshot/load also needs a process
+ * with no configuration yet, which its handler checks.
  */
 #define PH_PRE    API_PHASE_BIT(VM_NOT_STARTED)
 #define PH_BOOTED (API_PHASE_BIT(VM_RUNNING) | API_PHASE_BIT(VM_PAUSED))
 #define PH_ANY    (PH_PRE | PH_BOOTED | API_PHASE_BIT(VM_STOPPED))
+#define PH_PAUSED API_PHASE_BIT(VM_PAUSED)
 
 struct route_method {
     enum http_method method;
@@ -61,6 +65,8 @@ static const struct route routes[] = {
     {"/vm/config", false, {{HTTP_GET, h_get_vm_config, BODY_NONE, PH_ANY}}},
     {"/pause", false, {{HTTP_POST, h_post_pause, BODY_NONE, PH_ANY}}},
     {"/resume", false, {{HTTP_POST, h_post_resume, BODY_NONE, PH_ANY}}},
+    {"/snapshot/create", false, {{HTTP_PUT, h_put_snapshot_create, BODY_JSON, PH_PAUSED}}},
+    {"/snapshot/load", false, {{HTTP_PUT, h_put_snapshot_load, BODY_JSON, PH_PRE}}},
 };
 
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
@@ -217,6 +223,11 @@ static void route(struct api_core *c, const struct http_request *req, struct api
     }
     m->fn(c, body, id, r);
     json_object_put(body);
+    /* Firecracker refuses snapshot/load once the VM was configured (logger and metrics are
+     * not part of the VM). */
+    if (m->method != HTTP_GET && r->status < 300 && strncmp(rt->path, "/snapshot/", 10) &&
+        strcmp(rt->path, "/logger") && strcmp(rt->path, "/metrics"))
+        c->configured = true;
 }
 
 void api_core_route(struct api_core *c, const struct http_request *req, struct api_response *r)

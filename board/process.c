@@ -22,6 +22,8 @@
 #include "vmm/log.h"
 #include "vmm/loop.h"
 #include "vmm/seccomp.h"
+#include "board/snapshot.h"
+#include "board/snapshot_boot.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
 
@@ -289,6 +291,40 @@ static int be_vsock_bind(void *ctx, const struct vsock_config *vsock, char *err,
     return vmm->vsock_fd < 0 ? vmm->vsock_fd : 0;
 }
 
+static int be_snapshot_create(void *ctx, const struct api_snapshot_create *p, char *err,
+                              size_t errlen)
+{
+    struct vmm *vmm = ctx;
+    struct snapshot_create_params cp = {
+        .snapshot_path = p->snapshot_path, .mem_file_path = p->mem_file_path, .fsync = p->fsync};
+    struct snapshot_stats st;
+    if (!vmm->vm_created)
+        return -EINVAL;
+    return snapshot_create(&vmm->board, &cp, &st, err, errlen);
+}
+
+/* PUT /snapshot/load and --restore: the snapshot replaces every boot step. */
+static int restore(struct vmm *vmm, const struct api_snapshot_load *p, char *err, size_t errlen)
+{
+    int ret =
+        snapshot_boot(&vmm->board, &vmm->vm, vmm->cfg, &vmm->loop, vmm->vsock_fd, p, err, errlen);
+    vmm->vsock_fd = -1; /* consumed, success or not */
+    if (ret)
+        return ret;
+    vmm->vm_created = true;
+    ret = filter_main_thread(vmm, err, errlen);
+    if (ret) {
+        vm_destroy(&vmm->vm);
+        vmm->vm_created = false;
+    }
+    return ret;
+}
+
+static int be_snapshot_load(void *ctx, const struct api_snapshot_load *p, char *err, size_t errlen)
+{
+    return restore(ctx, p, err, errlen);
+}
+
 static const struct api_backend backend_ops = {
     .start = be_start,
     .pause = be_pause,
@@ -296,6 +332,8 @@ static const struct api_backend backend_ops = {
     .ctrl_alt_del = be_ctrl_alt_del,
     .drive_swap = be_drive_swap,
     .vsock_bind = be_vsock_bind,
+    .snapshot_create = be_snapshot_create,
+    .snapshot_load = be_snapshot_load,
 };
 
 static int load_config_file(struct vm_config *cfg, char *err, size_t errlen)
@@ -360,7 +398,22 @@ static int run(struct vmm *vmm, char *reason, size_t reasonlen)
             return EXIT_BAD_INPUT;
         }
     }
-    if (cfg->kernel[0]) {
+    if (cfg->restore_path[0]) {
+        static struct api_snapshot_load p; /* large paths: not on the stack */
+        p.resume_vm = true;
+        p.clock_realtime = true;
+        snprintf(p.snapshot_path, sizeof(p.snapshot_path), "%s", cfg->restore_path);
+        snprintf(p.mem_file_path, sizeof(p.mem_file_path), "%s", cfg->restore_mem_path);
+        int ret = restore(vmm, &p, err, sizeof(err));
+        if (ret) {
+            log_err("%s", err);
+            snprintf(reason, reasonlen, "%s", err);
+            return ret == -EBADMSG || ret == -EPROTONOSUPPORT || ret == -E2BIG ? EXIT_BAD_INPUT
+                                                                               : boot_status(ret);
+        }
+        if (vmm->api)
+            api_set_started(vmm->api);
+    } else if (cfg->kernel[0]) { /* (a restore fills cfg->kernel from the snapshot) */
         int ret = config_validate(cfg, err, sizeof(err));
         if (!ret)
             ret = boot(vmm, err, sizeof(err));

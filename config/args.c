@@ -45,6 +45,8 @@ enum {
     OPT_RLIMIT_NOFILE,
     OPT_RLIMIT_FSIZE,
     OPT_VERSION,
+    OPT_RESTORE,
+    OPT_MEM_FILE,
 };
 
 static const struct option long_opts[] = {
@@ -83,6 +85,8 @@ static const struct option long_opts[] = {
     {"rlimit-fsize", required_argument, NULL, OPT_RLIMIT_FSIZE},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
+    {"restore", required_argument, NULL, OPT_RESTORE},
+    {"mem-file", required_argument, NULL, OPT_MEM_FILE},
     {NULL, 0, NULL, 0},
 };
 
@@ -134,6 +138,8 @@ void config_usage(FILE *out)
           "  --rlimit-nofile N        set RLIMIT_NOFILE (soft and hard) to N, 64..1048576\n"
           "  --rlimit-fsize BYTES     set RLIMIT_FSIZE (soft and hard): the largest file amber "
           "may write\n"
+          "  --restore PATH           restore the VM from this snapshot file (with --mem-file)\n"
+          "  --mem-file PATH          the snapshot's memory file, mapped copy-on-write\n"
           "  -h, --help               print this help and exit\n"
           "  --version                print the version and exit\n"
           "\n"
@@ -155,6 +161,12 @@ static int apply_opt(struct vm_config *cfg, struct seen *seen, int opt, const ch
     int rc;
 
     switch (opt) {
+    case OPT_RESTORE:
+    case OPT_MEM_FILE:
+        if (config_copy(opt == OPT_RESTORE ? cfg->restore_path : cfg->restore_mem_path,
+                        CONFIG_PATH_MAX, arg))
+            return config_fail(err, errlen, "--%s: path is empty or too long", name);
+        return 0;
     case OPT_KERNEL:
     case OPT_INITRD:
     case OPT_CONFIG_FILE:
@@ -320,15 +332,21 @@ static int apply_opt(struct vm_config *cfg, struct seen *seen, int opt, const ch
 static int check_combination(const struct vm_config *cfg, const struct seen *seen, char *err,
                              size_t errlen)
 {
-    if (cfg->no_api && !cfg->config_file[0])
-        return config_fail(err, errlen, "--no-api is only valid with --config-file");
+    if (!cfg->restore_path[0] != !cfg->restore_mem_path[0])
+        return config_fail(err, errlen, "--restore and --mem-file go together");
+    if (cfg->restore_path[0] && (seen->boot_flag || cfg->config_file[0]))
+        return config_fail(err, errlen,
+                           "--%s conflicts with --restore (the snapshot describes the VM)",
+                           seen->boot_flag ? seen->boot_flag : "config-file");
+    if (cfg->no_api && !cfg->config_file[0] && !cfg->restore_path[0])
+        return config_fail(err, errlen, "--no-api is only valid with --config-file or --restore");
     if (cfg->no_api && cfg->api_sock[0])
         return config_fail(err, errlen, "--no-api conflicts with --api-sock");
     if (cfg->config_file[0] && seen->boot_flag)
         return config_fail(err, errlen,
                            "--%s conflicts with --config-file (the file describes the VM)",
                            seen->boot_flag);
-    if (!cfg->kernel[0] && !cfg->api_sock[0] && !cfg->config_file[0])
+    if (!cfg->kernel[0] && !cfg->api_sock[0] && !cfg->config_file[0] && !cfg->restore_path[0])
         return config_fail(err, errlen, "--kernel is required (or --api-sock or --config-file)");
     if (seen->initrd_or_cmdline && !cfg->kernel[0])
         return config_fail(err, errlen, "--initrd and --cmdline need --kernel");

@@ -102,6 +102,9 @@ struct vm_config {
     char cgroup[CONFIG_PATH_MAX]; /* cgroup v2 directory to join; "" = none */
     uint64_t rlimit_nofile;       /* 0 = leave as is */
     uint64_t rlimit_fsize_bytes;  /* 0 = leave as is */
+    /* --restore / --mem-file (board/snapshot.h): boot from a snapshot instead. */
+    char restore_path[CONFIG_PATH_MAX];
+    char restore_mem_path[CONFIG_PATH_MAX];
 };
 
 /* Fill cfg with defaults: 1 vCPU, 256 MiB, console on stdio, seccomp on, no devices. */

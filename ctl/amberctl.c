@@ -19,6 +19,8 @@ static const struct ctl_cmd commands[] = {
     {"resume", ctl_resume, "resume (--id ID | --api PATH) [--json]"},
     {"logs", ctl_logs, "logs --id ID [--tail N]"},
     {"delete", ctl_delete, "delete --id ID [--timeout S]"},
+    {"snapshot", ctl_snapshot, "snapshot (--id ID | --api PATH) DIR   (pauses; stays paused)"},
+    {"restore", ctl_restore, "restore --id NEWID DIR   (a new sandbox from DIR's snapshot)"},
 };
 
 static void usage(FILE *f)

@@ -81,6 +81,9 @@ int ctl_pause(int argc, char **argv);
 int ctl_resume(int argc, char **argv);
 int ctl_logs(int argc, char **argv);
 int ctl_delete(int argc, char **argv);
+/* Snapshot commands (ctl_snapshot.c): a sandbox to DIR/vm.snap + DIR/vm.mem, and back. */
+int ctl_snapshot(int argc, char **argv);
+int ctl_restore(int argc, char **argv);
 
 /* True if id matches [A-Za-z0-9_-]{1,64}. */
 bool ctl_id_valid(const char *id);

@@ -548,3 +548,50 @@ void serial_get_stats(struct serial *s, struct serial_stats *out)
     *out = s->stats;
     pthread_mutex_unlock(&s->lock);
 }
+
+/* --- snapshot state --- */
+
+void serial_save(struct serial *s, struct serial_state *out)
+{
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&s->lock);
+    out->ier = s->ier;
+    out->lcr = s->lcr;
+    out->mcr = s->mcr;
+    out->scr = s->scr;
+    out->dll = s->dll;
+    out->dlm = s->dlm;
+    out->fifo_enabled = s->fifo_enabled;
+    out->overrun = s->overrun;
+    out->thre_pending = s->thre_pending;
+    out->msr_delta = s->msr_delta;
+    out->rx_count = (uint32_t)s->rx_count;
+    for (size_t i = 0; i < s->rx_count; i++)
+        out->rx[i] = s->rx[(s->rx_head + i) % SERIAL_RX_FIFO_BYTES];
+    pthread_mutex_unlock(&s->lock);
+}
+
+int serial_load(struct serial *s, const struct serial_state *in)
+{
+    uint32_t depth = in->fifo_enabled ? SERIAL_RX_FIFO_BYTES : 1;
+    if (in->ier & ~IER_MASK || in->mcr & ~MCR_MASK || in->msr_delta & ~MSR_DELTA ||
+        in->fifo_enabled > 1 || in->overrun > 1 || in->thre_pending > 1 || in->rx_count > depth)
+        return -EINVAL;
+    pthread_mutex_lock(&s->lock);
+    s->ier = in->ier;
+    s->lcr = in->lcr;
+    s->mcr = in->mcr;
+    s->scr = in->scr;
+    s->dll = in->dll;
+    s->dlm = in->dlm;
+    s->fifo_enabled = in->fifo_enabled;
+    s->overrun = in->overrun;
+    s->thre_pending = in->thre_pending;
+    s->msr_delta = in->msr_delta;
+    s->rx_head = 0;
+    s->rx_count = in->rx_count;
+    memcpy(s->rx, in->rx, in->rx_count);
+    update_irq(s);
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}

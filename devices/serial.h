@@ -85,4 +85,24 @@ size_t serial_rx_space(struct serial *s);
 /* Copy the counters into *out. */
 void serial_get_stats(struct serial *s, struct serial_stats *out);
 
+/* The guest-visible UART state a snapshot carries (registers and the receive FIFO, oldest
+ * byte first). Console output settings and counters belong to the new process. */
+struct serial_state {
+    uint8_t ier, lcr, mcr, scr, dll, dlm;
+    uint8_t fifo_enabled, overrun, thre_pending, msr_delta;
+    uint8_t pad[2];
+    uint32_t rx_count;
+    uint8_t rx[SERIAL_RX_FIFO_BYTES];
+};
+
+/* Copy the UART's guest-visible state into *out (any thread; takes the lock). */
+void serial_save(struct serial *s, struct serial_state *out);
+
+/*
+ * Load *in (from a snapshot) into a UART the guest has not run on yet, after checking every
+ * field (register bits, FIFO count against the FIFO depth in use), and report the interrupt
+ * line it implies. Returns 0 or -EINVAL (nothing changed).
+ */
+int serial_load(struct serial *s, const struct serial_state *in);
+
 #endif

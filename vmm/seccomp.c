@@ -83,7 +83,9 @@ struct allow {
 
 /* The main thread once the VM runs: the epoll loop, device back-ends, the API and teardown. */
 static const struct allow vmm_allow[] = {
-    /* BEGIN vmm (scripts/seccomp-audit.sh reads these lists) */
+    /* BEGIN vmm (scripts/seccomp-audit.sh reads these lists). The snapshot/create entries
+     * (ftruncate, mincore, pwrite64, fsync; openat and the KVM_GET_* ioctls through their
+     * rules) serve PUT /snapshot/create: a paused VM's state and RAM go to two new files. */
     ALLOW(accept4, "new API clients and host-initiated vsock connections"),
     ALLOW(brk, "malloc"),
     ALLOW(clock_gettime, "timestamps (pause, API, metrics) when the vDSO falls back"),
@@ -108,7 +110,9 @@ static const struct allow vmm_allow[] = {
     ALLOW(mremap, "realloc of large buffers"),
     ALLOW(munmap, "free, vCPU run areas and guest RAM at teardown"),
     ALLOW(newfstatat, "fstat of a swapped drive, lstat of the API socket at exit"),
-    ALLOW_IF(openat, OPEN_FLAGS, "PATCH /drives backing files: O_RDONLY, O_RDWR with a rw drive"),
+    ALLOW_IF(openat, OPEN_FLAGS,
+             "PATCH /drives backing files: O_RDONLY, O_RDWR with a rw drive; with the API, "
+             "snapshot/create's two new files"),
     ALLOW(read, "eventfds, timerfds, signalfd, TAP and console input"),
     ALLOW(readv, "TAP receive"),
     ALLOW(recvfrom, "API requests and vsock data"),
@@ -124,6 +128,10 @@ static const struct allow vmm_allow[] = {
     ALLOW_IF(unlink, IF_API_SOCK, "removing the API socket at exit"),
     ALLOW(write, "eventfds, logs, metrics, console and TAP"),
     ALLOW(writev, "TAP transmit"),
+    ALLOW(ftruncate, "snapshot/create: the memory file's size (a sparse file)"),
+    ALLOW(mincore, "snapshot/create: skip guest pages that were never touched"),
+    ALLOW(pwrite64, "snapshot/create: resident, non-zero guest pages to the memory file"),
+    ALLOW(fsync, "snapshot/create with fsync requested"),
     /* END vmm */
 };
 
@@ -154,6 +162,12 @@ static const struct allow vcpu_allow[] = {
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
 static const unsigned long vmm_ioctls[] = {KVM_IRQ_LINE, TUNSETOFFLOAD, BLKGETSIZE64, TCSETS};
+/* snapshot/create reads a paused VM's state (vmm/x86/cpu_state.c); only reads, no KVM_SET_*. */
+static const unsigned long vmm_snapshot_ioctls[] = {
+    KVM_GET_REGS,  KVM_GET_SREGS,          KVM_GET_FPU,         KVM_GET_XSAVE,     KVM_GET_XSAVE2,
+    KVM_GET_XCRS,  KVM_GET_LAPIC,          KVM_GET_VCPU_EVENTS, KVM_GET_DEBUGREGS, KVM_GET_MP_STATE,
+    KVM_GET_MSRS,  KVM_GET_MSR_INDEX_LIST, KVM_GET_CPUID2,      KVM_GET_IRQCHIP,   KVM_GET_PIT2,
+    KVM_GET_CLOCK, KVM_CHECK_EXTENSION};
 static const unsigned long vcpu_ioctls[] = {KVM_RUN,       KVM_KVMCLOCK_CTRL,   KVM_GET_REGS,
                                             KVM_GET_SREGS, KVM_GET_VCPU_EVENTS, KVM_IRQ_LINE};
 
@@ -196,6 +210,10 @@ static int add_rule(scmp_filter_ctx ctx, enum seccomp_kind kind, const struct al
         for (unsigned i = 0; i < nioctls && !rc; i++)
             rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, a->nr, 1,
                                   SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffUL, ioctls[i]));
+        for (unsigned i = 0; kind == SECCOMP_VMM && i < NELEM(vmm_snapshot_ioctls) && !rc; i++)
+            rc =
+                seccomp_rule_add(ctx, SCMP_ACT_ALLOW, a->nr, 1,
+                                 SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffUL, vmm_snapshot_ioctls[i]));
         return rc;
     case AF_UNIX_ONLY:
         return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, a->nr, 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
@@ -214,6 +232,15 @@ static int add_rule(scmp_filter_ctx ctx, enum seccomp_kind kind, const struct al
         if (!rc && cfg && config_has_rw_drive(cfg))
             rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, a->nr, 1,
                                   SCMP_A2(SCMP_CMP_MASKED_EQ, mask, O_RDWR));
+        /* Snapshot (board/snapshot.c create_file): PUT /snapshot/create creates the state and
+         * memory files, so only an amber serving the API may, and only with exactly
+         * O_WRONLY|O_CREAT|O_TRUNC (no O_EXCL, O_APPEND or O_TMPFILE). */
+        if (!rc && cfg && cfg->api_sock[0] && !cfg->no_api) {
+            const uint64_t create = mask | O_EXCL;
+            rc =
+                seccomp_rule_add(ctx, SCMP_ACT_ALLOW, a->nr, 1,
+                                 SCMP_A2(SCMP_CMP_MASKED_EQ, create, O_WRONLY | O_CREAT | O_TRUNC));
+        }
         return rc;
     }
     case IF_EXIT_FILE:

@@ -85,7 +85,7 @@ static int kvm_open_checked(struct vm *vm, char *err, size_t errlen)
     return 0;
 }
 
-static int setup_memory(struct vm *vm, char *err, size_t errlen)
+static int setup_memory(struct vm *vm, int mem_fd, char *err, size_t errlen)
 {
     /* Guest RAM is MAP_NORESERVE, so neither mmap nor KVM refuses a guest the host could never
      * back; the guest would find out later, at the OOM killer. Refuse it here instead. */
@@ -103,6 +103,10 @@ static int setup_memory(struct vm *vm, char *err, size_t errlen)
     if (ret) {
         snprintf(err, errlen, "cannot allocate %llu MiB of guest memory: %s",
                  (unsigned long long)vm->cfg->mem_mib, strerror(-ret));
+        return ret;
+    }
+    if (mem_fd >= 0 && (ret = mem_map_file(&vm->mem, mem_fd)) != 0) {
+        snprintf(err, errlen, "cannot map the memory file: %s", strerror(-ret));
         return ret;
     }
     for (unsigned i = 0; i < vm->mem.nregions; i++) {
@@ -176,8 +180,10 @@ static int create_vcpus(struct vm *vm, char *err, size_t errlen)
     return ret;
 }
 
-int vm_create(struct vm *vm, const struct vm_config *cfg, struct loop *loop, char *err,
-              size_t errlen)
+/* vm_create, or with mem_fd >= 0 the shell of a restored VM: RAM mapped from mem_fd (the
+ * snapshot supplies every register and byte, so nobody calls vm_load on it). */
+static int vm_build(struct vm *vm, const struct vm_config *cfg, struct loop *loop, int mem_fd,
+                    char *err, size_t errlen)
 {
     memset(vm, 0, sizeof(*vm));
     vm->cfg = cfg;
@@ -197,7 +203,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, struct loop *loop, cha
     ret = pause_init(&vm->barrier, vm->nvcpus);
     if (ret)
         goto err;
-    ret = setup_memory(vm, err, errlen);
+    ret = setup_memory(vm, mem_fd, err, errlen);
     if (ret)
         goto err;
     ret = setup_irqchip(vm, err, errlen);
@@ -210,6 +216,20 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, struct loop *loop, cha
 err:
     vm_destroy(vm);
     return ret;
+}
+
+int vm_create(struct vm *vm, const struct vm_config *cfg, struct loop *loop, char *err,
+              size_t errlen)
+{
+    return vm_build(vm, cfg, loop, -1, err, errlen);
+}
+
+int vm_create_restored(struct vm *vm, const struct vm_config *cfg, struct loop *loop, int mem_fd,
+                       char *err, size_t errlen)
+{
+    if (mem_fd < 0)
+        return -EINVAL;
+    return vm_build(vm, cfg, loop, mem_fd, err, errlen);
 }
 
 void vm_set_hooks(struct vm *vm, const struct vm_hooks *hooks, void *opaque)

@@ -101,6 +101,15 @@ int vm_add_mmio_dev(struct vm *vm, uint64_t base, unsigned gsi);
  */
 int vm_load(struct vm *vm, char *err, size_t errlen);
 
+/*
+ * vm_create for a restore: the same KVM objects and vCPUs, but guest RAM is a private
+ * copy-on-write map of mem_fd (not closed here), and the caller skips vm_load: it adds the
+ * board's devices, loads the snapshot's state (board/snapshot.h), then calls vm_start.
+ * Returns as vm_create.
+ */
+int vm_create_restored(struct vm *vm, const struct vm_config *cfg, struct loop *loop, int mem_fd,
+                       char *err, size_t errlen);
+
 /* Start the vCPU threads. Returns 0 or a negative errno. */
 int vm_start(struct vm *vm, char *err, size_t errlen);
 

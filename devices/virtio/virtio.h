@@ -84,6 +84,10 @@ struct virtio_dev_ops {
     void (*destroy)(struct virtio_dev *d);
     /* Optional: log device-private state for a stall report. Loop thread, d->lock held. */
     void (*dump)(struct virtio_dev *d);
+    /* Optional: the transport state was just loaded from a snapshot into a fresh process and
+     * the back-end activated; tell the driver what could not cross the process change (vsock
+     * sends a transport reset). Loop thread before the vCPUs run, d->lock held. */
+    void (*restored)(struct virtio_dev *d);
 };
 
 /*

@@ -215,6 +215,32 @@ static void vsock_resume(struct virtio_dev *d)
     pthread_mutex_unlock(&d->lock);
 }
 
+/* After a restore the host ends of every connection are gone: tell the driver with a
+ * VIRTIO_VSOCK_EVENT_RESET on the event queue (virtio 1.2, 5.10.6.6), so the guest
+ * resets its connected sockets (listeners stay) and re-reads the CID. */
+static void vsock_restored(struct virtio_dev *d)
+{
+    struct vsock_dev *dev = d->priv;
+    struct virtq *q = &d->vq[VSOCK_EVQ];
+    if (!(d->status & VIRTIO_STATUS_DRIVER_OK) || (d->status & VIRTIO_STATUS_NEEDS_RESET) ||
+        !q->ready)
+        return;
+    struct virtq_chain *c = &dev->tx_chain; /* idle: nothing runs before the vCPUs do */
+    int r = virtq_pop(q, c);
+    if (r < 0) {
+        virtio_set_needs_reset(d, "vsock: bad event chain");
+        return;
+    }
+    if (r == 0) {
+        log_warn("vsock: no event buffer after restore: the guest was not told of the reset");
+        return;
+    }
+    const uint8_t reset_event[4] = {VSOCK_EVENT_RESET, 0, 0, 0};
+    uint32_t written = (uint32_t)virtq_chain_write(c, 0, reset_event, sizeof(reset_event));
+    virtq_push(q, c->head, written);
+    virtio_notify_used(d, VSOCK_EVQ);
+}
+
 static void vsock_dump(struct virtio_dev *d)
 {
     struct vsock_dev *dev = d->priv;
@@ -251,6 +277,7 @@ static const struct virtio_dev_ops vsock_ops = {
     .resume = vsock_resume,
     .destroy = vsock_destroy,
     .dump = vsock_dump,
+    .restored = vsock_restored,
 };
 
 /* ---- creation ---- */

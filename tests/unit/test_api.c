@@ -80,8 +80,8 @@ struct fix {
 static int setup(void **state)
 {
     struct fix *f = calloc(1, sizeof(*f));
-    f->be =
-        (struct api_backend){&f->m, m_start, m_pause, m_resume, m_cad, m_swap, m_bind, m_metrics};
+    f->be = (struct api_backend){&f->m,  m_start, m_pause,   m_resume, m_cad,
+                                 m_swap, m_bind,  m_metrics, NULL,     NULL};
     f->cfg.vcpus = 1;
     f->cfg.mem_mib = 128;
     snprintf(f->cfg.id, sizeof(f->cfg.id), "sbx1");

@@ -47,6 +47,9 @@ static const struct probe probes[] = {
     {"GET", "/vm/config", NULL},
     {"POST", "/pause", NULL},
     {"POST", "/resume", NULL},
+    {"PUT", "/snapshot/create",
+     "{\"snapshot_path\":\"DIR/snap\",\"mem_file_path\":\"DIR/mem\",\"snapshot_type\":\"Full\"}"},
+    {"PUT", "/snapshot/load", "{\"snapshot_path\":\"DIR/snap\",\"mem_file_path\":\"DIR/mem\"}"},
 };
 
 #define NPROBES (sizeof(probes) / sizeof(probes[0]))
@@ -60,6 +63,14 @@ static int ok_op(void *ctx, char *err, size_t n)
     return 0;
 }
 static int ok_swap(void *ctx, const char *id, const char *path, char *err, size_t n)
+{
+    return 0;
+}
+static int ok_snap_create(void *ctx, const struct api_snapshot_create *p, char *err, size_t n)
+{
+    return 0;
+}
+static int ok_snap_load(void *ctx, const struct api_snapshot_load *p, char *err, size_t n)
 {
     return 0;
 }
@@ -107,7 +118,9 @@ static int serve_in_child(const struct probe *p, enum vm_state s)
                                  .pause = ok_op,
                                  .resume = ok_op,
                                  .ctrl_alt_del = ok_op,
-                                 .drive_swap = ok_swap};
+                                 .drive_swap = ok_swap,
+                                 .snapshot_create = ok_snap_create,
+                                 .snapshot_load = ok_snap_load};
         dup2(errpipe[1], STDERR_FILENO);
         fill_cfg(&cfg);
         api_core_init(&core, &cfg, &be);
@@ -203,7 +216,7 @@ static void test_phase_table(void **state)
         if (!probed)
             fail_msg("route %s %s has no probe", rm, rp);
     }
-    assert_int_equal(api_route_count(), 19);
+    assert_int_equal(api_route_count(), 21);
     const unsigned pre = API_PHASE_BIT(VM_NOT_STARTED);
     const unsigned booted = API_PHASE_BIT(VM_RUNNING) | API_PHASE_BIT(VM_PAUSED);
     const unsigned any = pre | booted | API_PHASE_BIT(VM_STOPPED);
@@ -220,6 +233,8 @@ static void test_phase_table(void **state)
     assert_int_equal(phases_of("PATCH", "/drives/x"), booted);
     assert_int_equal(phases_of("PATCH", "/network-interfaces/x"), booted);
     assert_int_equal(phases_of("PATCH", "/vm"), booted);
+    assert_int_equal(phases_of("PUT", "/snapshot/create"), API_PHASE_BIT(VM_PAUSED));
+    assert_int_equal(phases_of("PUT", "/snapshot/load"), pre);
     assert_int_equal(phases_of("GET", "/"), any);
     assert_int_equal(phases_of("PUT", "/actions"), any);
 }

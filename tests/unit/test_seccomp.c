@@ -272,6 +272,24 @@ static int vmm_open_rdwr_trunc(void)
     return 1;
 }
 
+/* What PUT /snapshot/create does (board/snapshot.c): create both files, size, probe, write. */
+static int vmm_snapshot_files(void)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/tmp/amber-test-seccomp-snap-%d", (int)getpid());
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return 1;
+    static char page[4096] __attribute__((aligned(4096)));
+    unsigned char vec;
+    int bad = ftruncate(fd, 8192) < 0 || mincore(page, sizeof(page), &vec) < 0 ||
+              pwrite(fd, page, sizeof(page), 4096) != (ssize_t)sizeof(page) || fsync(fd) < 0;
+    if (ioctl(-1, KVM_GET_REGS, NULL) != -1 || errno != EBADF)
+        bad = 1;
+    close(fd);
+    return unlink(path) < 0 || bad;
+}
+
 static int vmm_create_vm(void)
 {
     ioctl(-1, KVM_CREATE_VM, 0);
@@ -301,6 +319,7 @@ static void test_vmm_allows(void **state)
     struct vm_config with_api = cfg_plain;
     strcpy(with_api.api_sock, "/tmp/api.sock");
     expect_clean(run_filtered(SECCOMP_VMM, &with_api, vmm_api_unlink));
+    expect_clean(run_filtered(SECCOMP_VMM, &with_api, vmm_snapshot_files));
     struct vm_config with_rw = cfg_plain;
     with_rw.ndrives = 1;
     expect_clean(run_filtered(SECCOMP_VMM, &with_rw, vmm_open_rdwr));
@@ -355,6 +374,13 @@ static void test_vmm_forbids(void **state)
     struct vm_config with_exit = cfg_plain;
     strcpy(with_exit.exit_file, "/tmp/x");
     expect_violation(run_filtered(SECCOMP_VMM, &with_exit, vmm_create),
+                     "amber: seccomp violation: syscall 257 (openat)\n");
+    /* snapshot/create's files need the API; O_EXCL is never among its flags. */
+    expect_violation(run_filtered(SECCOMP_VMM, &cfg_plain, vmm_snapshot_files),
+                     "amber: seccomp violation: syscall 257 (openat)\n");
+    struct vm_config with_api = cfg_plain;
+    strcpy(with_api.api_sock, "/tmp/api.sock");
+    expect_violation(run_filtered(SECCOMP_VMM, &with_api, vmm_create),
                      "amber: seccomp violation: syscall 257 (openat)\n");
 }
 
