@@ -2,7 +2,7 @@
 # make check-layers: fail when a C #include crosses amber's layers the wrong way.
 # The table below is the README's architecture map; a folder may include its own headers and
 # those of the folders (or single headers) listed for it. tests/ may include anything.
-# usage: scripts/check-layers.sh [RESULTS_DIR]  (writes RESULTS_DIR/layers.txt, "N passed, N failed")
+# usage: scripts/check-layers.sh [RESULTS_DIR]  (writes RESULTS_DIR/layers.txt, "N passed, N failed, N skipped")
 set -u
 cd "$(dirname "$0")/.."
 results=${1:-}
@@ -66,7 +66,7 @@ else
 fi
 if [ -n "$results" ]; then
     mkdir -p "$results"
-    echo "$((bad == 0 ? 1 : 0)) passed, $((bad == 0 ? 0 : 1)) failed" > "$results/layers.txt"
+    echo "$((bad == 0 ? 1 : 0)) passed, $((bad == 0 ? 0 : 1)) failed, 0 skipped" > "$results/layers.txt"
     [ "$bad" -eq 0 ] || printf 'layers: %s' "$report" > "$results/layers-failed.txt"
 fi
 [ "$bad" -eq 0 ]

@@ -74,7 +74,11 @@ static void expect_clean(struct outcome o)
 /* The ASan runtime makes its own syscalls (sigaltstack on thread start and exit) that the
  * filters rightly forbid, so runs that must exit cleanly are skipped in sanitizer builds. */
 #ifdef __SANITIZE_ADDRESS__
-#define SKIP_UNDER_ASAN() skip()
+#define SKIP_UNDER_ASAN()                                                                          \
+    do {                                                                                           \
+        print_message("ASan's runtime makes syscalls (sigaltstack) the filters forbid\n");         \
+        skip();                                                                                    \
+    } while (0)
 #else
 #define SKIP_UNDER_ASAN() ((void)0)
 #endif

@@ -62,7 +62,7 @@ echo 0 >/proc/sys/vm/compaction_proactiveness
 [ -d "/host$job" ] || fail "job directory $job is missing"
 
 echo "$(cut -d' ' -f1 /proc/uptime)" >"/host$job/started"
-# A heartbeat for scripts/testhost.sh: it stops if this kernel or the 9p share stops. It runs at
+# A heartbeat for tests/testhost/testhost.sh: it stops if this kernel or the 9p share stops. It runs at
 # the highest priority, so that a test host busy to its last cycle (a TAP test's softirqs, two
 # spinning vCPUs) does not pass for a hung one.
 (
