@@ -3,9 +3,10 @@
 #define AMBER_API_API_H
 
 #include <json-c/json.h>
+#include <stdbool.h>
 #include <stddef.h>
 
-#include "vmm/config.h"
+#include "config/config.h"
 #include "vmm/loop.h"
 
 #ifndef AMBER_VERSION
@@ -19,6 +20,27 @@
  * becomes 500. An op left NULL answers 500 "not implemented", except vsock_bind and metrics,
  * which are then skipped.
  */
+/* PUT /snapshot/create (Firecracker's SnapshotCreateParams, Full only). */
+struct api_snapshot_create {
+    char snapshot_path[CONFIG_PATH_MAX];
+    char mem_file_path[CONFIG_PATH_MAX];
+    bool fsync; /* amber's own field: fsync both files before answering (default false) */
+};
+
+/* PUT /snapshot/load (SnapshotLoadParams), or --restore/--mem-file. */
+struct api_snapshot_load {
+    char snapshot_path[CONFIG_PATH_MAX];
+    char mem_file_path[CONFIG_PATH_MAX];
+    bool resume_vm;
+    bool clock_realtime; /* amber's default is true (Firecracker's is false) */
+    unsigned nnet_overrides;
+    struct {
+        char iface_id[CONFIG_ID_MAX + 1];
+        char host_dev_name[16];
+    } net_overrides[CONFIG_MAX_NETS];
+    char vsock_uds_path[108]; /* "" = as saved */
+};
+
 struct api_backend {
     void *ctx;
     /* InstanceStart: build and start the VM from cfg. */
@@ -41,6 +63,11 @@ struct api_backend {
     int (*vsock_bind)(void *ctx, const struct vsock_config *vsock, char *err, size_t errlen);
     /* Add device/VM counters to a metrics line (an object; add members to it). */
     void (*metrics)(void *ctx, struct json_object *out);
+    /* Snapshot the paused VM (it stays paused). */
+    int (*snapshot_create)(void *ctx, const struct api_snapshot_create *p, char *err,
+                           size_t errlen);
+    /* Restore a snapshot into this fresh process; the VM runs (resume_vm) or stays paused. */
+    int (*snapshot_load)(void *ctx, const struct api_snapshot_load *p, char *err, size_t errlen);
 };
 
 struct api;
@@ -66,6 +93,14 @@ void api_set_stopped(struct api *api);
 
 /* Close idle connections after ms of silence (default 30000). For tests. */
 void api_set_idle_timeout(struct api *api, unsigned ms);
+
+/*
+ * Bound a client however it paces its bytes: request_ms from the first byte of a request to its
+ * last (default 10000), and head_ms of head-receiving time summed over a connection's requests
+ * (default 10000; the first 50 ms of each head do not count, so a client that sends its heads
+ * at once never runs this down). Past either the client gets 408 and is closed. For tests.
+ */
+void api_set_request_limits(struct api *api, unsigned request_ms, unsigned head_ms);
 
 /* Write one metrics line now (as FlushMetrics does). Returns 0, -ENOENT if not configured. */
 int api_flush_metrics(struct api *api);

@@ -29,6 +29,7 @@ struct api_core {
     /* Opens a logger/metrics path; returns an fd or -errno. Tests and the fuzzer replace it. */
     int (*open_sink)(const char *path);
     uint64_t requests, errors;
+    bool configured; /* a configuration PUT/PATCH succeeded: snapshot/load is refused */
     uint64_t metrics_lines, metrics_dropped;
 };
 
@@ -40,6 +41,20 @@ void api_core_fini(struct api_core *c);
 
 /* Handle one request, filling *resp (free it with api_response_free). Never fails. */
 void api_core_route(struct api_core *c, const struct http_request *req, struct api_response *resp);
+
+/* The bit for VM state s in a route's phase mask. */
+#define API_PHASE_BIT(s) (1u << (s))
+
+/* How many (path, method) routes the router serves. */
+unsigned api_route_count(void);
+
+/*
+ * The i-th route: its path (a prefix ending in '/' when has_id, the {id} follows), method name
+ * and the API_PHASE_BIT()s of the VM states that may serve it; any other state gets a 400 with
+ * a fault_message naming the state. Returns false past the end.
+ */
+bool api_route_at(unsigned i, const char **path, bool *has_id, const char **method,
+                  unsigned *phases);
 
 /* Free resp's body. */
 void api_response_free(struct api_response *resp);
@@ -101,5 +116,9 @@ void h_post_pause(struct api_core *c, struct json_object *b, const char *id,
                   struct api_response *r);
 void h_post_resume(struct api_core *c, struct json_object *b, const char *id,
                    struct api_response *r);
+void h_put_snapshot_create(struct api_core *c, struct json_object *b, const char *id,
+                           struct api_response *r);
+void h_put_snapshot_load(struct api_core *c, struct json_object *b, const char *id,
+                         struct api_response *r);
 
 #endif

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "vmm/log.h"
 
@@ -99,7 +100,7 @@ static unsigned queue_free(const struct i8042 *k)
 static void queue_push(struct i8042 *k, uint8_t byte)
 {
     if (k->qcount == QUEUE_BYTES) {
-        log_debug("i8042: output queue full, dropping 0x%02x", byte);
+        log_debug_rl("i8042: output queue full, dropping 0x%02x", byte);
         return;
     }
     k->queue[(k->qhead + k->qcount) % QUEUE_BYTES] = byte;
@@ -278,7 +279,7 @@ static bool command_write(struct i8042 *k, uint8_t cmd)
         if (cmd >= 0xf0 && !(cmd & 0x01))
             return true;
         if (cmd < 0xf0)
-            log_debug("i8042: ignoring command 0x%02x", cmd);
+            log_debug_rl("i8042: ignoring command 0x%02x", cmd);
         break;
     }
     return false;
@@ -337,6 +338,49 @@ int i8042_send_ctrl_alt_del(struct i8042 *k)
     }
     for (size_t i = 0; i < sizeof(seq); i++)
         queue_push(k, seq[i]);
+    update_irq(k, false);
+    pthread_mutex_unlock(&k->lock);
+    return 0;
+}
+
+/* --- snapshot state --- */
+
+_Static_assert(I8042_STATE_QUEUE_BYTES == QUEUE_BYTES, "snapshot queue size");
+
+void i8042_save(struct i8042 *k, struct i8042_state *out)
+{
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&k->lock);
+    out->ctr = k->ctr;
+    out->out_port = k->out_port;
+    out->pending_cmd = k->pending_cmd;
+    out->pending_kbd = k->pending_kbd;
+    out->last_was_cmd = k->last_was_cmd;
+    out->scanning = k->scanning;
+    out->last_data = k->last_data;
+    out->port61 = k->port61;
+    out->qcount = k->qcount;
+    for (unsigned i = 0; i < k->qcount; i++)
+        out->queue[i] = k->queue[(k->qhead + i) % QUEUE_BYTES];
+    pthread_mutex_unlock(&k->lock);
+}
+
+int i8042_load(struct i8042 *k, const struct i8042_state *in)
+{
+    if (in->qcount > QUEUE_BYTES || in->last_was_cmd > 1 || in->scanning > 1)
+        return -EINVAL;
+    pthread_mutex_lock(&k->lock);
+    k->ctr = in->ctr;
+    k->out_port = in->out_port;
+    k->pending_cmd = in->pending_cmd;
+    k->pending_kbd = in->pending_kbd;
+    k->last_was_cmd = in->last_was_cmd;
+    k->scanning = in->scanning;
+    k->last_data = in->last_data;
+    k->port61 = in->port61;
+    k->qhead = 0;
+    k->qcount = in->qcount;
+    memcpy(k->queue, in->queue, in->qcount);
     update_irq(k, false);
     pthread_mutex_unlock(&k->lock);
     return 0;

@@ -39,4 +39,20 @@ void i8042_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool i
  */
 int i8042_send_ctrl_alt_del(struct i8042 *k);
 
+#define I8042_STATE_QUEUE_BYTES 32
+
+/* The controller state a snapshot carries (the output queue oldest byte first). */
+struct i8042_state {
+    uint8_t ctr, out_port, pending_cmd, pending_kbd, last_was_cmd, scanning, last_data, port61;
+    uint32_t qcount;
+    uint8_t queue[I8042_STATE_QUEUE_BYTES];
+};
+
+/* Copy the controller's state into *out (takes the lock). */
+void i8042_save(struct i8042 *k, struct i8042_state *out);
+
+/* Load *in into a controller the guest has not run on yet, after checking qcount, and report
+ * the interrupt line it implies. Returns 0 or -EINVAL (nothing changed). */
+int i8042_load(struct i8042 *k, const struct i8042_state *in);
+
 #endif

@@ -54,6 +54,8 @@ exec_guest 'dd if=/dev/zero of=/dev/vdb bs=64k count=16 2>/dev/null; sync;
 say "status, pause, resume"
 timeout 60 "$ctl" status --api "$work/api.sock" >/dev/null || say "status failed"
 timeout 60 "$ctl" pause --api "$work/api.sock" >/dev/null || say "pause failed"
+say "snapshot (docs/snapshot.md), while paused"
+timeout 120 "$ctl" snapshot --api "$work/api.sock" "$work/snap" >/dev/null || say "snapshot failed"
 sleep 1
 timeout 60 "$ctl" resume --api "$work/api.sock" >/dev/null || say "resume failed"
 exec_guest 'echo after resume' >/dev/null

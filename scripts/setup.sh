@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Installs every Debian package that amber's build, guest images, tests and benchmarks need.
 # Idempotent: packages already present are skipped, and apt is not touched if nothing is missing.
-# usage: scripts/setup.sh [--stack backports]
+# usage: scripts/setup.sh          install what is missing (`make setup`; make run and make test)
+#        scripts/setup.sh --check  only say what is missing, and fail if anything is (plain make)
+#        scripts/setup.sh --stack backports
 #   --stack backports (or TESTHOST_STACK=backports) also unpacks the second test-host pair,
 #   bookworm-backports' QEMU and Linux, into build/testhost/backports/ (apt-get download +
 #   dpkg -x from Debian's archive, with a private apt state: nothing is installed, the
 #   system's apt sources are left alone). tests/testhost/testhost.sh uses it with
 #   TESTHOST_STACK=backports.
 set -euo pipefail
+check_only=0
+[ "${1:-}" = --check ] && check_only=1
 
 stack=${TESTHOST_STACK:-debian12}
 if [ "${1:-}" = "--stack" ]; then
@@ -35,6 +39,13 @@ for p in "${PACKAGES[@]}"; do
         missing+=("$p")
     fi
 done
+
+if [ ${#missing[@]} -gt 0 ] && [ "$check_only" = 1 ]; then
+    echo "setup: missing Debian packages: ${missing[*]}" >&2
+    echo "setup: run \`make setup\` (it installs them with apt-get), then make again" >&2
+    exit 1
+fi
+[ "$check_only" = 1 ] && exit 0
 
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]}"

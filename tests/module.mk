@@ -54,8 +54,9 @@ test-stack2: $(SETUP_STAMP) all guest
 		bash tests/e2e/run.sh $(RESULTS)/stack2 $(STACK2_TESTS)
 
 # The real-kernel unit tests (test_boot, test_kernel) load build/guest: it is built first.
-test: $(SETUP_STAMP)
+test: setup
 	$(Q)rm -rf $(RESULTS); mkdir -p $(RESULTS)
+	-$(Q)$(MAKE) --no-print-directory check-layers
 	-$(Q)$(MAKE) --no-print-directory all guest
 	-$(Q)$(MAKE) --no-print-directory unit
 	-$(Q)$(MAKE) --no-print-directory test-san

@@ -52,6 +52,20 @@ int mem_init(struct guest_mem *m, uint64_t size_bytes)
     return 0;
 }
 
+int mem_map_file(struct guest_mem *m, int fd)
+{
+    if (!m->map)
+        return -EINVAL;
+    /* MAP_FIXED over our own reservation: the guard pages and the layout stay as they are. */
+    void *p = mmap(m->map, m->map_size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, fd, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    madvise(p, m->map_size, MADV_DONTDUMP);
+    m->file_backed = true;
+    return 0;
+}
+
 void mem_free(struct guest_mem *m)
 {
     if (m->reserved)

@@ -26,6 +26,7 @@ struct guest_mem {
     uint64_t map_size;
     uint8_t *reserved; /* the whole reservation: guard space, alignment slack and map */
     uint64_t reserved_size;
+    bool file_backed; /* restored: a private, copy-on-write map of a snapshot's memory file */
 };
 
 /*
@@ -36,6 +37,13 @@ struct guest_mem {
  * mapping).
  */
 int mem_init(struct guest_mem *m, uint64_t size_bytes);
+
+/*
+ * Replace the anonymous RAM of an initialised m with a MAP_PRIVATE (copy-on-write, lazily
+ * loaded) mapping of fd, whose first m->size bytes are guest RAM in map order. The file is
+ * never written. Returns 0 or a negative errno (m keeps its anonymous RAM then).
+ */
+int mem_map_file(struct guest_mem *m, int fd);
 
 /* Unmap guest RAM; safe on a zeroed or already freed struct. */
 void mem_free(struct guest_mem *m);

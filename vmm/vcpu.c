@@ -278,6 +278,27 @@ static bool handle_exit(struct vcpu *v)
     }
 }
 
+/*
+ * KVM finishes a PIO or MMIO instruction (register write-back, RIP advance) only on the next
+ * KVM_RUN. If a pause was asked for while this exit was handled (the kick set immediate_exit),
+ * re-enter now: KVM completes the instruction and returns -EINTR at once, so the state a
+ * snapshot reads is consistent. Best effort: a kick landing after this check parks the vCPU
+ * with the instruction unfinished, and a restore then executes it again (docs/snapshot.md).
+ */
+static void complete_io_before_pause(struct vcpu *v)
+{
+    for (int i = 0; i < 4; i++) {
+        uint32_t reason = v->run->exit_reason;
+        if ((reason != KVM_EXIT_IO && reason != KVM_EXIT_MMIO) || !v->run->immediate_exit)
+            return;
+        if (ioctl(v->fd, KVM_RUN, 0) < 0)
+            return; /* -EINTR: done */
+        /* A string instruction needs another round trip: handle it and try again. */
+        if (!handle_exit(v))
+            return;
+    }
+}
+
 static void *vcpu_thread(void *arg)
 {
     struct vcpu *v = arg;
@@ -312,6 +333,8 @@ static void *vcpu_thread(void *arg)
                               memory_order_relaxed);
         atomic_store_explicit(&v->in_exit, true, memory_order_relaxed);
         bool go_on = handle_exit(v);
+        if (go_on)
+            complete_io_before_pause(v);
         atomic_store_explicit(&v->in_exit, false, memory_order_relaxed);
         atomic_fetch_add_explicit(&v->exits, 1, memory_order_relaxed);
         if (!go_on)
@@ -332,8 +355,24 @@ void vcpu_dump(const struct vcpu *v)
                                                                      : "in KVM_RUN or parked");
 }
 
+#ifdef AMBER_TEST_HOOKS
+/* build/test-hooks/amber only: --id vcpu-start-fail-N makes vCPU N's thread fail to start, so
+ * that tests/e2e/test_start.py can check that teardown stops the vCPUs already running. */
+static bool test_hook_fail_start(const struct vcpu *v)
+{
+    static const char prefix[] = "vcpu-start-fail-";
+    const char *id = v->vm->cfg->id;
+    return strncmp(id, prefix, sizeof(prefix) - 1) == 0 &&
+           strtoul(id + sizeof(prefix) - 1, NULL, 10) == v->index;
+}
+#endif
+
 int vcpu_start(struct vcpu *v)
 {
+#ifdef AMBER_TEST_HOOKS
+    if (test_hook_fail_start(v))
+        return -EAGAIN;
+#endif
     int ret = pthread_create(&v->thread, NULL, vcpu_thread, v);
     if (ret)
         return -ret;

@@ -40,8 +40,8 @@ void vsock_process_rx(struct vsock_dev *dev)
             dev->rx_held = true;
         }
         if (dev->rx_chain.in_len < VSOCK_HDR_SIZE) {
-            log_warn("vsock: rx buffer of %llu bytes is too small, returned unused",
-                     (unsigned long long)dev->rx_chain.in_len);
+            log_warn_rl("vsock: rx buffer of %llu bytes is too small, returned unused",
+                        (unsigned long long)dev->rx_chain.in_len);
             virtq_push(q, dev->rx_chain.head, 0);
             dev->rx_held = false;
             pushed = true;
@@ -78,7 +78,8 @@ static void process_tx(struct vsock_dev *dev)
         if (r == 0)
             break;
         if (c->out_len < VSOCK_HDR_SIZE) {
-            log_warn("vsock: tx chain of %llu bytes has no header", (unsigned long long)c->out_len);
+            log_warn_rl("vsock: tx chain of %llu bytes has no header",
+                        (unsigned long long)c->out_len);
         } else {
             size_t len = c->out_len < sizeof(dev->pkt) ? (size_t)c->out_len : sizeof(dev->pkt);
             len = (size_t)virtq_chain_read(c, 0, dev->pkt, len);
@@ -182,7 +183,7 @@ static void vsock_reset(struct virtio_dev *d)
     timerfd_settime(dev->timer_fd, 0, &soon, NULL);
 }
 
-static void vsock_quiesce(struct virtio_dev *d)
+static int vsock_quiesce(struct virtio_dev *d, unsigned timeout_ms)
 {
     struct vsock_dev *dev = d->priv;
     pthread_mutex_lock(&d->lock);
@@ -194,6 +195,7 @@ static void vsock_quiesce(struct virtio_dev *d)
     struct itimerspec off = {0};
     timerfd_settime(dev->timer_fd, 0, &off, NULL);
     pthread_mutex_unlock(&d->lock);
+    return 0;
 }
 
 static void vsock_resume(struct virtio_dev *d)
@@ -211,6 +213,32 @@ static void vsock_resume(struct virtio_dev *d)
     vsock_host_resume(dev, paused_ms);
     vsock_arm_timer(dev);
     pthread_mutex_unlock(&d->lock);
+}
+
+/* After a restore the host ends of every connection are gone: tell the driver with a
+ * VIRTIO_VSOCK_EVENT_RESET on the event queue (virtio 1.2, 5.10.6.6), so the guest
+ * resets its connected sockets (listeners stay) and re-reads the CID. */
+static void vsock_restored(struct virtio_dev *d)
+{
+    struct vsock_dev *dev = d->priv;
+    struct virtq *q = &d->vq[VSOCK_EVQ];
+    if (!(d->status & VIRTIO_STATUS_DRIVER_OK) || (d->status & VIRTIO_STATUS_NEEDS_RESET) ||
+        !q->ready)
+        return;
+    struct virtq_chain *c = &dev->tx_chain; /* idle: nothing runs before the vCPUs do */
+    int r = virtq_pop(q, c);
+    if (r < 0) {
+        virtio_set_needs_reset(d, "vsock: bad event chain");
+        return;
+    }
+    if (r == 0) {
+        log_warn("vsock: no event buffer after restore: the guest was not told of the reset");
+        return;
+    }
+    const uint8_t reset_event[4] = {VSOCK_EVENT_RESET, 0, 0, 0};
+    uint32_t written = (uint32_t)virtq_chain_write(c, 0, reset_event, sizeof(reset_event));
+    virtq_push(q, c->head, written);
+    virtio_notify_used(d, VSOCK_EVQ);
 }
 
 static void vsock_dump(struct virtio_dev *d)
@@ -249,6 +277,7 @@ static const struct virtio_dev_ops vsock_ops = {
     .resume = vsock_resume,
     .destroy = vsock_destroy,
     .dump = vsock_dump,
+    .restored = vsock_restored,
 };
 
 /* ---- creation ---- */

@@ -11,6 +11,7 @@
 #include "vmm/clock.h"
 
 #define VSOCK_QUEUE_SIZE           256
+#define VSOCK_EVENT_RESET          0    /* TRANSPORT_RESET event id (virtio 1.2, 5.10.6) */
 #define VSOCK_HANDSHAKE_TIMEOUT_MS 5000 /* a client must send its CONNECT line within this */
 #define VSOCK_MAX_HANDSHAKES       64
 #define VSOCK_ACCEPT_BATCH         32

@@ -206,6 +206,13 @@ PY
     "$CTL" exec --agent-sock "$SOCK" -- sh -c 'head -c 1000000 /dev/zero' | head -c 10 > /dev/null
     "$CTL" ping --agent-sock "$SOCK" > /dev/null
     check "client going away mid-stream leaves the agent serving" 0 $?
+    # ...and says so on its stderr (the console in a guest), where a soak's evidence finds it.
+    for _ in $(seq 30); do grep -q 'ended by an error' "$T/agent.err" && break; sleep 0.1; done
+    if grep -q 'connection [0-9]* ended by an error: Broken pipe' "$T/agent.err"; then
+        ok "a request cut short is logged"
+    else
+        bad "a request cut short is logged" "$(tail -n 3 "$T/agent.err")"
+    fi
 
     python3 - "$SOCK" <<'PY'
 import socket, struct, sys
@@ -218,6 +225,37 @@ PY
         ok "shutdown ends a test-mode agent"
         wait "$agent_pid"; agent_pid=
     fi
+fi
+
+# A hostile agent (issue 17): what amberctl takes from it must not reach the host unchecked.
+if [ -x "$CTL" ]; then
+    EVIL=$T/evil.sock
+    python3 tests/agent/hostile_agent.py "$EVIL" > "$T/evil.out" 2>&1 &
+    evil_pid=$!
+    for _ in $(seq 50); do grep -qx ready "$T/evil.out" 2>/dev/null && break; sleep 0.1; done
+    (umask 022; "$CTL" cp --agent-sock "$EVIL" "guest:/etc/shadow" "$T/evil-copy")
+    check "cp from a hostile agent exits 0" 0 $?
+    check "cp never applies the guest's setuid/setgid bits (guest said 6777, umask 022)" 755 \
+        "$(stat -c %a "$T/evil-copy" 2>/dev/null)"
+    (umask 077; "$CTL" cp --agent-sock "$EVIL" "guest:/x" "$T/evil-copy2")
+    check "cp keeps to the umask (077)" 700 "$(stat -c %a "$T/evil-copy2" 2>/dev/null)"
+    out=$("$CTL" ping --agent-sock "$EVIL" --json)
+    if printf '%s' "$out" | python3 -c 'import json,sys; s=sys.stdin.read(); v=json.loads(s)["agent_version"]; sys.exit(any(ord(c)<32 or ord(c)==127 for c in s+v))'; then
+        ok "ping --json is valid JSON with no control characters"
+    else
+        bad "ping --json with a hostile agent_version" "$(printf '%s' "$out" | od -c | head -3)"
+    fi
+    out=$("$CTL" ping --agent-sock "$EVIL")
+    case "$out" in *$'\e'*|*$'\a'*) bad "ping prints the agent's escapes" "$(printf '%s' "$out" | od -c | head -2)" ;;
+        *) ok "ping escapes the agent_version" ;; esac
+    "$CTL" cp --agent-sock "$EVIL" "guest:/error" "$T/e" 2> "$T/evil.err"
+    check "a hostile ERROR fails the cp" 1 $?
+    if grep -q $'[\e\a\r]' "$T/evil.err" || [ "$(wc -l < "$T/evil.err")" -ne 1 ]; then
+        bad "agent error messages are escaped on stderr" "$(od -c "$T/evil.err" | head -3)"
+    else
+        ok "agent error messages are escaped on stderr"
+    fi
+    kill "$evil_pid" 2>/dev/null; wait "$evil_pid" 2>/dev/null
 fi
 
 [ $((passed + failed)) -eq 0 ] && bad "agent-host: no test ran"

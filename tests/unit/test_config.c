@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "vmm/config.h"
+#include "config/config.h"
 
 static char errbuf[256];
 
@@ -350,6 +350,27 @@ static void test_api_and_config_file(void **state)
     bad("--api-sock", "--api-sock", longsock, NULL);
 }
 
+/* --restore/--mem-file (docs/snapshot.md): together, and instead of anything describing a VM. */
+static void test_restore(void **state)
+{
+    struct vm_config cfg;
+    ok(&cfg, "--restore", "/s/vm.snap", "--mem-file", "/s/vm.mem", NULL);
+    assert_string_equal(cfg.restore_path, "/s/vm.snap");
+    assert_string_equal(cfg.restore_mem_path, "/s/vm.mem");
+    ok(&cfg, "--restore=/s/a", "--mem-file=/s/b", "--no-api", NULL);
+    assert_string_equal(cfg.restore_path, "/s/a");
+    assert_true(cfg.no_api);
+    bad("--restore and --mem-file go together", "--restore", "/s/a", NULL);
+    bad("--restore and --mem-file go together", "--mem-file", "/s/b", "--api-sock", "/a", NULL);
+    bad("--kernel conflicts with --restore", "--restore", "/a", "--mem-file", "/b", "--kernel",
+        "/k", NULL);
+    bad("--vcpus conflicts with --restore", "--restore", "/a", "--mem-file", "/b", "--vcpus", "2",
+        NULL);
+    bad("--config-file conflicts with --restore", "--restore", "/a", "--mem-file", "/b",
+        "--config-file", "/c", NULL);
+    bad("--restore: path is empty", "--restore=", "--mem-file", "/b", NULL);
+}
+
 static void test_bad_syntax(void **state)
 {
     bad("unknown or malformed option '--bogus'", "--kernel", "/k", "--bogus", NULL);
@@ -514,13 +535,21 @@ static void test_validate(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),   cmocka_unit_test(test_basic_and_equals_form),
-        cmocka_unit_test(test_vcpus),      cmocka_unit_test(test_mem),
-        cmocka_unit_test(test_console),    cmocka_unit_test(test_id),
-        cmocka_unit_test(test_switches),   cmocka_unit_test(test_seccomp),
-        cmocka_unit_test(test_drives),     cmocka_unit_test(test_nets),
-        cmocka_unit_test(test_vsock),      cmocka_unit_test(test_api_and_config_file),
-        cmocka_unit_test(test_bad_syntax), cmocka_unit_test(test_help_and_version),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_basic_and_equals_form),
+        cmocka_unit_test(test_vcpus),
+        cmocka_unit_test(test_mem),
+        cmocka_unit_test(test_console),
+        cmocka_unit_test(test_id),
+        cmocka_unit_test(test_switches),
+        cmocka_unit_test(test_seccomp),
+        cmocka_unit_test(test_drives),
+        cmocka_unit_test(test_nets),
+        cmocka_unit_test(test_vsock),
+        cmocka_unit_test(test_api_and_config_file),
+        cmocka_unit_test(test_restore),
+        cmocka_unit_test(test_bad_syntax),
+        cmocka_unit_test(test_help_and_version),
         cmocka_unit_test(test_validate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -237,6 +237,63 @@ static int vmm_exit_file(void)
     return unlink(path) < 0;
 }
 
+/* The exit file's temporary is created before the filter; only the rename runs under it. */
+static int vmm_exit_rename(void)
+{
+    /* Missing files: the call reaches the kernel (allowed) and fails with ENOENT. */
+    return rename("/nonexistent-amber-a", "/nonexistent-amber-b") == -1 && errno == ENOENT ? 0 : 1;
+}
+
+static int vmm_api_unlink(void)
+{
+    return unlink("/nonexistent-amber-sock") == -1 && errno == ENOENT ? 0 : 1;
+}
+
+static int vmm_open_rdwr(void)
+{
+    int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return 1;
+    close(fd);
+    return 0;
+}
+
+static int vmm_open_trunc(void)
+{
+    open("/dev/null", O_WRONLY | O_TRUNC | O_CLOEXEC);
+    return 1;
+}
+
+static int vmm_open_append(void)
+{
+    open("/dev/null", O_WRONLY | O_APPEND | O_CLOEXEC);
+    return 1;
+}
+
+static int vmm_open_rdwr_trunc(void)
+{
+    open("/dev/null", O_RDWR | O_TRUNC | O_CLOEXEC);
+    return 1;
+}
+
+/* What PUT /snapshot/create does (board/snapshot.c): create both files, size, probe, write. */
+static int vmm_snapshot_files(void)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/tmp/amber-test-seccomp-snap-%d", (int)getpid());
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return 1;
+    static char page[4096] __attribute__((aligned(4096)));
+    unsigned char vec;
+    int bad = ftruncate(fd, 8192) < 0 || mincore(page, sizeof(page), &vec) < 0 ||
+              pwrite(fd, page, sizeof(page), 4096) != (ssize_t)sizeof(page) || fsync(fd) < 0;
+    if (ioctl(-1, KVM_GET_REGS, NULL) != -1 || errno != EBADF)
+        bad = 1;
+    close(fd);
+    return unlink(path) < 0 || bad;
+}
+
 static int vmm_create_vm(void)
 {
     ioctl(-1, KVM_CREATE_VM, 0);
@@ -262,7 +319,44 @@ static void test_vmm_allows(void **state)
     expect_clean(run_filtered(SECCOMP_VMM, &cfg_plain, vmm_allowed));
     struct vm_config with_exit = cfg_plain;
     strcpy(with_exit.exit_file, "/tmp/x");
-    expect_clean(run_filtered(SECCOMP_VMM, &with_exit, vmm_exit_file));
+    expect_clean(run_filtered(SECCOMP_VMM, &with_exit, vmm_exit_rename));
+    struct vm_config with_api = cfg_plain;
+    strcpy(with_api.api_sock, "/tmp/api.sock");
+    expect_clean(run_filtered(SECCOMP_VMM, &with_api, vmm_api_unlink));
+    expect_clean(run_filtered(SECCOMP_VMM, &with_api, vmm_snapshot_files));
+    struct vm_config with_rw = cfg_plain;
+    with_rw.ndrives = 1;
+    expect_clean(run_filtered(SECCOMP_VMM, &with_rw, vmm_open_rdwr));
+}
+
+/* What the narrowing took away: writes to existing files unless a drive is writable, O_TRUNC
+ * and O_APPEND always, creating the exit file, rename without an exit file, unlink without an
+ * API socket. */
+static void test_vmm_narrowed(void **state)
+{
+    (void)state;
+    const char *open_line = "amber: seccomp violation: syscall 257 (openat)\n";
+    struct vm_config ro_drive = cfg_plain;
+    ro_drive.ndrives = 1;
+    ro_drive.drive[0].read_only = true;
+    expect_violation(run_filtered(SECCOMP_VMM, &cfg_plain, vmm_open_rdwr), open_line);
+    expect_violation(run_filtered(SECCOMP_VMM, &ro_drive, vmm_open_rdwr), open_line);
+    struct vm_config rw_drive = cfg_plain;
+    rw_drive.ndrives = 1;
+    strcpy(rw_drive.exit_file, "/tmp/x");
+    expect_violation(run_filtered(SECCOMP_VMM, &rw_drive, vmm_open_trunc), open_line);
+    expect_violation(run_filtered(SECCOMP_VMM, &rw_drive, vmm_open_rdwr_trunc), open_line);
+    expect_violation(run_filtered(SECCOMP_VMM, &rw_drive, vmm_open_append), open_line);
+    expect_violation(run_filtered(SECCOMP_VMM, &rw_drive, vmm_exit_file), open_line);
+    expect_violation(run_filtered(SECCOMP_VMM, &cfg_plain, vmm_exit_rename),
+                     "amber: seccomp violation: syscall 82 (rename)\n");
+    expect_violation(run_filtered(SECCOMP_VMM, &cfg_plain, vmm_api_unlink),
+                     "amber: seccomp violation: syscall 87 (unlink)\n");
+    struct vm_config no_api = cfg_plain;
+    strcpy(no_api.api_sock, "/tmp/api.sock");
+    no_api.no_api = true;
+    expect_violation(run_filtered(SECCOMP_VMM, &no_api, vmm_api_unlink),
+                     "amber: seccomp violation: syscall 87 (unlink)\n");
 }
 
 static void test_vmm_forbids(void **state)
@@ -284,6 +378,13 @@ static void test_vmm_forbids(void **state)
     struct vm_config with_exit = cfg_plain;
     strcpy(with_exit.exit_file, "/tmp/x");
     expect_violation(run_filtered(SECCOMP_VMM, &with_exit, vmm_create),
+                     "amber: seccomp violation: syscall 257 (openat)\n");
+    /* snapshot/create's files need the API; O_EXCL is never among its flags. */
+    expect_violation(run_filtered(SECCOMP_VMM, &cfg_plain, vmm_snapshot_files),
+                     "amber: seccomp violation: syscall 257 (openat)\n");
+    struct vm_config with_api = cfg_plain;
+    strcpy(with_api.api_sock, "/tmp/api.sock");
+    expect_violation(run_filtered(SECCOMP_VMM, &with_api, vmm_create),
                      "amber: seccomp violation: syscall 257 (openat)\n");
 }
 
@@ -403,7 +504,7 @@ static void test_tables(void **state)
     }
 }
 
-/* --- the confinement flags (vmm/config.c) that come with the filters --- */
+/* --- the confinement flags (config/config.c) that come with the filters --- */
 
 static int parse(struct vm_config *c, const char *const *args)
 {
@@ -473,15 +574,11 @@ static void test_jail_flags(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tables),
-        cmocka_unit_test(test_vcpu_thread_exit),
-        cmocka_unit_test(test_vcpu_allows),
-        cmocka_unit_test(test_vcpu_forbids),
-        cmocka_unit_test(test_vmm_allows),
-        cmocka_unit_test(test_vmm_forbids),
-        cmocka_unit_test(test_filter_file),
-        cmocka_unit_test(test_jail_flags),
-        cmocka_unit_test(test_kernel_issued_listed),
+        cmocka_unit_test(test_tables),          cmocka_unit_test(test_vcpu_thread_exit),
+        cmocka_unit_test(test_vcpu_allows),     cmocka_unit_test(test_vcpu_forbids),
+        cmocka_unit_test(test_vmm_allows),      cmocka_unit_test(test_vmm_forbids),
+        cmocka_unit_test(test_vmm_narrowed),    cmocka_unit_test(test_filter_file),
+        cmocka_unit_test(test_jail_flags),      cmocka_unit_test(test_kernel_issued_listed),
         cmocka_unit_test(test_restart_syscall),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

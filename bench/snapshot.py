@@ -1,0 +1,245 @@
+#!/usr/bin/env python3
+"""Snapshot and restore figures for amber (issue 15); run it where /dev/kvm boots guests.
+
+usage: scripts/testhost.sh -- python3 bench/snapshot.py [--runs N] [--mem 256,2048] [--qemu]
+
+For each guest RAM size and run: a cold boot (process start to the first exec answered over
+vsock), then pause, PUT /snapshot/create (time, bytes the memory file really holds), kill -9,
+and a restore in a new amber: process start to PUT /snapshot/load answered (the guest is
+running then), and to the first exec answered. Prints median and min-max per figure, and the
+RSS of the idle restored amber next to the cold-booted one's. --qemu adds QEMU microvm with the
+same guest: QMP migrate to a file (exec:cat) while stopped, then -incoming from it (QEMU's
+"snapshot" writes every page of RAM; amber's skips untouched and zero pages).
+"""
+import argparse
+import os
+import signal
+import statistics
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "tests", "e2e"))
+import harness  # noqa: E402
+import util_amber as U  # noqa: E402
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def wait_exec(vsock, deadline_s=120.0):
+    """Until `true` runs in the guest; returns when it did."""
+    end = time.monotonic() + deadline_s
+    while True:
+        try:
+            if U.ctl_exec(vsock, ["true"], timeout=30).returncode == 0:
+                return
+        except Exception:  # noqa: BLE001 - the agent is not up yet
+            pass
+        if time.monotonic() > end:
+            raise RuntimeError("no exec answer within %.0f s" % deadline_s)
+        time.sleep(0.02)
+
+
+def one_run(session, mem_mib, i):
+    vsock = session.path("v%d-%d.sock" % (mem_mib, i))
+    api_path = session.path("a%d-%d.sock" % (mem_mib, i))
+    t0 = time.monotonic()
+    vm = session.amber(initrd=True, vcpus=1, mem_mib=mem_mib, vsock=(3, vsock), api_sock=api_path)
+    wait_exec(vsock)
+    cold_exec = time.monotonic() - t0
+    time.sleep(1.0)
+    cold_rss = rss_kib(vm.pid)
+    api = U.Api(api_path)
+    snap, mem = session.path("s%d-%d.snap" % (mem_mib, i)), session.path("s%d-%d.mem" % (mem_mib, i))
+    api.call("POST", "/pause")
+    t1 = time.monotonic()
+    status, reply = api.call("PUT", "/snapshot/create", {"snapshot_path": snap, "mem_file_path": mem})
+    create_s = time.monotonic() - t1
+    if status != 204:
+        raise RuntimeError("snapshot/create: %s %r" % (status, reply))
+    written = os.stat(mem).st_blocks * 512
+    api.close()
+    vm.signal(signal.SIGKILL)
+    vm.wait_exit()
+
+    vsock2 = session.path("r%d-%d.sock" % (mem_mib, i))
+    api2_path = session.path("ra%d-%d.sock" % (mem_mib, i))
+    t2 = time.monotonic()
+    vm2 = session.start(harness.amber_argv(kernel=None, api_sock=api2_path))
+    U.wait_for_path(api2_path, vm=vm2)
+    api2 = U.Api(api2_path)
+    status, reply = api2.call("PUT", "/snapshot/load", {
+        "snapshot_path": snap, "mem_backend": {"backend_type": "File", "backend_path": mem},
+        "resume_vm": True, "vsock_override": {"uds_path": vsock2}})
+    running_s = time.monotonic() - t2
+    if status != 204:
+        raise RuntimeError("snapshot/load: %s %r" % (status, reply))
+    wait_exec(vsock2)
+    exec_s = time.monotonic() - t2
+    time.sleep(1.0)
+    restored_rss = rss_kib(vm2.pid)
+    api2.close()
+    vm2.kill()
+    for p in (snap, mem):
+        os.unlink(p)
+    return {"cold_exec_s": cold_exec, "create_s": create_s, "written": written,
+            "restore_running_s": running_s, "restore_exec_s": exec_s,
+            "cold_rss_kib": cold_rss, "restored_rss_kib": restored_rss}
+
+
+class RawQmp:
+    """QMP with arguments (bench/lib.py's Qmp sends bare commands only)."""
+
+    def __init__(self, path, timeout_s=60.0):
+        import json
+        import socket
+        self.json = json
+        end = time.monotonic() + timeout_s
+        while True:
+            try:
+                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.sock.connect(path)
+                break
+            except OSError:
+                self.sock.close()
+                if time.monotonic() > end:
+                    raise
+                time.sleep(0.005)
+        self.sock.settimeout(timeout_s)
+        self.buf = b""
+        self._line()
+        self.cmd("qmp_capabilities")
+
+    def _line(self):
+        while b"\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("QMP closed the connection")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line
+
+    def cmd(self, name, **args):
+        msg = {"execute": name}
+        if args:
+            msg["arguments"] = args
+        self.sock.sendall(self.json.dumps(msg).encode() + b"\n")
+        while True:
+            reply = self.json.loads(self._line())
+            if "return" in reply:
+                return reply["return"]
+            if "error" in reply:
+                raise RuntimeError("QMP %s: %s" % (name, reply["error"]))
+
+    def close(self):
+        self.sock.close()
+
+
+def qemu_run(session, mem_mib, i):
+    """QEMU microvm with the same guest: migrate to a file, then -incoming from it."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import lib  # noqa: F401,E402 - bench/lib.py, for vms
+    import vms  # noqa: E402
+    g = vms.GuestVm(session, "qemu", mem_mib=mem_mib, vsock=True)
+    qmp_path = session.path("q%d-%d.qmp" % (mem_mib, i))
+    g.argv += ["-qmp", "unix:%s,server=on,wait=off" % qmp_path]
+    base_argv = list(g.argv)
+    t0 = time.monotonic()
+    g.start()
+    g.wait_agent()
+    g.sh("true")
+    cold_exec = time.monotonic() - t0
+    q = RawQmp(qmp_path)
+    state = session.path("q%d-%d.state" % (mem_mib, i))
+    q.cmd("stop")
+    t1 = time.monotonic()
+    q.cmd("migrate", uri="exec:cat > %s" % state)
+    while q.cmd("query-migrate").get("status") not in ("completed", "failed"):
+        time.sleep(0.005)
+    create_s = time.monotonic() - t1
+    written = os.stat(state).st_blocks * 512
+    q.close()
+    g.stop()
+    os.unlink(qmp_path)
+    g2 = vms.GuestVm(session, "qemu", mem_mib=mem_mib, vsock=True)
+    g2.argv = base_argv + ["-incoming", "exec:cat %s" % state]
+    t2 = time.monotonic()
+    g2.start()
+    q2 = RawQmp(qmp_path)
+    while q2.cmd("query-status").get("status") != "running":
+        time.sleep(0.002)
+    running_s = time.monotonic() - t2
+    g2.wait_agent()
+    g2.sh("true")
+    exec_s = time.monotonic() - t2
+    q2.close()
+    g2.stop()
+    os.unlink(state)
+    return {"cold_exec_s": cold_exec, "create_s": create_s, "written": written,
+            "restore_running_s": running_s, "restore_exec_s": exec_s}
+
+
+def fmt(values, scale, unit):
+    v = [x * scale for x in values]
+    return "%.1f %s (%.1f-%.1f)" % (statistics.median(v), unit, min(v), max(v))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--mem", default="256,2048")
+    ap.add_argument("--qemu", action="store_true", help="also QEMU microvm: migrate to a file, -incoming")
+    args = ap.parse_args()
+    session = harness.Session("bench-snapshot")
+    rows = []
+    try:
+        for mem_mib in [int(m) for m in args.mem.split(",")]:
+            runs = [one_run(session, mem_mib, i) for i in range(args.runs)]
+            col = {k: [r[k] for r in runs] for k in runs[0]}
+            gib_s = [(mem_mib / 1024.0) / s for s in col["create_s"]]
+            rows.append((mem_mib, col, gib_s))
+            if args.qemu:
+                try:
+                    qruns = [qemu_run(session, mem_mib, i) for i in range(args.runs)]
+                except Exception as e:  # noqa: BLE001 - the reference is optional
+                    print("QEMU %d MiB: not measured: %s" % (mem_mib, e), file=sys.stderr)
+                    continue
+                qcol = {k: [r[k] for r in qruns] for k in qruns[0]}
+                qgib = [(mem_mib / 1024.0) / x for x in qcol["create_s"]]
+                rows.append(("QEMU %d" % mem_mib, qcol, qgib))
+    finally:
+        session.close()
+    print("\nsnapshot/restore, amber, %d runs each: median (min-max)\n" % args.runs)
+    print("| figure | " + " | ".join("amber %d MiB" % r[0] if isinstance(r[0], int) else "%s MiB" % r[0]
+                                    for r in rows) + " |")
+    print("|---|" + "---|" * len(rows))
+    lines = [
+        ("cold boot to first exec", lambda c, g: fmt(c["cold_exec_s"], 1000, "ms")),
+        ("snapshot/create time", lambda c, g: fmt(c["create_s"], 1000, "ms")),
+        ("snapshot/create, guest RAM / time", lambda c, g: fmt(g, 1, "GiB/s")),
+        ("memory file data written", lambda c, g: fmt(c["written"], 1 / 1048576.0, "MiB")),
+        ("restore: start to guest running", lambda c, g: fmt(c["restore_running_s"], 1000, "ms")),
+        ("restore: start to first exec", lambda c, g: fmt(c["restore_exec_s"], 1000, "ms")),
+        ("restore to exec / cold boot to exec",
+         lambda c, g: "%.3f" % (statistics.median(c["restore_exec_s"]) / statistics.median(c["cold_exec_s"]))),
+        ("RSS idle, cold-booted", lambda c, g: fmt(c["cold_rss_kib"], 1 / 1024.0, "MiB")),
+        ("RSS idle, restored", lambda c, g: fmt(c["restored_rss_kib"], 1 / 1024.0, "MiB")),
+    ]
+    for name, f in lines:
+        cells = []
+        for _, c, g in rows:
+            try:
+                cells.append(f(c, g))
+            except KeyError:
+                cells.append("-")  # QEMU has no RSS figures here
+        print("| %s | %s |" % (name, " | ".join(cells)))
+
+
+if __name__ == "__main__":
+    main()
