@@ -5,7 +5,7 @@
 #include <json-c/json.h>
 #include <stddef.h>
 
-#include "vmm/config.h"
+#include "config/config.h"
 #include "vmm/loop.h"
 
 #ifndef AMBER_VERSION

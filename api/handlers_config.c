@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "api/config_json.h"
-#include "api/jfield.h"
+#include "config/json.h"
+#include "config/jfield.h"
 #include "vmm/log.h"
 
 /* 204 on success, 400 with the validator's message otherwise. */

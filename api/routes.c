@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/jfield.h"
+#include "config/jfield.h"
 
 enum { BODY_NONE, BODY_JSON };
 

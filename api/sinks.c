@@ -10,7 +10,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "api/jfield.h"
+#include "config/jfield.h"
 #include "vmm/log.h"
 
 /* O_RDWR: a FIFO with no reader opens (O_WRONLY|O_NONBLOCK would fail with ENXIO). */

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Installs every Debian package that amber's build, guest images, tests and benchmarks need.
 # Idempotent: packages already present are skipped, and apt is not touched if nothing is missing.
+# usage: scripts/setup.sh          install what is missing (`make setup`; make run and make test)
+#        scripts/setup.sh --check  only say what is missing, and fail if anything is (plain make)
 set -euo pipefail
+check_only=0
+[ "${1:-}" = --check ] && check_only=1
 
 PACKAGES=(
     build-essential pkg-config clang libclang-rt-14-dev clang-format
@@ -20,6 +24,12 @@ done
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
+fi
+
+if [ "$check_only" = 1 ]; then
+    echo "setup: missing Debian packages: ${missing[*]}" >&2
+    echo "setup: run \`make setup\` (it installs them with apt-get), then make again" >&2
+    exit 1
 fi
 
 echo "setup: installing ${missing[*]}"

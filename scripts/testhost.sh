@@ -2,14 +2,14 @@
 # Runs a command inside the test host: a QEMU TCG VM with nested SVM, so /dev/kvm boots stock guests.
 # usage: scripts/testhost.sh [--] CMD [ARGS...]
 # The VM sees the whole machine read-only over 9p, the checkout writable, and a tmpfs /tmp and /run.
-# Output streams to stdout; the exit status is CMD's. See /work/shared/TESTHOST.md for the recipe.
+# Output streams to stdout; the exit status is CMD's. docs/testhost.md explains it.
 # Env: TESTHOST_MEM_MIB (8192), TESTHOST_CPUS (2), TESTHOST_ENV (extra variable names to pass),
 #      TESTHOST_KEEP=1 keeps build/testhost/jobs/ID (with the kernel log, console.log),
 #      TESTHOST_TIMEOUT_S (0: none) bounds the whole run, TESTHOST_STALL_S (120) the time the
 #      test host may go without a heartbeat. A test host killed for either exits with 124.
 #      TESTHOST_THP (never): the test host's transparent huge pages, never|madvise|always. Off
-#      by default: nested guests backed by huge pages hang now and then under TCG (README's
-#      test-host section). make bench turns them on for both VMMs. khugepaged and proactive
+#      by default: nested guests backed by huge pages hang now and then under TCG (docs/testhost.md).
+#      make bench turns them on for both VMMs. khugepaged and proactive
 #      compaction stay idle either way (see testhost-init.sh).
 set -euo pipefail
 

@@ -37,8 +37,9 @@ unit: $(SETUP_STAMP) $$(UNIT_TESTS)
 e2e: $(SETUP_STAMP) all guest
 	$(Q)bash tests/e2e/run.sh $(RESULTS)
 
-test: $(SETUP_STAMP)
+test: setup
 	$(Q)rm -rf $(RESULTS); mkdir -p $(RESULTS)
+	-$(Q)$(MAKE) --no-print-directory check-layers
 	-$(Q)$(MAKE) --no-print-directory unit
 	-$(Q)$(MAKE) --no-print-directory test-san
 	-$(Q)$(MAKE) --no-print-directory test-agent-host

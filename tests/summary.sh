@@ -3,7 +3,7 @@
 set -u
 results=$1
 passed=0; failed=0
-for suite in unit unit-san agent-host sdk-unit e2e-runner fuzz e2e; do
+for suite in layers unit unit-san agent-host sdk-unit e2e-runner fuzz e2e; do
     f="$results/$suite.txt"
     if [ ! -f "$f" ]; then
         echo "summary: suite '$suite' recorded no result (it did not run or crashed)"

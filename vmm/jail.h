@@ -2,7 +2,7 @@
 #ifndef AMBER_VMM_JAIL_H
 #define AMBER_VMM_JAIL_H
 
-#include "vmm/config.h"
+#include "config/config.h"
 
 /*
  * Confine the process as cfg asks, before anything of the VM is opened. Always: close every

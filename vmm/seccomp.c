@@ -60,6 +60,7 @@ enum rule {
     AF_UNIX_ONLY, /* socket(AF_UNIX, ...) */
     NO_EXEC,      /* mmap/mprotect without PROT_EXEC */
     OPEN_FLAGS,   /* openat of an existing file to read; to read and write only with a rw drive */
+    SETFL_ONLY,   /* fcntl(fd, F_SETFL, ...) */
     IF_EXIT_FILE, /* only when --exit-file is set (any arguments then) */
     IF_API_SOCK,  /* only when an API socket is served (any arguments then) */
 };
@@ -92,6 +93,9 @@ static const struct allow vmm_allow[] = {
     ALLOW(epoll_wait, "the event loop"),
     ALLOW(exit, "a thread ends (the kernel's own exit path for a filtered thread)"),
     ALLOW(exit_group, "process exit, and the SIGSYS handler"),
+    ALLOW_IF(fcntl, SETFL_ONLY,
+             "F_SETFL only: a swapped drive is opened O_NONBLOCK (a FIFO cannot stall the open), "
+             "which is cleared once fstat shows a regular file or block device"),
     ALLOW(futex, "device locks, the pause barrier and vCPU joins"),
     ALLOW(getpid, "pthread_kill (vCPU kicks) resolves our tgid"),
     ALLOW(getrandom, "virtio-rng"),
@@ -198,6 +202,8 @@ static int add_rule(scmp_filter_ctx ctx, enum seccomp_kind kind, const struct al
     case NO_EXEC:
         return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, a->nr, 1,
                                 SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+    case SETFL_ONLY:
+        return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, a->nr, 1, SCMP_A1(SCMP_CMP_EQ, F_SETFL));
     case OPEN_FLAGS: {
         /* An existing file only (no O_CREAT, O_TMPFILE, O_TRUNC, O_APPEND): to read, or to read
          * and write when some drive is writable (a PATCH /drives swap reopens it O_RDWR). The

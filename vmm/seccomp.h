@@ -5,7 +5,7 @@
 #include <seccomp.h>
 #include <stdbool.h>
 
-#include "vmm/config.h"
+#include "config/config.h"
 
 /* Exit status of a process killed for a seccomp violation (128 + SIGSYS, as a shell shows). */
 #define SECCOMP_VIOLATION_STATUS 159

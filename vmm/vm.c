@@ -12,7 +12,6 @@
 #include <unistd.h>
 
 #include "vmm/clock.h"
-#include "vmm/devices.h"
 #include "vmm/jail.h"
 #include "vmm/loader.h"
 #include "vmm/log.h"
@@ -177,14 +176,13 @@ static int create_vcpus(struct vm *vm, char *err, size_t errlen)
     return ret;
 }
 
-int vm_create(struct vm *vm, const struct vm_config *cfg, struct loop *loop, int vsock_listen_fd,
-              char *err, size_t errlen)
+int vm_create(struct vm *vm, const struct vm_config *cfg, struct loop *loop, char *err,
+              size_t errlen)
 {
     memset(vm, 0, sizeof(*vm));
     vm->cfg = cfg;
     vm->loop = loop;
-    vm->kvm_fd = vm->vm_fd = vm->stdin_fd = -1;
-    vm->vsock_listen_fd = vsock_listen_fd;
+    vm->kvm_fd = vm->vm_fd = -1;
     vm->nvcpus = cfg->vcpus;
     atomic_init(&vm->exit_reason, VM_EXIT_NONE);
 
@@ -205,13 +203,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, struct loop *loop, int
     ret = setup_irqchip(vm, err, errlen);
     if (ret)
         goto err;
-    ret = devices_create(vm, err, errlen);
-    if (ret)
-        goto err;
     ret = create_vcpus(vm, err, errlen);
-    if (ret)
-        goto err;
-    ret = loader_boot(vm, err, errlen);
     if (ret)
         goto err;
     return 0;
@@ -219,6 +211,32 @@ err:
     vm_destroy(vm);
     return ret;
 }
+
+void vm_set_hooks(struct vm *vm, const struct vm_hooks *hooks, void *opaque)
+{
+    vm->hooks = hooks;
+    vm->hooks_opaque = opaque;
+}
+
+int vm_add_mmio_dev(struct vm *vm, uint64_t base, unsigned gsi)
+{
+    if (vm->nmmio_dev == VIRTIO_MAX_DEVICES)
+        return -ENOSPC;
+    vm->mmio_dev[vm->nmmio_dev++] = (struct vm_mmio_dev){.base = base, .gsi = gsi};
+    return 0;
+}
+
+int vm_load(struct vm *vm, char *err, size_t errlen)
+{
+    return loader_boot(vm, err, errlen);
+}
+
+/* Run one of the board's hooks, if it registered one. */
+#define RUN_HOOK(vm, name)                                                                         \
+    do {                                                                                           \
+        if ((vm)->hooks && (vm)->hooks->name)                                                      \
+            (vm)->hooks->name((vm)->hooks_opaque);                                                 \
+    } while (0)
 
 static void kick_one(void *arg, unsigned i)
 {
@@ -244,11 +262,18 @@ int vm_pause(struct vm *vm, unsigned timeout_ms)
 {
     if (vm->paused)
         return -EALREADY;
+    uint64_t deadline_ms = clock_now_ms() + timeout_ms;
     int ret = pause_request(&vm->barrier, vm->nvcpus, kick_one, vm, timeout_ms);
     if (ret)
         return ret;
     /* Every vCPU is parked: no MMIO can race with the devices while they quiesce. */
-    devices_quiesce(vm);
+    uint64_t now = clock_now_ms();
+    if (vm->hooks && vm->hooks->quiesce &&
+        vm->hooks->quiesce(vm->hooks_opaque,
+                           now < deadline_ms ? (unsigned)(deadline_ms - now) : 0)) {
+        pause_release(&vm->barrier); /* the devices run again already */
+        return -EBUSY;
+    }
     vm->paused = true;
     return 0;
 }
@@ -265,7 +290,7 @@ int vm_resume(struct vm *vm)
 {
     if (!vm->paused)
         return -EALREADY;
-    devices_resume(vm);
+    RUN_HOOK(vm, resume);
     vm->paused = false;
     /* Woken vCPU threads preempt the loop thread, and the API answer would wait behind them
      * for a scheduler slice: wake them on the loop's next turn, after the answer is sent. */
@@ -297,8 +322,10 @@ void vm_irq_line(void *opaque, unsigned gsi, int level)
 void vm_destroy(struct vm *vm)
 {
     if (vm->vcpus) {
-        if (vm->running)
-            pause_stop(&vm->barrier, vm->nvcpus, kick_one, vm);
+        /* Whether or not vm_start finished: a vCPU it started before failing runs guest code
+         * and must be kicked out of KVM_RUN and told to stop, or the join below never returns.
+         * The barrier exists whenever vm->vcpus does; unstarted vCPUs are not kicked. */
+        pause_stop(&vm->barrier, vm->nvcpus, kick_one, vm);
         for (unsigned i = 0; i < vm->nvcpus; i++)
             vcpu_destroy(&vm->vcpus[i]);
         free(vm->vcpus);
@@ -306,7 +333,9 @@ void vm_destroy(struct vm *vm)
         pause_destroy(&vm->barrier);
     }
     vm->running = false;
-    devices_destroy(vm);
+    RUN_HOOK(vm, destroy);
+    vm->hooks = NULL;
+    vm->nmmio_dev = 0;
     mem_free(&vm->mem);
     if (vm->vm_fd >= 0)
         close(vm->vm_fd);

@@ -198,6 +198,13 @@ PY
     "$CTL" exec --agent-sock "$SOCK" -- sh -c 'head -c 1000000 /dev/zero' | head -c 10 > /dev/null
     "$CTL" ping --agent-sock "$SOCK" > /dev/null
     check "client going away mid-stream leaves the agent serving" 0 $?
+    # ...and says so on its stderr (the console in a guest), where a soak's evidence finds it.
+    for _ in $(seq 30); do grep -q 'ended by an error' "$T/agent.err" && break; sleep 0.1; done
+    if grep -q 'connection [0-9]* ended by an error: Broken pipe' "$T/agent.err"; then
+        ok "a request cut short is logged"
+    else
+        bad "a request cut short is logged" "$(tail -n 3 "$T/agent.err")"
+    fi
 
     python3 - "$SOCK" <<'PY'
 import socket, struct, sys

@@ -474,7 +474,7 @@ static void test_tables(void **state)
     }
 }
 
-/* --- the confinement flags (vmm/config.c) that come with the filters --- */
+/* --- the confinement flags (config/config.c) that come with the filters --- */
 
 static int parse(struct vm_config *c, const char *const *args)
 {

@@ -1,4 +1,4 @@
-"""The amber-agent wire protocol v1 (guest/agent/PROTOCOL.md): framing, TLVs and a client.
+"""The amber-agent wire protocol v1 (proto/PROTOCOL.md): framing, TLVs and a client.
 
 Pure parts (encode_frame, FrameReader, tlv, decode_tlvs) need no socket. AgentClient runs one
 request per connection, as the protocol requires, over a socket from a connect function:
