@@ -91,27 +91,29 @@ static void exit_file_prepare(struct vmm *vmm)
 }
 
 /* Record why amber ended, atomically (write a temporary file, then rename it into place). fd
- * is the temporary already open (exit_file_prepare), or -1 to create it now. */
+ * is the temporary already open (exit_file_prepare), or -1 to create it now. Plain write(2):
+ * stdio's fdopen would call fcntl, which the running VMM's filter does not allow. */
 static void write_exit_file(const char *path, int fd, const char *reason, int status)
 {
-    char tmp[CONFIG_PATH_MAX + 8];
+    char tmp[CONFIG_PATH_MAX + 8], line[2 * 512 + 64];
+    size_t n = 0;
     exit_tmp_name(path, tmp, sizeof(tmp));
-    FILE *f = fd >= 0 ? fdopen(fd, "w") : fopen(tmp, "we");
-    if (!f) {
+    if (fd < 0)
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
         log_warn("cannot write exit file '%s': %s", path, strerror(errno));
-        if (fd >= 0)
-            close(fd);
         return;
     }
-    fputs("{\"reason\": \"", f);
-    for (const char *c = reason; *c; c++) {
+    n += (size_t)snprintf(line, sizeof(line), "{\"reason\": \"");
+    for (const char *c = reason; *c && n < sizeof(line) - 40; c++) {
         if (*c == '"' || *c == '\\')
-            fputc('\\', f);
+            line[n++] = '\\';
         if ((unsigned char)*c >= 0x20)
-            fputc(*c, f);
+            line[n++] = *c;
     }
-    fprintf(f, "\", \"status\": %d}\n", status);
-    if (fclose(f) != 0 || rename(tmp, path) < 0)
+    n += (size_t)snprintf(line + n, sizeof(line) - n, "\", \"status\": %d}\n", status);
+    bool ok = write(fd, line, n) == (ssize_t)n;
+    if (close(fd) != 0 || !ok || rename(tmp, path) < 0)
         log_warn("cannot write exit file '%s': %s", path, strerror(errno));
 }
 
