@@ -436,6 +436,7 @@ void devices_destroy(struct vm *vm)
     if (p && vm->serial) {
         /* One last non-blocking attempt at what the guest printed, then say what was lost. */
         serial_drain(vm->serial);
+        serial_stop_output(vm->serial); /* what a stalled reader left in the ring counts too */
         struct serial_stats st;
         serial_get_stats(vm->serial, &st);
         if (st.tx_dropped)
