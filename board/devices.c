@@ -446,6 +446,7 @@ static void devices_destroy(void *opaque)
     if (b->serial) {
         /* One last non-blocking attempt at what the guest printed, then say what was lost. */
         serial_drain(b->serial);
+        serial_stop_output(b->serial); /* what a stalled reader left in the ring counts too */
         struct serial_stats st;
         serial_get_stats(b->serial, &st);
         if (st.tx_dropped)
