@@ -262,17 +262,29 @@ class TestPauseLong(PauseGuest):
         self.assertLess(abs(off1 - off0), 1.0, "the 30 s pause moved the guest's wall clock by "
                         "%+.2f s relative to the host (offset %+.2f s before, %+.2f s right after "
                         "resume, %+.2f s 5 s later)" % (off1 - off0, off0, off1, off2))
-        # The absolute offset: exact on real hardware. Under nested virtualization on TCG the
-        # host's TSC calibration is off by a few percent, so a running guest's kvm-clock drifts
-        # from the host's realtime with or without a pause; there it is only logged above.
-        if not U.nested_virt():
-            self.assertLess(abs(off2), 1.0, "the guest's wall clock is %+.2f s off the host's "
-                            "after a 30 s pause (%+.2f s before it)" % (off2, off0))
+        # The absolute offset is test_01b's, which asserts or skips.
+        type(self).clock_offsets = (off0, off2)
         dmesg = self.sh("dmesg")
         bad = [ln for ln in dmesg.splitlines()
                if re.search(r"soft lockup|hard lockup|hard LOCKUP|rcu.*(stall|detected stalls)"
                             r"|watchdog: BUG", ln, re.I)]
         self.assertEqual(bad, [], "the guest's watchdogs complained about the 30 s pause")
+
+    def test_01b_absolute_clock_after_pause(self):
+        """The guest's wall clock is within 1 s of the host's after the 30 s pause. Exact on
+        real hardware; under nested virtualization the host's TSC calibration is off by a few
+        percent, so a running guest's kvm-clock drifts from the host's realtime with or without
+        a pause, and the check is reported as skipped there (test_01 bounds what the pause
+        itself does)."""
+        if U.nested_virt():
+            self.skipTest("nested virtualization: the guest's kvm-clock drifts from host realtime "
+                          "whether or not it pauses (test_01 checks the pause's own effect)")
+        offsets = getattr(type(self), "clock_offsets", None)
+        if offsets is None:
+            self.skipTest("test_01_long_pause_no_watchdog did not run or did not finish")
+        off0, off2 = offsets
+        self.assertLess(abs(off2), 1.0, "the guest's wall clock is %+.2f s off the host's after a "
+                        "30 s pause (%+.2f s before it)" % (off2, off0))
 
     def test_02_pause_under_load(self):
         cycles = int(os.environ.get("AMBER_PAUSE_CYCLES", "100"))
