@@ -26,7 +26,7 @@ CFLAGS   += -std=gnu11 -D_GNU_SOURCE -fno-strict-aliasing -fstack-protector-stro
 LDFLAGS  ?=
 LDLIBS_VMM := -lpthread -ljson-c -lseccomp -luring
 # amber is linked statically (STATIC=0 turns it off): only the library code it uses is mapped,
-# which takes about 1.3 MiB off every sandbox's resident size (see README, "Memory").
+# which takes about 1.3 MiB off every sandbox's resident size (docs/design.md, "Memory"; figures in docs/benchmarks.md).
 STATIC   ?= 1
 
 ifneq ($(SAN),)
@@ -55,19 +55,31 @@ include $(sort $(filter-out tests/module.mk,$(wildcard */module.mk */*.mk */*/*.
 all: $(SETUP_STAMP) $(ALL_BINS)
 
 # Linked here, after every fragment has added its objects.
-$(BUILD)/amber: $(addprefix $(BUILD)/,$(VMM_OBJS) vmm/main.o)
+$(BUILD)/amber: $(addprefix $(BUILD)/,$(VMM_OBJS) board/main.o)
 	@[ "$(V)" = 0 ] && echo "  LD      $@" || true
 	$(Q)$(CC) $(LDFLAGS) $(LDFLAGS_VMM) -o $@ $^ $(LDLIBS_VMM)
 
-$(SETUP_STAMP): scripts/setup.sh
+# `make setup` installs the Debian packages amber needs (apt-get, see scripts/setup.sh). Other
+# targets only check for them and ask for `make setup` when one is missing; make run and make
+# test call setup themselves.
+setup:
 	$(Q)mkdir -p build
 	$(Q)bash scripts/setup.sh
+	$(Q)touch $(SETUP_STAMP)
+
+$(SETUP_STAMP): scripts/setup.sh
+	$(Q)mkdir -p build
+	$(Q)bash scripts/setup.sh --check
 	$(Q)touch $@
 
 $(BUILD)/%.o: %.c | $(SETUP_STAMP)
 	@mkdir -p $(dir $@)
 	@[ "$(V)" = 0 ] && echo "  CC      $<" || true
 	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
+
+# Every #include points down the layers of the README's architecture map (scripts/check-layers.sh).
+check-layers:
+	$(Q)bash scripts/check-layers.sh $(RESULTS)
 
 format-check:
 	$(Q)files=$$(git ls-files '*.c' '*.h'); \
@@ -79,6 +91,6 @@ format:
 clean:
 	rm -rf build
 
-.PHONY: all format-check format clean
+.PHONY: all setup check-layers format-check format clean
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "vmm/config.h"
+#include "config/config.h"
 #include "vmm/loop.h"
 
 #ifndef AMBER_VERSION
@@ -93,6 +93,14 @@ void api_set_stopped(struct api *api);
 
 /* Close idle connections after ms of silence (default 30000). For tests. */
 void api_set_idle_timeout(struct api *api, unsigned ms);
+
+/*
+ * Bound a client however it paces its bytes: request_ms from the first byte of a request to its
+ * last (default 10000), and head_ms of head-receiving time summed over a connection's requests
+ * (default 10000; the first 50 ms of each head do not count, so a client that sends its heads
+ * at once never runs this down). Past either the client gets 408 and is closed. For tests.
+ */
+void api_set_request_limits(struct api *api, unsigned request_ms, unsigned head_ms);
 
 /* Write one metrics line now (as FlushMetrics does). Returns 0, -ENOENT if not configured. */
 int api_flush_metrics(struct api *api);

@@ -42,6 +42,20 @@ void api_core_fini(struct api_core *c);
 /* Handle one request, filling *resp (free it with api_response_free). Never fails. */
 void api_core_route(struct api_core *c, const struct http_request *req, struct api_response *resp);
 
+/* The bit for VM state s in a route's phase mask. */
+#define API_PHASE_BIT(s) (1u << (s))
+
+/* How many (path, method) routes the router serves. */
+unsigned api_route_count(void);
+
+/*
+ * The i-th route: its path (a prefix ending in '/' when has_id, the {id} follows), method name
+ * and the API_PHASE_BIT()s of the VM states that may serve it; any other state gets a 400 with
+ * a fault_message naming the state. Returns false past the end.
+ */
+bool api_route_at(unsigned i, const char **path, bool *has_id, const char **method,
+                  unsigned *phases);
+
 /* Free resp's body. */
 void api_response_free(struct api_response *resp);
 

@@ -1,23 +1,15 @@
-/* Pre-boot configuration endpoints: machine-config, boot-source, drives, network interfaces,
- * vsock, entropy, logger and metrics; plus GET /vm/config. */
+/* Configuration endpoints: machine-config, boot-source, drives, network interfaces, vsock,
+ * entropy, logger and metrics; plus GET /vm/config. The router's phase table (routes.c) decides
+ * which VM states reach each handler: all the PUTs are pre-boot only. */
 #include "api/core.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "api/config_json.h"
-#include "api/jfield.h"
+#include "config/json.h"
+#include "config/jfield.h"
 #include "vmm/log.h"
-
-/* Configuration changes are pre-boot only, as in Firecracker. True (and 400) after boot. */
-static bool refuse_after_boot(struct api_core *c, struct api_response *r)
-{
-    if (c->st.state == VM_NOT_STARTED)
-        return false;
-    resp_error(r, 400, "this configuration is not supported after boot");
-    return true;
-}
 
 /* 204 on success, 400 with the validator's message otherwise. */
 static void finish(struct api_response *r, int err, const char *msg)
@@ -38,44 +30,32 @@ void h_put_machine(struct api_core *c, struct json_object *b, const char *id,
                    struct api_response *r)
 {
     char err[256];
-    if (!refuse_after_boot(c, r))
-        finish(r, cfgjson_machine(c->cfg, b, false, err, sizeof(err)), err);
+    finish(r, cfgjson_machine(c->cfg, b, false, err, sizeof(err)), err);
 }
 
 void h_patch_machine(struct api_core *c, struct json_object *b, const char *id,
                      struct api_response *r)
 {
     char err[256];
-    if (!refuse_after_boot(c, r))
-        finish(r, cfgjson_machine(c->cfg, b, true, err, sizeof(err)), err);
+    finish(r, cfgjson_machine(c->cfg, b, true, err, sizeof(err)), err);
 }
 
 void h_put_boot(struct api_core *c, struct json_object *b, const char *id, struct api_response *r)
 {
     char err[256];
-    if (!refuse_after_boot(c, r))
-        finish(r, cfgjson_boot_source(c->cfg, b, err, sizeof(err)), err);
+    finish(r, cfgjson_boot_source(c->cfg, b, err, sizeof(err)), err);
 }
 
 void h_put_drive(struct api_core *c, struct json_object *b, const char *id, struct api_response *r)
 {
     char err[256];
-    if (!refuse_after_boot(c, r))
-        finish(r, cfgjson_drive(c->cfg, b, id, err, sizeof(err)), err);
+    finish(r, cfgjson_drive(c->cfg, b, id, err, sizeof(err)), err);
 }
 
 void h_patch_drive(struct api_core *c, struct json_object *b, const char *id,
                    struct api_response *r)
 {
     char err[256], path[CONFIG_PATH_MAX];
-    if (c->st.state == VM_NOT_STARTED) {
-        resp_error(r, 400, "PATCH /drives is not supported before boot; use PUT");
-        return;
-    }
-    if (c->st.state == VM_STOPPED) {
-        resp_error(r, 400, "the VM has stopped");
-        return;
-    }
     int e = cfgjson_drive_patch(c->cfg, b, id, path, err, sizeof(err));
     if (e) {
         resp_error(r, 400, "%s", err);
@@ -104,18 +84,13 @@ void h_patch_drive(struct api_core *c, struct json_object *b, const char *id,
 void h_put_net(struct api_core *c, struct json_object *b, const char *id, struct api_response *r)
 {
     char err[256];
-    if (!refuse_after_boot(c, r))
-        finish(r, cfgjson_net(c->cfg, b, id, err, sizeof(err)), err);
+    finish(r, cfgjson_net(c->cfg, b, id, err, sizeof(err)), err);
 }
 
 void h_patch_net(struct api_core *c, struct json_object *b, const char *id, struct api_response *r)
 {
     static const char *const known[] = {"iface_id", "rx_rate_limiter", "tx_rate_limiter", NULL};
     char err[256];
-    if (c->st.state == VM_NOT_STARTED) {
-        resp_error(r, 400, "PATCH /network-interfaces is not supported before boot");
-        return;
-    }
     const char *iid;
     int e = jf_object(b, "network interface", err, sizeof(err));
     if (!e)
@@ -144,8 +119,6 @@ void h_put_vsock(struct api_core *c, struct json_object *b, const char *id, stru
 {
     char err[256];
     struct vsock_config v;
-    if (refuse_after_boot(c, r))
-        return;
     int e = cfgjson_vsock(&v, b, err, sizeof(err));
     if (e) {
         resp_error(r, 400, "%s", err);
@@ -168,8 +141,7 @@ void h_put_entropy(struct api_core *c, struct json_object *b, const char *id,
                    struct api_response *r)
 {
     char err[256];
-    if (!refuse_after_boot(c, r))
-        finish(r, cfgjson_entropy(c->cfg, b, err, sizeof(err)), err);
+    finish(r, cfgjson_entropy(c->cfg, b, err, sizeof(err)), err);
 }
 
 void h_put_logger(struct api_core *c, struct json_object *b, const char *id, struct api_response *r)

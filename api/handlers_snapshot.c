@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "api/jfield.h"
+#include "config/jfield.h"
 #include "vmm/log.h"
 
 #define TRY(x)                                                                                     \

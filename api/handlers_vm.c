@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "api/jfield.h"
+#include "config/jfield.h"
 #include "vmm/clock.h"
 #include "vmm/log.h"
 

@@ -6,14 +6,32 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/jfield.h"
+#include "config/jfield.h"
 
 enum { BODY_NONE, BODY_JSON };
+
+/*
+ * The phases (VM states) in which a route may be served; outside them the router answers 400
+ * and the handler never runs. Reconfiguration is pre-boot only: after boot the main thread runs
+ * under the VMM seccomp filter, which has no open(O_CREAT), bind or getcwd, so a handler that
+ * opens a log file or binds a socket must never be reached then. Routes that change what runs
+ * (pause, resume, drive swap) need a booted VM. A stopped VM still answers the GETs.
+ * Routes marked ANY check the state in their handler, where the answer depends on the body
+ * (PUT /actions) or is a documented 409 (POST /pause, /resume). The one route that creates
+ * files after boot, PUT /snapshot/create, is served only while paused (the running filter lets
+ * an amber with an API create them, docs/security.md); PUT /snapshot/load also needs a process
+ * with no configuration yet, which its handler checks.
+ */
+#define PH_PRE    API_PHASE_BIT(VM_NOT_STARTED)
+#define PH_BOOTED (API_PHASE_BIT(VM_RUNNING) | API_PHASE_BIT(VM_PAUSED))
+#define PH_ANY    (PH_PRE | PH_BOOTED | API_PHASE_BIT(VM_STOPPED))
+#define PH_PAUSED API_PHASE_BIT(VM_PAUSED)
 
 struct route_method {
     enum http_method method;
     api_handler fn;
     int body;
+    unsigned phases; /* API_PHASE_BIT()s of the states that may serve it */
 };
 
 struct route {
@@ -23,32 +41,36 @@ struct route {
 };
 
 static const struct route routes[] = {
-    {"/", false, {{HTTP_GET, h_get_root, BODY_NONE}}},
-    {"/version", false, {{HTTP_GET, h_get_version, BODY_NONE}}},
+    {"/", false, {{HTTP_GET, h_get_root, BODY_NONE, PH_ANY}}},
+    {"/version", false, {{HTTP_GET, h_get_version, BODY_NONE, PH_ANY}}},
     {"/machine-config",
      false,
-     {{HTTP_GET, h_get_machine, BODY_NONE},
-      {HTTP_PUT, h_put_machine, BODY_JSON},
-      {HTTP_PATCH, h_patch_machine, BODY_JSON}}},
-    {"/boot-source", false, {{HTTP_PUT, h_put_boot, BODY_JSON}}},
+     {{HTTP_GET, h_get_machine, BODY_NONE, PH_ANY},
+      {HTTP_PUT, h_put_machine, BODY_JSON, PH_PRE},
+      {HTTP_PATCH, h_patch_machine, BODY_JSON, PH_PRE}}},
+    {"/boot-source", false, {{HTTP_PUT, h_put_boot, BODY_JSON, PH_PRE}}},
     {"/drives/",
      true,
-     {{HTTP_PUT, h_put_drive, BODY_JSON}, {HTTP_PATCH, h_patch_drive, BODY_JSON}}},
+     {{HTTP_PUT, h_put_drive, BODY_JSON, PH_PRE},
+      {HTTP_PATCH, h_patch_drive, BODY_JSON, PH_BOOTED}}},
     {"/network-interfaces/",
      true,
-     {{HTTP_PUT, h_put_net, BODY_JSON}, {HTTP_PATCH, h_patch_net, BODY_JSON}}},
-    {"/vsock", false, {{HTTP_PUT, h_put_vsock, BODY_JSON}}},
-    {"/entropy", false, {{HTTP_PUT, h_put_entropy, BODY_JSON}}},
-    {"/logger", false, {{HTTP_PUT, h_put_logger, BODY_JSON}}},
-    {"/metrics", false, {{HTTP_PUT, h_put_metrics, BODY_JSON}}},
-    {"/actions", false, {{HTTP_PUT, h_put_actions, BODY_JSON}}},
-    {"/vm", false, {{HTTP_PATCH, h_patch_vm, BODY_JSON}}},
-    {"/vm/config", false, {{HTTP_GET, h_get_vm_config, BODY_NONE}}},
-    {"/pause", false, {{HTTP_POST, h_post_pause, BODY_NONE}}},
-    {"/resume", false, {{HTTP_POST, h_post_resume, BODY_NONE}}},
-    {"/snapshot/create", false, {{HTTP_PUT, h_put_snapshot_create, BODY_JSON}}},
-    {"/snapshot/load", false, {{HTTP_PUT, h_put_snapshot_load, BODY_JSON}}},
+     {{HTTP_PUT, h_put_net, BODY_JSON, PH_PRE}, {HTTP_PATCH, h_patch_net, BODY_JSON, PH_BOOTED}}},
+    {"/vsock", false, {{HTTP_PUT, h_put_vsock, BODY_JSON, PH_PRE}}},
+    {"/entropy", false, {{HTTP_PUT, h_put_entropy, BODY_JSON, PH_PRE}}},
+    {"/logger", false, {{HTTP_PUT, h_put_logger, BODY_JSON, PH_PRE}}},
+    {"/metrics", false, {{HTTP_PUT, h_put_metrics, BODY_JSON, PH_PRE}}},
+    {"/actions", false, {{HTTP_PUT, h_put_actions, BODY_JSON, PH_ANY}}},
+    {"/vm", false, {{HTTP_PATCH, h_patch_vm, BODY_JSON, PH_BOOTED}}},
+    {"/vm/config", false, {{HTTP_GET, h_get_vm_config, BODY_NONE, PH_ANY}}},
+    {"/pause", false, {{HTTP_POST, h_post_pause, BODY_NONE, PH_ANY}}},
+    {"/resume", false, {{HTTP_POST, h_post_resume, BODY_NONE, PH_ANY}}},
+    {"/snapshot/create", false, {{HTTP_PUT, h_put_snapshot_create, BODY_JSON, PH_PAUSED}}},
+    {"/snapshot/load", false, {{HTTP_PUT, h_put_snapshot_load, BODY_JSON, PH_PRE}}},
 };
+
+#define NROUTES (sizeof(routes) / sizeof(routes[0]))
+static const char *const method_names[] = {"GET", "PUT", "PATCH", "POST"};
 
 /* Firecracker endpoints amber does not offer: 400 rather than 404, so the reason is clear. */
 static const char *const unsupported_prefixes[] = {
@@ -111,7 +133,7 @@ int api_backend_status(int err)
 static const struct route *find_route(const char *path, const char **id)
 {
     *id = NULL;
-    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+    for (size_t i = 0; i < NROUTES; i++) {
         const struct route *rt = &routes[i];
         if (!rt->has_id) {
             if (strcmp(path, rt->path) == 0)
@@ -125,6 +147,32 @@ static const struct route *find_route(const char *path, const char **id)
         }
     }
     return NULL;
+}
+
+/* Names of the states in phases, "Not started, Running" style, into buf. */
+static void phase_names(unsigned phases, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    for (int s = VM_NOT_STARTED; s <= VM_STOPPED; s++) {
+        size_t used = strlen(buf);
+        if (phases & API_PHASE_BIT(s))
+            snprintf(buf + used, len - used, "%s%s", used ? ", " : "",
+                     vmstate_name((enum vm_state)s));
+    }
+}
+
+static void refuse_phase(const struct http_request *req, const struct route *rt, unsigned phases,
+                         enum vm_state now, struct api_response *r)
+{
+    char when[64];
+    phase_names(phases, when, sizeof(when));
+    const char *path = rt->has_id ? req->path : rt->path;
+    if (phases == PH_PRE)
+        resp_error(r, 400, "%s %s is not supported after boot (VM state: %s)", req->method_name,
+                   path, vmstate_name(now));
+    else
+        resp_error(r, 400, "%s %s is not supported in VM state %s (allowed in: %s)",
+                   req->method_name, path, vmstate_name(now), when);
 }
 
 static void route(struct api_core *c, const struct http_request *req, struct api_response *r)
@@ -143,13 +191,12 @@ static void route(struct api_core *c, const struct http_request *req, struct api
     }
     const struct route_method *m = NULL;
     char allow[64] = "";
-    static const char *const names[] = {"GET", "PUT", "PATCH", "POST"};
     for (int i = 0; i < 3 && rt->m[i].fn; i++) {
         if (rt->m[i].method == req->method)
             m = &rt->m[i];
         size_t used = strlen(allow);
         snprintf(allow + used, sizeof(allow) - used, "%s%s", used ? ", " : "",
-                 names[rt->m[i].method]);
+                 method_names[rt->m[i].method]);
     }
     if (!m) {
         snprintf(r->headers, sizeof(r->headers), "Allow: %s\r\n", allow);
@@ -159,6 +206,10 @@ static void route(struct api_core *c, const struct http_request *req, struct api
     }
     if (id && !jf_valid_id(id)) {
         resp_error(r, 400, "invalid id in path: must match [A-Za-z0-9_]{1,64}");
+        return;
+    }
+    if (!(m->phases & API_PHASE_BIT(c->st.state))) {
+        refuse_phase(req, rt, m->phases, c->st.state, r);
         return;
     }
     struct json_object *body = NULL;
@@ -186,4 +237,30 @@ void api_core_route(struct api_core *c, const struct http_request *req, struct a
     route(c, req, r);
     if (r->status >= 400)
         c->errors++;
+}
+
+unsigned api_route_count(void)
+{
+    unsigned n = 0;
+    for (size_t i = 0; i < NROUTES; i++)
+        for (int j = 0; j < 3 && routes[i].m[j].fn; j++)
+            n++;
+    return n;
+}
+
+bool api_route_at(unsigned i, const char **path, bool *has_id, const char **method,
+                  unsigned *phases)
+{
+    for (size_t k = 0; k < NROUTES; k++) {
+        for (int j = 0; j < 3 && routes[k].m[j].fn; j++) {
+            if (i--)
+                continue;
+            *path = routes[k].path;
+            *has_id = routes[k].has_id;
+            *method = method_names[routes[k].m[j].method];
+            *phases = routes[k].m[j].phases;
+            return true;
+        }
+    }
+    return false;
 }

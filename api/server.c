@@ -7,7 +7,10 @@
  * (which also lives on the loop) directly. The one long handler is pause: it waits for the vCPU
  * barrier, which the back end bounds at 5 s, so the loop stalls at most that long. All socket
  * I/O is non-blocking with bounded per-connection buffers and an idle timeout, so a slow or
- * half-open client costs memory it cannot grow past a cap, and never stalls the loop.
+ * half-open client costs memory it cannot grow past a cap, and never stalls the loop. The idle
+ * timeout restarts with every byte, so it alone would let a client that trickles one byte a
+ * second hold a slot for ever (and 256 such clients every slot): a per-request deadline and a
+ * per-connection budget of head time bound those, whatever the pace.
  */
 #include "api/server.h"
 
@@ -24,13 +27,16 @@
 #include "vmm/clock.h"
 #include "vmm/log.h"
 
-#define CONN_MAX        256
-#define IN_CAP_MAX      (HTTP_HEAD_MAX + HTTP_BODY_MAX)
-#define OUT_SOFT        (64 * 1024)   /* stop handling a client's requests above this */
-#define OUT_HARD        (1024 * 1024) /* drop a client that lets this much pile up */
-#define TICK_MS         1000
-#define METRICS_TICKS   60 /* periodic metrics line every 60 s */
-#define IDLE_DEFAULT_MS 30000
+#define CONN_MAX           256
+#define IN_CAP_MAX         (HTTP_HEAD_MAX + HTTP_BODY_MAX)
+#define OUT_SOFT           (64 * 1024)   /* stop handling a client's requests above this */
+#define OUT_HARD           (1024 * 1024) /* drop a client that lets this much pile up */
+#define TICK_MS            1000
+#define METRICS_TICKS      60 /* periodic metrics line every 60 s */
+#define IDLE_DEFAULT_MS    30000
+#define REQUEST_DEFAULT_MS 10000 /* one request, first byte to last: 64 KiB over a local socket */
+#define HEAD_DEFAULT_MS    10000 /* heads of one connection, summed: a client sends each at once */
+#define HEAD_GRACE_MS      50    /* of each head, not counted: a split write, a busy loop */
 
 static void conn_close(struct api *api, struct api_conn *cn)
 {
@@ -95,13 +101,22 @@ static int flush_out(struct api_conn *cn)
     return 0;
 }
 
+/* The part of one head's receiving time that counts towards a connection's cap. */
+static uint64_t head_counted_ms(uint64_t ms)
+{
+    return ms > HEAD_GRACE_MS ? ms - HEAD_GRACE_MS : 0;
+}
+
 /* Parse and answer the complete requests in the input buffer, while output has room. */
 static int handle_input(struct api *api, struct api_conn *cn)
 {
     while (!cn->closing && cn->out_len - cn->out_off < OUT_SOFT) {
         struct http_request req;
         int used = http_parse(&cn->parser, cn->in, cn->in_len, &req);
+        uint64_t now = clock_now_ms();
         if (used == 0) {
+            if (cn->parser.head_done && !cn->head_done_ms)
+                cn->head_done_ms = now; /* the body is still to come */
             if (cn->parser.head_done && cn->parser.req.expect_continue && !cn->sent_continue) {
                 static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
                 cn->sent_continue = true;
@@ -109,6 +124,11 @@ static int handle_input(struct api *api, struct api_conn *cn)
             }
             return 0;
         }
+        /* A request is complete (or malformed): its head time counts towards the cap. */
+        if (cn->req_start_ms)
+            cn->head_spent_ms +=
+                head_counted_ms((cn->head_done_ms ? cn->head_done_ms : now) - cn->req_start_ms);
+        cn->head_done_ms = 0;
         struct api_response r;
         if (used < 0) {
             memset(&r, 0, sizeof(r));
@@ -118,6 +138,7 @@ static int handle_input(struct api *api, struct api_conn *cn)
             api_core_route(&api->core, &req, &r);
             memmove(cn->in, cn->in + used, cn->in_len - (size_t)used);
             cn->in_len -= (size_t)used;
+            cn->req_start_ms = cn->in_len ? now : 0; /* a pipelined request has begun */
             cn->sent_continue = false;
             if (!req.keep_alive)
                 cn->closing = true;
@@ -153,6 +174,8 @@ static int read_input(struct api_conn *cn)
             return errno == EAGAIN || errno == EINTR ? 0 : -errno;
         cn->in_len += (size_t)n;
         cn->last_ms = clock_now_ms();
+        if (!cn->req_start_ms)
+            cn->req_start_ms = cn->last_ms;
     }
 }
 
@@ -249,7 +272,17 @@ static void tick_event(void *opaque, uint32_t events)
     struct api_conn *cn = api->conns;
     while (cn) {
         struct api_conn *next = cn->next;
-        if (now - cn->last_ms >= api->idle_ms)
+        const char *why = api_conn_overdue(api, cn, now);
+        if (why && strcmp(why, "idle") != 0 && !cn->closing) {
+            /* Best effort: tell the client why, without waiting for it to read. */
+            struct api_response r = {0};
+            resp_error(&r, 408, "%s exceeded: the request took too long to arrive", why);
+            if (!queue_response(cn, &r, true))
+                flush_out(cn);
+            api_response_free(&r);
+            log_warn("api: closing a client: %s exceeded", why);
+        }
+        if (why)
             conn_close(api, cn);
         cn = next;
     }
@@ -259,9 +292,31 @@ static void tick_event(void *opaque, uint32_t events)
     }
 }
 
+const char *api_conn_overdue(const struct api *api, const struct api_conn *cn, uint64_t now_ms)
+{
+    if (now_ms - cn->last_ms >= api->idle_ms)
+        return "idle";
+    if (!cn->req_start_ms)
+        return NULL;
+    if (now_ms - cn->req_start_ms >= api->request_ms)
+        return "request deadline";
+    uint64_t head = cn->head_spent_ms;
+    if (!cn->parser.head_done)
+        head += head_counted_ms(now_ms - cn->req_start_ms); /* the head still arriving */
+    else if (cn->head_done_ms)
+        head += head_counted_ms(cn->head_done_ms - cn->req_start_ms);
+    return head >= api->head_ms ? "header time" : NULL;
+}
+
 void api_set_idle_timeout(struct api *api, unsigned ms)
 {
     api->idle_ms = ms;
+}
+
+void api_set_request_limits(struct api *api, unsigned request_ms, unsigned head_ms)
+{
+    api->request_ms = request_ms;
+    api->head_ms = head_ms;
 }
 
 void api_set_started(struct api *api)
@@ -290,6 +345,8 @@ struct api *api_create(struct loop *loop, const char *sock_path, struct vm_confi
     api->loop = loop;
     api->listen_fd = -1;
     api->idle_ms = IDLE_DEFAULT_MS;
+    api->request_ms = REQUEST_DEFAULT_MS;
+    api->head_ms = HEAD_DEFAULT_MS;
     api_core_init(&api->core, cfg, be);
     if (sock_path && api_listen(api, sock_path, err, errlen))
         goto err_free;

@@ -20,9 +20,13 @@ struct api_conn {
     size_t out_len, out_off, out_cap;
     struct http_parser parser;
     uint64_t last_ms; /* last progress, for the idle timeout */
-    uint32_t events;  /* what we ask epoll for */
-    bool closing;     /* close once out is drained */
-    bool peer_closed; /* the client shut down its side */
+    /* A trickling client resets last_ms with every byte: these clocks do not reset. */
+    uint64_t req_start_ms;  /* first byte of the request being received; 0 = between requests */
+    uint64_t head_done_ms;  /* when that request's head completed; 0 = not yet */
+    uint64_t head_spent_ms; /* head time of this connection's earlier requests */
+    uint32_t events;        /* what we ask epoll for */
+    bool closing;           /* close once out is drained */
+    bool peer_closed;       /* the client shut down its side */
     bool sent_continue;
 };
 
@@ -36,7 +40,9 @@ struct api {
     ino_t sock_ino;
     struct api_conn *conns;
     int nconns;
-    unsigned idle_ms;
+    unsigned idle_ms;    /* silence allowed between requests */
+    unsigned request_ms; /* first byte to complete request, per request */
+    unsigned head_ms;    /* time spent receiving heads, summed over a connection */
     unsigned ticks;
 };
 
@@ -50,6 +56,12 @@ int api_listen(struct api *api, const char *path, char *err, size_t errlen);
 
 /* The listening socket's loop callback: accept every pending client (server.c). */
 void api_accept_event(void *opaque, uint32_t events);
+
+/*
+ * Whether cn has overstayed at now_ms: NULL if not, else which bound ran out ("idle",
+ * "request deadline" or "header time"). Pure: reads cn's clocks and api's limits only.
+ */
+const char *api_conn_overdue(const struct api *api, const struct api_conn *cn, uint64_t now_ms);
 
 /* Stop listening and unlink the socket if it is still the one we created. */
 void api_unlisten(struct api *api);

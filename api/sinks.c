@@ -10,6 +10,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "config/jfield.h"
 #include "vmm/log.h"
 
 /* O_RDWR: a FIFO with no reader opens (O_WRONLY|O_NONBLOCK would fail with ENXIO). */
@@ -29,6 +30,7 @@ void api_core_init(struct api_core *c, struct vm_config *cfg, const struct api_b
     c->log_fd = -1;
     c->metrics_fd = -1;
     c->open_sink = open_sink_default;
+    jf_path_init(); /* now, while getcwd is still allowed; failure shows on a relative path */
 }
 
 void api_core_fini(struct api_core *c)

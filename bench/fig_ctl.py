@@ -64,32 +64,65 @@ def time_to_socket(argv, path, ready, timeout_s=60.0):
         proc.stderr.close()
 
 
+def configured_argvs(settings, session, api, qmp):
+    """The like-with-like startup pair: each VMM given the same VM (vmlinuz + initramfs, 1 vCPU,
+    settings.mem_mib) before its guest runs. amber reads it from --config-file and answers GET /
+    once the VM is built (memory, kernel and initramfs loaded, devices, vCPUs created); QEMU -S
+    greets on QMP once it has built the same, its vCPUs held stopped."""
+    import json  # noqa: PLC0415
+
+    cfg = session.path("startup-config.json")
+    with open(cfg, "w") as f:
+        json.dump({"boot-source": {"kernel_image_path": lib.harness.VMLINUZ,
+                                   "initrd_path": lib.harness.INITRAMFS, "boot_args": lib.CMDLINE},
+                   "machine-config": {"vcpu_count": 1, "mem_size_mib": settings.mem_mib}}, f)
+    amber = [lib.AMBER, "--config-file", cfg, "--api-sock", api]
+    qemu = [lib.QEMU, "-M", "microvm,acpi=on", "-enable-kvm", "-cpu", "host", "-m", str(settings.mem_mib),
+            "-smp", "1", "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio", "-S",
+            "-kernel", lib.harness.VMLINUZ, "-initrd", lib.harness.INITRAMFS, "-append", lib.CMDLINE,
+            "-qmp", "unix:%s,server=on,wait=off" % qmp]
+    return amber, qemu
+
+
 def run_startup(settings, session):
-    """Startup to API ready: amber --api-sock alone (it waits for InstanceStart) vs QEMU -S with
-    QMP (ready = greeting read). Also the spawn floor: /bin/true spawned and waited for.
-    Neither needs /dev/kvm before the guest starts; without one, QEMU runs with TCG instead."""
+    """Startup to API ready, two pairs, each run in turns (who goes first alternates):
+    - empty: amber --api-sock alone (no VM yet: it waits for InstanceStart) vs QEMU -S with QMP
+      (ready = greeting read), QEMU given only the machine and RAM;
+    - configured (needs /dev/kvm and the guest images): the same VM for both, see
+      configured_argvs.
+    Also the spawn floor: /bin/true spawned and waited for. The empty pair needs no /dev/kvm
+    (without one, QEMU runs with TCG instead)."""
     kvm = lib.kvm_usable()
-    out = {"amber": [], "qemu": [], "spawn_floor": [], "errors": [], "qemu_accel": "kvm" if kvm else "tcg"}
+    out = {"amber": [], "qemu": [], "spawn_floor": [], "errors": [], "qemu_accel": "kvm" if kvm else "tcg",
+           "amber_configured": [], "qemu_configured": []}
     api = session.path("startup-api.sock")
     qmp = session.path("startup-qmp.sock")
     accel = ["-enable-kvm", "-cpu", "host"] if kvm else ["-accel", "tcg"]
     qemu = [lib.QEMU, "-M", "microvm,acpi=on"] + accel + ["-m", str(settings.mem_mib), "-nodefaults",
                                                           "-no-user-config", "-display", "none", "-S",
                                                           "-qmp", "unix:%s,server=on,wait=off" % qmp]
-    for _ in range(settings.startup_runs):
-        for kind, argv, path, ready in (("amber", [lib.AMBER, "--api-sock", api], api, _ready_http),
-                                        ("qemu", qemu, qmp, _ready_qmp)):
-            try:
-                out[kind].append(time_to_socket(argv, path, ready))
-            except (OSError, RuntimeError) as e:
-                out["errors"].append("%s startup: %s" % (kind, e))
-                lib.log("%s startup FAILED: %s" % (kind, e))
+    pairs = [("amber", [lib.AMBER, "--api-sock", api], api, _ready_http), ("qemu", qemu, qmp, _ready_qmp)]
+    configured = []
+    if kvm and all(os.path.exists(p) for p in (lib.harness.VMLINUZ, lib.harness.INITRAMFS)):
+        amber_c, qemu_c = configured_argvs(settings, session, api, qmp)
+        configured = [("amber_configured", amber_c, api, _ready_http),
+                      ("qemu_configured", qemu_c, qmp, _ready_qmp)]
+    for i in range(settings.startup_runs):
+        for group in (pairs, configured):
+            for kind, argv, path, ready in (group if i % 2 == 0 else group[::-1]):
+                try:
+                    out[kind].append(time_to_socket(argv, path, ready))
+                except (OSError, RuntimeError) as e:
+                    out["errors"].append("%s startup: %s" % (kind, e))
+                    lib.log("%s startup FAILED: %s" % (kind, e))
         t0 = time.perf_counter()
         subprocess.run(["/bin/true"])
         out["spawn_floor"].append((time.perf_counter() - t0) * 1000.0)
-    if out["amber"]:
-        lib.log("startup to API ready: amber median %.2f ms, QEMU QMP median %s ms" % (
-            lib.median(out["amber"]), "%.2f" % lib.median(out["qemu"]) if out["qemu"] else "—"))
+    for suffix in ("", "_configured"):
+        a, q = out["amber" + suffix], out["qemu" + suffix]
+        if a:
+            lib.log("startup%s to API ready: amber median %.2f ms, QEMU QMP median %s ms" % (
+                suffix.replace("_", " "), lib.median(a), "%.2f" % lib.median(q) if q else "—"))
     return out
 
 

@@ -1,9 +1,10 @@
 """Issues 3, 4 and 5 in a booted guest, driven through the agent, for amber and QEMU alike.
 
-One boot per VMM (1 vCPU, a drive file on tmpfs, a TAP, vsock and a control socket) gives:
-idle RSS overhead, exec round trips, TCP both ways, vsock throughput, and pause / resume with
-the vCPU spinning. A second boot per VMM with 4 vCPUs gives pause / resume again. Block dd runs
-last, in one amber and one QEMU guest booted side by side and measured in turns.
+amber's and QEMU's guests boot side by side (1 vCPU, a TAP each, vsock and a control socket)
+and take turns, round by round, for idle RSS, exec round trips, TCP both ways, vsock throughput,
+and pause / resume (CPU per cycle with the guest idle, latency with the vCPU spinning). A second
+pair with 4 vCPUs gives pause / resume again. Block dd runs last, in an amber guest and one QEMU
+guest per aio= setting, booted side by side and measured in turns, with each VMM's CPU per MiB.
 Each step records its error and the run goes on, so one broken piece leaves the rest standing.
 """
 import os
@@ -49,21 +50,19 @@ def host_exec_ref_ms(settings):
     return timed_ms(lambda: subprocess.run(["sh", "-c", "true"], check=True), settings.exec_cycles)
 
 
-def bench_exec(settings, vm, res):
+def bench_exec(vm, res, n):
+    """One round: n exec round trips (amberctl for amber, then the Python client for both)."""
     if vm.kind == "amber":
         argv = [lib.AMBERCTL, "exec", "--vsock", vm.vsock_path, "--", "true"]
-        res["exec_ctl_ms"] = timed_ms(lambda: subprocess.run(argv, check=True, stdout=subprocess.DEVNULL),
-                                      settings.exec_cycles)
+        res.setdefault("exec_ctl_ms", []).extend(
+            timed_ms(lambda: subprocess.run(argv, check=True, stdout=subprocess.DEVNULL), n))
     client = vm.agent()
 
     def one():
         r = client.exec(["true"], timeout=60.0)
         if r.returncode != 0:
             raise RuntimeError("true exited %s" % r.returncode)
-    res["exec_py_ms"] = timed_ms(one, settings.exec_cycles)
-    for k in ("exec_ctl_ms", "exec_py_ms"):
-        if res.get(k):
-            lib.log("%s %s median %.2f p99 %.2f" % (vm.kind, k, lib.median(res[k]), lib.p99(res[k])))
+    res.setdefault("exec_py_ms", []).extend(timed_ms(one, n))
 
 
 def make_drive(settings, session, kind):
@@ -74,37 +73,60 @@ def make_drive(settings, session, kind):
     return drive
 
 
+def turns(kinds, i):
+    """The order the VMMs take in round i: rotated each round, so none always goes first."""
+    k = i % len(kinds)
+    return kinds[k:] + kinds[:k]
+
+
 def bench_block_paired(settings, session, out):
     """Guest dd on /dev/vda, amber and QEMU booted side by side and run in turns (who goes first
-    alternates), so that both see the same test-host conditions: the test host drifts by tens of
-    percent over a bench, which one-VMM-after-the-other runs turn into noise in the ratio."""
+    rotates), so that all see the same test-host conditions: the test host drifts by tens of
+    percent over a bench, which one-VMM-after-the-other runs turn into noise in the ratio. QEMU
+    runs twice when its build has aio=io_uring: aio=threads and aio=io_uring. Each run also
+    records the VMM's own CPU time (lib.CpuMeter) per MiB moved."""
     n = settings.block_mib
     cmds = (("blk_write", ["dd", "if=/dev/zero", "of=/dev/vda", "bs=1M", "count=%d" % n, "oflag=direct"]),
             ("blk_read", ["dd", "if=/dev/vda", "of=/dev/null", "bs=1M", "count=%d" % n, "iflag=direct"]))
-    kinds = ["amber"] + (["qemu"] if out.get("qemu_vhost_vsock") else [])  # the agent needs vsock
+    kinds = ["amber"]
+    if out.get("qemu_vhost_vsock"):  # the agent needs vsock
+        kinds.append("qemu")
+        if out.get("qemu_io_uring"):
+            kinds.append("qemu_uring")
     for kind in kinds:
         out.setdefault(kind, {"errors": []})
     drives, vms_ = {}, {}
     try:
-        for kind in kinds:
+        for j, kind in enumerate(kinds):
             drives[kind] = make_drive(settings, session, kind)
-            vms_[kind] = vms.GuestVm(session, kind, vcpus=1, mem_mib=settings.mem_mib, drive=drives[kind],
-                                     vsock=True).start()
+            vms_[kind] = vms.GuestVm(session, "amber" if kind == "amber" else "qemu", vcpus=1,
+                                     mem_mib=settings.mem_mib, drive=drives[kind], vsock=True, name=kind,
+                                     cid=lib.QEMU_CID + j,
+                                     aio="io_uring" if kind == "qemu_uring" else "threads").start()
         for kind in kinds:
             vms_[kind].wait_ready(settings.boot_timeout_s)
             vms_[kind].wait_agent()
         for name, cmd in cmds:
             for kind in kinds:
                 out[kind][name] = []
+                out[kind][name + "_cpu_ms_per_mib"] = []
+                out[kind][name + "_own_cpu_ms_per_mib"] = []
             for i in range(settings.io_runs):
-                for kind in (kinds if i % 2 == 0 else kinds[::-1]):
+                for kind in turns(kinds, i):
+                    meter = lib.CpuMeter(vms_[kind].pid).start()
                     r = vms_[kind].agent().exec(cmd, timeout=600.0)
+                    total, own = meter.stop()
                     if r.returncode != 0 or ("%d+0 records out" % n) not in r.stderr:
                         raise RuntimeError("%s %s: status %s: %s" % (kind, " ".join(cmd), r.returncode,
                                                                      r.stderr[-300:]))
                     out[kind][name].append(n / (r.duration_ms / 1000.0))
+                    out[kind][name + "_cpu_ms_per_mib"].append(total * 1000.0 / n)
+                    out[kind][name + "_own_cpu_ms_per_mib"].append(own * 1000.0 / n)
             for kind in kinds:
-                lib.log("%s %s MiB/s: %s" % (kind, name, ", ".join("%.1f" % x for x in out[kind][name])))
+                lib.log("%s %s MiB/s: %s; VMM CPU ms/MiB (all, without guest time): %s" % (
+                    kind, name, ", ".join("%.1f" % x for x in out[kind][name]),
+                    ", ".join("%.2f/%.2f" % xy for xy in zip(out[kind][name + "_cpu_ms_per_mib"],
+                                                             out[kind][name + "_own_cpu_ms_per_mib"]))))
     except Exception as e:  # noqa: BLE001 - the report says what failed and the rest runs on
         for kind in kinds:
             out[kind]["errors"].append("block (side by side): %s" % e)
@@ -118,84 +140,83 @@ def bench_block_paired(settings, session, out):
             os.unlink(drive)
 
 
-def bench_tcp(settings, vm, tap, res):
+def tcp_setup(vm, tap):
     vm.sh("ip addr add %s/24 dev eth0 && ip link set eth0 up && ping -c 1 -W 10 %s >/dev/null"
           % (tap.guest_ip, tap.host_ip))
+
+
+def bench_tcp(settings, vm, tap, res):
+    """One round: the TCP stream guest -> host, then host -> guest."""
     n = settings.tcp_mib * lib.MIB
-    res["tcp_g2h"], res["tcp_h2g"] = [], []
-    for _ in range(settings.io_runs):
-        # guest -> host: the host counts n bytes from accept, then closes (nc then exits).
-        ls = socket.socket()
-        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        ls.bind((tap.host_ip, 5201))
-        ls.listen(1)
-        t = threading.Thread(target=vm.sh, args=("dd if=/dev/zero bs=1M count=%d 2>/dev/null | nc %s 5201"
-                                                 % (settings.tcp_mib, tap.host_ip),), daemon=True)
-        t.start()
-        ls.settimeout(120)
-        c, _ = ls.accept()
-        ls.close()
-        c.settimeout(300)
-        buf = bytearray(1 << 20)
-        got, t0 = 0, time.monotonic()
-        while got < n:
-            k = c.recv_into(buf)
-            if k == 0:
-                break
-            got += k
-        dt = time.monotonic() - t0
-        c.close()
-        t.join(120)
-        if got != n:
-            raise RuntimeError("guest->host: %d of %d bytes arrived" % (got, n))
-        res["tcp_g2h"].append(settings.tcp_mib / dt)
-        # host -> guest: the guest's nc exits at EOF, closing its side once all bytes are in.
-        t = threading.Thread(target=vm.sh, args=("nc -l -p 5202 </dev/null | dd of=/dev/null bs=1M",),
-                             daemon=True)
-        t.start()
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                c = socket.create_connection((tap.guest_ip, 5202), timeout=5)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        c.settimeout(300)
-        chunk = bytes(1 << 20)
-        t0 = time.monotonic()
-        for _ in range(settings.tcp_mib):
-            c.sendall(chunk)
-        c.shutdown(socket.SHUT_WR)
-        c.recv(16)
-        dt = time.monotonic() - t0
-        c.close()
-        t.join(120)
-        res["tcp_h2g"].append(settings.tcp_mib / dt)
-    lib.log("%s TCP MiB/s guest->host %s, host->guest %s" % (
-        vm.kind, ", ".join("%.1f" % x for x in res["tcp_g2h"]), ", ".join("%.1f" % x for x in res["tcp_h2g"])))
+    res.setdefault("tcp_g2h", [])
+    res.setdefault("tcp_h2g", [])
+    # guest -> host: the host counts n bytes from accept, then closes (nc then exits).
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((tap.host_ip, 5201))
+    ls.listen(1)
+    t = threading.Thread(target=vm.sh, args=("dd if=/dev/zero bs=1M count=%d 2>/dev/null | nc %s 5201"
+                                             % (settings.tcp_mib, tap.host_ip),), daemon=True)
+    t.start()
+    ls.settimeout(120)
+    c, _ = ls.accept()
+    ls.close()
+    c.settimeout(300)
+    buf = bytearray(1 << 20)
+    got, t0 = 0, time.monotonic()
+    while got < n:
+        k = c.recv_into(buf)
+        if k == 0:
+            break
+        got += k
+    dt = time.monotonic() - t0
+    c.close()
+    t.join(120)
+    if got != n:
+        raise RuntimeError("guest->host: %d of %d bytes arrived" % (got, n))
+    res["tcp_g2h"].append(settings.tcp_mib / dt)
+    # host -> guest: the guest's nc exits at EOF, closing its side once all bytes are in.
+    t = threading.Thread(target=vm.sh, args=("nc -l -p 5202 </dev/null | dd of=/dev/null bs=1M",),
+                         daemon=True)
+    t.start()
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            c = socket.create_connection((tap.guest_ip, 5202), timeout=5)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    c.settimeout(300)
+    chunk = bytes(1 << 20)
+    t0 = time.monotonic()
+    for _ in range(settings.tcp_mib):
+        c.sendall(chunk)
+    c.shutdown(socket.SHUT_WR)
+    c.recv(16)
+    dt = time.monotonic() - t0
+    c.close()
+    t.join(120)
+    res["tcp_h2g"].append(settings.tcp_mib / dt)
 
 
 def bench_vsock(settings, vm, res):
-    res["vsock"] = []
+    """One round: the agent streams vsock_mib MiB of stdout to the host."""
     n = settings.vsock_mib
-    for _ in range(settings.vsock_runs):
-        got, dt, rc = vms.stream_exec_count(vm, ["dd", "if=/dev/zero", "bs=1M", "count=%d" % n])
-        if got != n * lib.MIB or rc != 0:
-            raise RuntimeError("vsock stream: %d of %d bytes, status %s" % (got, n * lib.MIB, rc))
-        res["vsock"].append(n / dt)
-    lib.log("%s vsock MiB/s: %s" % (vm.kind, ", ".join("%.1f" % x for x in res["vsock"])))
+    got, dt, rc = vms.stream_exec_count(vm, ["dd", "if=/dev/zero", "bs=1M", "count=%d" % n])
+    if got != n * lib.MIB or rc != 0:
+        raise RuntimeError("vsock stream: %d of %d bytes, status %s" % (got, n * lib.MIB, rc))
+    res.setdefault("vsock", []).append(n / dt)
 
 
-def bench_pause(settings, vm, res, suffix):
-    """Spins one busy loop per vCPU, then times pause and resume at the client. Each cycle also
-    times a no-op round trip after the same idle gap (GET / or QMP query-status): the floor any
-    control call pays here. For amber, GET / also reports its server-side pause / resume time."""
-    vm.sh(SPIN % vm.vcpus)
-    time.sleep(1.0)
+def bench_pause(vm, res, suffix, n):
+    """One round of n cycles with the guest's vCPUs spinning (start them with SPIN first): times
+    pause and resume at the client. Each cycle also times a no-op round trip after the same idle
+    gap (GET / or QMP query-status): the floor any control call pays here. For amber, GET / also
+    reports its server-side pause / resume time."""
     p, r, floor, sp, sr = [], [], [], [], []
-    for i in range(settings.pause_cycles):
+    for i in range(n):
         time.sleep(0.005)
         t0 = time.perf_counter()
         st = vm.noop()
@@ -213,15 +234,47 @@ def bench_pause(settings, vm, res, suffix):
         t3 = time.perf_counter()
         p.append((t1 - t0) * 1000.0)
         r.append((t3 - t2) * 1000.0)
-    res["pause%s_ms" % suffix], res["resume%s_ms" % suffix] = p, r
-    res["noop%s_ms" % suffix] = floor
-    if sp:
-        res["pause%s_server_ms" % suffix], res["resume%s_server_ms" % suffix] = sp, sr
-    lib.log("%s %d vCPU pause ms median %.2f p99 %.2f; resume median %.2f p99 %.2f; no-op round trip "
-            "median %.2f%s" % (vm.kind, vm.vcpus, lib.median(p), lib.p99(p), lib.median(r), lib.p99(r),
-                               lib.median(floor),
-                               "; server-side pause %.2f resume %.2f" % (lib.median(sp), lib.median(sr))
-                               if sp else ""))
+    for key, xs in (("pause%s_ms", p), ("resume%s_ms", r), ("noop%s_ms", floor),
+                    ("pause%s_server_ms", sp), ("resume%s_server_ms", sr)):
+        if xs:
+            res.setdefault(key % suffix, []).extend(xs)
+
+
+def bench_pause_cpu(vm, res, suffix, n):
+    """One round: the VMM's own CPU time per pause/resume cycle, the guest idle. CPU over n
+    back-to-back cycles (5 ms apart, as bench_pause) minus what the VMM burns idle over the same
+    wall time (sampled for 1 s just before), divided by n; recorded in ms, total (user + system,
+    all threads) and without guest time."""
+    meter = lib.CpuMeter(vm.pid).start()
+    t0 = time.monotonic()
+    time.sleep(1.0)
+    idle_total, idle_own = meter.stop()
+    idle_s = time.monotonic() - t0
+    meter.start()
+    t0 = time.monotonic()
+    for _ in range(n):
+        vm.pause()
+        time.sleep(0.005)
+        vm.resume()
+        time.sleep(0.005)
+    total, own = meter.stop()
+    wall = time.monotonic() - t0
+    res.setdefault("pause%s_cpu_ms" % suffix, []).append(
+        max(0.0, total - idle_total * wall / idle_s) * 1000.0 / n)
+    res.setdefault("pause%s_own_cpu_ms" % suffix, []).append(
+        max(0.0, own - idle_own * wall / idle_s) * 1000.0 / n)
+
+
+def log_pause(kind, res, suffix):
+    p, r, fl = res.get("pause%s_ms" % suffix), res.get("resume%s_ms" % suffix), res.get("noop%s_ms" % suffix)
+    if p:
+        lib.log("%s %s vCPU pause ms median %.2f p99 %.2f; resume median %.2f p99 %.2f; no-op median %.2f"
+                % (kind, suffix, lib.median(p), lib.p99(p), lib.median(r), lib.p99(r), lib.median(fl)))
+    c = res.get("pause%s_cpu_ms" % suffix)
+    if c:
+        lib.log("%s %s vCPU CPU per pause/resume cycle ms: %s (without guest time: %s)" % (
+            kind, suffix, ", ".join("%.2f" % x for x in c),
+            ", ".join("%.2f" % x for x in res["pause%s_own_cpu_ms" % suffix])))
 
 
 def idle_rss(vm, res):
@@ -234,42 +287,107 @@ def idle_rss(vm, res):
             % (vm.kind, res["idle_rss_mib"], res["idle_guest_mib"], res["idle_overhead_mib"]))
 
 
-def run_kind(settings, session, kind, tap):
-    res = {"errors": []}
-    drive = make_drive(settings, session, kind)
-    vm = vms.GuestVm(session, kind, vcpus=1, mem_mib=settings.mem_mib, drive=drive,
-                     tap=tap.name if tap else None, vsock=True, control=True).start()
-    try:
-        res["ready_s"] = vm.wait_ready(settings.boot_timeout_s)
-        vm.wait_agent()
-        lib.log("%s 1-vCPU guest ready in %.1f s" % (kind, res["ready_s"]))
-        step(res, "idle RSS", lambda: idle_rss(vm, res))
-        if settings.wants("exec"):
-            step(res, "exec", lambda: bench_exec(settings, vm, res))
-        if settings.wants("tcp") and tap:
-            step(res, "tcp", lambda: bench_tcp(settings, vm, tap, res))
-        if settings.wants("vsock"):
-            step(res, "vsock", lambda: bench_vsock(settings, vm, res))
-        if settings.wants("pause"):
-            step(res, "pause 1 vCPU", lambda: bench_pause(settings, vm, res, "1"))
-    except Exception as e:  # noqa: BLE001
-        res["errors"].append("boot: %s" % e)
-        lib.log("%s guest FAILED: %s\n%s" % (kind, e, vm.tail()))
-    finally:
-        vm.stop()
-        os.unlink(drive)
-    if settings.wants("pause"):
-        vm = vms.GuestVm(session, kind, vcpus=4, mem_mib=settings.mem_mib, vsock=True, control=True).start()
+def rounds(total, per_round):
+    """Splits total cycles into rounds of per_round (the last may be shorter)."""
+    return [min(per_round, total - k) for k in range(0, total, per_round)]
+
+
+def alternate(kinds, vms_, outs, name, n_rounds, fn):
+    """Runs fn(kind, vm, res, round) for every VMM in turns, round by round (who goes first
+    rotates): both VMMs see the same test-host drift. A failure stops that VMM's rounds only."""
+    failed = set()
+    for i in range(n_rounds):
+        for kind in turns(kinds, i):
+            if kind in failed:
+                continue
+            before = len(outs[kind]["errors"])
+            step(outs[kind], name, lambda: fn(kind, vms_[kind], outs[kind], i))
+            if len(outs[kind]["errors"]) > before:
+                failed.add(kind)
+
+
+def boot_side_by_side(settings, session, kinds, outs, vcpus, taps=None):
+    """Boots one guest per VMM at once; returns {kind: GuestVm} of those whose agent answered."""
+    started = {}
+    for kind in kinds:
+        tap = taps.get(kind) if taps else None
+        started[kind] = vms.GuestVm(session, kind, vcpus=vcpus, mem_mib=settings.mem_mib,
+                                    tap=tap.name if tap else None, vsock=True, control=True,
+                                    name="%s-%d" % (kind, vcpus)).start()
+    up = {}
+    for kind, vm in started.items():
         try:
-            vm.wait_ready(settings.boot_timeout_s)
+            ready = vm.wait_ready(settings.boot_timeout_s)
             vm.wait_agent()
-            step(res, "pause 4 vCPUs", lambda: bench_pause(settings, vm, res, "4"))
+            lib.log("%s %d-vCPU guest ready in %.1f s" % (kind, vcpus, ready))
+            if vcpus == 1:
+                outs[kind]["ready_s"] = ready
+            up[kind] = vm
         except Exception as e:  # noqa: BLE001
-            res["errors"].append("4-vCPU boot: %s" % e)
-            lib.log("%s 4-vCPU guest FAILED: %s\n%s" % (kind, e, vm.tail()))
-        finally:
+            outs[kind]["errors"].append("%d-vCPU boot: %s" % (vcpus, e))
+            lib.log("%s %d-vCPU guest FAILED: %s\n%s" % (kind, vcpus, e, vm.tail()))
             vm.stop()
-    return res
+    return up
+
+
+def run_pairs(settings, session, kinds, outs, taps):
+    """The 1-vCPU figures (idle RSS, exec, TCP, vsock, pause) and the 4-vCPU pause, with amber's
+    and QEMU's guests booted side by side and measured in alternating rounds."""
+    up = boot_side_by_side(settings, session, kinds, outs, 1, taps)
+    kinds1 = [k for k in kinds if k in up]
+    try:
+        for kind in kinds1:
+            step(outs[kind], "idle RSS", lambda: idle_rss(up[kind], outs[kind]))
+        if settings.wants("exec"):
+            chunks = rounds(settings.exec_cycles, max(1, settings.exec_cycles // 10))
+            alternate(kinds1, up, outs, "exec", len(chunks),
+                      lambda k, vm, res, i: bench_exec(vm, res, chunks[i]))
+        if settings.wants("tcp") and all(taps.get(k) for k in kinds1):
+            for kind in kinds1:
+                step(outs[kind], "tcp setup", lambda: tcp_setup(up[kind], taps[kind]))
+            alternate(kinds1, up, outs, "tcp", settings.io_runs,
+                      lambda k, vm, res, i: bench_tcp(settings, vm, taps[k], res))
+        if settings.wants("vsock"):
+            alternate(kinds1, up, outs, "vsock", settings.vsock_runs,
+                      lambda k, vm, res, i: bench_vsock(settings, vm, res))
+        if settings.wants("pause"):
+            pause_pairs(settings, kinds1, up, outs, "1")
+    finally:
+        for vm in up.values():
+            vm.stop()
+    for kind in kinds1:
+        res = outs[kind]
+        for key in ("exec_ctl_ms", "exec_py_ms"):
+            if res.get(key):
+                lib.log("%s %s median %.2f p99 %.2f" % (kind, key, lib.median(res[key]), lib.p99(res[key])))
+        if res.get("tcp_g2h"):
+            lib.log("%s TCP MiB/s guest->host %s, host->guest %s" % (
+                kind, ", ".join("%.1f" % x for x in res["tcp_g2h"]),
+                ", ".join("%.1f" % x for x in res.get("tcp_h2g", []))))
+        if res.get("vsock"):
+            lib.log("%s vsock MiB/s: %s" % (kind, ", ".join("%.1f" % x for x in res["vsock"])))
+    if settings.wants("pause"):
+        up = boot_side_by_side(settings, session, kinds, outs, 4)
+        try:
+            pause_pairs(settings, [k for k in kinds if k in up], up, outs, "4")
+        finally:
+            for vm in up.values():
+                vm.stop()
+
+
+def pause_pairs(settings, kinds, up, outs, suffix):
+    """CPU per cycle with the guests idle, then latency with every vCPU spinning, in turns."""
+    cpu_chunks = rounds(settings.pause_cycles, max(1, settings.pause_cycles // 4))
+    alternate(kinds, up, outs, "pause CPU %s vCPU" % suffix, len(cpu_chunks),
+              lambda k, vm, res, i: bench_pause_cpu(vm, res, suffix, cpu_chunks[i]))
+    for kind in kinds:
+        step(outs[kind], "spin", lambda: up[kind].sh(SPIN % up[kind].vcpus))
+    time.sleep(1.0)
+    chunks = rounds(settings.pause_cycles, max(1, settings.pause_cycles // 10))
+    alternate(kinds, up, outs, "pause %s vCPU" % suffix, len(chunks),
+              lambda k, vm, res, i: bench_pause(vm, res, suffix, chunks[i]))
+    for kind in kinds:
+        log_pause(kind, outs[kind], suffix)
 
 
 def run(settings, session):
@@ -277,21 +395,28 @@ def run(settings, session):
     if not vms.qemu_has_vhost_vsock():
         subprocess.run(["modprobe", "vhost_vsock"], stderr=subprocess.DEVNULL)
     out["qemu_vhost_vsock"] = vms.qemu_has_vhost_vsock()
-    tap = None
+    out["qemu_io_uring"] = vms.qemu_has_io_uring(session.path("aio-probe.img"))
+    kinds = ["amber", "qemu"]
+    for kind in kinds:
+        out[kind] = {"errors": []}
+    if not out["qemu_vhost_vsock"]:
+        out["qemu"]["errors"].append("no /dev/vhost-vsock: QEMU's guest agent is unreachable")
+        kinds = ["amber"]
+    taps = {}
     try:
-        tap = lib.Tap()
-    except (OSError, subprocess.CalledProcessError) as e:
-        out["tap_error"] = str(e)
-        lib.log("no TAP (%s): TCP figures skipped" % e)
-    try:
-        for kind in ("amber", "qemu"):
-            if kind == "qemu" and not out["qemu_vhost_vsock"]:
-                out[kind] = {"errors": ["no /dev/vhost-vsock: QEMU's guest agent is unreachable"]}
-                continue
-            out[kind] = run_kind(settings, session, kind, tap)
+        if settings.wants("tcp"):
+            try:
+                for j, kind in enumerate(kinds):
+                    taps[kind] = lib.Tap("ambbench%d" % j, subnet=j)
+            except (OSError, subprocess.CalledProcessError) as e:
+                out["tap_error"] = str(e)
+                lib.log("no TAP (%s): TCP figures skipped" % e)
+                taps = {}
+        if any(settings.wants(x) for x in ("exec", "tcp", "vsock", "pause")):
+            run_pairs(settings, session, kinds, out, taps)
         if settings.wants("block"):
             bench_block_paired(settings, session, out)
     finally:
-        if tap:
+        for tap in taps.values():
             tap.delete()
     return out

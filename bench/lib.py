@@ -163,12 +163,46 @@ def rss_overhead_kib(pid, mem_mib):
 
 
 # ----------------------------------------------------------------- host helpers
-class Tap:
-    """A persistent TAP device with the host side at 10.77.0.1/24; delete() removes it."""
+def cpu_s(pid):
+    """(user + system, guest) CPU seconds of a process over all its threads, live and ended, from
+    /proc/PID/stat (utime + stime, and guest_time, which utime includes: the time a vCPU thread
+    spent running guest code). None once the process is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    tck = float(os.sysconf("SC_CLK_TCK"))
+    # fields[0] is field 3 (state): utime is field 14, stime 15, guest_time 43.
+    return (int(fields[11]) + int(fields[12])) / tck, int(fields[40]) / tck
 
-    def __init__(self, name="ambbench0"):
+
+class CpuMeter:
+    """CPU a process spends between start() and stop(): total (user + system, all threads) and
+    own (total minus guest time), in seconds."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.t0 = None
+
+    def start(self):
+        self.t0 = cpu_s(self.pid)
+        return self
+
+    def stop(self):
+        t1 = cpu_s(self.pid)
+        if self.t0 is None or t1 is None:
+            raise RuntimeError("cannot read /proc/%d/stat" % self.pid)
+        total = t1[0] - self.t0[0]
+        return total, total - (t1[1] - self.t0[1])
+
+
+class Tap:
+    """A persistent TAP device with the host side at 10.77.N.1/24 (guest .2); delete() removes it."""
+
+    def __init__(self, name="ambbench0", subnet=0):
         self.name = name
-        self.host_ip, self.guest_ip = "10.77.0.1", "10.77.0.2"
+        self.host_ip, self.guest_ip = "10.77.%d.1" % subnet, "10.77.%d.2" % subnet
         subprocess.run(["ip", "link", "del", name], stderr=subprocess.DEVNULL)
         for cmd in (["ip", "tuntap", "add", "dev", name, "mode", "tap"],
                     ["ip", "addr", "add", self.host_ip + "/24", "dev", name],

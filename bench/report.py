@@ -103,31 +103,52 @@ def table_boot(g):
 def table_io(g):
     s = g["settings"]
     gu = g.get("guest") or {}
-    a, q = gu.get("amber", {}), gu.get("qemu", {})
-    t = Table("Block and network throughput (issue 3)",
-              "Measured in: %s, 1 vCPU guest. Block: guest `dd bs=1M count=%d` with oflag=direct / iflag=direct "
-              "on /dev/vda, a raw file on tmpfs (page-cached open: amber's fallback, QEMU cache=writeback,"
-              "aio=threads); amber and QEMU booted side by side and run in turns, the ratio the median "
-              "of the per-pair ratios; time = the agent's duration of the dd process. TCP: busybox nc over a TAP "
-              "(QEMU: userspace virtio-net, no vhost-net), %d MiB per run, timed on the host. "
-              "MiB/s, median (min–max) over %d runs."
-              % (g["place"], s["block_mib"], s["tcp_mib"], s["io_runs"]))
-    rows = (("sequential write, dd O_DIRECT (MiB/s)", "blk_write", "≥ 1.5×"),
-            ("sequential read, dd O_DIRECT (MiB/s)", "blk_read", "≥ 1.5×"),
-            ("TCP guest → host (MiB/s)", "tcp_g2h", "—"),
-            ("TCP host → guest (MiB/s)", "tcp_h2g", "—"))
-    for name, key, target in rows:
-        r = ratio(med(a.get(key)), med(q.get(key)))
-        how = " amber/ref"
-        if key.startswith("blk_") and paired(a.get(key), q.get(key)):
-            # Runs taken in turns pair up: the median of the per-pair ratios is the estimate
-            # that cancels the test host's drift (the ratio of medians need not).
-            r = med([x / y for x, y in zip(a[key], q[key])])
-            how = " amber/ref (median of run pairs)"
-        ok = None if r is None or target == "—" else r >= 1.5
-        t.add(name, cell_range(a.get(key), "%.1f"), cell_range(q.get(key), "%.1f"),
-              fmt_ratio(r) + how, verdict(target, ok))
+    a, q, qu = gu.get("amber", {}), gu.get("qemu", {}), gu.get("qemu_uring", {})
+    uring = gu.get("qemu_io_uring")
+    t = Table("Block and network throughput (issue 3), and the VMM's CPU per MiB (issue 14)",
+              "Measured in: %s, 1 vCPU guests booted side by side, run in turns (who goes first rotates). "
+              "Block: guest `dd bs=1M count=%d` with oflag=direct / iflag=direct on /dev/vda, a raw file on "
+              "tmpfs (page-cached open: amber's fallback, QEMU cache=writeback with aio=threads%s); the ratio "
+              "is the median of the per-run ratios; time = the agent's duration of the dd process. VMM CPU = "
+              "user + system of every thread of the VMM process (/proc/PID/stat) over the dd, per MiB; "
+              "\"own\" subtracts guest_time (vCPU threads running guest code), leaving the VMM's own work "
+              "(QEMU's vhost-vsock kernel thread is not in its process; amber's vsock, carrying the agent's "
+              "few frames, is). TCP: busybox nc over a TAP each (QEMU: userspace virtio-net, no vhost-net), "
+              "%d MiB per run, timed on the host. MiB/s, median (min–max) over %d runs."
+              % (g["place"], s["block_mib"],
+                 ", and a second QEMU guest with aio=io_uring" if uring else
+                 " (this QEMU build has no aio=io_uring)" if uring is False else "",
+                 s["tcp_mib"], s["io_runs"]))
+    refs = [(q, "")] + ([(qu, " (QEMU aio=io_uring)")] if qu.get("blk_write") else [])
+    for name, key in (("sequential write, dd O_DIRECT (MiB/s)", "blk_write"),
+                      ("sequential read, dd O_DIRECT (MiB/s)", "blk_read")):
+        for ref, label in refs:
+            r, how = per_run_ratio(a.get(key), ref.get(key))
+            t.add(name + label, cell_range(a.get(key), "%.1f"), cell_range(ref.get(key), "%.1f"),
+                  fmt_ratio(r) + how, verdict("≥ 1.5× (hardware virtualization)", None))
+    for name, key in (("VMM CPU per MiB written (ms)", "blk_write_cpu_ms_per_mib"),
+                      ("VMM own CPU per MiB written, guest time excluded (ms)", "blk_write_own_cpu_ms_per_mib"),
+                      ("VMM CPU per MiB read (ms)", "blk_read_cpu_ms_per_mib"),
+                      ("VMM own CPU per MiB read, guest time excluded (ms)", "blk_read_own_cpu_ms_per_mib")):
+        for ref, label in refs:
+            if not (a.get(key) or ref.get(key)):
+                continue
+            r, how = per_run_ratio(a.get(key), ref.get(key))
+            target = "≤ 0.5×" if "written" in name else "—"
+            t.add(name + label, cell_range(a.get(key), "%.3f"), cell_range(ref.get(key), "%.3f"),
+                  fmt_ratio(r) + how, verdict(target, None if r is None or target == "—" else r <= 0.5))
+    for name, key in (("TCP guest → host (MiB/s)", "tcp_g2h"), ("TCP host → guest (MiB/s)", "tcp_h2g")):
+        r, how = per_run_ratio(a.get(key), q.get(key))
+        t.add(name, cell_range(a.get(key), "%.1f"), cell_range(q.get(key), "%.1f"), fmt_ratio(r) + how, "—")
     return t
+
+
+def per_run_ratio(xs, ys):
+    """(ratio, how): the median of per-run ratios when the runs pair up (taken in turns, so
+    the test host's drift cancels), else the ratio of medians."""
+    if paired(xs, ys):
+        return med([x / y for x, y in zip(xs, ys)]), " amber/ref (median of run pairs)"
+    return ratio(med(xs), med(ys)), " amber/ref"
 
 
 def paired(xs, ys):
@@ -143,7 +164,7 @@ def table_exec(g):
     host = gu.get("host_exec_ms", [])
     vs_ref = "QEMU vhost-vsock-device" if gu.get("qemu_vhost_vsock") else "QEMU TCP over virtio-net (no vhost_vsock)"
     t = Table("Exec round trip and vsock throughput (issue 4)",
-              "Measured in: %s, 1 vCPU guest, amber-agent as init. Exec: `true`, median / p99 (ms) over %d runs, "
+              "Measured in: %s, 1 vCPU guests side by side, amber-agent as init, taken in turns. Exec: `true`, median / p99 (ms) over %d runs, "
               "each timed around a spawned client process: `amberctl exec --vsock ... -- true` vs the reference "
               "`sh -c true` spawned and waited for on the same host. The second row drives the same guest agent "
               "from Python for both VMMs (amber hybrid vsock vs QEMU vhost-vsock, AF_VSOCK). vsock: the agent "
@@ -177,7 +198,11 @@ def table_pause(g, direct):
     t = Table("Pause / resume, startup and idle memory (issue 5)",
               "Pause and resume timed at the API client on a kept-alive connection (amber: `POST /pause`, "
               "`POST /resume`; QEMU: QMP `stop` / `cont`), %d cycles, one busy loop per vCPU started through "
-              "the agent. Linux rows: %s, %d MiB guest. Tiny rows: build/guests/spin, 64 MiB, no reference."
+              "the agent; amber's and QEMU's guests run side by side and take turns in rounds of a tenth of "
+              "the cycles. CPU per cycle: the VMM's user + system time over all threads (/proc/PID/stat) "
+              "across back-to-back cycles with the guest idle, minus its idle rate over the same time, in "
+              "four rounds per VMM taken in turns. Linux rows: %s, %d MiB guest. Tiny rows: "
+              "build/guests/spin, 64 MiB, no reference."
               % (s["pause_cycles"], g["place"], s["mem_mib"]))
     for n in ("1", "4"):
         label = "Linux, %s vCPU%s spinning, %s" % (n, "" if n == "1" else "s", g["place"])
@@ -189,6 +214,14 @@ def table_pause(g, direct):
             t.add("no-op round trip after the same idle gap, %s (ms, median / p99)" % label,
                   cell_p99(an) + " (GET /)" if an else "—", cell_p99(qn) + " (QMP query-status)" if qn else "—",
                   fmt_ratio(ratio(med(an), med(qn))) + " amber/ref", "— (the floor of every call)")
+        for key, what in (("pause%s_cpu_ms", "VMM CPU per pause/resume cycle, idle guest"),
+                          ("pause%s_own_cpu_ms", "VMM own CPU per pause/resume cycle, guest time excluded")):
+            av, qv = a.get(key % n), q.get(key % n)
+            if av or qv:
+                r, how = per_run_ratio(av, qv)
+                t.add("%s, %s vCPU%s (ms, median (min–max) of rounds)" % (what, n, "" if n == "1" else "s"),
+                      cell_range(av, "%.3f"), cell_range(qv, "%.3f"), fmt_ratio(r) + how,
+                      verdict("≤ 0.5×", None if r is None else r <= 0.5))
         for what in ("pause", "resume"):
             xs = a.get("%s%s_server_ms" % (what, n))
             if xs:
@@ -220,10 +253,17 @@ def table_pause(g, direct):
         st = (src or {}).get("startup")
         if not st:
             continue
+        if st.get("amber_configured") or st.get("qemu_configured"):
+            r = ratio(med(st.get("amber_configured")), med(st.get("qemu_configured")))
+            t.add("configured VM: process start → API answers, %s (ms, median (min–max))" % src["place"],
+                  cell_range(st.get("amber_configured")) + " (--config-file: VM built, kernel loaded)",
+                  cell_range(st.get("qemu_configured")) + " (QEMU -S, same kernel/initramfs/RAM → QMP greeting)",
+                  fmt_ratio(r) + " amber/ref", "like with like")
         r = ratio(med(st.get("amber")), med(st.get("qemu")))
-        t.add("process start → API socket answers, %s (ms, median (min–max))" % src["place"],
-              cell_range(st.get("amber")),
-              cell_range(st.get("qemu")) + " (QEMU -S, %s → QMP greeting)" % st.get("qemu_accel", "kvm"),
+        t.add("empty VMM: process start → API socket answers, %s (ms, median (min–max))" % src["place"],
+              cell_range(st.get("amber")) + " (--api-sock alone, no VM yet)",
+              cell_range(st.get("qemu")) + " (QEMU -S, machine + RAM only, %s → QMP greeting)"
+              % st.get("qemu_accel", "kvm"),
               fmt_ratio(r) + " amber/ref",
               verdict("≤ 5 ms", None if not st.get("amber") else med(st["amber"]) <= 5.0))
         if st.get("spawn_floor"):
@@ -265,7 +305,7 @@ def errors(*srcs):
         if src.get("unavailable"):
             out.append("%s: %s" % (src["place"], src["unavailable"]))
         gu = src.get("guest") or {}
-        for k in ("amber", "qemu"):
+        for k in ("amber", "qemu", "qemu_uring"):
             out += ["%s, %s: %s" % (src["place"], k, e) for e in (gu.get(k) or {}).get("errors", [])]
         for k in ("amber", "qemu"):
             out += ["%s, %s boot bench: %s" % (src["place"], k, e)

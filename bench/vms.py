@@ -7,6 +7,7 @@ amber's hybrid vsock socket or through QEMU's vhost-vsock (AF_VSOCK from this ho
 import json
 import os
 import socket
+import subprocess
 import time
 
 import lib
@@ -18,11 +19,15 @@ class GuestVm:
     agent's marker, control() is a pause/resume client, agent() an agent-protocol client."""
 
     def __init__(self, session, kind, vcpus=1, mem_mib=256, drive=None, tap=None, vsock=False,
-                 control=False, kernel=harness.VMLINUZ, initrd=harness.INITRAMFS, cmdline=lib.CMDLINE):
+                 control=False, kernel=harness.VMLINUZ, initrd=harness.INITRAMFS, cmdline=lib.CMDLINE,
+                 name=None, cid=lib.QEMU_CID, aio="threads"):
+        """name tells apart two VMs of one kind (socket names); cid is a QEMU guest's vhost-vsock
+        CID; aio is QEMU's drive aio= setting (threads or io_uring)."""
         self.session, self.kind = session, kind
+        self.name, self.cid = name or kind, cid
         self.vcpus, self.mem_mib = vcpus, mem_mib
-        self.vsock_path = session.path("%s-vsock.sock" % kind) if vsock else None
-        self.ctl_path = session.path("%s-ctl.sock" % kind) if control else None
+        self.vsock_path = session.path("%s-vsock.sock" % self.name) if vsock else None
+        self.ctl_path = session.path("%s-ctl.sock" % self.name) if control else None
         self.has_vsock = vsock
         self.vm = None
         self._ctl = None
@@ -46,13 +51,13 @@ class GuestVm:
             if initrd:
                 argv += ["-initrd", initrd]
             if drive:
-                argv += ["-drive", "id=bench,file=%s,format=raw,if=none,cache=writeback,aio=threads" % drive,
+                argv += ["-drive", "id=bench,file=%s,format=raw,if=none,cache=writeback,aio=%s" % (drive, aio),
                          "-device", "virtio-blk-device,drive=bench"]
             if tap:
                 argv += ["-netdev", "tap,id=n0,ifname=%s,script=no,downscript=no" % tap,
                          "-device", "virtio-net-device,netdev=n0"]
             if vsock:
-                argv += ["-device", "vhost-vsock-device,guest-cid=%d" % lib.QEMU_CID]
+                argv += ["-device", "vhost-vsock-device,guest-cid=%d" % cid]
             if control:
                 argv += ["-qmp", "unix:%s,server=on,wait=off" % self.ctl_path]
         self.argv = argv
@@ -78,7 +83,7 @@ class GuestVm:
         s = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
         try:
             s.settimeout(timeout_s)
-            s.connect((lib.QEMU_CID, lib.AGENT_PORT))
+            s.connect((self.cid, lib.AGENT_PORT))
             return s, b""
         except BaseException:
             s.close()
@@ -191,3 +196,21 @@ def stream_exec_count(vm, argv, timeout_s=600.0):
 
 def qemu_has_vhost_vsock():
     return os.path.exists("/dev/vhost-vsock")
+
+
+def qemu_has_io_uring(scratch):
+    """True when this QEMU build accepts a drive with aio=io_uring (it needs liburing at build
+    time); scratch is a file path it may open."""
+    with open(scratch, "wb") as f:
+        f.truncate(1 << 20)
+    try:
+        r = subprocess.run([lib.QEMU, "-M", "none", "-nodefaults", "-display", "none", "-S",
+                            "-drive", "file=%s,format=raw,if=none,aio=io_uring,cache=writeback" % scratch,
+                            "-qmp", "stdio"], input=b'{"execute": "qmp_capabilities"}\n'
+                           b'{"execute": "quit"}\n', stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    finally:
+        os.unlink(scratch)
+    return r.returncode == 0

@@ -100,7 +100,7 @@ static unsigned queue_free(const struct i8042 *k)
 static void queue_push(struct i8042 *k, uint8_t byte)
 {
     if (k->qcount == QUEUE_BYTES) {
-        log_debug("i8042: output queue full, dropping 0x%02x", byte);
+        log_debug_rl("i8042: output queue full, dropping 0x%02x", byte);
         return;
     }
     k->queue[(k->qhead + k->qcount) % QUEUE_BYTES] = byte;
@@ -279,7 +279,7 @@ static bool command_write(struct i8042 *k, uint8_t cmd)
         if (cmd >= 0xf0 && !(cmd & 0x01))
             return true;
         if (cmd < 0xf0)
-            log_debug("i8042: ignoring command 0x%02x", cmd);
+            log_debug_rl("i8042: ignoring command 0x%02x", cmd);
         break;
     }
     return false;

@@ -42,7 +42,7 @@ void pm_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_w
         return;
     unsigned slp_typ = (ctl & PM_SLP_TYP_MASK) >> PM_SLP_TYP_SHIFT;
     if (slp_typ != PM_SLP_TYP_S5) {
-        log_debug("pm: ignoring sleep request with SLP_TYP %u", slp_typ);
+        log_debug_rl("pm: ignoring sleep request with SLP_TYP %u", slp_typ);
         return;
     }
     if (p->poweroff)

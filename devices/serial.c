@@ -1,4 +1,4 @@
-/* The 16550A UART model: registers, interrupt priorities, loopback, and console output. */
+/* The 16550A UART model: registers, interrupt priorities, loopback, and the console output ring. */
 #include "devices/serial.h"
 
 #include <errno.h>
@@ -86,11 +86,25 @@ struct serial {
     dev_notify_fn rx_ready;
     void *rx_ready_opaque;
 
-    /* Output. */
+    /*
+     * Output ring. A vCPU only copies bytes in, under the lock and without a syscall; the loop
+     * writes them out in serial_drain(). tx_head and tx_tail are running byte counts (the ring
+     * holds [tx_head, tx_tail), indexed modulo its size), so a drain that copied [start, end)
+     * out can tell afterwards how far a full ring pushed tx_head past it meanwhile.
+     */
+    uint8_t tx[SERIAL_TX_RING_BYTES];
+    uint64_t tx_head, tx_tail;
+    uint64_t tx_inflight_end; /* serial_drain is writing [tx_head, this); 0 when idle */
+    uint64_t tx_accepted;     /* guest bytes admitted, against out_max_bytes */
+    bool tx_pending;          /* tx_ready fired; cleared when serial_drain empties the ring */
+    bool tx_notify;           /* under the lock: call tx_ready once it is released */
+    dev_notify_fn tx_ready;
+    void *tx_ready_opaque;
+
     int out_fd;
     uint64_t out_max_bytes;
     bool truncated;
-    bool write_error_logged;
+    bool out_stopped; /* a write failed: everything from now on is dropped */
     struct serial_stats stats;
 };
 
@@ -118,6 +132,14 @@ void serial_set_rx_ready(struct serial *s, dev_notify_fn fn, void *opaque)
     pthread_mutex_lock(&s->lock);
     s->rx_ready = fn;
     s->rx_ready_opaque = opaque;
+    pthread_mutex_unlock(&s->lock);
+}
+
+void serial_set_tx_ready(struct serial *s, dev_notify_fn fn, void *opaque)
+{
+    pthread_mutex_lock(&s->lock);
+    s->tx_ready = fn;
+    s->tx_ready_opaque = opaque;
     pthread_mutex_unlock(&s->lock);
 }
 
@@ -210,23 +232,24 @@ static void update_irq(struct serial *s)
         s->irq(s->irq_opaque, s->gsi, level);
 }
 
-/* Write to the output fd without retrying for long: the caller is a vCPU. */
-static void out_write(struct serial *s, const void *buf, size_t len)
+/* Queue one byte for the loop, dropping the oldest when the ring is full. Lock held. */
+static void tx_push(struct serial *s, uint8_t byte)
 {
-    ssize_t n;
-    do {
-        n = write(s->out_fd, buf, len);
-    } while (n < 0 && errno == EINTR);
-    if (n == (ssize_t)len) {
-        s->stats.tx_bytes += len;
+    if (s->out_fd < 0 || s->out_stopped) {
+        s->stats.tx_dropped++;
         return;
     }
-    s->stats.tx_dropped += n > 0 ? len - (size_t)n : len;
-    if (n > 0)
-        s->stats.tx_bytes += (size_t)n;
-    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && !s->write_error_logged) {
-        s->write_error_logged = true;
-        log_warn("serial: console write failed: %s; dropping output", strerror(errno));
+    if (s->tx_tail - s->tx_head == SERIAL_TX_RING_BYTES) {
+        /* A byte serial_drain is writing right now is not lost yet: it settles the count. */
+        if (s->tx_head >= s->tx_inflight_end)
+            s->stats.tx_dropped++;
+        s->tx_head++;
+    }
+    s->tx[s->tx_tail % SERIAL_TX_RING_BYTES] = byte;
+    s->tx_tail++;
+    if (!s->tx_pending) {
+        s->tx_pending = true;
+        s->tx_notify = true;
     }
 }
 
@@ -236,20 +259,97 @@ static void transmit(struct serial *s, uint8_t byte)
         s->stats.tx_dropped++;
         return;
     }
-    if (s->out_max_bytes && s->stats.tx_bytes >= s->out_max_bytes) {
+    if (s->out_max_bytes && s->tx_accepted >= s->out_max_bytes) {
         if (!s->truncated) {
             char note[96];
             int n = snprintf(note, sizeof(note),
                              "\n[amber: console output truncated after %" PRIu64 " bytes]\n",
                              s->out_max_bytes);
             s->truncated = true;
-            ssize_t w = write(s->out_fd, note, (size_t)n);
-            (void)w; /* best effort: the cap is what matters */
+            for (int i = 0; i < n && i < (int)sizeof(note) - 1; i++)
+                tx_push(s, (uint8_t)note[i]);
         }
         s->stats.tx_dropped++;
         return;
     }
-    out_write(s, &byte, 1);
+    s->tx_accepted++;
+    tx_push(s, byte);
+}
+
+/* Drop what the ring holds and everything after it. Lock held, no drain in flight. */
+static void stop_output_locked(struct serial *s)
+{
+    s->stats.tx_dropped += s->tx_tail - s->tx_head;
+    s->tx_head = s->tx_tail;
+    s->out_stopped = true;
+    s->tx_pending = false;
+}
+
+void serial_stop_output(struct serial *s)
+{
+    pthread_mutex_lock(&s->lock);
+    stop_output_locked(s);
+    pthread_mutex_unlock(&s->lock);
+}
+
+int serial_drain(struct serial *s)
+{
+    uint8_t buf[4096];
+    uint64_t written = 0;
+
+    for (;;) {
+        pthread_mutex_lock(&s->lock);
+        uint64_t start = s->tx_head;
+        uint64_t queued = s->tx_tail - start;
+        if (queued == 0) {
+            s->tx_pending = false;
+            pthread_mutex_unlock(&s->lock);
+            return 0;
+        }
+        if (written >= SERIAL_TX_RING_BYTES) {
+            pthread_mutex_unlock(&s->lock);
+            return 1;
+        }
+        size_t len = queued < sizeof(buf) ? (size_t)queued : sizeof(buf);
+        size_t off = (size_t)(start % SERIAL_TX_RING_BYTES);
+        size_t first = len < SERIAL_TX_RING_BYTES - off ? len : SERIAL_TX_RING_BYTES - off;
+        memcpy(buf, s->tx + off, first);
+        memcpy(buf + first, s->tx, len - first);
+        s->tx_inflight_end = start + len;
+        int fd = s->out_fd;
+        pthread_mutex_unlock(&s->lock);
+
+        /* The write runs without the lock: a vCPU never waits on the console's reader. */
+        ssize_t n;
+        do {
+            n = write(fd, buf, len);
+        } while (n < 0 && errno == EINTR);
+        int err = n < 0 ? errno : EAGAIN;
+
+        pthread_mutex_lock(&s->lock);
+        uint64_t done = start + (n > 0 ? (uint64_t)n : 0);
+        /* What a full ring pushed out while in flight and the write did not cover is lost. */
+        uint64_t lost_end = s->tx_head < s->tx_inflight_end ? s->tx_head : s->tx_inflight_end;
+        if (lost_end > done)
+            s->stats.tx_dropped += lost_end - done;
+        s->tx_inflight_end = 0;
+        if (s->tx_head < done)
+            s->tx_head = done;
+        if (n > 0) {
+            s->stats.tx_bytes += (uint64_t)n;
+            written += (uint64_t)n;
+            pthread_mutex_unlock(&s->lock);
+            continue;
+        }
+        bool fatal = err != EAGAIN && err != EWOULDBLOCK;
+        if (fatal)
+            stop_output_locked(s);
+        pthread_mutex_unlock(&s->lock);
+        if (!fatal)
+            return -EAGAIN; /* tx_pending stays set: the caller waits for EPOLLOUT */
+        log_warn("serial: console write failed: %s; dropping output", strerror(err));
+        return -err;
+    }
 }
 
 static uint8_t reg_read(struct serial *s, unsigned reg)
@@ -392,10 +492,16 @@ void serial_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool 
     bool notify = take_rx_ready(s);
     dev_notify_fn fn = s->rx_ready;
     void *fn_opaque = s->rx_ready_opaque;
+    bool tx_notify = s->tx_notify && s->tx_ready;
+    s->tx_notify = false;
+    dev_notify_fn tx_fn = s->tx_ready;
+    void *tx_opaque = s->tx_ready_opaque;
     pthread_mutex_unlock(&s->lock);
 
     if (notify)
         fn(fn_opaque);
+    if (tx_notify)
+        tx_fn(tx_opaque);
 }
 
 size_t serial_input(struct serial *s, const uint8_t *buf, size_t len)

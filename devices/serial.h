@@ -1,4 +1,4 @@
-/* A 16550A UART (COM1) with a capped console output and a host input FIFO. */
+/* A 16550A UART (COM1) with a bounded console output ring and a host input FIFO. */
 #ifndef AMBER_DEVICES_SERIAL_H
 #define AMBER_DEVICES_SERIAL_H
 
@@ -9,23 +9,27 @@
 #include "devices/irq.h"
 
 #define SERIAL_COM1_PORT     0x3f8
-#define SERIAL_PORT_LEN      8    /* register the handler for [port, port + 8) */
-#define SERIAL_RX_FIFO_BYTES 1024 /* receive FIFO depth when the FIFO is enabled */
+#define SERIAL_PORT_LEN      8     /* register the handler for [port, port + 8) */
+#define SERIAL_RX_FIFO_BYTES 1024  /* receive FIFO depth when the FIFO is enabled */
+#define SERIAL_TX_RING_BYTES 65536 /* console output queued for the loop (oldest dropped) */
 
 struct serial;
 
 struct serial_stats {
-    uint64_t tx_bytes;    /* bytes written to the output fd */
-    uint64_t tx_dropped;  /* bytes discarded: over the cap, EAGAIN or a write error */
+    uint64_t tx_bytes;    /* bytes written to the output fd (the truncation note included) */
+    uint64_t tx_dropped;  /* bytes discarded: over the cap, overwritten in a full ring, no fd,
+                             or after a write error */
     uint64_t rx_bytes;    /* bytes accepted from the host */
     uint64_t rx_overruns; /* bytes lost because the receive FIFO was full (sets LSR.OE) */
 };
 
 /*
- * Create a UART. Transmitted bytes go to out_fd (not owned, never closed; -1 discards them),
- * at most out_max_bytes of them (0 = no cap), after which one "output truncated" line is
- * written and the rest is dropped. irq(irq_opaque, gsi, level) reports the interrupt line
- * (level semantics, see devices/irq.h). Returns NULL when out of memory.
+ * Create a UART. Transmitted bytes go into a ring of SERIAL_TX_RING_BYTES, never to a syscall
+ * on the vCPU: serial_drain() writes them to out_fd (not owned, never closed; -1 discards
+ * them) from the event loop. A full ring drops its oldest bytes. At most out_max_bytes (0 = no
+ * cap) are accepted, then one "output truncated" line is queued and the rest is dropped.
+ * irq(irq_opaque, gsi, level) reports the interrupt line (level semantics, see devices/irq.h).
+ * Returns NULL when out of memory.
  */
 struct serial *serial_create(int out_fd, uint64_t out_max_bytes, irq_line_fn irq, void *irq_opaque,
                              unsigned gsi);
@@ -36,6 +40,25 @@ struct serial *serial_create(int out_fd, uint64_t out_max_bytes, irq_line_fn irq
  * resume reading stdin. Call before the vCPUs run.
  */
 void serial_set_rx_ready(struct serial *s, dev_notify_fn fn, void *opaque);
+
+/*
+ * Set the callback run (on a vCPU thread, without the device lock) when output enters an
+ * empty ring that no drain is pending for, so the VMM can schedule serial_drain() on its loop.
+ * It runs once per drain: not again until serial_drain() returned 0. Call before the vCPUs run.
+ */
+void serial_set_tx_ready(struct serial *s, dev_notify_fn fn, void *opaque);
+
+/*
+ * Write what the output ring holds to out_fd, which should be non-blocking (event loop thread).
+ * The device lock is not held across write(). Returns 0 once the ring is empty, 1 when it
+ * wrote a ring's worth and more is waiting (call again later, so the loop is not monopolised),
+ * -EAGAIN when out_fd is full (call again when it is writable), or another negative errno from
+ * write(): output then stops, and this and all later output is counted as dropped.
+ */
+int serial_drain(struct serial *s);
+
+/* Stop output for good: drop what the ring holds and all later output (counted). */
+void serial_stop_output(struct serial *s);
 
 /* Free the UART. out_fd is left open. NULL is accepted. */
 void serial_destroy(struct serial *s);

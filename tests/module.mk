@@ -34,11 +34,30 @@ UNIT_SUITE ?= unit
 unit: $(SETUP_STAMP) $$(UNIT_TESTS)
 	$(Q)UNIT_SUITE=$(UNIT_SUITE) bash tests/run-unit.sh $(RESULTS) $(UNIT_TESTS)
 
+# E2E_TESTS: run_tests.py filters (module, class or test names); empty runs them all.
+E2E_TESTS ?=
 e2e: $(SETUP_STAMP) all guest
-	$(Q)bash tests/e2e/run.sh $(RESULTS)
+	$(Q)bash tests/e2e/run.sh $(RESULTS) $(E2E_TESTS)
 
-test: $(SETUP_STAMP)
+# The test host's two QEMU+Linux pairs (tests/testhost/testhost.sh): make test uses
+# TESTHOST_STACK, make test-stack2 and make soak the other one, whose timing shakes out other bugs.
+TESTHOST_STACK ?= debian12
+TESTHOST_STACK2 ?= $(if $(filter backports,$(TESTHOST_STACK)),debian12,backports)
+export TESTHOST_STACK
+STACK2_TESTS ?= test_pause test_agent
+STACK2_BUDGET_S ?= 1150
+
+# The pause and agent classes on the second stack, results in build/test-results/stack2/.
+test-stack2: $(SETUP_STAMP) all guest
+	$(Q)bash scripts/setup.sh --stack $(TESTHOST_STACK2)
+	$(Q)TESTHOST_STACK=$(TESTHOST_STACK2) AMBER_E2E_BUDGET_S=$(STACK2_BUDGET_S) \
+		bash tests/e2e/run.sh $(RESULTS)/stack2 $(STACK2_TESTS)
+
+# The real-kernel unit tests (test_boot, test_kernel) load build/guest: it is built first.
+test: setup
 	$(Q)rm -rf $(RESULTS); mkdir -p $(RESULTS)
+	-$(Q)$(MAKE) --no-print-directory check-layers
+	-$(Q)$(MAKE) --no-print-directory all guest
 	-$(Q)$(MAKE) --no-print-directory unit
 	-$(Q)$(MAKE) --no-print-directory test-san
 	-$(Q)$(MAKE) --no-print-directory test-agent-host
@@ -55,7 +74,7 @@ test-runner: $(SETUP_STAMP)
 fuzz: $(SETUP_STAMP) $$(FUZZ_TARGETS)
 	$(Q)bash tests/run-fuzz.sh $(RESULTS) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
-.PHONY: unit e2e test fuzz test-runner
+.PHONY: unit e2e test fuzz test-runner test-stack2
 
 # Tests of shared plumbing with no fragment of their own.
 $(eval $(call unit_test,test_log,vmm/log.o,))

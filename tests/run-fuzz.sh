@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
-# Runs each libFuzzer target for a bounded time on its checked-in corpus; records results.
+# Runs each libFuzzer target for a bounded time on its checked-in corpus; records
+# "N passed, N failed, N skipped" in RESULTS/fuzz.txt (a target that cannot run is skipped, listed).
 # New inputs go to build/fuzz/corpus-<name>/ (the first corpus directory), crashes to
 # build/fuzz/<name>-crash-*; the checked-in tests/fuzz/corpus/<name>/ is only read.
 # RESULTS/fuzz-stats.txt gets "name seconds executions" per target.
 set -u
 results=$1; seconds=$2; shift 2
 mkdir -p "$results"
-passed=0; failed=0
+passed=0; failed=0; skipped=0
+: >"$results/fuzz-skipped.txt"
 for t in "$@"; do
     name=$(basename "$t")
+    if [ ! -x "$t" ]; then
+        echo "fuzz: SKIPPED $name: $t was not built" | tee -a "$results/fuzz-skipped.txt"
+        skipped=$((skipped + 1))
+        continue
+    fi
     corpus=tests/fuzz/corpus/$name
     work=build/fuzz/corpus-$name
     mkdir -p "$work" "$corpus"
@@ -23,6 +30,10 @@ for t in "$@"; do
         failed=$((failed + 1))
     fi
 done
-echo "fuzz: $passed passed, $failed failed"
-echo "$passed passed, $failed failed" > "$results/fuzz.txt"
+if [ $((passed + failed)) -eq 0 ]; then
+    echo "fuzz: no target ran"
+    failed=1
+fi
+echo "fuzz: $passed passed, $failed failed, $skipped skipped"
+echo "$passed passed, $failed failed, $skipped skipped" > "$results/fuzz.txt"
 [ "$failed" -eq 0 ]

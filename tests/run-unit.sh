@@ -1,24 +1,37 @@
 #!/usr/bin/env bash
-# Runs each cmocka unit-test binary and records "N passed, N failed" in RESULTS/$UNIT_SUITE.txt
-# (UNIT_SUITE defaults to "unit"; the sanitizer run uses "unit-san").
+# Runs each cmocka unit-test binary and records "N passed, N failed, N skipped" in
+# RESULTS/$UNIT_SUITE.txt (UNIT_SUITE defaults to "unit"; the sanitizer run uses "unit-san");
+# each skipped test is listed, with the message it printed before skip(), in RESULTS/$UNIT_SUITE-skipped.txt.
 set -u
 results=$1; shift
 mkdir -p "$results"
-passed=0; failed=0
+suite=${UNIT_SUITE:-unit}
+passed=0; failed=0; skipped=0
+: >"$results/$suite-skipped.txt"
 for t in "$@"; do
     out=$(timeout 300 "$t" 2>&1 </dev/null); rc=$?
-    [ "$rc" -eq 124 ] && echo "unit: $t timed out after 300 s"
+    [ "$rc" -eq 124 ] && echo "$suite: $t timed out after 300 s"
     printf '%s\n' "$out"
     p=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | tail -1)
     f=$(printf '%s\n' "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | tail -1)
-    p=${p:-0}; f=${f:-0}
+    s=$(printf '%s\n' "$out" | sed -n 's/^\[  SKIPPED \] \([0-9]*\) test.*/\1/p' | tail -1)
+    p=${p:-0}; f=${f:-0}; s=${s:-0}
     if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
-        echo "unit: $t exited with status $rc outside any test"
+        echo "$suite: $t exited with status $rc outside any test"
         f=1
     fi
-    passed=$((passed + p)); failed=$((failed + f))
+    # A skipped test's reason is what it printed between its RUN and SKIPPED lines.
+    printf '%s\n' "$out" | awk -v bin="$(basename "$t")" -v suite="$suite" '
+        /^\[ RUN      \] / { name = $4; why = ""; next }
+        /^\[  SKIPPED \] / && $4 == name { print suite ": SKIPPED " bin "." name ": " (why == "" ? "no reason printed" : why); name = ""; next }
+        name != "" { why = why (why == "" ? "" : " ") $0 }' >>"$results/$suite-skipped.txt"
+    passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
 done
-suite=${UNIT_SUITE:-unit}
-echo "$suite: $passed passed, $failed failed"
-echo "$passed passed, $failed failed" > "$results/$suite.txt"
+if [ $((passed + failed)) -eq 0 ]; then
+    echo "$suite: no test ran"
+    failed=1
+fi
+cat "$results/$suite-skipped.txt"
+echo "$suite: $passed passed, $failed failed, $skipped skipped"
+echo "$passed passed, $failed failed, $skipped skipped" >"$results/$suite.txt"
 [ "$failed" -eq 0 ]

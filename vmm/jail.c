@@ -96,6 +96,40 @@ static int supervise(pid_t child)
     }
 }
 
+/* /dev/kvm opened before the id switch; one per process (a VM restart re-executes amber). */
+static int kvm_fd_before_drop = -1;
+
+int jail_take_kvm_fd(void)
+{
+    int fd = kvm_fd_before_drop;
+    kvm_fd_before_drop = -1;
+    return fd;
+}
+
+/* Open /dev/kvm (inside the chroot, if any) while privileged. Missing is not an error here:
+ * vm_create reports it when it needs the device. */
+static void open_kvm_before_drop(void)
+{
+    if (kvm_fd_before_drop >= 0)
+        return;
+    kvm_fd_before_drop = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (kvm_fd_before_drop < 0)
+        log_warn("jail: cannot open /dev/kvm before switching ids: %s", strerror(errno));
+}
+
+/* After the id switch: TAP devices are opened at boot through /dev/net/tun, by the new ids. */
+static int check_tun_access(const struct vm_config *cfg)
+{
+    if (!cfg->nnets || access("/dev/net/tun", R_OK | W_OK) == 0)
+        return 0;
+    int e = errno;
+    log_err("jail: uid %u gid %u cannot open /dev/net/tun (%s), which --net needs: give those "
+            "ids read-write access to it (its usual mode is 0666), or use --chroot, where amber "
+            "creates the node for them",
+            cfg->uid, cfg->gid, strerror(e));
+    return -e;
+}
+
 static int drop_ids(const struct vm_config *cfg)
 {
     if (setgroups(0, NULL) < 0 || setresgid(cfg->gid, cfg->gid, cfg->gid) < 0 ||
@@ -287,9 +321,12 @@ int jail_enter(const struct vm_config *cfg, int *exit_status)
     if (cfg->new_pid_ns && !cfg->has_ids)
         prctl(PR_SET_PDEATHSIG, SIGKILL); /* if the parent is SIGKILLed, so are we */
     if (cfg->has_ids) {
+        open_kvm_before_drop();
         if ((rc = drop_ids(cfg)))
             return rc;
         if (cfg->uid != 0 && (rc = check_no_caps()))
+            return rc;
+        if ((rc = check_tun_access(cfg)))
             return rc;
         if (cfg->new_pid_ns)
             /* After the id switch, which clears it: if the parent is SIGKILLed, so are we. */

@@ -154,13 +154,13 @@ int loader_boot(struct vm *vm, char *err, size_t errlen)
     struct acpi_config acfg = {.nvcpus = vm->nvcpus};
     unsigned long long bases[VIRTIO_MAX_DEVICES];
     unsigned gsis[VIRTIO_MAX_DEVICES];
-    for (unsigned i = 0; i < vm->nvirtio; i++) {
-        acfg.virtio[i].base = vm->virtio[i]->mmio_base;
-        acfg.virtio[i].gsi = vm->virtio[i]->gsi;
-        bases[i] = vm->virtio[i]->mmio_base;
-        gsis[i] = vm->virtio[i]->gsi;
+    for (unsigned i = 0; i < vm->nmmio_dev; i++) {
+        acfg.virtio[i].base = vm->mmio_dev[i].base;
+        acfg.virtio[i].gsi = vm->mmio_dev[i].gsi;
+        bases[i] = vm->mmio_dev[i].base;
+        gsis[i] = vm->mmio_dev[i].gsi;
     }
-    acfg.nvirtio = vm->nvirtio;
+    acfg.nvirtio = vm->nmmio_dev;
     ret = acpi_build(&vm->mem, &acfg, why, sizeof(why));
     if (ret) {
         snprintf(err, errlen, "cannot build ACPI tables: %s", why);
@@ -170,7 +170,7 @@ int loader_boot(struct vm *vm, char *err, size_t errlen)
     char *cmdline = malloc(CONFIG_CMDLINE_MAX * 2);
     if (!cmdline)
         return -ENOMEM;
-    ret = loader_cmdline(vm->cfg, bases, gsis, vm->nvirtio, cmdline, CONFIG_CMDLINE_MAX * 2);
+    ret = loader_cmdline(vm->cfg, bases, gsis, vm->nmmio_dev, cmdline, CONFIG_CMDLINE_MAX * 2);
     if (ret) {
         snprintf(err, errlen, "kernel command line is too long");
         free(cmdline);

@@ -4,7 +4,7 @@
 
 #include <stddef.h>
 
-#include "vmm/config.h"
+#include "config/config.h"
 
 struct vm;
 

@@ -11,17 +11,16 @@
 
 #include "vmm/clock.h"
 
-/* Warnings are what a hostile guest can trigger at will (bad rings, odd status writes): they
- * are rate-limited to a burst of LOG_WARN_BURST, then one per LOG_WARN_INTERVAL_MS, so that a
- * guest cannot flood the host's log. Errors, info and debug lines are never dropped. */
+/* Besides the per-site limits (log_*_rl, for every line a guest can trigger), all warnings
+ * together are held to a burst of LOG_WARN_BURST, then one per LOG_WARN_INTERVAL_MS, as a
+ * backstop. Errors, info and debug lines through plain log_msg are never dropped. */
 #define LOG_WARN_BURST       32
 #define LOG_WARN_INTERVAL_MS 500LL
 
 static char log_id[72];
 static atomic_int log_sink = -1;
 static atomic_int log_level = LOG_INFO;
-static atomic_llong warn_tat_ms; /* rate limiter: theoretical arrival time of the next warning */
-static atomic_uint warn_dropped;
+static struct log_ratelimit warn_limit;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -40,43 +39,33 @@ void log_set_level(enum log_level level)
     atomic_store(&log_level, level);
 }
 
-/* Generic cell rate: true if one more warning fits the burst at this time. Lock-free. */
-static bool warn_allowed(void)
+bool log_ratelimit_allow(struct log_ratelimit *rl, unsigned burst, uint64_t interval_ms,
+                         uint64_t now_ms, unsigned *suppressed)
 {
-    long long now = (long long)clock_now_ms();
-    long long tat = atomic_load(&warn_tat_ms);
+    long long now = (long long)now_ms, interval = (long long)interval_ms;
+    long long tat = atomic_load(&rl->tat_ms);
     for (;;) {
         long long base = tat > now ? tat : now;
-        if (base - now > LOG_WARN_INTERVAL_MS * LOG_WARN_BURST)
+        if (base - now > interval * ((long long)burst - 1)) {
+            atomic_fetch_add(&rl->suppressed, 1);
             return false;
-        if (atomic_compare_exchange_weak(&warn_tat_ms, &tat, base + LOG_WARN_INTERVAL_MS))
-            return true;
+        }
+        if (atomic_compare_exchange_weak(&rl->tat_ms, &tat, base + interval))
+            break;
     }
+    *suppressed = atomic_exchange(&rl->suppressed, 0);
+    return true;
 }
 
-void log_msg(enum log_level level, const char *fmt, ...)
+static void vlog(enum log_level level, const char *fmt, va_list ap)
 {
-    if ((int)level > atomic_load(&log_level))
-        return;
-    if (level == LOG_WARN) {
-        if (!warn_allowed()) {
-            atomic_fetch_add(&warn_dropped, 1);
-            return;
-        }
-        unsigned dropped = atomic_exchange(&warn_dropped, 0);
-        if (dropped)
-            log_msg(LOG_INFO, "%u warnings were dropped by the log rate limit", dropped);
-    }
     char line[1024];
     int n;
     if (log_id[0])
         n = snprintf(line, sizeof(line), "amber[%s]: %s: ", log_id, level_names[level]);
     else
         n = snprintf(line, sizeof(line), "amber: %s: ", level_names[level]);
-    va_list ap;
-    va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
-    va_end(ap);
     size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
     if (len > sizeof(line) - 2)
         len = sizeof(line) - 2;
@@ -88,6 +77,48 @@ void log_msg(enum log_level level, const char *fmt, ...)
     if (sink >= 0 && write(sink, line, len) < 0) {
         /* a full FIFO drops the line rather than block */
     }
+}
+
+/* The warning backstop; false when the line must be dropped. */
+static bool warn_allowed(void)
+{
+    unsigned dropped;
+    if (!log_ratelimit_allow(&warn_limit, LOG_WARN_BURST, LOG_WARN_INTERVAL_MS, clock_now_ms(),
+                             &dropped))
+        return false;
+    if (dropped)
+        log_msg(LOG_INFO, "%u warnings were dropped by the log rate limit", dropped);
+    return true;
+}
+
+void log_msg(enum log_level level, const char *fmt, ...)
+{
+    if ((int)level > atomic_load(&log_level))
+        return;
+    if (level == LOG_WARN && !warn_allowed())
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(level, fmt, ap);
+    va_end(ap);
+}
+
+void log_msg_limited(struct log_ratelimit *rl, enum log_level level, const char *fmt, ...)
+{
+    if ((int)level > atomic_load(&log_level))
+        return;
+    unsigned suppressed = 0;
+    if (!log_ratelimit_allow(rl, LOG_RL_BURST, LOG_RL_INTERVAL_MS, clock_now_ms(), &suppressed))
+        return;
+    if (level == LOG_WARN && !warn_allowed())
+        return;
+    if (suppressed)
+        log_msg(level == LOG_WARN ? LOG_INFO : level, "%u lines like \"%.80s\" suppressed",
+                suppressed, fmt);
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(level, fmt, ap);
+    va_end(ap);
 }
 
 int errmsg(char *err, size_t errlen, int rc, const char *fmt, ...)

@@ -27,6 +27,9 @@ struct pause_barrier {
     unsigned members; /* vCPU threads that must check in */
 };
 
+/* How long the API waits for every vCPU to park before it withdraws a pause (pause_request). */
+#define PAUSE_TIMEOUT_MS 5000
+
 /* Initialise the barrier for `members` vCPU threads. Returns 0 or a negative errno. */
 int pause_init(struct pause_barrier *p, unsigned members);
 

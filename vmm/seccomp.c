@@ -22,6 +22,14 @@
 
 #include "vmm/log.h"
 
+static bool config_has_rw_drive(const struct vm_config *cfg)
+{
+    for (unsigned i = 0; i < cfg->ndrives; i++)
+        if (!cfg->drive[i].read_only)
+            return true;
+    return false;
+}
+
 /*
  * When the filters go on (vmm.c and vcpu.c call seccomp_install):
  * - A vCPU thread loads SECCOMP_VCPU as the first thing it does, before its first KVM_RUN, so no
@@ -51,7 +59,10 @@ enum rule {
     IOCTL,        /* request number in the kind's ioctl list */
     AF_UNIX_ONLY, /* socket(AF_UNIX, ...) */
     NO_EXEC,      /* mmap/mprotect without PROT_EXEC */
-    OPEN_FLAGS,   /* openat of an existing file, or the exit file's O_CREAT|O_TRUNC|O_WRONLY */
+    OPEN_FLAGS,   /* openat of an existing file to read; to read and write only with a rw drive */
+    SETFL_ONLY,   /* fcntl(fd, F_SETFL, ...) */
+    IF_EXIT_FILE, /* only when --exit-file is set (any arguments then) */
+    IF_API_SOCK,  /* only when an API socket is served (any arguments then) */
 };
 
 struct allow {
@@ -72,16 +83,24 @@ struct allow {
 
 /* The main thread once the VM runs: the epoll loop, device back-ends, the API and teardown. */
 static const struct allow vmm_allow[] = {
-    /* BEGIN vmm (scripts/seccomp-audit.sh reads these lists) */
-    ALLOW(accept4, "new API clients and host-initiated vsock connections"), ALLOW(brk, "malloc"),
+    /* BEGIN vmm (scripts/seccomp-audit.sh reads these lists). The snapshot/create entries
+     * (ftruncate, mincore, pwrite64, fsync; openat and the KVM_GET_* ioctls through their
+     * rules) serve PUT /snapshot/create: a paused VM's state and RAM go to two new files. */
+    ALLOW(accept4, "new API clients and host-initiated vsock connections"),
+    ALLOW(brk, "malloc"),
     ALLOW(clock_gettime, "timestamps (pause, API, metrics) when the vDSO falls back"),
     ALLOW(close, "closing client, vsock and swapped drive fds"),
     ALLOW(connect, "guest-initiated vsock connections to <uds_path>_<port>"),
-    ALLOW(epoll_ctl, "the event loop's watches"), ALLOW(epoll_wait, "the event loop"),
+    ALLOW(epoll_ctl, "the event loop's watches"),
+    ALLOW(epoll_wait, "the event loop"),
     ALLOW(exit, "a thread ends (the kernel's own exit path for a filtered thread)"),
     ALLOW(exit_group, "process exit, and the SIGSYS handler"),
+    ALLOW_IF(fcntl, SETFL_ONLY,
+             "F_SETFL only: a swapped drive is opened O_NONBLOCK (a FIFO cannot stall the open), "
+             "which is cleared once fstat shows a regular file or block device"),
     ALLOW(futex, "device locks, the pause barrier and vCPU joins"),
-    ALLOW(getpid, "pthread_kill (vCPU kicks) resolves our tgid"), ALLOW(getrandom, "virtio-rng"),
+    ALLOW(getpid, "pthread_kill (vCPU kicks) resolves our tgid"),
+    ALLOW(getrandom, "virtio-rng"),
     ALLOW(io_uring_enter, "virtio-blk I/O submission and completion"),
     ALLOW(io_uring_register, "PATCH /drives swaps the ring's registered files"),
     ALLOW_IF(ioctl, IOCTL, "KVM_IRQ_LINE, TUNSETOFFLOAD, BLKGETSIZE64, TCSETS only"),
@@ -92,21 +111,23 @@ static const struct allow vmm_allow[] = {
     ALLOW(munmap, "free, vCPU run areas and guest RAM at teardown"),
     ALLOW(newfstatat, "fstat of a swapped drive, lstat of the API socket at exit"),
     ALLOW_IF(openat, OPEN_FLAGS,
-             "PATCH /drives backing files; the exit file; with the API, snapshot/create's files"),
-    ALLOW(read, "eventfds, timerfds, signalfd, TAP and console input"), ALLOW(readv, "TAP receive"),
+             "PATCH /drives backing files: O_RDONLY, O_RDWR with a rw drive; with the API, "
+             "snapshot/create's two new files"),
+    ALLOW(read, "eventfds, timerfds, signalfd, TAP and console input"),
+    ALLOW(readv, "TAP receive"),
     ALLOW(recvfrom, "API requests and vsock data"),
-    ALLOW(rename, "the exit file is renamed into place"),
+    ALLOW_IF(rename, IF_EXIT_FILE, "the exit file is renamed into place"),
     ALLOW(restart_syscall, "the kernel resumes an interrupted timed wait (futex, io_uring)"),
     ALLOW(rt_sigprocmask, "pthread_kill blocks signals around tgkill"),
     ALLOW(rt_sigreturn, "return from signal handlers"),
-    ALLOW(sendto, "API responses and vsock data"), ALLOW(shutdown, "vsock half-close"),
+    ALLOW(sendto, "API responses and vsock data"),
+    ALLOW(shutdown, "vsock half-close"),
     ALLOW_IF(socket, AF_UNIX_ONLY, "AF_UNIX only: guest-initiated vsock connections"),
     ALLOW(tgkill, "kicking vCPUs out of KVM_RUN for pause and exit"),
     ALLOW(timerfd_settime, "vsock and API timers"),
-    ALLOW(unlink, "removing the API socket at exit"),
-    ALLOW(write, "eventfds, logs, metrics, console and TAP"), ALLOW(writev, "TAP transmit"),
-    /* Snapshot (PUT /snapshot/create, vmm/snapshot.c): a paused VM's state and RAM go to two
-     * new files (openat: see OPEN_FLAGS); the KVM_GET_* ioctls are in vmm_snapshot_ioctls. */
+    ALLOW_IF(unlink, IF_API_SOCK, "removing the API socket at exit"),
+    ALLOW(write, "eventfds, logs, metrics, console and TAP"),
+    ALLOW(writev, "TAP transmit"),
     ALLOW(ftruncate, "snapshot/create: the memory file's size (a sparse file)"),
     ALLOW(mincore, "snapshot/create: skip guest pages that were never touched"),
     ALLOW(pwrite64, "snapshot/create: resident, non-zero guest pages to the memory file"),
@@ -199,26 +220,35 @@ static int add_rule(scmp_filter_ctx ctx, enum seccomp_kind kind, const struct al
     case NO_EXEC:
         return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, a->nr, 1,
                                 SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+    case SETFL_ONLY:
+        return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, a->nr, 1, SCMP_A1(SCMP_CMP_EQ, F_SETFL));
     case OPEN_FLAGS: {
-        /* Existing files only: no O_CREAT, no O_TMPFILE. */
+        /* An existing file only (no O_CREAT, O_TMPFILE, O_TRUNC, O_APPEND): to read, or to read
+         * and write when some drive is writable (a PATCH /drives swap reopens it O_RDWR). The
+         * exit file is opened before the filter loads (vmm.c), so nothing here creates files. */
+        const uint64_t mask = O_ACCMODE | O_CREAT | O_TRUNC | O_APPEND | __O_TMPFILE;
         rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, a->nr, 1,
-                              SCMP_A2(SCMP_CMP_MASKED_EQ, O_CREAT | __O_TMPFILE, 0));
-        if (!rc && cfg && cfg->exit_file[0]) {
-            /* fopen(tmp, "we") for the exit file, nothing wider. */
-            const uint64_t mask = O_ACCMODE | O_CREAT | O_TRUNC | O_EXCL | __O_TMPFILE;
+                              SCMP_A2(SCMP_CMP_MASKED_EQ, mask, O_RDONLY));
+        if (!rc && cfg && config_has_rw_drive(cfg))
             rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, a->nr, 1,
-                                  SCMP_A2(SCMP_CMP_MASKED_EQ, mask, O_WRONLY | O_CREAT | O_TRUNC));
-        }
-        /* Snapshot (vmm/snapshot.c create_file): PUT /snapshot/create creates the state and
+                                  SCMP_A2(SCMP_CMP_MASKED_EQ, mask, O_RDWR));
+        /* Snapshot (board/snapshot.c create_file): PUT /snapshot/create creates the state and
          * memory files, so only an amber serving the API may, and only with exactly
          * O_WRONLY|O_CREAT|O_TRUNC (no O_EXCL, O_APPEND or O_TMPFILE). */
         if (!rc && cfg && cfg->api_sock[0] && !cfg->no_api) {
-            const uint64_t mask = O_ACCMODE | O_CREAT | O_TRUNC | O_EXCL | O_APPEND | __O_TMPFILE;
-            rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, a->nr, 1,
-                                  SCMP_A2(SCMP_CMP_MASKED_EQ, mask, O_WRONLY | O_CREAT | O_TRUNC));
+            const uint64_t create = mask | O_EXCL;
+            rc =
+                seccomp_rule_add(ctx, SCMP_ACT_ALLOW, a->nr, 1,
+                                 SCMP_A2(SCMP_CMP_MASKED_EQ, create, O_WRONLY | O_CREAT | O_TRUNC));
         }
         return rc;
     }
+    case IF_EXIT_FILE:
+        return cfg && cfg->exit_file[0] ? seccomp_rule_add(ctx, SCMP_ACT_ALLOW, a->nr, 0) : 0;
+    case IF_API_SOCK:
+        return cfg && cfg->api_sock[0] && !cfg->no_api
+                   ? seccomp_rule_add(ctx, SCMP_ACT_ALLOW, a->nr, 0)
+                   : 0;
     }
     return -EINVAL;
 }

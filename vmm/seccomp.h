@@ -5,7 +5,7 @@
 #include <seccomp.h>
 #include <stdbool.h>
 
-#include "vmm/config.h"
+#include "config/config.h"
 
 /* Exit status of a process killed for a seccomp violation (128 + SIGSYS, as a shell shows). */
 #define SECCOMP_VIOLATION_STATUS 159
@@ -19,7 +19,8 @@ enum seccomp_kind {
 /*
  * Build the allowlist for kind into a new libseccomp context (not loaded). Anything outside it
  * raises SIGSYS (SCMP_ACT_TRAP), which seccomp_install()'s handler turns into a log line and
- * exit. cfg decides a few conditional rules (the exit file). Returns the context (release it
+ * exit. cfg decides the conditional rules: openat O_RDWR only with a writable drive, rename
+ * only with an exit file, unlink only with an API socket. Returns the context (release it
  * with seccomp_release) or NULL on error.
  */
 scmp_filter_ctx seccomp_build(enum seccomp_kind kind, const struct vm_config *cfg);

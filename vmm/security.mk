@@ -15,19 +15,34 @@ $(BUILD)/vmm/seccomp.o: $(SYSCALL_NAMES_H)
 $(BUILD)/vmm/seccomp.o: CFLAGS += -I$(BUILD)/gen
 
 # build/test-hooks/amber: amber whose seccomp.c calls a forbidden syscall on request
-# (--id seccomp-violate-vmm / seccomp-violate-vcpu). Never installed or shipped.
+# (--id seccomp-violate-vmm / seccomp-violate-vcpu) and whose vcpu.c fails to start a vCPU on
+# request (--id vcpu-start-fail-N). Never installed or shipped.
 TEST_HOOKS_DIR := $(BUILD)/test-hooks
+TEST_HOOKS_OBJS := vmm/seccomp.o vmm/vcpu.o
 $(TEST_HOOKS_DIR)/vmm/seccomp.o: vmm/seccomp.c $(SYSCALL_NAMES_H) | $(SETUP_STAMP)
 	@mkdir -p $(dir $@)
 	@[ "$(V)" = 0 ] && echo "  CC      $< (test hooks)" || true
 	$(Q)$(CC) $(CFLAGS) -I$(BUILD)/gen -DAMBER_TEST_HOOKS -c -o $@ $<
 
-$(TEST_HOOKS_DIR)/amber: $$(addprefix $(BUILD)/,$$(filter-out vmm/seccomp.o,$$(VMM_OBJS)) vmm/main.o) \
-                         $(TEST_HOOKS_DIR)/vmm/seccomp.o
+$(TEST_HOOKS_DIR)/vmm/vcpu.o: vmm/vcpu.c | $(SETUP_STAMP)
+	@mkdir -p $(dir $@)
+	@[ "$(V)" = 0 ] && echo "  CC      $< (test hooks)" || true
+	$(Q)$(CC) $(CFLAGS) -DAMBER_TEST_HOOKS -c -o $@ $<
+
+$(TEST_HOOKS_DIR)/amber: $$(addprefix $(BUILD)/,$$(filter-out $(TEST_HOOKS_OBJS),$$(VMM_OBJS)) board/main.o) \
+                         $(addprefix $(TEST_HOOKS_DIR)/,$(TEST_HOOKS_OBJS))
 	@[ "$(V)" = 0 ] && echo "  LD      $@" || true
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_VMM)
 
 ALL_BINS += $(TEST_HOOKS_DIR)/amber
 
-$(eval $(call unit_test,test_seccomp,vmm/seccomp.o vmm/log.o vmm/config.o vmm/config_args.o vmm/config_specs.o,-lseccomp))
+$(eval $(call unit_test,test_seccomp,vmm/seccomp.o vmm/log.o $(CONFIG_ARGS_OBJS),-lseccomp))
 $(BUILD)/tests/unit/test_seccomp.o: CFLAGS += -I$(BUILD)/gen
+
+# test_vm_teardown links the whole VMM (vm_destroy reaches every device's teardown); the object
+# list is complete only once every fragment is read, hence the second expansion.
+UNIT_TESTS += $(BUILD)/tests/test_vm_teardown
+$(BUILD)/tests/test_vm_teardown: $(BUILD)/tests/unit/test_vm_teardown.o \
+                                 $$(addprefix $(BUILD)/,$$(VMM_OBJS))
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS_VMM)

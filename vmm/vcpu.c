@@ -355,8 +355,24 @@ void vcpu_dump(const struct vcpu *v)
                                                                      : "in KVM_RUN or parked");
 }
 
+#ifdef AMBER_TEST_HOOKS
+/* build/test-hooks/amber only: --id vcpu-start-fail-N makes vCPU N's thread fail to start, so
+ * that tests/e2e/test_start.py can check that teardown stops the vCPUs already running. */
+static bool test_hook_fail_start(const struct vcpu *v)
+{
+    static const char prefix[] = "vcpu-start-fail-";
+    const char *id = v->vm->cfg->id;
+    return strncmp(id, prefix, sizeof(prefix) - 1) == 0 &&
+           strtoul(id + sizeof(prefix) - 1, NULL, 10) == v->index;
+}
+#endif
+
 int vcpu_start(struct vcpu *v)
 {
+#ifdef AMBER_TEST_HOOKS
+    if (test_hook_fail_start(v))
+        return -EAGAIN;
+#endif
     int ret = pthread_create(&v->thread, NULL, vcpu_thread, v);
     if (ret)
         return -ret;

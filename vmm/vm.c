@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "vmm/clock.h"
-#include "vmm/devices.h"
+#include "vmm/jail.h"
 #include "vmm/loader.h"
 #include "vmm/log.h"
 #include "vmm/vcpu.h"
@@ -43,10 +43,15 @@ static const struct kvm_cap_need caps_needed[] = {
 
 static int kvm_open_checked(struct vm *vm, char *err, size_t errlen)
 {
-    vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    vm->kvm_fd = jail_take_kvm_fd(); /* opened before --uid/--gid dropped privileges */
+    if (vm->kvm_fd < 0)
+        vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
     if (vm->kvm_fd < 0) {
         int ret = -errno;
-        snprintf(err, errlen, "cannot open /dev/kvm: %s", strerror(errno));
+        snprintf(err, errlen, "cannot open /dev/kvm: %s%s", strerror(errno),
+                 ret == -EACCES ? " (give amber's user read-write access to /dev/kvm, e.g. the "
+                                  "kvm group, or start it as root with --uid/--gid)"
+                                : "");
         return ret;
     }
     int version = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
@@ -175,16 +180,15 @@ static int create_vcpus(struct vm *vm, char *err, size_t errlen)
     return ret;
 }
 
-/* vm_create, or with mem_fd >= 0 the shell of a restored VM: RAM mapped from mem_fd and no
- * kernel loaded (the snapshot supplies every register and byte). */
-static int vm_build(struct vm *vm, const struct vm_config *cfg, struct loop *loop,
-                    int vsock_listen_fd, int mem_fd, char *err, size_t errlen)
+/* vm_create, or with mem_fd >= 0 the shell of a restored VM: RAM mapped from mem_fd (the
+ * snapshot supplies every register and byte, so nobody calls vm_load on it). */
+static int vm_build(struct vm *vm, const struct vm_config *cfg, struct loop *loop, int mem_fd,
+                    char *err, size_t errlen)
 {
     memset(vm, 0, sizeof(*vm));
     vm->cfg = cfg;
     vm->loop = loop;
-    vm->kvm_fd = vm->vm_fd = vm->stdin_fd = -1;
-    vm->vsock_listen_fd = vsock_listen_fd;
+    vm->kvm_fd = vm->vm_fd = -1;
     vm->nvcpus = cfg->vcpus;
     atomic_init(&vm->exit_reason, VM_EXIT_NONE);
 
@@ -205,36 +209,54 @@ static int vm_build(struct vm *vm, const struct vm_config *cfg, struct loop *loo
     ret = setup_irqchip(vm, err, errlen);
     if (ret)
         goto err;
-    ret = devices_create(vm, err, errlen);
-    if (ret)
-        goto err;
     ret = create_vcpus(vm, err, errlen);
     if (ret)
         goto err;
-    if (mem_fd < 0) {
-        ret = loader_boot(vm, err, errlen);
-        if (ret)
-            goto err;
-    }
     return 0;
 err:
     vm_destroy(vm);
     return ret;
 }
 
-int vm_create(struct vm *vm, const struct vm_config *cfg, struct loop *loop, int vsock_listen_fd,
-              char *err, size_t errlen)
+int vm_create(struct vm *vm, const struct vm_config *cfg, struct loop *loop, char *err,
+              size_t errlen)
 {
-    return vm_build(vm, cfg, loop, vsock_listen_fd, -1, err, errlen);
+    return vm_build(vm, cfg, loop, -1, err, errlen);
 }
 
-int vm_create_restored(struct vm *vm, const struct vm_config *cfg, struct loop *loop,
-                       int vsock_listen_fd, int mem_fd, char *err, size_t errlen)
+int vm_create_restored(struct vm *vm, const struct vm_config *cfg, struct loop *loop, int mem_fd,
+                       char *err, size_t errlen)
 {
     if (mem_fd < 0)
         return -EINVAL;
-    return vm_build(vm, cfg, loop, vsock_listen_fd, mem_fd, err, errlen);
+    return vm_build(vm, cfg, loop, mem_fd, err, errlen);
 }
+
+void vm_set_hooks(struct vm *vm, const struct vm_hooks *hooks, void *opaque)
+{
+    vm->hooks = hooks;
+    vm->hooks_opaque = opaque;
+}
+
+int vm_add_mmio_dev(struct vm *vm, uint64_t base, unsigned gsi)
+{
+    if (vm->nmmio_dev == VIRTIO_MAX_DEVICES)
+        return -ENOSPC;
+    vm->mmio_dev[vm->nmmio_dev++] = (struct vm_mmio_dev){.base = base, .gsi = gsi};
+    return 0;
+}
+
+int vm_load(struct vm *vm, char *err, size_t errlen)
+{
+    return loader_boot(vm, err, errlen);
+}
+
+/* Run one of the board's hooks, if it registered one. */
+#define RUN_HOOK(vm, name)                                                                         \
+    do {                                                                                           \
+        if ((vm)->hooks && (vm)->hooks->name)                                                      \
+            (vm)->hooks->name((vm)->hooks_opaque);                                                 \
+    } while (0)
 
 static void kick_one(void *arg, unsigned i)
 {
@@ -260,11 +282,18 @@ int vm_pause(struct vm *vm, unsigned timeout_ms)
 {
     if (vm->paused)
         return -EALREADY;
+    uint64_t deadline_ms = clock_now_ms() + timeout_ms;
     int ret = pause_request(&vm->barrier, vm->nvcpus, kick_one, vm, timeout_ms);
     if (ret)
         return ret;
     /* Every vCPU is parked: no MMIO can race with the devices while they quiesce. */
-    devices_quiesce(vm);
+    uint64_t now = clock_now_ms();
+    if (vm->hooks && vm->hooks->quiesce &&
+        vm->hooks->quiesce(vm->hooks_opaque,
+                           now < deadline_ms ? (unsigned)(deadline_ms - now) : 0)) {
+        pause_release(&vm->barrier); /* the devices run again already */
+        return -EBUSY;
+    }
     vm->paused = true;
     return 0;
 }
@@ -281,7 +310,7 @@ int vm_resume(struct vm *vm)
 {
     if (!vm->paused)
         return -EALREADY;
-    devices_resume(vm);
+    RUN_HOOK(vm, resume);
     vm->paused = false;
     /* Woken vCPU threads preempt the loop thread, and the API answer would wait behind them
      * for a scheduler slice: wake them on the loop's next turn, after the answer is sent. */
@@ -313,8 +342,10 @@ void vm_irq_line(void *opaque, unsigned gsi, int level)
 void vm_destroy(struct vm *vm)
 {
     if (vm->vcpus) {
-        if (vm->running)
-            pause_stop(&vm->barrier, vm->nvcpus, kick_one, vm);
+        /* Whether or not vm_start finished: a vCPU it started before failing runs guest code
+         * and must be kicked out of KVM_RUN and told to stop, or the join below never returns.
+         * The barrier exists whenever vm->vcpus does; unstarted vCPUs are not kicked. */
+        pause_stop(&vm->barrier, vm->nvcpus, kick_one, vm);
         for (unsigned i = 0; i < vm->nvcpus; i++)
             vcpu_destroy(&vm->vcpus[i]);
         free(vm->vcpus);
@@ -322,7 +353,9 @@ void vm_destroy(struct vm *vm)
         pause_destroy(&vm->barrier);
     }
     vm->running = false;
-    devices_destroy(vm);
+    RUN_HOOK(vm, destroy);
+    vm->hooks = NULL;
+    vm->nmmio_dev = 0;
     mem_free(&vm->mem);
     if (vm->vm_fd >= 0)
         close(vm->vm_fd);

@@ -1,4 +1,4 @@
-/* The virtual machine: KVM handles, guest memory, buses, devices, vCPUs and their lifecycle. */
+/* The virtual machine: KVM handles, guest memory, buses, vCPUs and their lifecycle. */
 #ifndef AMBER_VMM_VM_H
 #define AMBER_VMM_VM_H
 
@@ -7,18 +7,33 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "devices/virtio/virtio.h"
 #include "vmm/bus.h"
-#include "vmm/config.h"
+#include "config/config.h"
 #include "vmm/layout.h"
 #include "vmm/loop.h"
 #include "vmm/mem.h"
 #include "vmm/pause.h"
 
-struct serial;
-struct i8042;
-struct pm;
 struct vcpu;
+
+/*
+ * What the board (board/devices.c) hangs on the VM, so that the VM can pause, resume and tear
+ * down devices it knows nothing about. Each hook gets the opaque pointer given to
+ * vm_set_hooks; a NULL hook is skipped. All run on the loop thread.
+ */
+struct vm_hooks {
+    /* vm_pause, every vCPU parked: stop device work within timeout_ms. Returns 0, or
+     * -ETIMEDOUT with every device running again (the pause is then withdrawn). */
+    int (*quiesce)(void *opaque, unsigned timeout_ms);
+    void (*resume)(void *opaque);  /* vm_resume, vCPUs still parked: restart, replay kicks */
+    void (*destroy)(void *opaque); /* vm_destroy, vCPUs joined, guest memory still mapped */
+};
+
+/* A virtio-mmio device the guest is told about (command line and ACPI DSDT). */
+struct vm_mmio_dev {
+    uint64_t base;
+    unsigned gsi;
+};
 
 /* Why the VM stopped; the first reason recorded wins. */
 enum vm_exit {
@@ -43,15 +58,11 @@ struct vm {
     struct bus pio;
     struct bus mmio;
 
-    struct serial *serial;
-    struct i8042 *i8042;
-    struct pm *pm;
-    int stdin_fd;       /* console input watched on the loop, or -1 */
-    void *devices_priv; /* devices.c's console and slot bookkeeping */
+    const struct vm_hooks *hooks; /* the board's, or NULL */
+    void *hooks_opaque;
 
-    struct virtio_dev *virtio[VIRTIO_MAX_DEVICES];
-    unsigned nvirtio;
-    int vsock_listen_fd; /* bound early by PUT /vsock, handed to the device, or -1 */
+    struct vm_mmio_dev mmio_dev[VIRTIO_MAX_DEVICES]; /* in slot order */
+    unsigned nmmio_dev;
 
     struct vcpu *vcpus;
     unsigned nvcpus;
@@ -66,32 +77,52 @@ struct vm {
 
 /*
  * Build the VM from cfg: open KVM (checking every capability used), map guest RAM, create the
- * irqchip, PIT and vCPUs, create devices, load the kernel/initrd and write the boot data and
- * ACPI tables. Nothing runs yet. On error returns a negative errno with a one-line message in
- * err, and everything already made is released. -EINVAL/-ENOENT/-ENOEXEC mean bad input.
+ * irqchip, PIT and vCPUs. No devices and no guest yet: the board adds its devices (registering
+ * hooks with vm_set_hooks and slots with vm_add_mmio_dev), then calls vm_load. On error returns
+ * a negative errno with a one-line message in err, and everything already made is released.
+ * -EINVAL means bad input.
  */
-int vm_create(struct vm *vm, const struct vm_config *cfg, struct loop *loop, int vsock_listen_fd,
-              char *err, size_t errlen);
+int vm_create(struct vm *vm, const struct vm_config *cfg, struct loop *loop, char *err,
+              size_t errlen);
+
+/* Register the board's hooks (kept by pointer) and their opaque argument. */
+void vm_set_hooks(struct vm *vm, const struct vm_hooks *hooks, void *opaque);
 
 /*
- * vm_create for a restore: the same KVM objects, devices and vCPUs, but guest RAM is a private
- * copy-on-write map of mem_fd (not closed here) and no kernel is loaded. The caller then loads
- * the snapshot's state (vmm/snapshot.h) before vm_start. Returns as vm_create.
+ * Announce a virtio-mmio device at base raising gsi, in slot order, for the guest's command
+ * line and ACPI tables. Returns 0, or -ENOSPC past VIRTIO_MAX_DEVICES.
  */
-int vm_create_restored(struct vm *vm, const struct vm_config *cfg, struct loop *loop,
-                       int vsock_listen_fd, int mem_fd, char *err, size_t errlen);
+int vm_add_mmio_dev(struct vm *vm, uint64_t base, unsigned gsi);
+
+/*
+ * Load the guest once the devices exist: kernel and initrd into RAM, boot data, ACPI tables
+ * and the boot vCPU's registers (see loader_boot). Returns 0 or a negative errno with one line
+ * in err; -EINVAL/-ENOENT/-ENOEXEC mean bad input. The caller destroys the VM on error.
+ */
+int vm_load(struct vm *vm, char *err, size_t errlen);
+
+/*
+ * vm_create for a restore: the same KVM objects and vCPUs, but guest RAM is a private
+ * copy-on-write map of mem_fd (not closed here), and the caller skips vm_load: it adds the
+ * board's devices, loads the snapshot's state (board/snapshot.h), then calls vm_start.
+ * Returns as vm_create.
+ */
+int vm_create_restored(struct vm *vm, const struct vm_config *cfg, struct loop *loop, int mem_fd,
+                       char *err, size_t errlen);
 
 /* Start the vCPU threads. Returns 0 or a negative errno. */
 int vm_start(struct vm *vm, char *err, size_t errlen);
 
 /*
- * Pause: park every vCPU at the barrier (bounded by timeout_ms), then quiesce devices.
- * Runs on the loop thread. Returns 0, -EALREADY if paused, or -ETIMEDOUT (VM left running).
+ * Pause: park every vCPU at the barrier, then run the quiesce hook, both within timeout_ms.
+ * Runs on the loop thread. Returns 0, -EALREADY if paused, -ETIMEDOUT if a vCPU did not
+ * stop, or -EBUSY if a device's in-flight I/O did not finish (either way the pause is
+ * withdrawn and the VM runs on as before).
  */
 int vm_pause(struct vm *vm, unsigned timeout_ms);
 
 /*
- * Resume: devices first (replaying missed kicks), then the vCPUs, which are released on the
+ * Resume: the resume hook first (devices replay missed kicks), then the vCPUs, released on the
  * loop's next turn so that the caller's answer goes out first. The VM counts as running at
  * once; a pause before that turn keeps the vCPUs parked. Loop thread.
  */
@@ -104,7 +135,10 @@ int vm_resume(struct vm *vm);
 void vm_request_exit(struct vm *vm, enum vm_exit why, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Stop and join the vCPU threads, destroy devices, unmap memory and close KVM. Idempotent. */
+/*
+ * Stop and join the vCPU threads, run the destroy hook (the board's devices), unmap memory and
+ * close KVM. Idempotent.
+ */
 void vm_destroy(struct vm *vm);
 
 /* Raise or lower a legacy interrupt line (KVM_IRQ_LINE). Thread-safe. */

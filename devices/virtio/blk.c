@@ -36,61 +36,90 @@ static void backing_close(struct blk_backing *k)
     k->fd = k->fd_buffered = -1;
 }
 
+/*
+ * Open path and refuse anything but a regular file or a block device before any I/O. The open
+ * is non-blocking so that a FIFO (whose read-only open waits for a writer) or a device node
+ * cannot stall the caller, which is the event loop for PATCH /drives; O_NONBLOCK is cleared once
+ * the type is known. Returns the fd, with *st filled, or a negative errno (-EINVAL for a type
+ * that is refused).
+ */
+static int open_checked(const char *path, int flags, struct stat *st)
+{
+    int fd = open(path, flags | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0)
+        return -errno;
+    int rc;
+    if (fstat(fd, st) < 0) {
+        rc = -errno;
+        goto err_close;
+    }
+    if (!S_ISREG(st->st_mode) && !S_ISBLK(st->st_mode)) {
+        rc = -EINVAL;
+        goto err_close;
+    }
+    /* F_SETFL alone (the only fcntl the running filter allows) keeps O_DIRECT from flags. */
+    if (fcntl(fd, F_SETFL, flags) < 0) {
+        rc = -errno;
+        goto err_close;
+    }
+    return fd;
+err_close:
+    close(fd);
+    return rc;
+}
+
 static int backing_open(const char *id, const char *path, bool read_only, bool direct,
                         struct blk_backing *k, char *err, size_t errlen)
 {
     int flags = (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
     *k = (struct blk_backing){.fd = -1, .fd_buffered = -1};
+    struct stat st;
     int rc;
     if (direct) {
-        k->fd = open(path, flags | O_DIRECT);
-        if (k->fd >= 0) {
+        rc = open_checked(path, flags | O_DIRECT, &st);
+        if (rc >= 0) {
+            k->fd = rc;
             k->direct = true;
-        } else if (errno == EINVAL) {
+        } else if (rc == -EINVAL && (rc = open_checked(path, flags, &st)) >= 0) {
+            /* The type was fine, so it was O_DIRECT that the filesystem refused. */
             log_info("drive %s: %s refuses O_DIRECT, using the page cache", id, path);
+            k->fd = rc;
         } else {
-            rc = -errno;
             goto fail;
         }
     }
     if (k->fd < 0) {
-        k->fd = open(path, flags);
-        if (k->fd < 0) {
-            rc = -errno;
+        rc = open_checked(path, flags, &st);
+        if (rc < 0)
             goto fail;
-        }
+        k->fd = rc;
     }
     k->fd_buffered = k->fd;
     if (k->direct) {
-        k->fd_buffered = open(path, flags);
-        if (k->fd_buffered < 0) {
-            rc = -errno;
+        struct stat st2;
+        rc = open_checked(path, flags, &st2);
+        if (rc < 0)
+            goto fail;
+        k->fd_buffered = rc;
+        if (st2.st_dev != st.st_dev || st2.st_ino != st.st_ino) {
+            rc = -ESTALE; /* the path was replaced between the two opens */
             goto fail;
         }
-    }
-    struct stat st;
-    if (fstat(k->fd, &st) < 0) {
-        rc = -errno;
-        goto fail;
     }
     uint64_t size_bytes;
     if (S_ISREG(st.st_mode)) {
         size_bytes = (uint64_t)st.st_size;
-    } else if (S_ISBLK(st.st_mode)) {
-        if (ioctl(k->fd, BLKGETSIZE64, &size_bytes) < 0) {
-            rc = -errno;
-            goto fail;
-        }
-    } else {
-        rc = -EINVAL;
-        snprintf(err, errlen, "drive %s: %s is not a regular file or block device", id, path);
-        backing_close(k);
-        return rc;
+    } else if (ioctl(k->fd, BLKGETSIZE64, &size_bytes) < 0) {
+        rc = -errno;
+        goto fail;
     }
     k->capacity_sectors = size_bytes / BLK_SECTOR_SIZE;
     return 0;
 fail:
-    snprintf(err, errlen, "drive %s: cannot open %s: %s", id, path, strerror(-rc));
+    if (rc == -EINVAL)
+        snprintf(err, errlen, "drive %s: %s is not a regular file or block device", id, path);
+    else
+        snprintf(err, errlen, "drive %s: cannot open %s: %s", id, path, strerror(-rc));
     backing_close(k);
     return rc;
 }
@@ -135,13 +164,19 @@ static void blk_reset(struct virtio_dev *d)
     b->paused = false;
 }
 
-static void blk_quiesce(struct virtio_dev *d)
+static int blk_quiesce(struct virtio_dev *d, unsigned timeout_ms)
 {
     struct blk *b = blk_of(d);
     pthread_mutex_lock(&d->lock);
     b->paused = true;
-    blk_drain(b); /* results land in the used ring; the transport withholds the irq */
+    /* Results land in the used ring; the transport withholds the irq. On a timeout the rest
+     * stays in flight and blk_resume's caller carries on as if no pause had been tried. */
+    int rc = blk_drain_within(b, timeout_ms);
+    if (rc)
+        log_warn("drive %s: %u requests still in flight after %u ms", b->id, b->inflight,
+                 timeout_ms);
     pthread_mutex_unlock(&d->lock);
+    return rc;
 }
 
 static void blk_resume(struct virtio_dev *d)

@@ -9,7 +9,7 @@
 
 #include "devices/virtio/virtio.h"
 #include "devices/virtio/virtq.h"
-#include "vmm/config.h"
+#include "config/config.h"
 
 #define BLK_SECTOR_SIZE       512
 #define BLK_QUEUE_SIZE        256       /* queue_max; also the in-flight request bound */

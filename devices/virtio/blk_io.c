@@ -10,6 +10,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "vmm/clock.h"
 #include "vmm/log.h"
 
 /* user_data: slot index, range index and what the SQE does (for retries). */
@@ -203,7 +204,7 @@ static bool handle_chain(struct blk *b, const struct virtq_chain *c)
     struct blk_req *r = &b->req;
     int st = blk_parse_request(c, &lim, r);
     if (st < 0) {
-        log_warn("drive %s: request without a status byte", b->id);
+        log_warn_rl("drive %s: request without a status byte", b->id);
         virtq_push(&d->vq[0], c->head, 0);
         return true;
     }
@@ -263,7 +264,7 @@ static void handle_cqe(struct blk *b, uint64_t ud, int res, bool *pushed)
         op = OP_RW_BUFFERED;
     } else if (op == OP_ZERO && (res == -EOPNOTSUPP || res == -EINVAL) && !b->dropping) {
         if (!b->zero_range_unsupported)
-            log_info("drive %s: no FALLOC_FL_ZERO_RANGE here, zeroing by hole punch", b->id);
+            log_info_rl("drive %s: no FALLOC_FL_ZERO_RANGE here, zeroing by hole punch", b->id);
         b->zero_range_unsupported = true;
         retry = true;
         op = OP_PUNCH;
@@ -296,13 +297,36 @@ bool blk_reap(struct blk *b)
     return pushed;
 }
 
-void blk_drain(struct blk *b)
+/* Wait for one completion, until deadline_ns (0: no deadline). 0, -ETIME at the deadline, or
+ * another negative errno. */
+static int wait_one(struct blk *b, uint64_t deadline_ns)
+{
+    struct io_uring_cqe *cqe;
+    /* Without EXT_ARG (Linux < 5.11) liburing would time the wait with an SQE the ring's
+     * restrictions refuse: wait unbounded there. */
+    if (!deadline_ns || !(b->ring.features & IORING_FEAT_EXT_ARG))
+        return io_uring_wait_cqe(&b->ring, &cqe);
+    uint64_t now = clock_now_ns();
+    if (now >= deadline_ns)
+        return -ETIME;
+    uint64_t left = deadline_ns - now;
+    struct __kernel_timespec ts = {.tv_sec = (long long)(left / 1000000000u),
+                                   .tv_nsec = (long long)(left % 1000000000u)};
+    return io_uring_wait_cqe_timeout(&b->ring, &cqe, &ts);
+}
+
+/* Reap until nothing is in flight or the deadline (0: none) passes. 0 or -ETIMEDOUT. */
+static int drain_until(struct blk *b, uint64_t deadline_ns)
 {
     bool pushed = blk_reap(b);
+    int ret = 0;
     while (b->inflight > 0) {
-        struct io_uring_cqe *cqe;
-        int rc = io_uring_wait_cqe(&b->ring, &cqe);
-        if (rc < 0 && rc != -EINTR && rc != -EAGAIN) {
+        int rc = wait_one(b, deadline_ns);
+        if (rc == -ETIME && deadline_ns && clock_now_ns() >= deadline_ns) {
+            ret = -ETIMEDOUT;
+            break;
+        }
+        if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -ETIME) {
             log_err("drive %s: waiting for in-flight I/O failed: %s", b->id, strerror(-rc));
             break;
         }
@@ -313,6 +337,18 @@ void blk_drain(struct blk *b)
         log_warn("drive %s: eventfd read: %s", b->id, strerror(errno));
     if (pushed && !b->dropping)
         virtio_notify_used(b->d, 0);
+    return ret;
+}
+
+void blk_drain(struct blk *b)
+{
+    drain_until(b, 0);
+}
+
+int blk_drain_within(struct blk *b, unsigned timeout_ms)
+{
+    /* At least 1 ns: a deadline of 0 means none. */
+    return drain_until(b, clock_now_ns() + (uint64_t)timeout_ms * 1000000u + 1);
 }
 
 void blk_ring_event(void *opaque, uint32_t events)

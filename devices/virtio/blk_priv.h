@@ -65,6 +65,14 @@ bool blk_reap(struct blk *b);
 /* Block until nothing is in flight, handling completions as they come. d->lock held. */
 void blk_drain(struct blk *b);
 
+/*
+ * blk_drain for at most timeout_ms (pause keeps its bound even when the back-end stalls).
+ * Returns 0 when nothing is in flight, or -ETIMEDOUT: the requests still in flight stay in
+ * the ring and complete through blk_ring_event later, as if the drain had not been tried.
+ * d->lock held.
+ */
+int blk_drain_within(struct blk *b, unsigned timeout_ms);
+
 /* Loop callback for the ring's eventfd. */
 void blk_ring_event(void *opaque, uint32_t events);
 

@@ -1,5 +1,6 @@
 # The virtio core: virtqueues, the virtio-mmio transport and virtio-rng, with their tests.
-VMM_OBJS += devices/virtio/virtq.o devices/virtio/mmio.o devices/virtio/rng.o
+VMM_OBJS += devices/virtio/virtq.o devices/virtio/mmio.o devices/virtio/rng.o \
+            devices/virtio/virtio_snap.o
 
 VIRTIO_CORE_DEPS := vmm/mem.o vmm/log.o vmm/loop.o
 

@@ -2,6 +2,7 @@
 #include "devices/virtio/virtio.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -66,8 +67,8 @@ void virtio_set_needs_reset(struct virtio_dev *d, const char *why)
 {
     if (d->status & VIRTIO_STATUS_NEEDS_RESET)
         return;
-    log_warn("virtio-%s@%#llx: device needs reset: %s", d->ops->name ? d->ops->name : "?",
-             (unsigned long long)d->mmio_base, why);
+    log_warn_rl("virtio-%s@%#llx: device needs reset: %s", d->ops->name ? d->ops->name : "?",
+                (unsigned long long)d->mmio_base, why);
     d->status |= VIRTIO_STATUS_NEEDS_RESET;
     /* Spec 2.1.2: the driver learns of it through a configuration change interrupt. */
     raise_irq(d, VIRTIO_ISR_CONFIG);
@@ -103,13 +104,13 @@ static void dev_reset(struct virtio_dev *d)
 static bool features_acceptable(const struct virtio_dev *d)
 {
     if (!(d->driver_features & (1ULL << VIRTIO_F_VERSION_1))) {
-        log_warn("virtio-%s: driver did not accept VERSION_1 (legacy drivers unsupported)",
-                 d->ops->name);
+        log_warn_rl("virtio-%s: driver did not accept VERSION_1 (legacy drivers unsupported)",
+                    d->ops->name);
         return false;
     }
     if (d->driver_features & ~d->host_features) {
-        log_warn("virtio-%s: driver accepted unoffered features %#llx", d->ops->name,
-                 (unsigned long long)(d->driver_features & ~d->host_features));
+        log_warn_rl("virtio-%s: driver accepted unoffered features %#llx", d->ops->name,
+                    (unsigned long long)(d->driver_features & ~d->host_features));
         return false;
     }
     return true;
@@ -123,8 +124,8 @@ static void status_write(struct virtio_dev *d, uint32_t val)
     }
     val &= 0xff;
     if (d->status & ~val & ~(uint32_t)VIRTIO_STATUS_NEEDS_RESET) {
-        log_warn("virtio-%s: driver tried to clear status bits (%#x -> %#x), ignored", d->ops->name,
-                 d->status, val);
+        log_warn_rl("virtio-%s: driver tried to clear status bits (%#x -> %#x), ignored",
+                    d->ops->name, d->status, val);
         return;
     }
     uint32_t added = val & ~d->status & ~(uint32_t)VIRTIO_STATUS_NEEDS_RESET;
@@ -142,7 +143,7 @@ static void status_write(struct virtio_dev *d, uint32_t val)
         }
     }
     if ((added & VIRTIO_STATUS_DRIVER_OK) && !((d->status | added) & VIRTIO_STATUS_FEATURES_OK)) {
-        log_warn("virtio-%s: DRIVER_OK without FEATURES_OK, ignored", d->ops->name);
+        log_warn_rl("virtio-%s: DRIVER_OK without FEATURES_OK, ignored", d->ops->name);
         added &= ~(uint32_t)VIRTIO_STATUS_DRIVER_OK;
     }
     d->status |= added;
@@ -152,7 +153,7 @@ static void status_write(struct virtio_dev *d, uint32_t val)
     /* activate runs here, on the vCPU thread, with d->lock held (see virtio.h). */
     int err = d->ops->activate ? d->ops->activate(d) : 0;
     if (err) {
-        log_warn("virtio-%s: activate failed: %s", d->ops->name, strerror(-err));
+        log_warn_rl("virtio-%s: activate failed: %s", d->ops->name, strerror(-err));
         virtio_set_needs_reset(d, "activation failed");
         return;
     }
@@ -173,8 +174,8 @@ static struct virtq *queue_for_setup(struct virtio_dev *d)
         return NULL;
     struct virtq *vq = &d->vq[d->queue_sel];
     if (vq->ready || (d->status & VIRTIO_STATUS_DRIVER_OK)) {
-        log_debug("virtio-%s: queue %u register write while live, ignored", d->ops->name,
-                  d->queue_sel);
+        log_debug_rl("virtio-%s: queue %u register write while live, ignored", d->ops->name,
+                     d->queue_sel);
         return NULL;
     }
     return vq;
@@ -223,7 +224,7 @@ static void reg_write(struct virtio_dev *d, uint64_t off, uint32_t val)
         break;
     case VIRTIO_MMIO_DRIVER_FEATURES:
         if (d->status & VIRTIO_STATUS_FEATURES_OK) {
-            log_debug("virtio-%s: feature write after FEATURES_OK, ignored", d->ops->name);
+            log_debug_rl("virtio-%s: feature write after FEATURES_OK, ignored", d->ops->name);
         } else if (d->driver_features_sel == 0) {
             set_lo(&d->driver_features, val);
         } else if (d->driver_features_sel == 1) {
@@ -248,7 +249,7 @@ static void reg_write(struct virtio_dev *d, uint64_t off, uint32_t val)
         if (val < d->ops->num_queues)
             eventfd_signal(d->kick_fd[val]);
         else
-            log_debug("virtio-%s: notify of queue %u ignored", d->ops->name, val);
+            log_debug_rl("virtio-%s: notify of queue %u ignored", d->ops->name, val);
         break;
     case VIRTIO_MMIO_INTERRUPT_ACK:
         d->isr &= ~val;
@@ -276,8 +277,8 @@ static void reg_write(struct virtio_dev *d, uint64_t off, uint32_t val)
     case VIRTIO_MMIO_SHM_SEL:
         break;
     default:
-        log_debug("virtio-%s: write to read-only/unknown register %#llx", d->ops->name,
-                  (unsigned long long)off);
+        log_debug_rl("virtio-%s: write to read-only/unknown register %#llx", d->ops->name,
+                     (unsigned long long)off);
         break;
     }
 }
@@ -321,8 +322,8 @@ static void config_access(struct virtio_dev *d, uint64_t off, uint8_t *data, uin
     bool ok = (len == 1 || len == 2 || len == 4 || len == 8) && off <= d->ops->config_size &&
               len <= d->ops->config_size - off;
     if (!ok) {
-        log_debug("virtio-%s: config access %#llx+%u out of bounds", d->ops->name,
-                  (unsigned long long)off, len);
+        log_debug_rl("virtio-%s: config access %#llx+%u out of bounds", d->ops->name,
+                     (unsigned long long)off, len);
         if (!is_write)
             memset(data, 0, len);
         return;
@@ -346,8 +347,8 @@ void virtio_mmio_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, 
     } else if (len != 4 || (offset & 3)) {
         if (!d->logged_bad_access) {
             d->logged_bad_access = true;
-            log_debug("virtio-%s: %u-byte register access at %#llx ignored", d->ops->name, len,
-                      (unsigned long long)offset);
+            log_debug_rl("virtio-%s: %u-byte register access at %#llx ignored", d->ops->name, len,
+                         (unsigned long long)offset);
         }
         if (!is_write)
             memset(data, 0, len);
@@ -369,7 +370,7 @@ static void kick_cb(void *opaque, uint32_t events)
     struct virtio_dev *d = k->d;
     uint64_t v;
     if (read(d->kick_fd[k->q], &v, sizeof(v)) < 0 && errno != EAGAIN)
-        log_debug("virtio-%s: kick read: %s", d->ops->name, strerror(errno));
+        log_debug_rl("virtio-%s: kick read: %s", d->ops->name, strerror(errno));
 
     pthread_mutex_lock(&d->lock);
     if (d->quiesced)
@@ -465,15 +466,19 @@ void virtio_dev_destroy(struct virtio_dev *d)
     d->ops = NULL;
 }
 
-void virtio_dev_quiesce(struct virtio_dev *d)
+int virtio_dev_quiesce_within(struct virtio_dev *d, unsigned timeout_ms)
 {
     /* Set the flag first so completions that ops->quiesce waits for park their interrupts
      * instead of injecting them into a paused guest. */
     pthread_mutex_lock(&d->lock);
     d->quiesced = true;
     pthread_mutex_unlock(&d->lock);
-    if (d->ops->quiesce)
-        d->ops->quiesce(d);
+    return d->ops->quiesce ? d->ops->quiesce(d, timeout_ms) : 0;
+}
+
+void virtio_dev_quiesce(struct virtio_dev *d)
+{
+    virtio_dev_quiesce_within(d, UINT_MAX);
 }
 
 void virtio_dev_dump(struct virtio_dev *d)

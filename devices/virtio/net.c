@@ -66,12 +66,6 @@ static struct net *net_of(struct virtio_dev *d)
     return d->priv;
 }
 
-bool net_running(const struct net *n)
-{
-    uint32_t s = n->d->status;
-    return !n->paused && (s & VIRTIO_STATUS_DRIVER_OK) && !(s & VIRTIO_STATUS_NEEDS_RESET);
-}
-
 static void tap_event(void *opaque, uint32_t events);
 
 /* Make the loop watch match what we wait for. Loop thread only. */
@@ -114,6 +108,24 @@ static void net_sync(struct net *n)
     }
 }
 
+int net_tx_iov(const struct virtq_chain *c, const uint8_t hdr[NET_HDR_LEN], struct iovec *iov)
+{
+    int n = 0;
+    iov[n++] = (struct iovec){.iov_base = (void *)hdr, .iov_len = NET_HDR_LEN};
+    size_t skip = NET_HDR_LEN;
+    for (unsigned i = 0; i < c->nout; i++) {
+        size_t len = c->iov[i].iov_len;
+        if (skip >= len) {
+            skip -= len;
+            continue;
+        }
+        iov[n++] =
+            (struct iovec){.iov_base = (uint8_t *)c->iov[i].iov_base + skip, .iov_len = len - skip};
+        skip = 0;
+    }
+    return n;
+}
+
 /* Send TX chains to the back-end until the queue is empty or the back-end is full. */
 static void tx_process(struct net *n)
 {
@@ -132,16 +144,18 @@ static void tx_process(struct net *n)
             }
             n->tx_pending = true;
         }
+        /* The header is checked on a copy and the copy is what goes out (net_tx_iov). */
         uint8_t hdr[NET_HDR_LEN];
+        struct iovec iov[VIRTQ_MAX_IOV + 1];
         bool ok = c->out_len > NET_HDR_LEN &&
                   virtq_chain_read(c, 0, hdr, sizeof(hdr)) == sizeof(hdr) &&
                   net_tx_hdr_check(hdr, d->driver_features) == 0;
-        if (ok && writev(n->fd, c->iov, (int)c->nout) < 0) {
+        if (ok && writev(n->fd, iov, net_tx_iov(c, hdr, iov)) < 0) {
             if (errno == EAGAIN || errno == ENOBUFS) {
                 n->tx_blocked = true; /* keep the chain; retry on EPOLLOUT */
                 break;
             }
-            log_debug("%s: back-end refused a frame: %s", n->name, strerror(errno));
+            log_debug_rl("%s: back-end refused a frame: %s", n->name, strerror(errno));
         }
         if (virtq_push_elem(q, c->head, 0) < 0) {
             virtio_set_needs_reset(d, "virtio-net: TX used ring");
@@ -229,13 +243,14 @@ static void net_reset(struct virtio_dev *d)
     net_rx_reset(n);
 }
 
-static void net_quiesce(struct virtio_dev *d)
+static int net_quiesce(struct virtio_dev *d, unsigned timeout_ms)
 {
     struct net *n = net_of(d);
     pthread_mutex_lock(&d->lock);
     n->paused = true;
     update_watch(n); /* host frames stay queued in the kernel, unread */
     pthread_mutex_unlock(&d->lock);
+    return 0;
 }
 
 static void net_resume(struct virtio_dev *d)

@@ -5,9 +5,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "devices/virtio/virtio.h"
-#include "vmm/config.h"
+#include "config/config.h"
 
 #define NET_QUEUE_SIZE 256
 #define NET_RXQ        0
@@ -27,6 +28,15 @@ unsigned net_tun_offload_flags(uint64_t guest_features);
  * Returns 0 if the frame may go to the TAP, -EINVAL if it must be dropped.
  */
 int net_tx_hdr_check(const uint8_t hdr[NET_HDR_LEN], uint64_t features);
+
+/*
+ * Build the iovec a TX frame is sent with: iov[0] is hdr, the header copy that
+ * net_tx_hdr_check() passed, and the rest is the chain's driver-readable data after its first
+ * NET_HDR_LEN bytes, so the guest cannot change the header between the check and the send.
+ * iov must hold VIRTQ_MAX_IOV + 1 entries; c->out_len must exceed NET_HDR_LEN. Returns the
+ * number of entries filled.
+ */
+int net_tx_iov(const struct virtq_chain *c, const uint8_t hdr[NET_HDR_LEN], struct iovec *iov);
 
 /*
  * Create a virtio-net device on TAP cfg->tap (opened here) with MAC cfg->mac, or a random

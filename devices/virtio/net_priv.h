@@ -39,8 +39,13 @@ struct net {
     uint8_t rx_buf[NET_HDR_LEN + NET_FRAME_MAX];
 };
 
-/* True while the guest driver runs the device and we are not paused. d->lock held. */
-bool net_running(const struct net *n);
+/* True while the guest driver runs the device and we are not paused. d->lock held. Inline, so
+ * that net_rx.c needs nothing from net.c (net.c calls net_rx.c, never the other way). */
+static inline bool net_running(const struct net *n)
+{
+    uint32_t s = n->d->status;
+    return !n->paused && (s & VIRTIO_STATUS_DRIVER_OK) && !(s & VIRTIO_STATUS_NEEDS_RESET);
+}
 
 /* Move frames from the back-end into RX buffers until one side runs dry. d->lock held. */
 void net_rx_process(struct net *n);

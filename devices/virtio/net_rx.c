@@ -51,7 +51,7 @@ static void rx_complete(struct net *n)
 /* Give back every chain of a frame that cannot be delivered, with nothing written. */
 static void rx_discard(struct net *n, const char *why)
 {
-    log_warn("%s: dropping a %u-byte frame: %s", n->name, n->rx_len, why);
+    log_warn_rl("%s: dropping a %u-byte frame: %s", n->name, n->rx_len, why);
     rx_push_frame(n, false);
     n->rx_have = false;
     n->rx_nheads = 0;
@@ -114,7 +114,7 @@ void net_rx_process(struct net *n)
             ssize_t len = read(n->fd, n->rx_buf, sizeof(n->rx_buf));
             if (len < 0) {
                 if (errno != EAGAIN && errno != EINTR) {
-                    log_warn("%s: back-end read failed: %s", n->name, strerror(errno));
+                    log_warn_rl("%s: back-end read failed: %s", n->name, strerror(errno));
                     n->broken = true;
                 }
                 break;

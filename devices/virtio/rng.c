@@ -79,8 +79,9 @@ static void rng_queue_notify(struct virtio_dev *d, unsigned q)
 }
 
 /* Requests are served synchronously inside queue_notify, so nothing is ever in flight. */
-static void rng_quiesce(struct virtio_dev *d)
+static int rng_quiesce(struct virtio_dev *d, unsigned timeout_ms)
 {
+    return 0;
 }
 
 static void rng_resume(struct virtio_dev *d)

@@ -74,8 +74,10 @@ struct virtio_dev_ops {
      * so no chain popped before the reset may be pushed afterwards. */
     void (*reset)(struct virtio_dev *d);
     /* Pause: finish or park in-flight work; afterwards touch neither guest memory nor
-     * back-end fds until resume. Runs on the loop, d->lock NOT held (it may wait). */
-    void (*quiesce)(struct virtio_dev *d);
+     * back-end fds until resume. Runs on the loop, d->lock NOT held (it may wait, at most
+     * timeout_ms). Returns 0, or -ETIMEDOUT if work is still in flight: the pause is then
+     * withdrawn and resume is called, so the device must be able to carry on from there. */
+    int (*quiesce)(struct virtio_dev *d, unsigned timeout_ms);
     /* Undo quiesce: re-arm back-end watches. The transport replays kicks afterwards. */
     void (*resume)(struct virtio_dev *d);
     /* Free device-private state at VM teardown. */
@@ -194,14 +196,21 @@ void virtio_notify_config(struct virtio_dev *d);
  * d->lock held (as from queue_notify). */
 void virtio_set_needs_reset(struct virtio_dev *d, const char *why);
 
-/* Pause support, called by the VMM on the loop thread. */
+/*
+ * Pause support, called by the VMM on the loop thread with every vCPU parked. quiesce_within
+ * stops the device, waiting at most timeout_ms for in-flight work: 0, or -ETIMEDOUT with work
+ * still in flight (the device stays quiesced; call virtio_dev_resume to carry on).
+ * virtio_dev_quiesce waits as long as it takes. virtio_dev_resume undoes either: the device
+ * runs again, kicks seen meanwhile are replayed and a withheld interrupt is raised.
+ */
+int virtio_dev_quiesce_within(struct virtio_dev *d, unsigned timeout_ms);
 void virtio_dev_quiesce(struct virtio_dev *d);
 void virtio_dev_resume(struct virtio_dev *d);
 
 /*
  * Log d's transport state (status, ISR, pause bookkeeping, every queue) and then the device's
  * own (ops->dump), as "state: virtio-NAME ..." lines at info level. Loop thread; takes d->lock.
- * For diagnosing a stalled device without stopping it (SIGUSR2, see vmm/vmm.c).
+ * For diagnosing a stalled device without stopping it (SIGUSR2, see board/process.c).
  */
 void virtio_dev_dump(struct virtio_dev *d);
 

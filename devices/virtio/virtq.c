@@ -79,22 +79,22 @@ static int load_avail_idx(const struct virtq *q, uint16_t *idx)
 int virtq_validate(const struct virtq *q, uint16_t max_size)
 {
     if (!q->mem || !is_pow2(q->size) || q->size > max_size || q->size > VIRTQ_MAX_SIZE) {
-        log_warn("virtq: bad queue size %u (max %u)", q->size, max_size);
+        log_warn_rl("virtq: bad queue size %u (max %u)", q->size, max_size);
         return -EINVAL;
     }
     /* Alignment per spec 2.7: descriptors 16, avail 2, used 4. */
     if ((q->desc_gpa & 15) || (q->avail_gpa & 1) || (q->used_gpa & 3)) {
-        log_warn("virtq: misaligned rings desc=%#llx avail=%#llx used=%#llx",
-                 (unsigned long long)q->desc_gpa, (unsigned long long)q->avail_gpa,
-                 (unsigned long long)q->used_gpa);
+        log_warn_rl("virtq: misaligned rings desc=%#llx avail=%#llx used=%#llx",
+                    (unsigned long long)q->desc_gpa, (unsigned long long)q->avail_gpa,
+                    (unsigned long long)q->used_gpa);
         return -EINVAL;
     }
     if (!mem_ptr(q->mem, q->desc_gpa, desc_bytes(q->size)) ||
         !mem_ptr(q->mem, q->avail_gpa, avail_bytes(q->size)) ||
         !mem_ptr(q->mem, q->used_gpa, used_bytes(q->size))) {
-        log_warn("virtq: ring outside guest RAM desc=%#llx avail=%#llx used=%#llx size=%u",
-                 (unsigned long long)q->desc_gpa, (unsigned long long)q->avail_gpa,
-                 (unsigned long long)q->used_gpa, q->size);
+        log_warn_rl("virtq: ring outside guest RAM desc=%#llx avail=%#llx used=%#llx size=%u",
+                    (unsigned long long)q->desc_gpa, (unsigned long long)q->avail_gpa,
+                    (unsigned long long)q->used_gpa, q->size);
         return -EINVAL;
     }
     return 0;
@@ -123,23 +123,24 @@ static int chain_add(struct virtq_chain *c, const struct virtq *q, const struct 
 {
     bool writable = d->flags & VIRTQ_DESC_F_WRITE;
     if (!writable && c->nin) {
-        log_warn("virtq: readable descriptor after writable one (wrong direction)");
+        log_warn_rl("virtq: readable descriptor after writable one (wrong direction)");
         return -EINVAL;
     }
     /* The used ring reports lengths as u32, so a chain's total must fit one. */
     if ((uint64_t)d->len > UINT32_MAX - (c->out_len + c->in_len)) {
-        log_warn("virtq: chain longer than 4 GiB");
+        log_warn_rl("virtq: chain longer than 4 GiB");
         return -EINVAL;
     }
     if (d->len == 0)
         return 0; /* nothing to transfer; no iovec, but still counted as a descriptor */
     void *p = mem_ptr(q->mem, d->addr, d->len);
     if (!p) {
-        log_warn("virtq: buffer %#llx+%u outside guest RAM", (unsigned long long)d->addr, d->len);
+        log_warn_rl("virtq: buffer %#llx+%u outside guest RAM", (unsigned long long)d->addr,
+                    d->len);
         return -EINVAL;
     }
     if (c->nout + c->nin >= VIRTQ_MAX_IOV) {
-        log_warn("virtq: chain has too many buffers");
+        log_warn_rl("virtq: chain has too many buffers");
         return -EINVAL;
     }
     c->iov[c->nout + c->nin] = (struct iovec){.iov_base = p, .iov_len = d->len};
@@ -157,21 +158,21 @@ static int chain_add(struct virtq_chain *c, const struct virtq *q, const struct 
 static int walk_enter_indirect(struct walk *w, const struct virtq_desc *d)
 {
     if (w->indirect) {
-        log_warn("virtq: nested indirect descriptor");
+        log_warn_rl("virtq: nested indirect descriptor");
         return -EINVAL;
     }
     if (d->flags & VIRTQ_DESC_F_NEXT) {
-        log_warn("virtq: indirect descriptor with NEXT set");
+        log_warn_rl("virtq: indirect descriptor with NEXT set");
         return -EINVAL;
     }
     if (d->len == 0 || d->len % VIRTQ_DESC_SIZE || d->len / VIRTQ_DESC_SIZE > VIRTQ_MAX_SIZE) {
-        log_warn("virtq: bad indirect table length %u", d->len);
+        log_warn_rl("virtq: bad indirect table length %u", d->len);
         return -EINVAL;
     }
     const uint8_t *t = mem_ptr(w->q->mem, d->addr, d->len);
     if (!t) {
-        log_warn("virtq: indirect table %#llx+%u outside guest RAM", (unsigned long long)d->addr,
-                 d->len);
+        log_warn_rl("virtq: indirect table %#llx+%u outside guest RAM", (unsigned long long)d->addr,
+                    d->len);
         return -EINVAL;
     }
     w->table = t;
@@ -189,7 +190,7 @@ static int walk_chain(const struct virtq *q, uint16_t head, struct virtq_chain *
     struct walk w = {.q = q, .table_len = q->size};
     w.table = mem_ptr(q->mem, q->desc_gpa, desc_bytes(q->size));
     if (!w.table) {
-        log_warn("virtq: descriptor table outside guest RAM");
+        log_warn_rl("virtq: descriptor table outside guest RAM");
         return -EINVAL;
     }
     c->head = head;
@@ -202,12 +203,12 @@ static int walk_chain(const struct virtq *q, uint16_t head, struct virtq_chain *
         struct virtq_desc d;
         memcpy(&d, w.table + (uint64_t)idx * VIRTQ_DESC_SIZE, sizeof(d));
         if (++seen > w.table_len) {
-            log_warn("virtq: descriptor chain loops or exceeds %u entries", w.table_len);
+            log_warn_rl("virtq: descriptor chain loops or exceeds %u entries", w.table_len);
             return -EINVAL;
         }
         if (d.flags & VIRTQ_DESC_F_INDIRECT) {
             if (!q->indirect_desc) {
-                log_warn("virtq: indirect descriptor but VIRTIO_F_INDIRECT_DESC not negotiated");
+                log_warn_rl("virtq: indirect descriptor but VIRTIO_F_INDIRECT_DESC not negotiated");
                 return -EINVAL;
             }
             int err = walk_enter_indirect(&w, &d);
@@ -224,7 +225,7 @@ static int walk_chain(const struct virtq *q, uint16_t head, struct virtq_chain *
             return 0;
         idx = d.next;
         if (idx >= w.table_len) {
-            log_warn("virtq: next index %u out of range (%u)", idx, w.table_len);
+            log_warn_rl("virtq: next index %u out of range (%u)", idx, w.table_len);
             return -EINVAL;
         }
     }
@@ -257,8 +258,8 @@ int virtq_pop(struct virtq *q, struct virtq_chain *c)
     }
     uint16_t pending = (uint16_t)(avail_idx - q->last_avail);
     if (pending > q->size) {
-        log_warn("virtq: avail idx %u is %u entries ahead of %u (size %u)", avail_idx, pending,
-                 q->last_avail, q->size);
+        log_warn_rl("virtq: avail idx %u is %u entries ahead of %u (size %u)", avail_idx, pending,
+                    q->last_avail, q->size);
         return -EINVAL;
     }
     uint16_t *slot =
@@ -267,7 +268,7 @@ int virtq_pop(struct virtq *q, struct virtq_chain *c)
         return -EINVAL;
     uint16_t head = __atomic_load_n(slot, __ATOMIC_RELAXED);
     if (head >= q->size) {
-        log_warn("virtq: head index %u out of range (%u)", head, q->size);
+        log_warn_rl("virtq: head index %u out of range (%u)", head, q->size);
         return -EINVAL;
     }
     int err = walk_chain(q, head, c);
@@ -282,18 +283,18 @@ int virtq_pop(struct virtq *q, struct virtq_chain *c)
 int virtq_push_elem(struct virtq *q, uint16_t head, uint32_t written)
 {
     if (!ring_sane(q) || head >= q->size) {
-        log_warn("virtq: push of bad head %u", head);
+        log_warn_rl("virtq: push of bad head %u", head);
         return -EINVAL;
     }
     if ((uint16_t)(q->used_idx - q->used_published) >= q->size) {
-        log_warn("virtq: %u used elements written but not published", q->size);
+        log_warn_rl("virtq: %u used elements written but not published", q->size);
         return -ENOSPC;
     }
     uint64_t elem =
         q->used_gpa + USED_RING + (uint64_t)USED_ELEM_LEN * (q->used_idx & (q->size - 1));
     uint32_t *e = (elem & 3) ? NULL : mem_ptr(q->mem, elem, USED_ELEM_LEN);
     if (!e) {
-        log_warn("virtq: used ring outside guest RAM");
+        log_warn_rl("virtq: used ring outside guest RAM");
         return -EINVAL;
     }
     __atomic_store_n(&e[0], (uint32_t)head, __ATOMIC_RELAXED);
@@ -308,7 +309,7 @@ void virtq_publish(struct virtq *q)
         return;
     uint16_t *idx = ring_u16(q, q->used_gpa + USED_IDX);
     if (!idx) {
-        log_warn("virtq: used ring outside guest RAM");
+        log_warn_rl("virtq: used ring outside guest RAM");
         return;
     }
     /* Release: every element must be visible before the index that publishes it. */

@@ -40,8 +40,8 @@ void vsock_process_rx(struct vsock_dev *dev)
             dev->rx_held = true;
         }
         if (dev->rx_chain.in_len < VSOCK_HDR_SIZE) {
-            log_warn("vsock: rx buffer of %llu bytes is too small, returned unused",
-                     (unsigned long long)dev->rx_chain.in_len);
+            log_warn_rl("vsock: rx buffer of %llu bytes is too small, returned unused",
+                        (unsigned long long)dev->rx_chain.in_len);
             virtq_push(q, dev->rx_chain.head, 0);
             dev->rx_held = false;
             pushed = true;
@@ -78,7 +78,8 @@ static void process_tx(struct vsock_dev *dev)
         if (r == 0)
             break;
         if (c->out_len < VSOCK_HDR_SIZE) {
-            log_warn("vsock: tx chain of %llu bytes has no header", (unsigned long long)c->out_len);
+            log_warn_rl("vsock: tx chain of %llu bytes has no header",
+                        (unsigned long long)c->out_len);
         } else {
             size_t len = c->out_len < sizeof(dev->pkt) ? (size_t)c->out_len : sizeof(dev->pkt);
             len = (size_t)virtq_chain_read(c, 0, dev->pkt, len);
@@ -182,7 +183,7 @@ static void vsock_reset(struct virtio_dev *d)
     timerfd_settime(dev->timer_fd, 0, &soon, NULL);
 }
 
-static void vsock_quiesce(struct virtio_dev *d)
+static int vsock_quiesce(struct virtio_dev *d, unsigned timeout_ms)
 {
     struct vsock_dev *dev = d->priv;
     pthread_mutex_lock(&d->lock);
@@ -194,6 +195,7 @@ static void vsock_quiesce(struct virtio_dev *d)
     struct itimerspec off = {0};
     timerfd_settime(dev->timer_fd, 0, &off, NULL);
     pthread_mutex_unlock(&d->lock);
+    return 0;
 }
 
 static void vsock_resume(struct virtio_dev *d)

@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 #include "devices/virtio/virtio.h"
-#include "vmm/config.h"
+#include "config/config.h"
 #include "vmm/loop.h"
 #include "vmm/mem.h"
 

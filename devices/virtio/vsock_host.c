@@ -33,7 +33,7 @@ static void apply_watch(struct vsock_dev *dev, struct vsock_conn *c)
         err = loop_mod(dev->loop, c->fd, ev);
     }
     if (err)
-        log_err("vsock: cannot watch host socket for port %u: %s", c->peer_port, strerror(-err));
+        log_err_rl("vsock: cannot watch host socket for port %u: %s", c->peer_port, strerror(-err));
 }
 
 static int io_connect(void *opaque, uint32_t port)
@@ -51,7 +51,7 @@ static int io_connect(void *opaque, uint32_t port)
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         int err = -errno;
         close(fd);
-        log_info("vsock: guest connect to %s: %s", sa.sun_path, strerror(-err));
+        log_info_rl("vsock: guest connect to %s: %s", sa.sun_path, strerror(-err));
         return err;
     }
     return fd;

@@ -101,7 +101,7 @@ static void rst_push(struct vsock_mux *m, uint32_t local, uint32_t peer, bool re
 {
     unsigned limit = reserved ? VSOCK_RST_RING : VSOCK_RST_RING / 2;
     if (m->rst_count >= limit) {
-        log_warn("vsock: rx backlog full, dropping RST for %u->%u", local, peer);
+        log_warn_rl("vsock: rx backlog full, dropping RST for %u->%u", local, peer);
         return;
     }
     unsigned i = (m->rst_head + m->rst_count) % VSOCK_RST_RING;
@@ -191,8 +191,8 @@ static int conn_flush(struct vsock_mux *m, struct vsock_conn *c)
 static int conn_recv(struct vsock_mux *m, struct vsock_conn *c, const uint8_t *data, uint32_t len)
 {
     if (c->buf_len + len > c->buf_alloc) {
-        log_warn("vsock: guest port %u overran its credit (%u + %u > %u)", c->peer_port, c->buf_len,
-                 len, c->buf_alloc);
+        log_warn_rl("vsock: guest port %u overran its credit (%u + %u > %u)", c->peer_port,
+                    c->buf_len, len, c->buf_alloc);
         return -ENOBUFS;
     }
     c->rx_cnt += len;
@@ -262,14 +262,14 @@ static void log_bad(struct vsock_mux *m, const char *why, const struct vsock_hdr
 {
     m->nbad++;
     if (m->nbad <= 8 || m->nbad % 1024 == 0)
-        log_warn("vsock: bad guest packet (%s): op %u %u->%u len %u [%lu seen]", why, h->op,
-                 h->src_port, h->dst_port, h->len, m->nbad);
+        log_warn_rl("vsock: bad guest packet (%s): op %u %u->%u len %u [%lu seen]", why, h->op,
+                    h->src_port, h->dst_port, h->len, m->nbad);
 }
 
 static void guest_connect(struct vsock_mux *m, const struct vsock_hdr *h)
 {
     if (m->nconns >= VSOCK_MAX_CONNS) {
-        log_warn("vsock: %u connections open, refusing guest port %u", m->nconns, h->src_port);
+        log_warn_rl("vsock: %u connections open, refusing guest port %u", m->nconns, h->src_port);
         rst_push(m, h->dst_port, h->src_port, true);
         return;
     }
@@ -528,8 +528,8 @@ void vsock_mux_expire(struct vsock_mux *m)
         struct vsock_conn *next = c->next;
         if (c->deadline_ms && c->deadline_ms <= m->now_ms) {
             if (c->state == VSOCK_CONN_CONNECTING)
-                log_info("vsock: guest port %u did not answer, closing the host client",
-                         c->peer_port);
+                log_info_rl("vsock: guest port %u did not answer, closing the host client",
+                            c->peer_port);
             conn_kill(m, c, true);
         }
         c = next;

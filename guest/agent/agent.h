@@ -2,7 +2,7 @@
 #ifndef AMBER_GUEST_AGENT_AGENT_H
 #define AMBER_GUEST_AGENT_AGENT_H
 
-#include "guest/agent/proto.h"
+#include "proto/agent.h"
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -110,6 +110,11 @@ static int handle_conn(int fd, const struct agent_opts *o)
     if (proto_rx_init(&c.rx) < 0)
         return 1;
     int r = serve_conn(&c, &shutdown_action);
+    /* A request cut short (the peer reset, a write failed) ends up on the console, where the
+     * host's logs keep it: without it a stream the agent dropped leaves no trace in the guest.
+     * A peer that leaves without a request (-ECONNRESET) or an idle one is the normal end. */
+    if (r < 0 && r != -ECONNRESET && r != -ETIMEDOUT)
+        agent_log("connection %d ended by an error: %s", fd, strerror(-r));
     proto_rx_free(&c.rx);
     close(fd);
     if (shutdown_action >= 0) {

@@ -1,7 +1,9 @@
-# Python SDK: `make run` (the demo transcript) and `make sdk-test` (SDK unit tests, no VM).
+# Python SDK: `make run` (set-up, build, then the demo transcript) and `make sdk-test` (SDK unit
+# tests, no VM).
 # The e2e SDK tests live in tests/e2e/test_sdk.py and run with `make e2e`.
 
-run: all guest
+run: setup
+	$(Q)$(MAKE) --no-print-directory all guest
 	$(Q)if grep -qwE 'vmx|svm' /proc/cpuinfo; then \
 	  echo "make run: hardware virtualization found: running the demo directly"; \
 	  /usr/bin/python3 scripts/demo.py; \

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Host-side tests of amber-agent and amberctl over a Unix socket (no VM): prints "N passed, N failed".
+# Host-side tests of amber-agent and amberctl over a Unix socket (no VM): prints "N passed, N failed, N skipped".
 # Usage: tests/agent/test_agent_host.sh [RESULTS_DIR]   (needs build/amber-agent and build/amberctl)
 set -u
 cd "$(dirname "$0")/../.."
@@ -113,12 +113,16 @@ else
     [ "$ms" -lt 5000 ] && ok "timeout fired in ${ms} ms" || bad "timeout took ${ms} ms"
     sleep 0.3
     alive=0
+    written=0
     for f in "$T/bg.pid" "$T/sh.pid"; do
         p=$(cat "$f" 2>/dev/null)
+        [ -n "$p" ] && written=$((written + 1))
         if [ -n "$p" ] && [ -e "/proc/$p" ] && ! grep -q '^State:.*Z' "/proc/$p/status" 2>/dev/null; then
             alive=$((alive + 1))
         fi
     done
+    # Without both pids the kill check below would pass having checked nothing.
+    check "the timed-out command wrote its two pids" 2 "$written"
     check "timeout killed the shell and its background sleep" 0 "$alive"
 
     out=$(x --env FOO=bar --env A=b=c --cwd "$T" --shell -- 'echo $FOO $A $(pwd)')
@@ -155,7 +159,9 @@ else
     echo "new" > "$T/wf/src"
     ln -s keep "$T/wf/link"
     chown nobody "$T/wf/keep" 2>/dev/null
-    owner=$(stat -c %U "$T/wf/keep")
+    owner=$(stat -c %U "$T/wf/keep" 2>/dev/null)
+    # The owner check means something only for a file that exists and is not cp's own user's.
+    check "the file cp writes over exists, owned by nobody" nobody "$owner"
     "$CTL" cp --agent-sock "$SOCK" "$T/wf/src" "guest:$T/wf/link"
     check "cp in through a symlink writes the file it names" "new" "$(cat "$T/wf/keep")"
     [ -L "$T/wf/link" ] && ok "cp in through a symlink keeps the link" || bad "cp in replaced the symlink"
@@ -185,7 +191,9 @@ PY
     check "bad frame mid-exec: STARTED then ERROR, id echoed" "24/7 7f/7" "$reply"
     sleep 0.3
     p=$(cat "$T/mid.pid" 2>/dev/null)
-    if [ -n "$p" ] && [ -e "/proc/$p" ] && ! grep -q '^State:.*Z' "/proc/$p/status"; then
+    if [ -z "$p" ]; then
+        bad "bad frame mid-exec kills the command" "the command never wrote its pid"
+    elif [ -e "/proc/$p" ] && ! grep -q '^State:.*Z' "/proc/$p/status"; then
         bad "bad frame mid-exec kills the command" "pid $p alive"
     else
         ok "bad frame mid-exec kills the command"
@@ -198,6 +206,13 @@ PY
     "$CTL" exec --agent-sock "$SOCK" -- sh -c 'head -c 1000000 /dev/zero' | head -c 10 > /dev/null
     "$CTL" ping --agent-sock "$SOCK" > /dev/null
     check "client going away mid-stream leaves the agent serving" 0 $?
+    # ...and says so on its stderr (the console in a guest), where a soak's evidence finds it.
+    for _ in $(seq 30); do grep -q 'ended by an error' "$T/agent.err" && break; sleep 0.1; done
+    if grep -q 'connection [0-9]* ended by an error: Broken pipe' "$T/agent.err"; then
+        ok "a request cut short is logged"
+    else
+        bad "a request cut short is logged" "$(tail -n 3 "$T/agent.err")"
+    fi
 
     python3 - "$SOCK" <<'PY'
 import socket, struct, sys
@@ -212,6 +227,38 @@ PY
     fi
 fi
 
-echo "agent-host: $passed passed, $failed failed"
-[ -n "$results" ] && mkdir -p "$results" && echo "$passed passed, $failed failed" > "$results/agent-host.txt"
+# A hostile agent (issue 17): what amberctl takes from it must not reach the host unchecked.
+if [ -x "$CTL" ]; then
+    EVIL=$T/evil.sock
+    python3 tests/agent/hostile_agent.py "$EVIL" > "$T/evil.out" 2>&1 &
+    evil_pid=$!
+    for _ in $(seq 50); do grep -qx ready "$T/evil.out" 2>/dev/null && break; sleep 0.1; done
+    (umask 022; "$CTL" cp --agent-sock "$EVIL" "guest:/etc/shadow" "$T/evil-copy")
+    check "cp from a hostile agent exits 0" 0 $?
+    check "cp never applies the guest's setuid/setgid bits (guest said 6777, umask 022)" 755 \
+        "$(stat -c %a "$T/evil-copy" 2>/dev/null)"
+    (umask 077; "$CTL" cp --agent-sock "$EVIL" "guest:/x" "$T/evil-copy2")
+    check "cp keeps to the umask (077)" 700 "$(stat -c %a "$T/evil-copy2" 2>/dev/null)"
+    out=$("$CTL" ping --agent-sock "$EVIL" --json)
+    if printf '%s' "$out" | python3 -c 'import json,sys; s=sys.stdin.read(); v=json.loads(s)["agent_version"]; sys.exit(any(ord(c)<32 or ord(c)==127 for c in s+v))'; then
+        ok "ping --json is valid JSON with no control characters"
+    else
+        bad "ping --json with a hostile agent_version" "$(printf '%s' "$out" | od -c | head -3)"
+    fi
+    out=$("$CTL" ping --agent-sock "$EVIL")
+    case "$out" in *$'\e'*|*$'\a'*) bad "ping prints the agent's escapes" "$(printf '%s' "$out" | od -c | head -2)" ;;
+        *) ok "ping escapes the agent_version" ;; esac
+    "$CTL" cp --agent-sock "$EVIL" "guest:/error" "$T/e" 2> "$T/evil.err"
+    check "a hostile ERROR fails the cp" 1 $?
+    if grep -q $'[\e\a\r]' "$T/evil.err" || [ "$(wc -l < "$T/evil.err")" -ne 1 ]; then
+        bad "agent error messages are escaped on stderr" "$(od -c "$T/evil.err" | head -3)"
+    else
+        ok "agent error messages are escaped on stderr"
+    fi
+    kill "$evil_pid" 2>/dev/null; wait "$evil_pid" 2>/dev/null
+fi
+
+[ $((passed + failed)) -eq 0 ] && bad "agent-host: no test ran"
+echo "agent-host: $passed passed, $failed failed, 0 skipped"
+[ -n "$results" ] && mkdir -p "$results" && echo "$passed passed, $failed failed, 0 skipped" > "$results/agent-host.txt"
 [ "$failed" -eq 0 ]

@@ -13,7 +13,6 @@ Sockets and scratch images live in a per-test directory under /tmp (a tmpfs in t
 and stderr are kept in $AMBER_E2E_LOGDIR/<test id>.log when that variable is set.
 Timeouts are multiplied by $AMBER_E2E_TIMEOUT_SCALE (default 1).
 """
-import glob
 import os
 import re
 import shutil
@@ -39,13 +38,12 @@ DEFAULT_CMDLINE = "console=ttyS0 reboot=k panic=-1 quiet"
 BOOT_TIMEOUT_S = 90.0
 EXIT_TIMEOUT_S = 60.0
 
-# Every live Vm, so that the run_tests.py watchdogs can ask for their state and kill them.
+# Every live Vm, so that the run_tests.py watchdog can ask for their state and kill them.
 LIVE = set()
 _LIVE_LOCK = threading.Lock()
-# Guest faults of the kind nested SVM under TCG causes, seen so far on any VMM: triple faults
-# (its stderr), kernel soft lockups (the guest console) and exit livelocks (KVM's counters in a
-# stall report). run_tests.py retries, see there.
-GUEST_FAULTS = [0]
+# Callables(vm) -> one more line for a stall report, or "": the test host adds KVM's counters
+# (tests/testhost/e2e.py).
+STALL_HOOKS = []
 _ANSI = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|[()][0-9A-Za-z]|[=>c78])")
 
 
@@ -62,7 +60,7 @@ def scaled(seconds):
 
 
 def in_test_host():
-    """True inside scripts/testhost.sh's QEMU TCG machine (its init passes amber.job=)."""
+    """True inside the test host (tests/testhost/testhost.sh), a QEMU TCG machine (its init passes amber.job=)."""
     try:
         with open("/proc/cmdline") as f:
             return "amber.job=" in f.read()
@@ -134,10 +132,6 @@ class Vm:
     def _read(self, pipe, sink, prefix):
         for raw in iter(pipe.readline, b""):
             line = clean_line(raw)
-            if ((sink is self.stderr_lines and "triple fault" in line)
-                    or (sink is self.lines and "BUG: soft lockup" in line)):
-                with _LIVE_LOCK:
-                    GUEST_FAULTS[0] += 1
             with self._cond:
                 sink.append(line)
                 self._log.write(prefix + line + "\n")
@@ -213,65 +207,8 @@ class Vm:
                 "state: end of report" in line for line in self.stderr_lines[start:]):
             self._cond.wait(0.2)
         lines = [line for line in self.stderr_lines[start:] if "state:" in line]
-        kvm = self._kvm_counters_locked()
-        if kvm:
-            lines.append(kvm)
+        lines += [extra for extra in (hook(self) for hook in STALL_HOOKS) if extra]
         return "\n--- amber state (SIGUSR2) ---\n%s" % "\n".join(lines) if lines else ""
-
-    KVM_COUNTERS = ("exits", "halt_exits", "irq_injections", "irq_window_exits", "io_exits",
-                    "mmio_exits", "pf_taken", "pf_fixed", "insn_emulation")
-    # A guest whose vCPUs exit this often in the sampled second, yet neither halt, nor take one
-    # interrupt, nor reach amber with one I/O exit, is not running guest code at all: it is stuck
-    # in an exit loop below it (CI trial 20: +19,509 exits, 0 injections, 0 halts).
-    LIVELOCK_EXITS = 1000
-
-    def _kvm_sample_locked(self, interval=1.0):
-        """KVM's own counters for this VM from debugfs (kvm/<pid>-<fd>/), read twice interval
-        seconds apart: whether the guest's vCPUs still run and take interrupts, which amber's
-        userspace view cannot tell. Returns (line, livelocked); ("", False) where debugfs is not
-        mounted (the test host mounts it)."""
-        dirs = glob.glob("/sys/kernel/debug/kvm/%d-*" % self.proc.pid)
-        if not dirs:
-            return "", False
-
-        def sample():
-            out = {}
-            for name in self.KVM_COUNTERS:
-                try:
-                    with open(os.path.join(dirs[0], name)) as f:
-                        out[name] = int(f.read())
-                except (OSError, ValueError):
-                    pass
-            return out
-
-        before = sample()
-        self._cond.wait(interval)
-        after = sample()
-        delta = {k: after[k] - before.get(k, 0) for k in after}
-        line = "kvm counters (debugfs, +%.0f s): %s" % (interval, ", ".join(
-            "%s %d (+%d)" % (k, after[k], delta[k]) for k in self.KVM_COUNTERS if k in after))
-        quiet = ("halt_exits", "irq_injections", "io_exits", "mmio_exits")
-        stuck = delta.get("exits", 0) >= self.LIVELOCK_EXITS and all(delta.get(k, 1) == 0 for k in quiet)
-        return line, stuck
-
-    def livelocked(self):
-        """True if KVM's counters show this VM's vCPUs in an exit livelock right now (see
-        LIVELOCK_EXITS); takes a second. Counts nothing: state_report() does."""
-        with self._cond:
-            if self.proc.poll() is not None:
-                return False
-            return self._kvm_sample_locked()[1]
-
-    def _kvm_counters_locked(self, interval=1.0):
-        """The stall report's KVM line. A livelock there counts as a guest fault."""
-        line, stuck = self._kvm_sample_locked(interval)
-        if stuck:
-            # Counted with the test host's other guest faults: run_tests.py retries the test there.
-            with _LIVE_LOCK:
-                GUEST_FAULTS[0] += 1
-            line += ("\n(the guest's vCPUs exit thousands of times a second but neither halt, take an "
-                     "interrupt nor do I/O: stuck below the guest, a nested-virtualisation fault)")
-        return line
 
     def _tail_locked(self):
         out = "\n".join(self.lines[-40:])

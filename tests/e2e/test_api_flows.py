@@ -1,4 +1,4 @@
-"""e2e: amber driven the way real Firecracker clients drive it (../shared/reference/ORCHESTRATORS.md).
+"""e2e: amber driven the way real Firecracker clients drive it (docs/orchestrators.md).
 
 Three boots, one per flow: the go-sdk's call order (FIFO logger/metrics, pause via PATCH /vm,
 SendCtrlAltDel), Kata runtime-rs's order (placeholder drives, repeated PUT /vsock, a drive swap

@@ -35,8 +35,8 @@ REBOOT_LINE = re.compile(r"^amber: info: exit: guest rebooted\b")
 
 
 class TestBoot(harness.AmberTestCase):
-    """Boots with each kernel format and CPU count. In the test host, a test that fails after a
-    guest triple fault runs again through run_tests.py's retry_failed, like every e2e test."""
+    """Boots with each kernel format and CPU count. A guest triple fault fails the test, in the test
+    host too (docs/testing.md says what evidence alone lets a test run again)."""
 
     def boot(self, kernel, vcpus, mem_mib, actions):
         """Boots the initramfs with amber.test=actions; returns the Vm once the ready marker is seen."""

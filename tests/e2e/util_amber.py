@@ -1,5 +1,5 @@
 """Shared helpers for the agent, pause and API e2e tests: the HTTP API over a Unix socket, the
-agent protocol (guest/agent/PROTOCOL.md) over amber's hybrid vsock, amberctl, and process stats.
+agent protocol (proto/PROTOCOL.md) over amber's hybrid vsock, amberctl, and process stats.
 
 Only the standard library: these tests double as "a Firecracker client written with stdlib".
 """

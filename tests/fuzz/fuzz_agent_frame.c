@@ -1,5 +1,5 @@
 /* libFuzzer target: amber-agent's frame reader and request decoders on arbitrary bytes. */
-#include "guest/agent/proto.h"
+#include "proto/agent.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vmm/config.h"
+#include "config/config.h"
 
 #define MAX_ARGS 64
 

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/config_json.h"
+#include "config/json.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,5 +1,5 @@
-"""Unit tests of the e2e runner's accounting (tests/e2e/run_tests.py), with mock suites and no VM:
-what counts as passed or failed, retries, fixtures, subtests and cut-off runs."""
+"""Unit tests of the e2e runner's accounting (tests/e2e/run_tests.py and its test-host additions in
+tests/testhost/e2e.py), with mock suites and no VM: what counts, what runs again and on what evidence."""
 import contextlib
 import io
 import os
@@ -12,11 +12,17 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
+sys.path.insert(0, os.path.join(HERE, "..", "testhost"))
 
-import harness  # noqa: E402
+import e2e as TH  # noqa: E402
 import run_tests as R  # noqa: E402
 
 CALLS = {}
+
+
+def count(name):
+    CALLS[name] = CALLS.get(name, 0) + 1
+    return CALLS[name]
 
 
 class Mocks:
@@ -31,111 +37,253 @@ class Mocks:
         def test_plain(self):
             pass
 
-
     class FlakyFixture(unittest.TestCase):
         @classmethod
         def setUpClass(cls):
-            CALLS["fixture"] = CALLS.get("fixture", 0) + 1
-            if CALLS["fixture"] == 1:
+            if count("fixture") == 1:
                 raise RuntimeError("the guest did not boot")
 
         def test_one(self):
             pass
 
-        def test_two(self):
-            pass
-
-
     class FailsOnce(unittest.TestCase):
         def test_flaky(self):
-            CALLS["flaky"] = CALLS.get("flaky", 0) + 1
-            self.assertGreater(CALLS["flaky"], 1, "first run fails")
-
+            self.assertGreater(count("flaky"), 1, "first run fails")
 
     class AlwaysFails(unittest.TestCase):
         def test_broken(self):
             self.fail("always")
 
+    class Skips(unittest.TestCase):
+        def test_runs(self):
+            pass
 
-class RunnerAccounting(unittest.TestCase):
+        def test_skipped(self):
+            self.skipTest("no cgroup v2 here")
+
+    class OnlySkips(unittest.TestCase):
+        def test_skipped(self):
+            self.skipTest("needs /dev/kvm")
+
+    class PauseLike(unittest.TestCase):
+        """Stands for a test_pause class: a retry of one of its tests re-runs them all."""
+
+        def test_1_first(self):
+            self.assertEqual(count("pause1"), 0, "fails whenever it runs in this process")
+
+        def test_2_cut(self):
+            count("pause2")
+
+
+Mocks.PauseLike.__module__ = "test_pause_mock"
+
+
+class Accounting(unittest.TestCase):
     def setUp(self):
         CALLS.clear()
         self.dir = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, self.dir, True)
-        self.journal = R.Journal(os.path.join(self.dir, "e2e-journal.txt"))
-        saved = (R.JournalResult.journal, R.JournalResult._class, harness.in_test_host)
-        R.JournalResult.journal = self.journal
-        R.JournalResult._class = None
+        os.environ["AMBER_E2E_LOGDIR"] = self.dir
+        self.runner = unittest.TextTestRunner(stream=io.StringIO(), verbosity=0, resultclass=R.CountingResult)
 
-        def restore():
-            R.JournalResult.journal, R.JournalResult._class, harness.in_test_host = saved
-        self.addCleanup(restore)
-        self.runner = unittest.TextTestRunner(stream=io.StringIO(), verbosity=0,
-                                              resultclass=R.JournalResult)
+    def journal(self):
+        j = TH.Journal(os.path.join(self.dir, "e2e-journal.txt"))
+        j._kernel_lines = lambda: []  # the machine's own kernel log is not the mock's
+        return j
 
-    def run_suite(self, *cases, in_test_host=False):
-        harness.in_test_host = lambda: in_test_host
+    def found(self, *cases):
         loader = unittest.TestLoader()
-        found = unittest.TestSuite([loader.loadTestsFromTestCase(c) for c in cases])
+        return unittest.TestSuite([loader.loadTestsFromTestCase(c) for c in cases])
+
+    def run_plain(self, *cases):
+        R.CountingResult.outcomes = outcomes = R.Outcomes()
+        with contextlib.redirect_stdout(io.StringIO()):  # the runner prints each failure
+            self.runner.run(self.found(*cases))
+        return outcomes
+
+    def run_testhost(self, journal, *cases):
+        """run_tests.main's test-host path on the mock suite; returns (printed, extra failures)."""
+        R.CountingResult.outcomes = journal
         out = io.StringIO()
-        with contextlib.redirect_stdout(out):  # the runner prints each failure as it happens
-            self.runner.run(R.select(found, self.journal))
-            R.retry_failed(self.runner, found, self.journal)
-        return out.getvalue()
+        with contextlib.redirect_stdout(out):
+            extra = TH.run(self.runner, self.found(*cases), journal, self.dir)
+        return out.getvalue(), extra
+
+    def results(self, outcomes, extra=()):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            failed = R.write_results(self.dir, outcomes, extra)
+        files = {}
+        for name in ("e2e", "e2e-failed", "e2e-skipped", "e2e-retried"):
+            with open(os.path.join(self.dir, name + ".txt")) as f:
+                files[name] = f.read()
+        return failed, files, out.getvalue()
+
+    # Plain runner (a host with vmx/svm)
 
     def test_a_failing_subtest_fails_its_test(self):
-        self.run_suite(Mocks.SubtestCase)
-        self.assertEqual(self.journal.totals(), (1, 1))
-        self.assertEqual([n for n, _ in self.journal.failed()], [Mocks.SubtestCase("test_cases").id()])
+        outcomes = self.run_plain(Mocks.SubtestCase)
+        self.assertEqual(outcomes.totals(), (1, 1, 0))
+        self.assertEqual([n for n, _ in outcomes.failed()], [Mocks.SubtestCase("test_cases").id()])
 
-    def test_a_failure_that_passes_on_its_test_host_retry_counts_as_passed(self):
-        printed = self.run_suite(Mocks.FailsOnce, in_test_host=True)
-        self.assertEqual(self.journal.totals(), (1, 0))
-        self.assertIn("running it again", printed, "a retry must be printed")
+    def test_skips_are_counted_and_listed_with_their_reason(self):
+        failed, files, _ = self.results(self.run_plain(Mocks.Skips))
+        self.assertEqual(failed, 0)
+        self.assertEqual(files["e2e"], "1 passed, 0 failed, 1 skipped\n")
+        self.assertIn("Skips.test_skipped: no cgroup v2 here", files["e2e-skipped"])
 
-    def test_no_retry_outside_the_test_host(self):
-        self.run_suite(Mocks.FailsOnce, in_test_host=False)
-        self.assertEqual(self.journal.totals(), (0, 1))
+    def test_a_run_that_executed_no_test_fails(self):
+        failed, files, _ = self.results(self.run_plain(Mocks.OnlySkips))
+        self.assertEqual(failed, 1)
+        self.assertEqual(files["e2e"], "0 passed, 1 failed, 1 skipped\n")
+        self.assertIn("no test ran", files["e2e-failed"])
 
-    def test_a_repeated_failure_counts(self):
-        self.run_suite(Mocks.AlwaysFails, in_test_host=True)
-        self.assertEqual(self.journal.totals(), (0, 1))
+    def test_a_failed_class_setup_counts_once(self):
+        outcomes = self.run_plain(Mocks.FlakyFixture)
+        self.assertEqual(outcomes.totals(), (0, 1, 0))
+        self.assertIn("the guest did not boot", outcomes.failed()[0][1])
 
-    def test_a_failed_class_setup_is_retried_and_then_counted_by_its_tests(self):
-        self.run_suite(Mocks.FlakyFixture, in_test_host=True)
-        self.assertEqual(CALLS["fixture"], 2)
-        self.assertEqual(self.journal.totals(), (2, 0))
+    # In the test host
 
-    def test_a_failed_class_setup_counts_once_outside_the_test_host(self):
-        self.run_suite(Mocks.FlakyFixture, in_test_host=False)
-        self.assertEqual(self.journal.totals(), (0, 1))
+    def test_a_failure_in_the_test_host_counts_and_is_not_run_again(self):
+        journal = self.journal()
+        printed, extra = self.run_testhost(journal, Mocks.FailsOnce, Mocks.FlakyFixture)
+        self.assertEqual(CALLS, {"flaky": 1, "fixture": 1}, printed)
+        # The test host's early stop is armed and callable from a result (no VM: no reason).
+        self.assertIsNone(R.CountingResult.__new__(R.CountingResult).stall_check([]))
+        self.assertEqual(journal.totals(), (0, 2, 0))
+        self.assertEqual((journal.notes, extra), ([], []))
 
-    def test_a_cut_off_test_counts_as_failed_until_it_runs(self):
-        name = Mocks.AlwaysFails("test_broken").id().replace("AlwaysFails.test_broken", "Gone.test_cut")
-        self.journal.record("start", name)
-        self.assertEqual(self.journal.totals(), (0, 1))
-        self.assertIn((name, "started but has no outcome (cut off)"), self.journal.failed())
-        self.journal.record("pass", name)
-        self.assertEqual(self.journal.totals(), (1, 0))
+    def test_a_failed_class_setup_is_not_run_again_in_a_resumed_test_host(self):
+        journal = self.journal()
+        self.run_testhost(journal, Mocks.FlakyFixture)
+        with open(journal.path, "a") as f:
+            f.write("died test host (debian12) killed: its heartbeat stopped 61 s ago\n")
+        journal = self.journal()
+        self.run_testhost(journal, Mocks.FlakyFixture, Mocks.FailsOnce)
+        self.assertEqual(CALLS, {"fixture": 1, "flaky": 1})
+        self.assertEqual(journal.totals(), (0, 2, 0))
 
-    def test_the_third_cut_off_fails_a_test_without_running_it(self):
-        test = Mocks.FailsOnce("test_flaky")
-        for _ in range(R.MAX_CUT_OFFS):
-            self.journal.record("start", test.id())
-        with contextlib.redirect_stdout(io.StringIO()):
-            todo = R.select(unittest.TestSuite([test]), self.journal)
-        self.assertEqual(todo.countTestCases(), 0)
-        self.assertEqual(self.journal.outcomes[test.id()], "fail")
-        self.assertNotIn("flaky", CALLS, "a test cut off too often must not run again")
+    def test_a_failure_while_the_test_hosts_kernel_broke_runs_again_once_and_is_listed(self):
+        journal = self.journal()
+        journal._kernel_lines = lambda: ["BUG: soft lockup - CPU#1 stuck for 23s! [amber-vcpu0]"]
+        _, extra = self.run_testhost(journal, Mocks.FailsOnce, Mocks.AlwaysFails)
+        self.assertEqual(CALLS["flaky"], 2)
+        self.assertEqual(journal.totals(), (1, 1, 0))  # the retry's outcome is final
+        failed, files, printed = self.results(journal, extra)
+        lines = printed.splitlines()
+        self.assertEqual(lines[-1], "e2e: 1 passed, 1 failed, 0 skipped")
+        self.assertRegex(lines[-3], r"RETRIED .*FailsOnce.test_flaky: first failure: .*first run fails.*; "
+                                    r"evidence: the test host's kernel logged: BUG: soft lockup")
+        self.assertIn("RETRIED", lines[-2])  # AlwaysFails, retried once, still failed
+        self.assertEqual(files["e2e-retried"].count("RETRIED"), 2)
 
-    def test_results_files_carry_totals_and_reasons(self):
-        self.run_suite(Mocks.SubtestCase)
-        with contextlib.redirect_stdout(io.StringIO()):
-            R.write_results(self.dir, self.journal)
-        with open(os.path.join(self.dir, "e2e.txt")) as f:
-            self.assertEqual(f.read(), "1 passed, 1 failed\n")
-        with open(os.path.join(self.dir, "e2e-failed.txt")) as f:
-            self.assertIn("subtest b fails", f.read())
+    def test_a_retry_runs_only_the_test_it_is_for(self):
+        journal = self.journal()
+        said = iter([[], ["Oops: 0000 [#1] PREEMPT SMP NOPTI"]])  # start, then failure, of test_flaky
+        journal._kernel_lines = lambda: next(said, [])
+        self.run_testhost(journal, Mocks.FailsOnce, Mocks.FlakyFixture)
+        self.assertEqual(CALLS, {"flaky": 2, "fixture": 1})  # the fixture failed without evidence
+        self.assertEqual(journal.totals(), (1, 1, 0))
+
+    def test_a_cut_off_test_with_evidence_runs_again_in_the_fresh_test_host(self):
+        name = Mocks.FailsOnce("test_flaky").id()
+        count("flaky")  # its first run was cut off
+        self.journal().record("start", name)
+        with open(os.path.join(self.dir, "e2e-journal.txt"), "a") as f:
+            f.write("died test host (debian12) killed: its heartbeat stopped 61 s ago\n")
+        journal = self.journal()
+        self.run_testhost(journal, Mocks.FailsOnce)
+        self.assertEqual(journal.totals(), (1, 0, 0))
+        self.assertEqual(len(journal.notes), 2, journal.notes)
+        self.assertIn("RESUMED in a fresh test host (it died under %s): test host" % name, journal.notes[0])
+        self.assertIn("RETRIED %s: first failure: cut off: its test host died under it; evidence: test host "
+                      "(debian12) killed: its heartbeat stopped" % name, journal.notes[1])
+
+    def test_a_cut_off_test_without_evidence_counts(self):
+        name = Mocks.FailsOnce("test_flaky").id()
+        self.journal().record("start", name)
+        journal = self.journal()
+        self.run_testhost(journal, Mocks.FailsOnce)
+        self.assertNotIn("flaky", CALLS)
+        self.assertEqual(journal.failed(), [(name, "cut off with no evidence that its test host died")])
+
+    def test_a_test_cut_off_twice_counts_as_failed(self):
+        name = Mocks.FailsOnce("test_flaky").id()
+        j = self.journal()
+        for _ in range(2):
+            j.record("start", name)
+            with open(j.path, "a") as f:
+                f.write("died test host (debian12) died: QEMU exited with 0 before the command ended\n")
+            j = self.journal()
+            TH.select(self.found(Mocks.FailsOnce), j)
+        self.assertEqual(j.totals(), (0, 1, 0))
+        self.assertIn("died under it again", j.failed()[0][1])
+
+    def test_a_test_host_that_died_between_tests_is_listed_but_retries_nothing(self):
+        j = self.journal()
+        j.record("start", Mocks.Skips("test_runs").id())
+        j.record("pass", Mocks.Skips("test_runs").id())
+        with open(j.path, "a") as f:
+            f.write("died test host (backports) killed: its heartbeat stopped 60 s ago\n")
+        journal = self.journal()
+        self.run_testhost(journal, Mocks.Skips)
+        self.assertEqual(journal.totals(), (1, 0, 1))
+        self.assertEqual(journal.retried, {})
+        self.assertEqual(len(journal.notes), 1)
+        self.assertIn("RESUMED in a fresh test host (it died between tests)", journal.notes[0])
+
+    def test_a_retried_pause_test_reruns_its_whole_class_which_must_pass(self):
+        first, cut = Mocks.PauseLike("test_1_first").id(), Mocks.PauseLike("test_2_cut").id()
+        self.assertTrue(first.startswith("test_pause_mock."))
+        j = self.journal()
+        for event, name in (("start", first), ("pass", first), ("start", cut)):
+            j.record(event, name)
+        with open(j.path, "a") as f:
+            f.write("died test host (debian12) killed: its heartbeat stopped 61 s ago\n")
+        journal = self.journal()
+        self.run_testhost(journal, Mocks.PauseLike)
+        self.assertEqual(CALLS, {"pause1": 1, "pause2": 1})
+        self.assertEqual(journal.totals(), (1, 1, 0))  # test_1 passed before, fails on the re-run
+        self.assertEqual(self.journal().totals(), (1, 1, 0))  # and so reads the journal
+
+    def test_more_than_two_retried_tests_fail_the_run(self):
+        j = self.journal()
+        for n in range(TH.MAX_RETRIED + 1):
+            self.assertEqual(TH.too_many_retries(j), [])
+            j.retry("test_x.T.test_%d" % n, "cut off", "heartbeat stopped")
+            j.record("pass", "test_x.T.test_%d" % n)
+        failed, files, _ = self.results(j, TH.too_many_retries(j))
+        self.assertEqual(failed, 1)
+        self.assertEqual(files["e2e"], "3 passed, 1 failed, 0 skipped\n")
+        self.assertIn("3 tests retried, more than 2", files["e2e-failed"])
+
+    def test_a_guest_fault_is_named_in_the_reason_and_still_counts(self):
+        log = os.path.join(self.dir, "some_test.log")
+        with open(log, "w") as f:
+            f.write("[stderr] KVM: triple fault on vCPU 0\n")
+        os.utime(log, (time.time() + 60, time.time() + 60))  # written while the test ran
+        journal = self.journal()
+        self.run_testhost(journal, Mocks.AlwaysFails)
+        self.assertEqual(journal.totals(), (0, 1, 0))
+        self.assertIn("after a guest triple fault: counted", journal.failed()[0][1])
+
+    def test_a_resumed_journal_keeps_outcomes_and_reasons(self):
+        journal = self.journal()
+        self.run_testhost(journal, Mocks.SubtestCase, Mocks.Skips)
+        again = self.journal()
+        self.assertEqual(again.totals(), journal.totals())
+        self.assertEqual(again.failed(), journal.failed())
+        self.assertEqual(again.listed("skip"), journal.listed("skip"))
+
+    def test_a_cut_run_counts_its_cut_off_test_or_one_failure(self):
+        journal = self.journal()
+        self.run_testhost(journal, Mocks.SubtestCase)
+        self.assertEqual(self.results(journal, TH.cut_run_failures(journal))[1]["e2e"],
+                         "1 passed, 2 failed, 0 skipped\n")  # died between tests: +1
+        journal.record("start", Mocks.AlwaysFails("test_broken").id())
+        self.assertEqual(self.results(journal, TH.cut_run_failures(journal))[1]["e2e"],
+                         "1 passed, 2 failed, 0 skipped\n")  # the cut-off test is the +1
 
     def test_kill_live_ends_every_process_the_runner_started(self):
         # A test's helpers outside the harness (the SDK's sandboxes) must not outlive a watchdog.
@@ -171,23 +319,6 @@ class RunnerAccounting(unittest.TestCase):
         while running() and time.monotonic() < deadline:
             time.sleep(0.05)
         self.assertEqual(running(), [], "kill_live left these running")
-
-    def test_a_cut_run_counts_its_cut_off_test_or_one_failure(self):
-        def totals_written():
-            with contextlib.redirect_stdout(io.StringIO()):
-                R.write_results_of_cut_run(self.dir, self.journal)
-            with open(os.path.join(self.dir, "e2e.txt")) as f:
-                return f.read()
-        self.run_suite(Mocks.SubtestCase)
-        self.assertEqual(totals_written(), "1 passed, 2 failed\n")  # died between tests: +1
-        self.journal.record("start", Mocks.AlwaysFails("test_broken").id())
-        self.assertEqual(totals_written(), "1 passed, 2 failed\n")  # the cut-off test is the +1
-
-    def test_a_resumed_journal_keeps_outcomes(self):
-        self.run_suite(Mocks.SubtestCase)
-        again = R.Journal(self.journal.path)
-        self.assertEqual(again.totals(), self.journal.totals())
-        self.assertEqual(again.failed(), self.journal.failed())
 
 
 if __name__ == "__main__":

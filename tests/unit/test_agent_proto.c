@@ -1,5 +1,5 @@
 /* Unit tests for the amber-agent frame/TLV codec and passwd parsing, with hostile inputs. */
-#include "guest/agent/proto.h"
+#include "proto/agent.h"
 #include "guest/agent/user.h"
 
 #include <errno.h>

@@ -555,6 +555,102 @@ static void test_server(void **state)
     rmdir(dir);
 }
 
+/* Start a server on a fresh socket for the timeout tests. */
+static struct api *timeout_server(struct fix *f, struct loop *l, char *dir, char *path, size_t len)
+{
+    char err[256];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, len, "%s/api.sock", dir);
+    assert_int_equal(loop_init(l), 0);
+    struct api *api = api_create(l, path, &f->cfg, &f->be, err, sizeof(err));
+    assert_non_null(api);
+    return api;
+}
+
+static int trickle_answers; /* 200 responses trickle() saw */
+
+/* Run the loop for about ms, sending one byte of msg every step_ms while fd is open. Returns
+ * true if the server closed fd (recv gives 0 or ECONNRESET, send EPIPE) within that time. */
+static bool trickle(struct loop *l, int fd, const char *msg, unsigned step_ms, unsigned ms)
+{
+    size_t off = 0, len = strlen(msg);
+    for (unsigned t = 0; t < ms; t += step_ms) {
+        if (off < len && send(fd, msg + off, 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+            return true;
+        off++;
+        if (off == len)
+            off = 0; /* the next request, byte by byte again */
+        for (unsigned w = 0; w < step_ms; w += 10)
+            loop_run_once(l, 10);
+        char buf[512];
+        ssize_t n;
+        while ((n = recv(fd, buf, sizeof(buf) - 1, MSG_DONTWAIT)) > 0) {
+            buf[n] = '\0';
+            for (char *p = buf; (p = strstr(p, "HTTP/1.1 200 ")); p++)
+                trickle_answers++;
+        }
+        if (n == 0 || (n < 0 && errno == ECONNRESET))
+            return true;
+    }
+    return false;
+}
+
+/* One byte every 100 ms resets a 400 ms idle timeout for ever; the request deadline does not. */
+static void test_trickle_request_deadline(void **state)
+{
+    struct fix *f = *state;
+    struct loop l;
+    char dir[] = "/tmp/amber-api-test-XXXXXX", path[80];
+    struct api *api = timeout_server(f, &l, dir, path, sizeof(path));
+    api_set_idle_timeout(api, 400);
+    api_set_request_limits(api, 1500, 60000);
+    int c = connect_to(path);
+    assert_true(c >= 0);
+    /* A head that never ends: 4 s of trickling. */
+    assert_true(trickle(&l, c,
+                        "GET / HTTP/1.1\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                        100, 4000));
+    close(c);
+    api_destroy(api);
+    loop_destroy(&l);
+    rmdir(dir);
+}
+
+/* Each request on its own stays under the deadline, but their heads add up past the cap. */
+static void test_trickle_head_cap(void **state)
+{
+    struct fix *f = *state;
+    struct loop l;
+    char dir[] = "/tmp/amber-api-test-XXXXXX", path[80];
+    struct api *api = timeout_server(f, &l, dir, path, sizeof(path));
+    api_set_idle_timeout(api, 400);
+    api_set_request_limits(api, 60000, 3000);
+    int c = connect_to(path);
+    assert_true(c >= 0);
+    /* 18 bytes at 100 ms: 1.8 s a request; complete requests, answered, one after another,
+     * until the second head takes the sum past 3 s (seen at the next 1 s tick, so the second
+     * request may still be answered). Each head alone is under the cap: only the sum closes. */
+    trickle_answers = 0;
+    assert_true(trickle(&l, c, "GET / HTTP/1.1\r\n\r\n", 100, 6000));
+    assert_in_range(trickle_answers, 1, 2);
+    close(c);
+    /* A client that sends its head at once is not touched by either bound. */
+    api_set_request_limits(api, 1500, 1500);
+    c = connect_to(path);
+    char buf[4096];
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(send(c, "GET / HTTP/1.1\r\n\r\n", 18, 0), 18);
+        assert_true(pump_read(&l, c, buf, sizeof(buf), "}") > 0);
+        assert_non_null(strstr(buf, "HTTP/1.1 200 "));
+        for (int w = 0; w < 30; w++)
+            loop_run_once(&l, 10);
+    }
+    close(c);
+    api_destroy(api);
+    loop_destroy(&l);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -566,6 +662,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sandbox_routes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fifo_sinks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trickle_request_deadline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trickle_head_cap, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,12 +9,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <pthread.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "devices/virtio/blk.h"
+#include "devices/virtio/blk_priv.h"
 #include "devices/virtio/virtio.h"
 #include "vmm/loop.h"
 #include "vmm/mem.h"
@@ -549,6 +553,79 @@ static void test_quiesce_waits(void **state)
     assert_true(irq_pending(e));
 }
 
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* If the drain were unbounded, the test would hang: after 3 s this feeds the pipe, so such a
+ * drain returns late, and the test fails instead, unless told to stop first. */
+struct feeder {
+    int pipe_wr, stop_rd;
+};
+
+static void *feed_late(void *arg)
+{
+    struct feeder *f = arg;
+    struct pollfd pfd = {.fd = f->stop_rd, .events = POLLIN};
+    if (poll(&pfd, 1, 3000) == 0) {
+        static uint8_t junk[4096];
+        if (write(f->pipe_wr, junk, sizeof(junk)) < 0)
+            perror("feed_late");
+    }
+    return NULL;
+}
+
+/* Pause keeps its bound when I/O hangs: with an empty pipe in the drive file's place, a read
+ * never completes; quiesce gives up at its timeout and the device runs on, and the request
+ * completes, and is seen, once the pipe has data. */
+static void test_quiesce_bounded(void **state)
+{
+    struct env *e = *state;
+    assert_int_equal(env_open(e, false, false), 0);
+    struct blk *b = e->d.priv;
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    int fds[2] = {p[0], p[0]};
+    assert_int_equal(io_uring_register_files_update(&b->ring, 0, fds, 2), 2);
+    build(e, VIRTIO_BLK_T_IN, 0, G_DATA, 4096, true);
+    kick(e);
+    for (int i = 0; i < 5; i++)
+        loop_run_once(&e->loop, 1);
+    assert_int_equal(get16(e, G_USED + 2), 0); /* the read waits on the pipe */
+
+    int stop[2];
+    assert_int_equal(pipe(stop), 0);
+    struct feeder f = {.pipe_wr = p[1], .stop_rd = stop[0]};
+    pthread_t feeder;
+    assert_int_equal(pthread_create(&feeder, NULL, feed_late, &f), 0);
+    uint64_t t0 = now_ms();
+    int rc = virtio_dev_quiesce_within(&e->d, 200);
+    uint64_t took = now_ms() - t0;
+    assert_int_equal(write(stop[1], "x", 1), 1);
+    pthread_join(feeder, NULL);
+    close(stop[0]);
+    close(stop[1]);
+    assert_int_equal(rc, -ETIMEDOUT);
+    assert_true(took >= 190 && took < 2000);
+    assert_int_equal(get16(e, G_USED + 2), 0);
+    virtio_dev_resume(&e->d); /* what the VM does when it withdraws the pause */
+
+    uint8_t data[4096];
+    memset(data, 0x5a, sizeof(data));
+    assert_int_equal(write(p[1], data, sizeof(data)), (ssize_t)sizeof(data));
+    assert_int_equal(wait_used(e), VIRTIO_BLK_S_OK);
+    assert_memory_equal(mem_ptr(&e->mem, G_DATA, 4096), data, 4096);
+    assert_true(irq_pending(e));
+    /* Nothing in flight: the next pause succeeds at once. */
+    assert_int_equal(virtio_dev_quiesce_within(&e->d, 200), 0);
+    virtio_dev_resume(&e->d);
+    close(p[0]);
+    close(p[1]);
+}
+
 static void test_swap_backing(void **state)
 {
     struct env *e = *state;
@@ -580,6 +657,83 @@ static void test_swap_backing(void **state)
     unlink(other);
 }
 
+/* The fds this process holds on path; *nonblocking counts those with O_NONBLOCK (fdinfo). */
+static int count_fds_on(const char *path, int *nonblocking)
+{
+    int n = 0;
+    *nonblocking = 0;
+    for (int fd = 0; fd < 1024; fd++) {
+        char link[64], target[256], info[64];
+        snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+        ssize_t len = readlink(link, target, sizeof(target) - 1);
+        if (len < 0)
+            continue;
+        target[len] = 0;
+        if (strcmp(target, path) != 0)
+            continue;
+        n++;
+        snprintf(info, sizeof(info), "/proc/self/fdinfo/%d", fd);
+        FILE *f = fopen(info, "r");
+        assert_non_null(f);
+        char line[128];
+        unsigned flags = 0;
+        while (fgets(line, sizeof(line), f))
+            if (sscanf(line, "flags: %o", &flags) == 1)
+                break;
+        fclose(f);
+        *nonblocking += (flags & O_NONBLOCK) != 0;
+    }
+    return n;
+}
+
+/* The backing fds are blocking once open (io_uring would answer EAGAIN on O_NONBLOCK ones). */
+static void test_backing_fds_blocking(void **state)
+{
+    struct env *e = *state;
+    assert_int_equal(env_open(e, false, false), 0);
+    int nonblocking;
+    assert_true(count_fds_on(e->path, &nonblocking) >= 1);
+    assert_int_equal(nonblocking, 0);
+}
+
+/*
+ * A FIFO as a drive, at create and at swap, read-only (whose blocking open would wait for a
+ * writer forever) and direct: refused at once with a clear error, the old backing kept. SIGALRM
+ * ends the test if an open blocks.
+ */
+static void test_fifo_refused(void **state)
+{
+    struct env *e = *state;
+    assert_int_equal(env_open(e, true, false), 0);
+    char fifo[80];
+    snprintf(fifo, sizeof(fifo), "%s-fifo", e->path);
+    unlink(fifo);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    char err[256] = "";
+    alarm(5);
+    assert_int_equal(blk_swap_backing(&e->d, fifo, err, sizeof(err)), -EINVAL);
+    alarm(0);
+    assert_non_null(strstr(err, "not a regular file or block device"));
+    assert_int_equal(blk_capacity_sectors(&e->d), FILE_SIZE / 512);
+
+    struct virtio_dev d2 = {0};
+    for (int direct = 0; direct <= 1; direct++) {
+        struct drive_config cfg = {.read_only = true, .direct = direct};
+        snprintf(cfg.id, sizeof(cfg.id), "fifo");
+        snprintf(cfg.path, sizeof(cfg.path), "%s", fifo);
+        err[0] = 0;
+        alarm(5);
+        assert_int_equal(blk_create(&d2, &cfg, &e->mem, &e->loop, 0xd0001000, 6, err, sizeof(err)),
+                         -EINVAL);
+        alarm(0);
+        assert_non_null(strstr(err, "not a regular file or block device"));
+    }
+    /* A character device is refused too. */
+    assert_true(blk_swap_backing(&e->d, "/dev/null", err, sizeof(err)) < 0);
+    assert_int_equal(blk_capacity_sectors(&e->d), FILE_SIZE / 512);
+    unlink(fifo);
+}
+
 static void test_missing_file(void **state)
 {
     struct env *e = *state;
@@ -597,8 +751,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_read_only_and_truncated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_direct_misaligned, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quiesce_waits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_quiesce_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_swap_backing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fifo_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backing_fds_blocking, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "vmm/config.h"
+#include "config/config.h"
 
 static char errbuf[256];
 

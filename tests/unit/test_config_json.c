@@ -1,5 +1,5 @@
 /* Unit tests for configuration validation: every section, as the endpoints and --config-file
- * use them (api/config_sections.c, api/config_json.c, api/jfield.c). */
+ * use them (config/sections.c, config/json.c, config/jfield.c). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,8 +11,8 @@
 
 #include <cmocka.h>
 
-#include "api/config_json.h"
-#include "api/jfield.h"
+#include "config/json.h"
+#include "config/jfield.h"
 
 static struct vm_config *new_cfg(void)
 {

@@ -71,9 +71,10 @@ static void fake_reset(struct virtio_dev *d)
     ((struct fake *)d->priv)->reset_calls++;
 }
 
-static void fake_quiesce(struct virtio_dev *d)
+static int fake_quiesce(struct virtio_dev *d, unsigned timeout_ms)
 {
     ((struct fake *)d->priv)->quiesce_calls++;
+    return 0;
 }
 
 static void fake_resume(struct virtio_dev *d)

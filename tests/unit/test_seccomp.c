@@ -74,7 +74,11 @@ static void expect_clean(struct outcome o)
 /* The ASan runtime makes its own syscalls (sigaltstack on thread start and exit) that the
  * filters rightly forbid, so runs that must exit cleanly are skipped in sanitizer builds. */
 #ifdef __SANITIZE_ADDRESS__
-#define SKIP_UNDER_ASAN() skip()
+#define SKIP_UNDER_ASAN()                                                                          \
+    do {                                                                                           \
+        print_message("ASan's runtime makes syscalls (sigaltstack) the filters forbid\n");         \
+        skip();                                                                                    \
+    } while (0)
 #else
 #define SKIP_UNDER_ASAN() ((void)0)
 #endif
@@ -233,7 +237,46 @@ static int vmm_exit_file(void)
     return unlink(path) < 0;
 }
 
-/* What PUT /snapshot/create does (vmm/snapshot.c): create both files, size, probe, write. */
+/* The exit file's temporary is created before the filter; only the rename runs under it. */
+static int vmm_exit_rename(void)
+{
+    /* Missing files: the call reaches the kernel (allowed) and fails with ENOENT. */
+    return rename("/nonexistent-amber-a", "/nonexistent-amber-b") == -1 && errno == ENOENT ? 0 : 1;
+}
+
+static int vmm_api_unlink(void)
+{
+    return unlink("/nonexistent-amber-sock") == -1 && errno == ENOENT ? 0 : 1;
+}
+
+static int vmm_open_rdwr(void)
+{
+    int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return 1;
+    close(fd);
+    return 0;
+}
+
+static int vmm_open_trunc(void)
+{
+    open("/dev/null", O_WRONLY | O_TRUNC | O_CLOEXEC);
+    return 1;
+}
+
+static int vmm_open_append(void)
+{
+    open("/dev/null", O_WRONLY | O_APPEND | O_CLOEXEC);
+    return 1;
+}
+
+static int vmm_open_rdwr_trunc(void)
+{
+    open("/dev/null", O_RDWR | O_TRUNC | O_CLOEXEC);
+    return 1;
+}
+
+/* What PUT /snapshot/create does (board/snapshot.c): create both files, size, probe, write. */
 static int vmm_snapshot_files(void)
 {
     char path[64];
@@ -276,10 +319,44 @@ static void test_vmm_allows(void **state)
     expect_clean(run_filtered(SECCOMP_VMM, &cfg_plain, vmm_allowed));
     struct vm_config with_exit = cfg_plain;
     strcpy(with_exit.exit_file, "/tmp/x");
-    expect_clean(run_filtered(SECCOMP_VMM, &with_exit, vmm_exit_file));
+    expect_clean(run_filtered(SECCOMP_VMM, &with_exit, vmm_exit_rename));
     struct vm_config with_api = cfg_plain;
     strcpy(with_api.api_sock, "/tmp/api.sock");
+    expect_clean(run_filtered(SECCOMP_VMM, &with_api, vmm_api_unlink));
     expect_clean(run_filtered(SECCOMP_VMM, &with_api, vmm_snapshot_files));
+    struct vm_config with_rw = cfg_plain;
+    with_rw.ndrives = 1;
+    expect_clean(run_filtered(SECCOMP_VMM, &with_rw, vmm_open_rdwr));
+}
+
+/* What the narrowing took away: writes to existing files unless a drive is writable, O_TRUNC
+ * and O_APPEND always, creating the exit file, rename without an exit file, unlink without an
+ * API socket. */
+static void test_vmm_narrowed(void **state)
+{
+    (void)state;
+    const char *open_line = "amber: seccomp violation: syscall 257 (openat)\n";
+    struct vm_config ro_drive = cfg_plain;
+    ro_drive.ndrives = 1;
+    ro_drive.drive[0].read_only = true;
+    expect_violation(run_filtered(SECCOMP_VMM, &cfg_plain, vmm_open_rdwr), open_line);
+    expect_violation(run_filtered(SECCOMP_VMM, &ro_drive, vmm_open_rdwr), open_line);
+    struct vm_config rw_drive = cfg_plain;
+    rw_drive.ndrives = 1;
+    strcpy(rw_drive.exit_file, "/tmp/x");
+    expect_violation(run_filtered(SECCOMP_VMM, &rw_drive, vmm_open_trunc), open_line);
+    expect_violation(run_filtered(SECCOMP_VMM, &rw_drive, vmm_open_rdwr_trunc), open_line);
+    expect_violation(run_filtered(SECCOMP_VMM, &rw_drive, vmm_open_append), open_line);
+    expect_violation(run_filtered(SECCOMP_VMM, &rw_drive, vmm_exit_file), open_line);
+    expect_violation(run_filtered(SECCOMP_VMM, &cfg_plain, vmm_exit_rename),
+                     "amber: seccomp violation: syscall 82 (rename)\n");
+    expect_violation(run_filtered(SECCOMP_VMM, &cfg_plain, vmm_api_unlink),
+                     "amber: seccomp violation: syscall 87 (unlink)\n");
+    struct vm_config no_api = cfg_plain;
+    strcpy(no_api.api_sock, "/tmp/api.sock");
+    no_api.no_api = true;
+    expect_violation(run_filtered(SECCOMP_VMM, &no_api, vmm_api_unlink),
+                     "amber: seccomp violation: syscall 87 (unlink)\n");
 }
 
 static void test_vmm_forbids(void **state)
@@ -427,7 +504,7 @@ static void test_tables(void **state)
     }
 }
 
-/* --- the confinement flags (vmm/config.c) that come with the filters --- */
+/* --- the confinement flags (config/config.c) that come with the filters --- */
 
 static int parse(struct vm_config *c, const char *const *args)
 {
@@ -497,15 +574,11 @@ static void test_jail_flags(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tables),
-        cmocka_unit_test(test_vcpu_thread_exit),
-        cmocka_unit_test(test_vcpu_allows),
-        cmocka_unit_test(test_vcpu_forbids),
-        cmocka_unit_test(test_vmm_allows),
-        cmocka_unit_test(test_vmm_forbids),
-        cmocka_unit_test(test_filter_file),
-        cmocka_unit_test(test_jail_flags),
-        cmocka_unit_test(test_kernel_issued_listed),
+        cmocka_unit_test(test_tables),          cmocka_unit_test(test_vcpu_thread_exit),
+        cmocka_unit_test(test_vcpu_allows),     cmocka_unit_test(test_vcpu_forbids),
+        cmocka_unit_test(test_vmm_allows),      cmocka_unit_test(test_vmm_forbids),
+        cmocka_unit_test(test_vmm_narrowed),    cmocka_unit_test(test_filter_file),
+        cmocka_unit_test(test_jail_flags),      cmocka_unit_test(test_kernel_issued_listed),
         cmocka_unit_test(test_restart_syscall),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,4 +1,4 @@
-/* Unit tests for the 16550A model: registers, interrupts, loopback, FIFOs and output cap. */
+/* Unit tests for the 16550A model: registers, interrupts, loopback, FIFOs, output ring and cap. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -6,6 +6,9 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +37,12 @@ static void rx_ready_cb(void *opaque)
     l->rx_ready_calls++;
 }
 
+static void tx_ready_cb(void *opaque)
+{
+    int *calls = opaque;
+    (*calls)++;
+}
+
 struct fixture {
     struct serial *s;
     struct irq_log log;
@@ -56,7 +65,8 @@ static int teardown(void **state)
 {
     struct fixture *f = *state;
     serial_destroy(f->s);
-    close(f->pipe[0]);
+    if (f->pipe[0] >= 0)
+        close(f->pipe[0]);
     close(f->pipe[1]);
     free(f);
     return 0;
@@ -115,6 +125,9 @@ static void test_transmit_writes_output(void **state)
     wr(f->s, 0, 'h');
     wr(f->s, 0, 'i');
     char buf[8] = {0};
+    /* Nothing reaches the fd until the loop drains the ring. */
+    assert_int_equal(read(f->pipe[0], buf, sizeof(buf)), -1);
+    assert_int_equal(serial_drain(f->s), 0);
     assert_int_equal(read(f->pipe[0], buf, sizeof(buf)), 2);
     assert_string_equal(buf, "hi");
     assert_int_equal(rd(f->s, 5) & 0x60, 0x60);
@@ -259,6 +272,7 @@ static void test_output_cap(void **state)
     assert_non_null(s);
     for (const char *p = "abcdefgh"; *p; p++)
         wr(s, 0, (uint8_t)*p);
+    assert_int_equal(serial_drain(s), 0);
     char buf[256] = {0};
     ssize_t n = read(f->pipe[0], buf, sizeof(buf) - 1);
     assert_true(n > 4);
@@ -267,10 +281,11 @@ static void test_output_cap(void **state)
     assert_int_equal(buf[4], '\n'); /* the notice follows the 4th byte directly */
     /* Only one notice. */
     wr(s, 0, 'z');
+    assert_int_equal(serial_drain(s), 0);
     assert_int_equal(read(f->pipe[0], buf, sizeof(buf)), -1);
     struct serial_stats st;
     serial_get_stats(s, &st);
-    assert_int_equal(st.tx_bytes, 4);
+    assert_int_equal(st.tx_bytes, n); /* four guest bytes and the notice */
     assert_int_equal(st.tx_dropped, 5);
     serial_destroy(s);
 }
@@ -285,7 +300,7 @@ static void test_discard_and_eagain(void **state)
     assert_int_equal(st.tx_dropped, 1);
     serial_destroy(s);
 
-    /* Fill the non-blocking pipe: further bytes are dropped, never blocking. */
+    /* A full non-blocking pipe: the bytes wait in the ring and the drain says -EAGAIN. */
     char big[4096];
     memset(big, 'x', sizeof(big));
     while (write(f->pipe[1], big, sizeof(big)) > 0)
@@ -293,9 +308,158 @@ static void test_discard_and_eagain(void **state)
     while (write(f->pipe[1], big, 1) > 0)
         ;
     wr(f->s, 0, 'a');
+    assert_int_equal(serial_drain(f->s), -EAGAIN);
     serial_get_stats(f->s, &st);
-    assert_int_equal(st.tx_dropped, 1);
+    assert_int_equal(st.tx_dropped, 0);
     assert_int_equal(st.tx_bytes, 0);
+    while (read(f->pipe[0], big, sizeof(big)) > 0)
+        ;
+    assert_int_equal(serial_drain(f->s), 0);
+    assert_int_equal(read(f->pipe[0], big, sizeof(big)), 1);
+    assert_int_equal(big[0], 'a');
+
+    /* A write error stops output: the rest is dropped and counted. */
+    wr(f->s, 0, 'b');
+    close(f->pipe[0]);
+    f->pipe[0] = -1;
+    signal(SIGPIPE, SIG_IGN);
+    assert_int_equal(serial_drain(f->s), -EPIPE);
+    wr(f->s, 0, 'c');
+    assert_int_equal(serial_drain(f->s), 0);
+    serial_get_stats(f->s, &st);
+    assert_int_equal(st.tx_bytes, 1);
+    assert_int_equal(st.tx_dropped, 2);
+}
+
+/* The byte the guest wrote as number i, so a drop shows as a gap. */
+static uint8_t pattern(uint64_t i)
+{
+    return (uint8_t)(i * 7 + i / 251);
+}
+
+/*
+ * A console reader that never reads, on a blocking fd (stdout as a shell leaves it): the guest
+ * keeps transmitting four rings' worth, every access returns (the alarm ends the test if one
+ * blocks), the drop counter grows, and the ring keeps the newest bytes, in order.
+ */
+static void test_stalled_reader_never_blocks(void **state)
+{
+    (void)state;
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    fcntl(p[0], F_SETFL, O_NONBLOCK); /* the test's own reads must not wait */
+    int calls = 0;
+    struct serial *s = serial_create(p[1], 0, NULL, NULL, 4);
+    serial_set_tx_ready(s, tx_ready_cb, &calls);
+    char big[4096];
+    memset(big, 'x', sizeof(big));
+    int fl = fcntl(p[1], F_GETFL);
+    fcntl(p[1], F_SETFL, fl | O_NONBLOCK);
+    size_t prefill = 0;
+    ssize_t w;
+    while ((w = write(p[1], big, sizeof(big))) > 0)
+        prefill += (size_t)w;
+    while ((w = write(p[1], big, 1)) > 0)
+        prefill += (size_t)w;
+    fcntl(p[1], F_SETFL, fl); /* blocking again, and full */
+
+    const uint64_t total = 4 * SERIAL_TX_RING_BYTES + 123;
+    alarm(10);
+    for (uint64_t i = 0; i < total; i++)
+        wr(s, 0, pattern(i));
+    alarm(0);
+    assert_int_equal(rd(s, 5) & 0x60, 0x60); /* THR empty: the guest is never held up */
+    assert_int_equal(calls, 1);              /* one drain request for the whole stall */
+    struct serial_stats st;
+    serial_get_stats(s, &st);
+    assert_int_equal(st.tx_bytes, 0);
+    assert_int_equal(st.tx_dropped, total - SERIAL_TX_RING_BYTES);
+
+    /* The reader comes back: the newest ring's worth follows what was in the pipe. */
+    fcntl(p[1], F_SETFL, fl | O_NONBLOCK);
+    uint8_t *got = malloc(prefill + SERIAL_TX_RING_BYTES + 1);
+    size_t have = 0;
+    for (int round = 0; round < 1000; round++) {
+        int rc = serial_drain(s);
+        ssize_t n;
+        while ((n = read(p[0], got + have, prefill + SERIAL_TX_RING_BYTES + 1 - have)) > 0)
+            have += (size_t)n;
+        if (rc == 0)
+            break;
+        assert_true(rc == 1 || rc == -EAGAIN);
+    }
+    assert_int_equal(have, prefill + SERIAL_TX_RING_BYTES);
+    uint64_t first = total - SERIAL_TX_RING_BYTES;
+    for (uint64_t i = 0; i < SERIAL_TX_RING_BYTES; i++)
+        if (got[prefill + i] != pattern(first + i))
+            fail_msg("byte %llu of the ring: %#x, want %#x", (unsigned long long)i,
+                     got[prefill + i], pattern(first + i));
+    serial_get_stats(s, &st);
+    assert_int_equal(st.tx_bytes, SERIAL_TX_RING_BYTES);
+    assert_int_equal(st.tx_bytes + st.tx_dropped, total);
+
+    /* Drained: the next byte asks for a drain again. */
+    wr(s, 0, 'z');
+    assert_int_equal(calls, 2);
+    free(got);
+    serial_destroy(s);
+    close(p[0]);
+    close(p[1]);
+}
+
+struct guest {
+    struct serial *s;
+    uint64_t n;
+};
+
+static void *guest_prints(void *arg)
+{
+    struct guest *g = arg;
+    for (uint64_t i = 0; i < g->n; i++)
+        wr(g->s, 0, pattern(i));
+    return NULL;
+}
+
+/*
+ * A vCPU transmits while the loop drains into a slow reader: every byte is either written or
+ * counted as dropped (the ring overwriting bytes that a drain has in flight included), and what
+ * arrives is in order.
+ */
+static void test_drain_races_guest(void **state)
+{
+    (void)state;
+    int p[2];
+    assert_int_equal(pipe2(p, O_NONBLOCK), 0);
+    struct guest g = {.s = serial_create(p[1], 0, NULL, NULL, 4), .n = 3000000};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, guest_prints, &g), 0);
+    uint8_t buf[512];
+    uint64_t got = 0, next = 0;
+    bool in_order = true, joined = false;
+    for (;;) {
+        bool guest_done = joined || (joined = pthread_tryjoin_np(t, NULL) == 0);
+        int rc = serial_drain(g.s);
+        ssize_t n = read(p[0], buf, sizeof(buf)); /* a reader slower than the guest */
+        for (ssize_t i = 0; i < n; i++) {
+            /* The byte's index: the next one at or after the last seen with its value. */
+            while (next < g.n && pattern(next) != buf[i])
+                next++;
+            in_order &= next < g.n;
+            next++;
+        }
+        got += n > 0 ? (uint64_t)n : 0;
+        if (guest_done && rc == 0 && n <= 0)
+            break;
+    }
+    struct serial_stats st;
+    serial_get_stats(g.s, &st);
+    assert_int_equal(st.tx_bytes, got);
+    assert_int_equal(st.tx_bytes + st.tx_dropped, g.n);
+    assert_true(st.tx_dropped > 0);
+    assert_true(in_order);
+    serial_destroy(g.s);
+    close(p[0]);
+    close(p[1]);
 }
 
 static void test_scratch_and_wide_access(void **state)
@@ -328,6 +492,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_output_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_discard_and_eagain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scratch_and_wide_access, setup, teardown),
+        cmocka_unit_test(test_stalled_reader_never_blocks),
+        cmocka_unit_test(test_drain_races_guest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

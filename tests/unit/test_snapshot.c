@@ -18,7 +18,7 @@
 #include "devices/virtio/rng.h"
 #include "devices/virtio/virtio_snap.h"
 #include "tests/unit/virtio_test_ring.h"
-#include "vmm/snapshot.h"
+#include "board/snapshot.h"
 #include "vmm/x86/cpu_state.h"
 #include "vmm/x86/vm_state.h"
 

@@ -488,6 +488,52 @@ static void test_dev_guest_connect(void **state)
     close(lfd);
 }
 
+/*
+ * A guest that connects to closed host ports in a loop: every REQUEST still gets its RST, and
+ * the host log (stderr, at info level) takes a bounded number of lines, not one per attempt.
+ */
+static void test_dev_refused_connect_flood_log_bounded(void **state)
+{
+    struct gd *g = *state;
+    FILE *tmp = tmpfile();
+    assert_non_null(tmp);
+    int saved = dup(STDERR_FILENO);
+    assert_true(saved >= 0 && dup2(fileno(tmp), STDERR_FILENO) >= 0);
+    log_set_level(LOG_INFO);
+    const unsigned attempts = 500;
+    unsigned rsts = 0;
+    uint64_t t0 = mono_ms();
+    for (unsigned i = 0; i < attempts; i++) {
+        gd_track(g, 8000 + i, 6000 + i);
+        gd_send(g, VSOCK_OP_REQUEST, 0, NULL, 0);
+        pump(g);
+        rsts += g->nops[VSOCK_OP_RST];
+    }
+    uint64_t took_ms = mono_ms() - t0;
+    log_set_level(LOG_ERROR);
+    assert_true(dup2(saved, STDERR_FILENO) >= 0);
+    close(saved);
+    assert_int_equal(rsts, attempts);
+
+    static char text[1 << 20];
+    rewind(tmp);
+    size_t n = fread(text, 1, sizeof(text) - 1, tmp);
+    text[n] = 0;
+    fclose(tmp);
+    unsigned lines = 0, refused = 0;
+    for (char *p = text; (p = strchr(p, '\n')); p++)
+        lines++;
+    for (char *p = text; (p = strstr(p, "guest connect to")); p++)
+        refused++;
+    /* A burst, plus one refill (with its "suppressed" line) per second the loop took. */
+    unsigned bound = LOG_RL_BURST + (unsigned)(took_ms / LOG_RL_INTERVAL_MS) + 1;
+    if (refused > bound || lines > 2 * bound)
+        fail_msg("%u attempts in %llu ms logged %u lines (%u refused-connect lines, bound %u):"
+                 "\n%.2000s",
+                 attempts, (unsigned long long)took_ms, lines, refused, bound, text);
+    assert_true(refused >= 1);
+}
+
 static void test_dev_host_refused_and_bad_line(void **state)
 {
     struct gd *g = *state;
@@ -600,7 +646,7 @@ int main(void)
         D(test_dev_identity),      D(test_dev_bulk_both_ways),
         D(test_dev_guest_connect), D(test_dev_host_refused_and_bad_line),
         D(test_dev_quiesce),       D(test_dev_reset),
-        D(test_dev_fd_churn),
+        D(test_dev_fd_churn),      D(test_dev_refused_connect_flood_log_bounded),
     };
     log_set_level(LOG_ERROR);
     return cmocka_run_group_tests(tests, NULL, NULL);

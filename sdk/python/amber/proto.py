@@ -1,4 +1,4 @@
-"""The amber-agent wire protocol v1 (guest/agent/PROTOCOL.md): framing, TLVs and a client.
+"""The amber-agent wire protocol v1 (proto/PROTOCOL.md): framing, TLVs and a client.
 
 Pure parts (encode_frame, FrameReader, tlv, decode_tlvs) need no socket. AgentClient runs one
 request per connection, as the protocol requires, over a socket from a connect function:
@@ -33,18 +33,43 @@ TAG_ERRNO, TAG_MESSAGE = 32, 33
 
 POWEROFF, REBOOT = 0, 1
 
+# What the client buffers from the guest at most, unless the caller says otherwise.
+MAX_FILE_BYTES = 256 * 1024 * 1024  # read_file
+MAX_OUTPUT_BYTES = 64 * 1024 * 1024  # exec, per stream (stdout, stderr)
+
 
 class ProtocolError(Exception):
     """The peer broke the protocol (malformed frame, unexpected type, early close)."""
 
 
+def escape_text(text):
+    """Guest text made safe to print: control characters, DEL and backslash as \\xNN (or
+    \\uNNNN for C1 controls), so no escape sequence or line break of the guest's reaches a
+    terminal or a log."""
+    out = []
+    for ch in text:
+        o = ord(ch)
+        if o < 0x20 or o == 0x7F or ch == "\\":
+            out.append("\\x%02x" % o)
+        elif 0x80 <= o < 0xA0:
+            out.append("\\u%04x" % o)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 class AgentError(Exception):
-    """The agent answered ERROR{ERRNO, MESSAGE}."""
+    """The agent answered ERROR{ERRNO, MESSAGE}. message is escaped (escape_text)."""
 
     def __init__(self, errno_, message):
+        message = escape_text(message)
         super().__init__("%s (errno %d)" % (message, errno_))
         self.errno = errno_
         self.message = message
+
+
+class AgentLimitError(ProtocolError):
+    """The guest sent more than the caller allowed to buffer (max_bytes, max_output_bytes)."""
 
 
 class AgentTimeout(Exception):
@@ -353,15 +378,18 @@ class AgentClient:
         try:
             c.send(PING)
             t = self._expect_result(c)
-            return {"proto_version": t.int(TAG_PROTO_VERSION), "agent_version": t.str(TAG_AGENT_VERSION),
+            return {"proto_version": t.int(TAG_PROTO_VERSION),
+                    "agent_version": escape_text(t.str(TAG_AGENT_VERSION, "")),
                     "uptime_ms": t.int(TAG_UPTIME_MS)}
         finally:
             c.close()
 
     def exec(self, command, env=None, cwd=None, timeout_ms=None, user=None, stdin=b"", timeout=None,
-             on_started=None):
+             on_started=None, max_output_bytes=MAX_OUTPUT_BYTES):
         """Runs command; returns ExecResult. timeout_ms is the agent-side kill deadline; timeout
-        (seconds) bounds the whole call here. on_started(pid) is called once the command runs."""
+        (seconds) bounds the whole call here. on_started(pid) is called once the command runs.
+        Raises AgentLimitError once stdout or stderr passes max_output_bytes (the connection
+        closes, which ends the command)."""
         payload = exec_request(command, env, cwd, timeout_ms, user)
         c = self._open(timeout)
         out, err = bytearray(), bytearray()
@@ -383,10 +411,13 @@ class AgentClient:
                 except AgentTimeout as e:
                     e.partial = ExecResult(out, err, pid=res["pid"])
                     raise
-                if ftype == STDOUT:
-                    out += data
-                elif ftype == STDERR:
-                    err += data
+                if ftype in (STDOUT, STDERR):
+                    buf = out if ftype == STDOUT else err
+                    if len(buf) + len(data) > max_output_bytes:
+                        raise AgentLimitError("exec: the command's %s passed %d bytes (max_output_bytes)"
+                                              % ("stdout" if ftype == STDOUT else "stderr",
+                                                 max_output_bytes))
+                    buf += data
                 elif ftype == STARTED:
                     res["pid"] = Tlvs(data).int(TAG_PID)
                     if on_started:
@@ -414,16 +445,25 @@ class AgentClient:
         except Exception:  # noqa: BLE001 - the reading side reports what went wrong
             pass
 
-    def read_file(self, path, timeout=None):
-        """The bytes of the guest file path."""
+    def read_file(self, path, timeout=None, max_bytes=MAX_FILE_BYTES):
+        """The bytes of the guest file path. Raises AgentLimitError past max_bytes and
+        AgentTimeout when the whole transfer takes longer than timeout seconds (None: no bound).
+        The MODE the agent reports is not used: nothing here touches the host filesystem."""
         c = self._open(timeout)
         try:
             c.send(READ_FILE, tlv(TAG_PATH, path))
             meta = self._expect_result(c)
+            size = meta.int(TAG_SIZE)
+            if size is not None and size > max_bytes:
+                raise AgentLimitError("read_file %s: the guest reports %d bytes, over max_bytes %d"
+                                      % (path, size, max_bytes))
             data = bytearray()
             while True:
                 ftype, chunk = c.recv()
                 if ftype == DATA:
+                    if len(data) + len(chunk) > max_bytes:
+                        raise AgentLimitError("read_file %s: the guest sent more than max_bytes %d"
+                                              % (path, max_bytes))
                     data += chunk
                 elif ftype == EOF:
                     break
@@ -431,7 +471,6 @@ class AgentClient:
                     _raise_error(chunk)
                 else:
                     raise ProtocolError("read_file: unexpected frame type 0x%02x" % ftype)
-            size = meta.int(TAG_SIZE)
             if size is not None and size != len(data) and len(data) < size:
                 raise ProtocolError("read_file %s: got %d of %d bytes" % (path, len(data), size))
             return bytes(data)

@@ -1,4 +1,4 @@
-"""The runtime directory (DESIGN.md, Client side): paths, ids, liveness by flock, stale cleanup.
+"""The runtime directory (docs/design.md, "Client side"): paths, ids, flock liveness, cleanup.
 
 Layout: <root>/<id>/ with api.sock, vsock.sock, console.log, amber.pid (flocked by amber while
 it lives), config.json, exit.json, rootfs.ext4, and amber.stdout/amber.stderr. <root> is

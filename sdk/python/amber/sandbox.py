@@ -23,6 +23,7 @@ from .errors import (SandboxClientError, SandboxError, SandboxNotFoundError, San
 
 AGENT_PORT = proto.DEFAULT_PORT
 CREATE_TIMEOUT_S = 30.0  # multiplied by the timeout scale
+DOWNLOAD_TIMEOUT_S = 120.0  # multiplied by the timeout scale
 API_TIMEOUT_S = 10.0
 POWEROFF_GRACE_S = 5.0
 TERM_GRACE_S = 5.0
@@ -266,6 +267,9 @@ class Sandbox:
     def _guest_call(self, what, fn):
         try:
             return fn()
+        except proto.AgentLimitError as e:
+            raise SandboxClientError("sandbox %s: %s: %s" % (self.id, what, e), status=413,
+                                     sandbox_id=self.id) from None
         except proto.AgentError as e:
             raise SandboxClientError("sandbox %s: %s: %s" % (self.id, what, e.message), status=400,
                                      sandbox_id=self.id) from None
@@ -275,13 +279,15 @@ class Sandbox:
         except (OSError, ConnectionError, proto.ProtocolError) as e:
             raise self._after_failure(what, e) from None
 
-    def execute(self, command, timeout=None, env=None, cwd=None, user=None, stdin=None):
+    def execute(self, command, timeout=None, env=None, cwd=None, user=None, stdin=None,
+                max_output_bytes=proto.MAX_OUTPUT_BYTES):
         """Runs command (a shell string, or a list of arguments) in the guest; returns an
         ExecResult (stdout, stderr, returncode/exit_code, plus the raw bytes).
 
         timeout (seconds): the guest kills the command's process group and SandboxTimeoutError
         is raised, with .result holding the output so far. A paused sandbox raises
-        SandboxClientError (409) and stays paused.
+        SandboxClientError (409) and stays paused. Output past max_output_bytes on either stream
+        raises SandboxClientError (413) and ends the command.
         """
         self._refuse_if_paused("execute()")
         timeout_ms = None
@@ -295,7 +301,7 @@ class Sandbox:
         try:
             res = self._guest_call("execute", lambda: self._agent().exec(
                 command, env=env, cwd=cwd, timeout_ms=timeout_ms, user=user, stdin=data,
-                timeout=call_timeout))
+                timeout=call_timeout, max_output_bytes=max_output_bytes))
         except ValueError as e:
             raise SandboxClientError("sandbox %s: execute: %s" % (self.id, e), status=400,
                                      sandbox_id=self.id) from None
@@ -312,10 +318,15 @@ class Sandbox:
         return self._guest_call("upload %s" % path,
                                 lambda: self._agent().write_file(path, bytes(data), mode))["size"]
 
-    def download(self, path):
-        """The bytes of the guest file path."""
+    def download(self, path, timeout=None, max_bytes=proto.MAX_FILE_BYTES):
+        """The bytes of the guest file path (returned, never written to the host: the mode the
+        guest reports is ignored). timeout (seconds, default 120 times the timeout scale) bounds
+        the whole transfer: SandboxTimeoutError past it. More than max_bytes raises
+        SandboxClientError (413)."""
         self._refuse_if_paused("download()")
-        return self._guest_call("download %s" % path, lambda: self._agent().read_file(path))
+        t = _scaled(DOWNLOAD_TIMEOUT_S) if timeout is None else timeout
+        return self._guest_call("download %s" % path,
+                                lambda: self._agent().read_file(path, timeout=t, max_bytes=max_bytes))
 
     def ping(self):
         """The agent's ping record {"proto_version", "agent_version", "uptime_ms"}."""

@@ -1,0 +1,174 @@
+/* amber agent wire protocol v1: frame and TLV codec shared by amber-agent and the host client. */
+#ifndef AMBER_PROTO_AGENT_H
+#define AMBER_PROTO_AGENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* See proto/PROTOCOL.md for the meaning of every constant below. */
+#define PROTO_VERSION      1
+#define PROTO_HDR_LEN      9u
+#define PROTO_MAX_PAYLOAD  (1024u * 1024u)
+#define PROTO_DATA_CHUNK   (64u * 1024u)
+#define PROTO_MAX_STR      4096u
+#define PROTO_MAX_ARGS     1024u
+#define PROTO_MAX_ENV      1024u
+#define PROTO_DEFAULT_PORT 1024u
+
+enum proto_type {
+    /* client -> agent: requests (the first frame of a connection) */
+    PROTO_PING = 0x01,
+    PROTO_EXEC = 0x02,
+    PROTO_READ_FILE = 0x03,
+    PROTO_WRITE_FILE = 0x04,
+    PROTO_SHUTDOWN = 0x05,
+    /* either direction: raw bytes, then end of bytes */
+    PROTO_DATA = 0x10,
+    PROTO_EOF = 0x11,
+    /* agent -> client */
+    PROTO_RESULT = 0x20,
+    PROTO_STDOUT = 0x21,
+    PROTO_STDERR = 0x22,
+    PROTO_EXIT = 0x23,
+    PROTO_STARTED = 0x24,
+    PROTO_ERROR = 0x7f,
+};
+
+enum proto_tag {
+    TAG_ARGV = 1,
+    TAG_SHELL = 2,
+    TAG_ENV = 3,
+    TAG_CWD = 4,
+    TAG_TIMEOUT_MS = 5,
+    TAG_USER = 6,
+    TAG_PATH = 7,
+    TAG_MODE = 8,
+    TAG_ACTION = 9,
+    TAG_PROTO_VERSION = 16,
+    TAG_AGENT_VERSION = 17,
+    TAG_UPTIME_MS = 18,
+    TAG_EXIT_CODE = 19,
+    TAG_SIGNAL = 20,
+    TAG_DURATION_MS = 21,
+    TAG_TIMED_OUT = 22,
+    TAG_SIZE = 23,
+    TAG_PID = 24,
+    TAG_ERRNO = 32,
+    TAG_MESSAGE = 33,
+};
+
+enum proto_shutdown_action { PROTO_POWEROFF = 0, PROTO_REBOOT = 1 };
+
+/* One decoded frame; payload points into the buffer it was parsed from. */
+struct proto_frame {
+    uint8_t type;
+    uint32_t id;
+    const uint8_t *payload;
+    uint32_t len;
+};
+
+/* True if type is one of enum proto_type. */
+bool proto_type_known(uint8_t type);
+
+/*
+ * Parse one frame from buf[0..len). Returns the bytes it occupies (> 0) and fills *out,
+ * 0 if more bytes are needed, -EMSGSIZE if the declared length exceeds PROTO_MAX_PAYLOAD,
+ * or -EBADMSG for an unknown type. Never reads past buf + len.
+ */
+ssize_t proto_frame_parse(const uint8_t *buf, size_t len, struct proto_frame *out);
+
+/* Fill hdr with a frame header. Returns 0, or -EMSGSIZE if len > PROTO_MAX_PAYLOAD. */
+int proto_frame_header(uint8_t hdr[PROTO_HDR_LEN], uint8_t type, uint32_t id, size_t len);
+
+/* A bounded byte buffer for building TLV payloads. */
+struct proto_buf {
+    uint8_t *data;
+    size_t len;
+    size_t cap;
+};
+
+/* Append one TLV (tag, 32-bit length, value). Returns 0 or -ENOSPC (buffer unchanged). */
+int proto_tlv_put(struct proto_buf *b, uint16_t tag, const void *val, size_t len);
+/* Append a string TLV (without its NUL). Returns 0, -ENOSPC, or -ENAMETOOLONG. */
+int proto_tlv_put_str(struct proto_buf *b, uint16_t tag, const char *s);
+/* Append an 8-byte big-endian integer TLV. Returns 0 or -ENOSPC. */
+int proto_tlv_put_u64(struct proto_buf *b, uint16_t tag, uint64_t v);
+
+/* Walks the TLVs of a payload. */
+struct proto_tlv_iter {
+    const uint8_t *p;
+    size_t left;
+};
+
+void proto_tlv_iter_init(struct proto_tlv_iter *it, const uint8_t *payload, size_t len);
+/*
+ * Next TLV: returns 1 and sets tag/val/len, 0 at a clean end, -EBADMSG if the rest is
+ * truncated or a length runs past the payload.
+ */
+int proto_tlv_next(struct proto_tlv_iter *it, uint16_t *tag, const uint8_t **val, uint32_t *len);
+/* Decode an integer TLV value (exactly 8 bytes). Returns 0 or -EBADMSG. */
+int proto_tlv_u64(const uint8_t *val, uint32_t len, uint64_t *out);
+/*
+ * Copy a string TLV value into a fresh NUL-terminated heap string (*out, caller frees).
+ * Returns 0, -EBADMSG for an embedded NUL, -ENAMETOOLONG past PROTO_MAX_STR, or -ENOMEM.
+ */
+int proto_tlv_strdup(const uint8_t *val, uint32_t len, char **out);
+
+/* A decoded exec request; strings are heap copies owned by the struct. */
+struct proto_exec_req {
+    char **argv; /* NULL-terminated; argc entries */
+    size_t argc;
+    char *shell; /* set instead of argv for /bin/sh -c */
+    char **env;  /* NULL-terminated "K=V" entries; envc entries */
+    size_t envc;
+    char *cwd;
+    char *user;
+    uint64_t timeout_ms; /* 0 = none */
+};
+
+/*
+ * Decode an EXEC payload. Exactly one of argv (>= 1 entry) or shell must be present; every
+ * env entry must contain '='. Returns 0, or -EBADMSG/-E2BIG/-ENAMETOOLONG/-EINVAL/-ENOMEM
+ * (nothing left allocated on error). Free with proto_exec_req_free().
+ */
+int proto_exec_req_decode(const uint8_t *payload, size_t len, struct proto_exec_req *out);
+void proto_exec_req_free(struct proto_exec_req *req);
+
+/* A decoded path request (read_file, write_file). */
+struct proto_path_req {
+    char *path;
+    uint32_t mode; /* write_file: permission bits (<= 07777), default 0644 */
+    bool have_mode;
+};
+
+/* Decode a READ_FILE/WRITE_FILE payload: a non-empty absolute path, optional mode. */
+int proto_path_req_decode(const uint8_t *payload, size_t len, struct proto_path_req *out);
+void proto_path_req_free(struct proto_path_req *req);
+
+/* An incremental frame reader over a byte stream (heap buffer sized for one full frame). */
+struct proto_rx {
+    uint8_t *buf;
+    size_t len;
+    size_t cap;
+    size_t start; /* offset of the first byte not yet returned as a frame */
+};
+
+/* Allocate the reader's buffer. Returns 0 or -ENOMEM. */
+int proto_rx_init(struct proto_rx *rx);
+void proto_rx_free(struct proto_rx *rx);
+/*
+ * Where to read more bytes into and how many fit (never 0 while no full frame is buffered).
+ * Invalidates the frames returned so far.
+ */
+uint8_t *proto_rx_space(struct proto_rx *rx, size_t *room);
+/* Record n bytes just read into proto_rx_space(). */
+void proto_rx_commit(struct proto_rx *rx, size_t n);
+/*
+ * Return the next complete frame: 1 (valid until proto_rx_space()), 0 if more bytes are
+ * needed, or a negative error from proto_frame_parse().
+ */
+int proto_rx_next(struct proto_rx *rx, struct proto_frame *out);
+
+#endif

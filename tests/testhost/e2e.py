@@ -1,0 +1,290 @@
+"""The e2e runner's test-host additions: a journal to resume a run whose test host died, the retry
+that evidence of a broken test host allows, fault labels, the livelock sampler and the run's deadline.
+
+tests/e2e/run_tests.py loads this module only inside the test host (harness.in_test_host()).
+usage: e2e.py --unfinished RESULTS_DIR   (totals of a run that died: its journal, where a test
+                                          left without an outcome counts as failed)
+
+Retry rules. A failure counts unless the test host itself broke under it:
+- the test host died under the test (its heartbeat stopped, its kernel panicked, its QEMU
+  exited; tests/testhost/testhost.sh writes which, run-e2e.sh journals it as "died"): the
+  test runs again in the fresh test host;
+- the test failed and the test host's own kernel logged an oops, BUG, soft lockup, hung task or
+  RCU stall meanwhile (/dev/kmsg): the test runs again at the end of the run.
+A guest fault alone (triple fault, guest soft lockup, exit livelock) is labelled in the reason
+and counts: no QEMU control guest runs alongside to show the same fault. A test is retried at
+most once and its retry's outcome is final; a retried test_pause* test re-runs its whole class,
+and every test of the class must pass again. Every retry, and every test host that died and was
+resumed, is listed above the summary line; more than MAX_RETRIED retried tests fail the run.
+"""
+import glob
+import os
+import re
+import sys
+import threading
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "e2e"))
+
+import harness  # noqa: E402
+import run_tests  # noqa: E402
+
+MAX_RETRIED = 2
+# The test host's own kernel breaking (not a nested guest's: those print on their consoles).
+KERNEL_BROKE = re.compile(r"Kernel panic|BUG:|Oops|general protection fault|soft lockup|hard LOCKUP|"
+                          r"self-detected stall|blocked for more than|corrupted stack end")
+GUEST_FAULTS = (("triple fault", "a guest triple fault"), ("BUG: soft lockup", "a guest soft lockup"),
+                ("exit livelock", "an exit livelock"))
+
+
+def class_of(name):
+    """The class id of a test id ("test_pause.TestPause.test_x" -> "test_pause.TestPause")."""
+    return name.rsplit(".", 1)[0]
+
+
+def reruns_class(name):
+    """A pause test's retry re-runs its class: its tests build on each other's pauses."""
+    return name.split(".", 1)[0].startswith("test_pause")
+
+
+class Journal(run_tests.Outcomes):
+    """Outcomes kept in an append-only file, one "<event> <name>[\\t<detail>...]" a line, and
+    replayed by the next run in a fresh test host."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+        self.cut = {}  # test id -> evidence that its test host died under it
+        self.retried = {}  # test id -> the retry's line
+        self.kernel = {}  # test id -> the test host's kernel line logged while it failed
+        self._kmsg = None
+        self._t0 = 0.0
+        if os.path.exists(path):
+            with open(path) as f:
+                for line in f:
+                    event, _, rest = line.rstrip("\n").partition(" ")
+                    self._note(event, *rest.split("\t"))
+
+    def _note(self, event, name, reason="", evidence=""):
+        if event == "died":  # name: the evidence (run-e2e.sh), for every test it cut off
+            cut = self.unfinished()
+            for test in cut:
+                self.cut[test] = name
+            self.notes.append("e2e: RESUMED in a fresh test host%s: %s"
+                              % (" (it died under %s)" % ", ".join(cut) if cut else " (it died between tests)", name))
+        elif event == "retry":
+            self.retried[name] = ("e2e: RETRIED %s: first failure: %s; evidence: %s" % (name, reason, evidence))
+            self.notes.append(self.retried[name])
+        elif event == "rerun":  # name: a test, or a class whose every test, runs again
+            for table in (self.starts, self.outcomes):
+                for test in [t for t in table if name in (t, class_of(t)) or "(%s)" % name in t]:
+                    del table[test]
+        else:
+            super()._note(event, name, reason)
+
+    def record(self, event, name, reason="", evidence=""):
+        if event == "start":
+            self._t0 = time.time()
+            self._kernel_lines()  # what the test host's kernel said before is not this test's
+        elif event == "fail":
+            broke = [line for line in self._kernel_lines() if KERNEL_BROKE.search(line)]
+            if broke:
+                self.kernel[name] = "the test host's kernel logged: " + broke[0][:200]
+            reason += guest_fault_label(self._t0)
+        with self.lock:
+            self._note(event, name, reason, evidence)
+            with open(self.path, "a") as f:
+                fields = [event + " " + name] + [x.replace("\t", " ") for x in (reason, evidence)]
+                f.write("\t".join(fields).rstrip("\t") + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+
+    def _kernel_lines(self):
+        """The test host kernel's log lines since the last call (/dev/kmsg), or []."""
+        try:
+            if self._kmsg is None:
+                self._kmsg = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+                os.lseek(self._kmsg, 0, os.SEEK_END)
+                return []
+            out = []
+            while True:
+                try:
+                    out.append(os.read(self._kmsg, 8192).decode("utf-8", "replace").split(";", 1)[-1])
+                except BlockingIOError:
+                    return out
+                except OSError:  # EPIPE: records overwritten meanwhile; read on
+                    continue
+        except OSError:
+            return []
+
+    def retry(self, name, reason, evidence):
+        """Journals name's one retry: it (its whole class for a pause test) runs again."""
+        self.record("retry", name, reason, evidence)
+        self.record("rerun", class_of(name) if reruns_class(name) else name)
+
+
+def guest_fault_label(since):
+    """" (after a guest triple fault; ...)" when a console or stderr log written since `since`
+    shows a fault of the kind nested SVM under TCG causes; it still counts as a failure."""
+    seen = set()
+    for path in glob.glob(os.path.join(os.environ.get("AMBER_E2E_LOGDIR", "/nonexistent"), "*.log")):
+        try:
+            if os.path.getmtime(path) < since:
+                continue
+            with open(path, errors="replace") as f:
+                f.seek(max(0, os.path.getsize(path) - (1 << 20)))
+                text = f.read()
+        except OSError:
+            continue
+        seen.update(label for marker, label in GUEST_FAULTS if marker in text)
+    if not seen:
+        return ""
+    return " (after %s: counted, no control guest ran to show it is the test host's)" % ", ".join(sorted(seen))
+
+
+def select(found, journal):
+    """The tests still to run: those without an outcome, the ones a dead test host cut off (once,
+    with its evidence), and the classes of cut-off pause tests."""
+    for name in journal.unfinished():
+        evidence = journal.cut.get(name)
+        if evidence and name not in journal.retried:
+            print("e2e: %s was cut off when its test host died; running it again" % name, flush=True)
+            journal.retry(name, "cut off: its test host died under it", evidence)
+        elif evidence:
+            journal.record("fail", name, "its test host died under it again (%s)" % evidence)
+        else:
+            journal.record("fail", name, "cut off with no evidence that its test host died")
+    return unittest.TestSuite([t for t in run_tests.flatten(found)
+                               if t.id() not in journal.outcomes and not fixture_failed(t.id(), journal)])
+
+
+def fixture_failed(name, journal):
+    """True when name's class or module set-up failed: that failure counts, once, and its tests
+    do not run again without evidence."""
+    scopes = ("(%s)" % class_of(name), "(%s)" % name.split(".", 1)[0])
+    return any(o == "fail" and n.endswith(scopes) for n, o in journal.outcomes.items())
+
+
+def in_scope(name, scopes):
+    """True when test name is, or belongs to a class or fixture in, scopes."""
+    return name in scopes or class_of(name) in scopes or any("(%s)" % class_of(name) in s for s in scopes)
+
+
+def retry_after_kernel_evidence(runner, found, journal):
+    """Runs again, once, each failed test during which the test host's kernel broke."""
+    todo = [n for n, o in journal.outcomes.items()
+            if o == "fail" and n in journal.kernel and n not in journal.retried]
+    scopes = set()
+    for name in todo:
+        print("e2e: %s failed while %s; running it again" % (name, journal.kernel[name]), flush=True)
+        journal.retry(name, journal.why.get(name, "?"), journal.kernel[name])
+        scopes.add(class_of(name) if reruns_class(name) else name)
+    if todo:
+        runner.run(unittest.TestSuite([t for t in run_tests.flatten(found)
+                                       if in_scope(t.id(), scopes) and t.id() not in journal.outcomes]))
+
+
+def too_many_retries(journal):
+    if len(journal.retried) > MAX_RETRIED:
+        return [("e2e retries", "%d tests retried, more than %d: the test host is not fit to judge amber"
+                 % (len(journal.retried), MAX_RETRIED))]
+    return []
+
+
+def run(runner, found, journal, results_dir):
+    """run_tests.main's test-host path: resume, run, retry with evidence. Returns the extra
+    failures for write_results."""
+    harness.STALL_HOOKS.append(lambda vm: kvm_sample(vm)[0])
+    run_tests.CountingResult.stall_check = staticmethod(livelock_check)
+    watchdog = start_deadline(results_dir, journal)
+    try:
+        suite = select(found, journal)
+        print("e2e: %d tests found, %d to run in the test host (%s), timeout scale %.2g"
+              % (found.countTestCases(), suite.countTestCases(), os.environ.get("TESTHOST_STACK", "debian12"),
+                 harness.timeout_scale()), flush=True)
+        runner.run(suite)
+        retry_after_kernel_evidence(runner, found, journal)
+    finally:
+        watchdog.cancel()
+    return too_many_retries(journal)
+
+
+def cut_run_failures(journal):
+    """A run that ended early: a test cut off mid-run already counts as failed; a run that died
+    between tests gets one failure."""
+    return [] if journal.unfinished() else [("e2e run", "ended before its last test")]
+
+
+def start_deadline(results_dir, journal):
+    """Ends the run at $AMBER_E2E_DEADLINE (epoch seconds, from run-e2e.sh: the test host's boot
+    and earlier test hosts of a resumed run have spent part of the budget) with what it has."""
+    limit = max(float(os.environ.get("AMBER_E2E_DEADLINE", time.time() + 1e9)) - time.time(), 1.0)
+
+    def fire():
+        print("e2e: the run reached its deadline (%.0f s); killing it" % limit, flush=True)
+        run_tests.kill_live()
+        run_tests.write_results(results_dir, journal, cut_run_failures(journal) + too_many_retries(journal))
+        os._exit(1)
+
+    t = threading.Timer(limit, fire)
+    t.daemon = True
+    t.start()
+    return t
+
+
+KVM_COUNTERS = ("exits", "halt_exits", "irq_injections", "irq_window_exits", "io_exits",
+                "mmio_exits", "pf_taken", "pf_fixed", "insn_emulation")
+# A guest whose vCPUs exit this often in the sampled second, yet neither halt, nor take one
+# interrupt, nor reach amber with one I/O exit, is not running guest code at all: it is stuck
+# in an exit loop below it (CI trial 20: +19,509 exits, 0 injections, 0 halts).
+LIVELOCK_EXITS = 1000
+
+
+def kvm_sample(vm, interval=1.0):
+    """KVM's own counters for vm from debugfs (kvm/<pid>-<fd>/, mounted by init.sh), read twice
+    interval seconds apart. Returns (line, livelocked); ("", False) when there are none."""
+    dirs = glob.glob("/sys/kernel/debug/kvm/%d-*" % vm.pid)
+    if not dirs or not vm.alive():
+        return "", False
+
+    def sample():
+        out = {}
+        for name in KVM_COUNTERS:
+            try:
+                with open(os.path.join(dirs[0], name)) as f:
+                    out[name] = int(f.read())
+            except (OSError, ValueError):
+                pass
+        return out
+
+    before = sample()
+    time.sleep(interval)
+    after = sample()
+    delta = {k: after[k] - before.get(k, 0) for k in after}
+    line = "kvm counters (debugfs, +%.0f s): %s" % (interval, ", ".join(
+        "%s %d (+%d)" % (k, after[k], delta[k]) for k in KVM_COUNTERS if k in after))
+    quiet = ("halt_exits", "irq_injections", "io_exits", "mmio_exits")
+    stuck = delta.get("exits", 0) >= LIVELOCK_EXITS and all(delta.get(k, 1) == 0 for k in quiet)
+    if stuck:
+        line += "\n(an exit livelock: the vCPUs exit thousands of times a second but neither halt, take an " \
+                "interrupt nor do I/O)"
+    return line, stuck
+
+
+def livelock_check(vms):
+    """The per-test watchdog's early stop: a reason when a VM is in an exit livelock, else None."""
+    return "has a VM in an exit livelock" if any(kvm_sample(vm)[1] for vm in vms) else None
+
+
+def main():
+    if len(sys.argv) != 3 or sys.argv[1] != "--unfinished":
+        sys.exit(__doc__)
+    journal = Journal(os.path.join(sys.argv[2], "e2e-journal.txt"))
+    run_tests.write_results(sys.argv[2], journal, cut_run_failures(journal) + too_many_retries(journal))
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

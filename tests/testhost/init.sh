@@ -1,0 +1,88 @@
+#!/bin/sh
+# Test host /init: mounts the outer machine's root over 9p (read-only) and the checkout (writable),
+# then runs the job's command in a chroot with the serial line ttyS1 as its terminal or output.
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+set -o pipefail
+
+mount -t devtmpfs -o mode=0755 devtmpfs /dev
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+exec </dev/console >/dev/console 2>&1
+
+while read -r mod; do
+    [ -n "$mod" ] && insmod "/lib/modules/$mod" 2>/dev/null
+done </etc/amber-modules
+
+job=
+repo=
+tty=0
+for arg in $(cat /proc/cmdline); do
+    case "$arg" in
+    amber.job=*) job=${arg#amber.job=} ;;
+    amber.repo=*) repo=${arg#amber.repo=} ;;
+    amber.tty=*) tty=${arg#amber.tty=} ;;
+    esac
+done
+
+fail() {
+    echo "testhost-init: $*"
+    sync
+    poweroff -f
+}
+
+opts=trans=virtio,version=9p2000.L,msize=262144
+mkdir -p /host
+mount -t 9p -o "$opts,ro,cache=loose" hostroot /host || fail "cannot mount the host root"
+mount -t proc proc /host/proc
+mount -t sysfs sysfs /host/sys
+# KVM's per-VM counters (debugfs kvm/<pid>-<fd>/exits, ...): the e2e stall report reads them
+# to tell a guest that stopped running from one that runs but waits.
+mount -t debugfs debugfs /host/sys/kernel/debug 2>/dev/null
+mount -t devtmpfs -o mode=0755 devtmpfs /host/dev
+mkdir -p /host/dev/pts /host/dev/shm
+mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /host/dev/pts
+mount -t tmpfs -o mode=1777 tmpfs /host/dev/shm
+for d in /tmp /run /var/tmp; do
+    mount -t tmpfs -o mode=1777 tmpfs "/host$d"
+done
+# Programs that write under $HOME (caches, histories) get a scratch home.
+mount -t tmpfs -o mode=0700 tmpfs /host/root
+# The checkout goes on last, so that it stays visible even when it lives under one of the
+# scratch tmpfs mounts above (a clone in /tmp or /root, as CI may make).
+mkdir -p "/host$repo" 2>/dev/null
+mount -t 9p -o "$opts" repo "/host$repo" || fail "cannot mount the checkout at $repo"
+ip link set lo up
+hostname testhost
+# Huge pages stay where they are once mapped: khugepaged's collapses and proactive compaction
+# move pages under running nested guests, which nested SVM under TCG does not always survive.
+t=/sys/kernel/mm/transparent_hugepage
+echo 4294967295 >$t/khugepaged/scan_sleep_millisecs
+echo 4294967295 >$t/khugepaged/alloc_sleep_millisecs
+echo 0 >/proc/sys/vm/compaction_proactiveness
+[ -d "/host$job" ] || fail "job directory $job is missing"
+
+echo "$(cut -d' ' -f1 /proc/uptime)" >"/host$job/started"
+# A heartbeat for tests/testhost/testhost.sh: it stops if this kernel or the 9p share stops. It runs at
+# the highest priority, so that a test host busy to its last cycle (a TAP test's softirqs, two
+# spinning vCPUs) does not pass for a hung one.
+(
+    while :; do
+        cut -d' ' -f1 /proc/uptime >"/host$job/alive.tmp" && mv "/host$job/alive.tmp" "/host$job/alive"
+        sleep 5
+    done
+) &
+renice -n -20 -p $! >/dev/null 2>&1
+if [ "$tty" = 1 ]; then
+    stty -F /dev/ttyS1 sane
+    chroot /host /usr/bin/setsid -w -c /bin/bash "$job/cmd.sh" </dev/ttyS1 >/dev/ttyS1 2>&1
+    rc=$?
+else
+    stty -F /dev/ttyS1 raw -echo
+    chroot /host /bin/bash "$job/cmd.sh" </dev/null 2>&1 | cat >/dev/ttyS1
+    rc=$?
+fi
+# stty sets the line with TCSADRAIN: it returns once the command's output has left the UART.
+stty -F /dev/ttyS1 sane
+echo "$rc" >"/host$job/rc"
+sync
+poweroff -f
