@@ -162,7 +162,7 @@ static const struct allow vcpu_allow[] = {
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
 static const unsigned long vmm_ioctls[] = {KVM_IRQ_LINE, TUNSETOFFLOAD, BLKGETSIZE64, TCSETS};
-/* snapshot/create reads a paused VM's state (vmm/x86/cpu_state.c); only reads, no KVM_SET_*. */
+/* snapshot/create reads a paused VM's state (vmm/x86/cpu_state.c, vm_state.c); only reads. */
 static const unsigned long vmm_snapshot_ioctls[] = {
     KVM_GET_REGS,  KVM_GET_SREGS,          KVM_GET_FPU,         KVM_GET_XSAVE,     KVM_GET_XSAVE2,
     KVM_GET_XCRS,  KVM_GET_LAPIC,          KVM_GET_VCPU_EVENTS, KVM_GET_DEBUGREGS, KVM_GET_MP_STATE,

@@ -105,7 +105,7 @@ static void test_create_needs_a_paused_vm(void **state)
     assert_int_equal(req(f, "PUT", "/snapshot/create", CREATE), 400); /* not started */
     assert_int_equal(api_core_event(&f->core, VM_EV_START), 0);
     assert_int_equal(req(f, "PUT", "/snapshot/create", CREATE), 400); /* running */
-    assert_true(says(f, "paused"));
+    assert_true(says(f, "Paused")); /* the router: "allowed in: Paused" */
     assert_int_equal(f->m.creates, 0);
     assert_int_equal(req(f, "POST", "/pause", NULL), 200);
     assert_int_equal(req(f, "PUT", "/snapshot/create", CREATE), 204);
