@@ -11,6 +11,8 @@ Standard library only (Python 3.11).
 """
 from .errors import (SandboxClientError, SandboxError, SandboxNotFoundError, SandboxTimeoutError,
                      SandboxUnavailableError)
+from .errors import CommandExitError, CommandNotFoundError, StdinClosedError
+from .commands import CommandHandle, CommandResult, ProcessInfo
 from .proto import ExecResult
 from .sandbox import Sandbox
 from .runtime import runtime_root, timeout_scale
@@ -18,4 +20,6 @@ from .runtime import runtime_root, timeout_scale
 __all__ = [
     "Sandbox", "ExecResult", "SandboxError", "SandboxClientError", "SandboxNotFoundError",
     "SandboxUnavailableError", "SandboxTimeoutError", "runtime_root", "timeout_scale",
+    "CommandExitError", "CommandNotFoundError", "StdinClosedError", "CommandHandle", "CommandResult",
+    "ProcessInfo",
 ]

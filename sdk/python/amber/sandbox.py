@@ -247,6 +247,16 @@ class Sandbox:
         return self._api("POST", "/resume")
 
     # ----------------------------------------------------------------- guest calls
+    @property
+    def commands(self):
+        """Streaming and background commands (commands.py): run(), list(), connect(), kill()."""
+        from .commands import Commands
+        return Commands(self)
+
+    @staticmethod
+    def _scaled_s(seconds):
+        return _scaled(seconds)
+
     def _agent(self, connect_timeout=None):
         ct = _scaled(5.0, cap=30.0) if connect_timeout is None else connect_timeout
 
