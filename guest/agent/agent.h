@@ -72,6 +72,10 @@ int bg_forward(struct agent_conn *c, const struct proto_frame *f, uint32_t pid);
 /* LIST_PROCS: one ENTRY per background command still known, then EOF. Returns 0 or -errno. */
 int bg_list(struct agent_conn *c);
 
+/* STAT, LIST_DIR, REMOVE, RENAME, MKDIR (fileops.c): decode f and answer it. Returns 0 or
+ * -errno. */
+int fileops_serve(struct agent_conn *c, const struct proto_frame *f);
+
 /* PID 1 duties. */
 /* Mount proc, sys, devtmpfs, devpts, /tmp and /run (already mounted is fine). */
 void init_mounts(void);

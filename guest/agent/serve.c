@@ -365,6 +365,12 @@ int serve_conn(struct agent_conn *c, int *shutdown)
     }
     case PROTO_LIST_PROCS:
         return bg_list(c);
+    case PROTO_STAT:
+    case PROTO_LIST_DIR:
+    case PROTO_REMOVE:
+    case PROTO_RENAME:
+    case PROTO_MKDIR:
+        return fileops_serve(c, &f);
     default:
         return conn_send_error(c, EPROTO, "frame type 0x%02x is not a request", f.type);
     }

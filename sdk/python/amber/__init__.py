@@ -13,6 +13,8 @@ from .errors import (SandboxClientError, SandboxError, SandboxNotFoundError, San
                      SandboxUnavailableError)
 from .errors import CommandExitError, CommandNotFoundError, StdinClosedError
 from .commands import CommandHandle, CommandResult, ProcessInfo
+from .errors import SandboxFileNotFoundError, SandboxFileTypeError
+from .files import EntryInfo, WriteInfo
 from .proto import ExecResult
 from .sandbox import Sandbox
 from .runtime import runtime_root, timeout_scale
@@ -21,5 +23,5 @@ __all__ = [
     "Sandbox", "ExecResult", "SandboxError", "SandboxClientError", "SandboxNotFoundError",
     "SandboxUnavailableError", "SandboxTimeoutError", "runtime_root", "timeout_scale",
     "CommandExitError", "CommandNotFoundError", "StdinClosedError", "CommandHandle", "CommandResult",
-    "ProcessInfo",
+    "ProcessInfo", "SandboxFileNotFoundError", "SandboxFileTypeError", "EntryInfo", "WriteInfo",
 ]

@@ -63,3 +63,20 @@ class CommandExitError(SandboxError):
         self.exit_code = result.exit_code if result is not None else None
         self.stdout = result.stdout if result is not None else ""
         self.stderr = result.stderr if result is not None else ""
+
+
+class SandboxFileNotFoundError(SandboxClientError):
+    """files.*: the guest path does not exist. status 404."""
+
+    def __init__(self, message, sandbox_id=None, path=None):
+        super().__init__(message, status=404, sandbox_id=sandbox_id)
+        self.path = path
+
+
+class SandboxFileTypeError(SandboxClientError):
+    """files.*: the guest path is a directory where a file is needed, or not a directory where
+    one is needed (or exists as a file where make_dir wants a directory). status 400."""
+
+    def __init__(self, message, sandbox_id=None, path=None):
+        super().__init__(message, status=400, sandbox_id=sandbox_id)
+        self.path = path

@@ -253,6 +253,12 @@ class Sandbox:
         from .commands import Commands
         return Commands(self)
 
+    @property
+    def files(self):
+        """The guest's file system, streamed (files.py): read, write, list, get_info, ..."""
+        from .files import Files
+        return Files(self)
+
     @staticmethod
     def _scaled_s(seconds):
         return _scaled(seconds)
