@@ -41,6 +41,9 @@ struct api_backend {
     int (*vsock_bind)(void *ctx, const struct vsock_config *vsock, char *err, size_t errlen);
     /* Add device/VM counters to a metrics line (an object; add members to it). */
     void (*metrics)(void *ctx, struct json_object *out);
+    /* The sandbox's /timeout deadline passed with on_timeout kill: end amber, recording why
+     * (the exit file's reason). */
+    void (*stop)(void *ctx, const char *why);
 };
 
 struct api;

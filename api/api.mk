@@ -1,7 +1,8 @@
 # The HTTP/JSON API (api/, except api/client/ which has its own fragment): objects, unit tests
 # and fuzzers.
 API_CORE_OBJS := api/http.o api/jfield.o api/config_sections.o api/config_json.o api/state.o \
-                 api/routes.o api/handlers_config.o api/handlers_vm.o api/sinks.o
+                 api/routes.o api/handlers_config.o api/handlers_vm.o api/sinks.o \
+                 api/handlers_timeout.o
 API_OBJS      := $(API_CORE_OBJS) api/server.o api/listen.o
 VMM_OBJS      += $(API_OBJS)
 

@@ -30,6 +30,8 @@ struct api_core {
     int (*open_sink)(const char *path);
     uint64_t requests, errors;
     uint64_t metrics_lines, metrics_dropped;
+    uint64_t deadline_ms; /* PUT /timeout: CLOCK_MONOTONIC ms when it fires, 0 = none */
+    int on_timeout;       /* 0 kill, 1 pause */
 };
 
 /* Initialise c for cfg and a copy of be (NOT_STARTED, no sinks). */
@@ -56,6 +58,10 @@ int api_core_open_sinks(struct api_core *c, bool which_logger, bool which_metric
 
 /* Write one metrics line to the metrics sink, never blocking. 0, -ENOENT or -EAGAIN (dropped). */
 int api_core_flush_metrics(struct api_core *c);
+
+/* If the /timeout deadline has passed at now_ms (CLOCK_MONOTONIC), act once: pause the VM, or
+ * stop the sandbox through the back end's stop op. Called on the API's 1 s tick. */
+void api_core_check_deadline(struct api_core *c, uint64_t now_ms);
 
 /* Response helpers for the handlers. resp_json takes ownership of o. */
 void resp_error(struct api_response *r, int status, const char *fmt, ...)
@@ -100,6 +106,10 @@ void h_patch_vm(struct api_core *c, struct json_object *b, const char *id, struc
 void h_post_pause(struct api_core *c, struct json_object *b, const char *id,
                   struct api_response *r);
 void h_post_resume(struct api_core *c, struct json_object *b, const char *id,
+                   struct api_response *r);
+void h_get_timeout(struct api_core *c, struct json_object *b, const char *id,
+                   struct api_response *r);
+void h_put_timeout(struct api_core *c, struct json_object *b, const char *id,
                    struct api_response *r);
 
 #endif

@@ -46,6 +46,9 @@ static const struct route routes[] = {
     {"/vm/config", false, {{HTTP_GET, h_get_vm_config, BODY_NONE}}},
     {"/pause", false, {{HTTP_POST, h_post_pause, BODY_NONE}}},
     {"/resume", false, {{HTTP_POST, h_post_resume, BODY_NONE}}},
+    {"/timeout",
+     false,
+     {{HTTP_GET, h_get_timeout, BODY_NONE}, {HTTP_PUT, h_put_timeout, BODY_JSON}}},
 };
 
 /* Firecracker endpoints amber does not offer: 400 rather than 404, so the reason is clear. */

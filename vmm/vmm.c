@@ -252,6 +252,17 @@ static int be_vsock_bind(void *ctx, const struct vsock_config *vsock, char *err,
     return vmm->vsock_fd < 0 ? vmm->vsock_fd : 0;
 }
 
+static void be_stop(void *ctx, const char *why)
+{
+    struct vmm *vmm = ctx;
+    if (vmm->vm_created) {
+        vm_request_exit(&vmm->vm, VM_EXIT_SIGNAL, "%s", why);
+    } else {
+        snprintf(vmm->early_exit, sizeof(vmm->early_exit), "%s", why);
+        loop_quit(&vmm->loop, 0);
+    }
+}
+
 static const struct api_backend backend_ops = {
     .start = be_start,
     .pause = be_pause,
@@ -259,6 +270,7 @@ static const struct api_backend backend_ops = {
     .ctrl_alt_del = be_ctrl_alt_del,
     .drive_swap = be_drive_swap,
     .vsock_bind = be_vsock_bind,
+    .stop = be_stop,
 };
 
 static int load_config_file(struct vm_config *cfg, char *err, size_t errlen)

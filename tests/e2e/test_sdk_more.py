@@ -167,5 +167,37 @@ class TestFilesE2E(unittest.TestCase):
         self.assertTrue(f.exists("/etc/passwd"), "remove must not follow the symlink to /etc")
 
 
+class TestLifetimeE2E(unittest.TestCase):
+    def test_pause_on_timeout_then_resume(self):
+        rec = _SBX.set_timeout(2, on_timeout="pause")
+        self.assertEqual(rec["on_timeout"], "pause")
+        deadline = time.monotonic() + 15
+        while _SBX.state() != "Paused" and time.monotonic() < deadline:
+            time.sleep(0.5)
+        self.assertEqual(_SBX.state(), "Paused", "amber did not pause at the deadline")
+        _SBX.resume()
+        self.assertEqual(_SBX.commands.run("echo back").stdout, "back\n")
+
+    def test_kill_on_timeout_after_the_creator_exited(self):
+        root = os.path.dirname(_SBX.dir)
+        code = ("import sys; sys.path.insert(0, %r); from amber import Sandbox; "
+                "s = Sandbox.create(runtime_dir=%r, timeout=3, metadata={'e2e': 'lifetime'}); "
+                "print(s.id)" % (SDK, root))
+        out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, check=True, timeout=120)
+        sid = out.stdout.decode().strip()
+        self.assertEqual([s.id for s in Sandbox.list(runtime_dir=root, metadata={"e2e": "lifetime"})], [sid])
+        deadline = time.monotonic() + 30
+        err = None
+        while time.monotonic() < deadline:
+            try:
+                Sandbox.get(sid, runtime_dir=root)
+            except Exception as e:  # noqa: BLE001 - SandboxNotFoundError once amber stopped it
+                err = e
+                break
+            time.sleep(0.5)
+        self.assertIsNotNone(err, "the sandbox outlived its timeout")
+        self.assertIn("timeout", str(err))
+
+
 if __name__ == "__main__":
     unittest.main()

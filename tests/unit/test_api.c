@@ -17,11 +17,14 @@
 
 #include "api/api.h"
 #include "api/core.h"
+#include "vmm/clock.h"
 
 struct mock {
     int starts, pauses, resumes, cads, swaps, binds;
     int start_ret, pause_ret, swap_ret;
     char swap_id[80], swap_path[256], bind_path[128];
+    int stops;
+    char stop_why[128];
 };
 
 static int m_start(void *ctx, const struct vm_config *cfg, char *err, size_t n)
@@ -63,6 +66,12 @@ static int m_bind(void *ctx, const struct vsock_config *v, char *err, size_t n)
     snprintf(m->bind_path, sizeof(m->bind_path), "%s", v->uds_path);
     return 0;
 }
+static void m_stop(void *ctx, const char *why)
+{
+    struct mock *m = ctx;
+    m->stops++;
+    snprintf(m->stop_why, sizeof(m->stop_why), "%s", why);
+}
 static void m_metrics(void *ctx, struct json_object *out)
 {
     json_object_object_add(out, "mock", json_object_new_int(1));
@@ -80,8 +89,8 @@ struct fix {
 static int setup(void **state)
 {
     struct fix *f = calloc(1, sizeof(*f));
-    f->be =
-        (struct api_backend){&f->m, m_start, m_pause, m_resume, m_cad, m_swap, m_bind, m_metrics};
+    f->be = (struct api_backend){&f->m,  m_start, m_pause,   m_resume, m_cad,
+                                 m_swap, m_bind,  m_metrics, m_stop};
     f->cfg.vcpus = 1;
     f->cfg.mem_mib = 128;
     snprintf(f->cfg.id, sizeof(f->cfg.id), "sbx1");
@@ -374,6 +383,61 @@ static void test_sandbox_routes(void **state)
     assert_string_equal(jstr(f, "firecracker_version"), AMBER_VERSION);
 }
 
+static double jnum(struct fix *f, const char *key)
+{
+    struct json_object *v;
+    assert_true(json_object_object_get_ex(f->json, key, &v));
+    return json_object_get_double(v);
+}
+
+/* PUT/GET /timeout: validation, and the deadline check's one action (stop, or pause). */
+static void test_timeout_route(void **state)
+{
+    struct fix *f = *state;
+    static const char *const bad[] = {
+        "{}",
+        "{\"timeout_s\":0}",
+        "{\"timeout_s\":-1}",
+        "{\"timeout_s\":\"5\"}",
+        "{\"timeout_s\":1.5}",
+        "{\"timeout_s\":99999999999}",
+        "{\"timeout_s\":5,\"x\":1}",
+        "{\"timeout_s\":5,\"on_timeout\":\"hibernate\"}",
+        "[]",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(req(f, "PUT", "/timeout", bad[i]), 400);
+    assert_int_equal(req(f, "GET", "/timeout", NULL), 200);
+    assert_null(jstr(f, "timeout_s_left"));
+    assert_string_equal(jstr(f, "on_timeout"), "kill");
+
+    uint64_t t0 = clock_now_ms();
+    assert_int_equal(req(f, "PUT", "/timeout", "{\"timeout_s\":5}"), 200);
+    assert_true(jnum(f, "timeout_s_left") > 4.5 && jnum(f, "timeout_s_left") <= 5.0);
+    assert_non_null(jstr(f, "deadline"));
+    api_core_check_deadline(&f->core, t0 + 4000);
+    assert_int_equal(f->m.stops, 0);
+    api_core_check_deadline(&f->core, t0 + 6000);
+    assert_int_equal(f->m.stops, 1);
+    assert_non_null(strstr(f->m.stop_why, "timeout"));
+    api_core_check_deadline(&f->core, t0 + 7000); /* fires once */
+    assert_int_equal(f->m.stops, 1);
+
+    start_vm(f);
+    t0 = clock_now_ms();
+    assert_int_equal(req(f, "PUT", "/timeout", "{\"timeout_s\":1,\"on_timeout\":\"pause\"}"), 200);
+    assert_string_equal(jstr(f, "on_timeout"), "pause");
+    api_core_check_deadline(&f->core, t0 + 2000);
+    assert_int_equal(f->m.pauses, 1);
+    assert_int_equal(f->m.stops, 1);
+    assert_int_equal(f->core.st.state, VM_PAUSED);
+    /* A later PUT keeps the action it does not name, and replaces the deadline. */
+    assert_int_equal(req(f, "PUT", "/timeout", "{\"timeout_s\":100}"), 200);
+    assert_string_equal(jstr(f, "on_timeout"), "pause");
+    api_core_event(&f->core, VM_EV_STOP);
+    assert_int_equal(req(f, "PUT", "/timeout", "{\"timeout_s\":5}"), 409);
+}
+
 static void test_fifo_sinks(void **state)
 {
     struct fix *f = *state;
@@ -564,6 +628,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_configure_and_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_patch_vm_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sandbox_routes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timeout_route, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fifo_sinks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server, setup, teardown),
     };

@@ -324,7 +324,7 @@ class Commands:
         if background and timeout == DEFAULT_TIMEOUT_S:
             timeout = None
         timeout = _check_timeout(sbx, timeout)
-        env = dict(envs or {}, **(env or {}))
+        env = dict(sbx.config.get("envs") or {}, **dict(envs or {}, **(env or {})))
         sbx._refuse_if_paused("commands.run()")
         timeout_ms = None if timeout is None else max(1, int(timeout * 1000))
         try:

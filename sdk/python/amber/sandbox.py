@@ -17,7 +17,7 @@ import subprocess
 import threading
 import time
 
-from . import api, proto, runtime
+from . import api, lifetime, proto, runtime
 from .errors import (SandboxClientError, SandboxError, SandboxNotFoundError, SandboxTimeoutError,
                      SandboxUnavailableError)
 
@@ -130,9 +130,17 @@ class Sandbox:
         return sbx
 
     @classmethod
-    def list(cls, runtime_dir=None):
+    def list(cls, runtime_dir=None, state=None, metadata=None):
         """Every live sandbox (running or paused) in the runtime directory, sorted by id.
-        Stale directories met on the way are removed."""
+        Stale directories met on the way are removed. state ("running", "paused", or a list of
+        them) keeps those in that state (one GET / each); metadata ({key: value}) keeps those
+        whose metadata has every pair."""
+        want = lifetime.check_list_filters(state, metadata)
+        sbxs = cls._list_all(runtime_dir)
+        return [s for s in sbxs if lifetime.matches(s, *want)]
+
+    @classmethod
+    def _list_all(cls, runtime_dir=None):
         root = runtime_dir or runtime.runtime_root()
         out = []
         for i in runtime.list_ids(root):
@@ -207,11 +215,11 @@ class Sandbox:
         return SandboxUnavailableError("sandbox %s: %s failed: %s" % (self.id, what, err), self.id)
 
     # ----------------------------------------------------------------- API calls
-    def _api(self, method, path, timeout=None):
+    def _api(self, method, path, timeout=None, body=None):
         self._ensure()
         timeout = _scaled(API_TIMEOUT_S) if timeout is None else timeout
         try:
-            r = api.request(self.api_sock, method, path, timeout=timeout)
+            r = api.request(self.api_sock, method, path, body=body, timeout=timeout)
         except socket.timeout:
             self._check_alive()
             raise SandboxTimeoutError("sandbox %s: %s %s got no answer in %.0f s"
@@ -240,6 +248,30 @@ class Sandbox:
         """Freezes the sandbox: {"sandbox_id", "paused": True, "paused_at"}.
         Raises SandboxClientError (status 409, "already paused") if it is paused."""
         return self._api("POST", "/pause")
+
+    def set_timeout(self, timeout, on_timeout=None):
+        """From now, the sandbox lives timeout more seconds (rounded up to whole seconds), then
+        amber itself stops it (on_timeout "kill") or pauses it ("pause"); on_timeout None keeps
+        the current action. amber keeps the deadline, so it holds after this process exits.
+        Returns get_timeout()'s record. timeout <= 0 raises SandboxClientError."""
+        body = {"timeout_s": lifetime.check_timeout(timeout, self.id)}
+        if on_timeout is not None:
+            body["on_timeout"] = lifetime.check_on_timeout(on_timeout, self.id)
+        return self._api("PUT", "/timeout", body=body)
+
+    def get_timeout(self):
+        """{"timeout_s_left": seconds or None (no deadline), "deadline", "on_timeout"}."""
+        return self._api("GET", "/timeout")
+
+    @property
+    def metadata(self):
+        """The metadata given at create (a dict of str)."""
+        return dict(self.config.get("metadata") or {})
+
+    @property
+    def envs(self):
+        """The environment variables given at create, added to every command's."""
+        return dict(self.config.get("envs") or {})
 
     def resume(self):
         """Resumes it: {"sandbox_id", "paused": False, "resumed_at", "paused_ms"}.
@@ -308,6 +340,8 @@ class Sandbox:
             timeout_ms = max(1, int(timeout * 1000))
             call_timeout = timeout + _scaled(10.0)
         data = stdin.encode() if isinstance(stdin, str) else (stdin or b"")
+        if self.config.get("envs"):
+            env = dict(self.config["envs"], **(env or {}))
         try:
             res = self._guest_call("execute", lambda: self._agent().exec(
                 command, env=env, cwd=cwd, timeout_ms=timeout_ms, user=user, stdin=data,
@@ -390,13 +424,24 @@ class Sandbox:
     # ----------------------------------------------------------------- create
     @classmethod
     def create(cls, vcpus=1, mem_mib=256, kernel=None, rootfs=None, timeout=None, max_sandboxes=None,
-               runtime_dir=None, sandbox_id=None, initrd=None):
+               runtime_dir=None, sandbox_id=None, initrd=None, on_timeout="kill", boot_timeout=None,
+               metadata=None, envs=None):
         """Boots a new sandbox and returns once its agent answers ping.
 
-        timeout defaults to 30 s times the timeout scale (see runtime.timeout_scale). With
-        max_sandboxes, refuses (SandboxClientError, status 429) when that many sandboxes are
-        already running or paused in the runtime directory, across processes.
+        timeout (seconds, as E2B's): the sandbox's lifetime; amber stops it (on_timeout "kill")
+        or pauses it ("pause") then, even if this process has exited. None: no deadline (unlike
+        E2B's 300 s default). set_timeout() moves it. boot_timeout bounds the wait for the
+        agent; it defaults to 30 s times the timeout scale (see runtime.timeout_scale).
+        metadata ({str: str}) is kept with the sandbox for Sandbox.list(metadata=...); envs
+        ({str: str}) are added to the environment of every command. With max_sandboxes,
+        refuses (SandboxClientError, status 429) when that many sandboxes are already running or
+        paused in the runtime directory, across processes.
         """
+        lifetime_s = None if timeout is None else lifetime.check_timeout(timeout)
+        on_timeout = lifetime.check_on_timeout(on_timeout)
+        metadata = lifetime.check_str_map("metadata", metadata)
+        envs = lifetime.check_str_map("envs", envs, env_names=True)
+        timeout = boot_timeout
         _check_int("vcpus", vcpus, 1, 32)
         _check_int("mem_mib", mem_mib, 32, 1 << 20)
         if max_sandboxes is not None:
@@ -441,7 +486,10 @@ class Sandbox:
             starting.__enter__()
         sbx = cls(sandbox_id, d)
         try:
-            sbx._launch(amber, kernel, initrd, rootfs, vcpus, mem_mib, time.monotonic() + timeout, timeout)
+            sbx._launch(amber, kernel, initrd, rootfs, vcpus, mem_mib, time.monotonic() + timeout, timeout,
+                        {"metadata": metadata, "envs": envs})
+            if lifetime_s is not None:
+                sbx.set_timeout(lifetime_s, on_timeout)
         except BaseException:
             sbx._abort_start()
             starting.release()
@@ -454,7 +502,7 @@ class Sandbox:
             pass
         return sbx
 
-    def _launch(self, amber, kernel, initrd, base_rootfs, vcpus, mem_mib, deadline, timeout):
+    def _launch(self, amber, kernel, initrd, base_rootfs, vcpus, mem_mib, deadline, timeout, extra=None):
         d = self.dir
         rootfs = runtime.sparse_copy(base_rootfs, os.path.join(d, "rootfs.ext4"))
         argv = [amber, "--id", self.id, "--api-sock", self.api_sock, "--kernel", kernel,
@@ -470,6 +518,7 @@ class Sandbox:
             "console": self.console_path, "argv": argv, "created_by": "amber-sdk-python",
             "creator_pid": os.getpid(), "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
+        self.config.update(extra or {})
         tmp = os.path.join(d, ".config.json.tmp")
         with open(tmp, "w") as f:
             json.dump(self.config, f, indent=2)
