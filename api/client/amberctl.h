@@ -81,6 +81,8 @@ int ctl_pause(int argc, char **argv);
 int ctl_resume(int argc, char **argv);
 int ctl_logs(int argc, char **argv);
 int ctl_delete(int argc, char **argv);
+/* amberctl create (ctl_create.c): launch a sandbox, print its id. */
+int ctl_create(int argc, char **argv);
 
 /* True if id matches [A-Za-z0-9_-]{1,64}. */
 bool ctl_id_valid(const char *id);

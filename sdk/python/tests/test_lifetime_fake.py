@@ -116,5 +116,49 @@ class TestLifetime(unittest.TestCase):
                 self.create(**kw)
 
 
+AMBERCTL = os.path.join(REPO, "build", "amberctl")
+
+
+@unittest.skipUnless(os.access(AMBERCTL, os.X_OK) and os.access(AGENT, os.X_OK),
+                     "build/amberctl or build/amber-agent is missing (make)")
+class TestAmberctlCreate(unittest.TestCase):
+    def setUp(self):
+        self.xdg = tempfile.mkdtemp(prefix="amber-ctl-create-")
+        self.root = os.path.join(self.xdg, "amber")
+        self.addCleanup(shutil.rmtree, self.xdg, True)
+        self.addCleanup(lambda: [s.delete() for s in Sandbox.list(runtime_dir=self.root)])
+
+    def ctl(self, *args):
+        env = dict(os.environ, XDG_RUNTIME_DIR=self.xdg, AMBER_BIN=FAKE, AMBER_TIMEOUT_SCALE="1")
+        return subprocess.run([AMBERCTL, "create"] + list(args), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=env, timeout=60)
+
+    def test_create_prints_the_id_the_sdk_finds(self):
+        r = self.ctl("--timeout", "2", "--metadata", "team=red", "--env", "GREETING=hey", "--vcpus", "2")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        sid = r.stdout.decode().strip()
+        sbx = Sandbox.get(sid, runtime_dir=self.root)
+        self.assertEqual((sbx.metadata, sbx.config["vcpus"]), ({"team": "red"}, 2))
+        self.assertEqual(sbx.commands.run("echo $GREETING").stdout, "hey\n")
+        self.assertEqual([s.id for s in Sandbox.list(runtime_dir=self.root, metadata={"team": "red"})], [sid])
+        self.assertLessEqual(sbx.get_timeout()["timeout_s_left"], 2)
+        time.sleep(3.5)
+        with self.assertRaises(SandboxNotFoundError) as cm:
+            Sandbox.get(sid, runtime_dir=self.root)
+        self.assertIn("timeout", str(cm.exception))
+
+    def test_bad_options_exit_2(self):
+        for args in (["--timeout", "0"], ["--timeout", "-1"], ["--on-timeout", "stop"], ["--env", "1A=b"],
+                     ["--metadata", "novalue"], ["--vcpus", "0"], ["--id", "../x"], ["extra"]):
+            r = self.ctl(*args)
+            self.assertEqual(r.returncode, 2, "%s: %s" % (args, r.stderr))
+        self.assertEqual(Sandbox.list(runtime_dir=self.root), [])
+        r = self.ctl("--id", "twice")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.ctl("--id", "twice")
+        self.assertEqual(r.returncode, 4)
+        self.assertIn(b"already exists", r.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()
