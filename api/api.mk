@@ -2,7 +2,7 @@
 # and fuzzers.
 API_CORE_OBJS := api/http.o api/jfield.o api/config_sections.o api/config_json.o api/state.o \
                  api/routes.o api/handlers_config.o api/handlers_vm.o api/sinks.o \
-                 api/handlers_timeout.o
+                 api/handlers_timeout.o api/file_check.o
 API_OBJS      := $(API_CORE_OBJS) api/server.o api/listen.o
 VMM_OBJS      += $(API_OBJS)
 

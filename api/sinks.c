@@ -29,6 +29,7 @@ void api_core_init(struct api_core *c, struct vm_config *cfg, const struct api_b
     c->log_fd = -1;
     c->metrics_fd = -1;
     c->open_sink = open_sink_default;
+    c->check_file = api_check_file;
 }
 
 void api_core_fini(struct api_core *c)

@@ -95,6 +95,8 @@ static int setup(void **state)
     f->cfg.mem_mib = 128;
     snprintf(f->cfg.id, sizeof(f->cfg.id), "sbx1");
     api_core_init(&f->core, &f->cfg, &f->be);
+    f->core.check_file =
+        NULL; /* the tests name files that do not exist; see test_put_file_checks */
     *state = f;
     return 0;
 }
@@ -438,6 +440,69 @@ static void test_timeout_route(void **state)
     assert_int_equal(req(f, "PUT", "/timeout", "{\"timeout_s\":5}"), 409);
 }
 
+/* PUT /boot-source and PUT /drives refuse a missing, mistyped or unreadable file at once. */
+static void test_put_file_checks(void **state)
+{
+    struct fix *f = *state;
+    f->core.check_file = api_check_file;
+    char dir[] = "/tmp/amber-put-check.XXXXXX", file[64], fifo[64], ro[64], body[512];
+    assert_non_null(mkdtemp(dir));
+    snprintf(file, sizeof(file), "%s/vmlinux", dir);
+    snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+    snprintf(ro, sizeof(ro), "%s/ro.img", dir);
+    FILE *fp = fopen(file, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    fp = fopen(ro, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    chmod(ro, 0444);
+
+    snprintf(body, sizeof(body), "{\"kernel_image_path\":\"%s/missing\"}", dir);
+    assert_int_equal(req(f, "PUT", "/boot-source", body), 400);
+    assert_non_null(strstr(fault(f), "kernel_image_path"));
+    assert_non_null(strstr(fault(f), "No such file"));
+    snprintf(body, sizeof(body), "{\"kernel_image_path\":\"%s\"}", dir);
+    assert_int_equal(req(f, "PUT", "/boot-source", body), 400);
+    assert_non_null(strstr(fault(f), "is a directory"));
+    snprintf(body, sizeof(body), "{\"kernel_image_path\":\"%s\"}", fifo);
+    assert_int_equal(req(f, "PUT", "/boot-source", body), 400);
+    assert_non_null(strstr(fault(f), "not a regular file"));
+    snprintf(body, sizeof(body), "{\"kernel_image_path\":\"%s\",\"initrd_path\":\"/dev/null\"}",
+             file);
+    assert_int_equal(req(f, "PUT", "/boot-source", body), 400);
+    assert_non_null(strstr(fault(f), "initrd_path"));
+    assert_string_equal(f->cfg.kernel, ""); /* nothing applied */
+    snprintf(body, sizeof(body), "{\"kernel_image_path\":\"%s\"}", file);
+    assert_int_equal(req(f, "PUT", "/boot-source", body), 204);
+    assert_string_equal(f->cfg.kernel, file);
+
+    snprintf(body, sizeof(body),
+             "{\"drive_id\":\"d\",\"path_on_host\":\"%s/nope\",\"is_root_device\":false}", dir);
+    assert_int_equal(req(f, "PUT", "/drives/d", body), 400);
+    assert_non_null(strstr(fault(f), "path_on_host"));
+    snprintf(body, sizeof(body),
+             "{\"drive_id\":\"d\",\"path_on_host\":\"/dev/null\",\"is_root_device\":false}");
+    assert_int_equal(req(f, "PUT", "/drives/d", body), 400);
+    assert_non_null(strstr(fault(f), "block device"));
+    if (geteuid() != 0) { /* root may write a 0444 file */
+        snprintf(body, sizeof(body),
+                 "{\"drive_id\":\"d\",\"path_on_host\":\"%s\",\"is_root_device\":false}", ro);
+        assert_int_equal(req(f, "PUT", "/drives/d", body), 400);
+    }
+    snprintf(body, sizeof(body),
+             "{\"drive_id\":\"d\",\"path_on_host\":\"%s\",\"is_root_device\":false,"
+             "\"is_read_only\":true}",
+             ro);
+    assert_int_equal(req(f, "PUT", "/drives/d", body), 204);
+    assert_int_equal(f->cfg.ndrives, 1);
+    unlink(file);
+    unlink(fifo);
+    unlink(ro);
+    rmdir(dir);
+}
+
 static void test_fifo_sinks(void **state)
 {
     struct fix *f = *state;
@@ -629,6 +694,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_patch_vm_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sandbox_routes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout_route, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_put_file_checks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fifo_sinks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server, setup, teardown),
     };
