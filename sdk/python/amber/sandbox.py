@@ -437,6 +437,23 @@ class Sandbox:
         refuses (SandboxClientError, status 429) when that many sandboxes are already running or
         paused in the runtime directory, across processes.
         """
+        sbx, plan = cls._create_begin(vcpus, mem_mib, kernel, rootfs, timeout, max_sandboxes, runtime_dir,
+                                      sandbox_id, initrd, on_timeout, boot_timeout, metadata, envs)
+        try:
+            sbx._wait_ready(plan["deadline"], plan["boot_timeout"])
+            if plan["lifetime_s"] is not None:
+                sbx.set_timeout(plan["lifetime_s"], plan["on_timeout"])
+        except BaseException:
+            sbx._create_fail(plan)
+            raise
+        sbx._create_end(plan)
+        return sbx
+
+    @classmethod
+    def _create_begin(cls, vcpus, mem_mib, kernel, rootfs, timeout, max_sandboxes, runtime_dir, sandbox_id,
+                      initrd, on_timeout, boot_timeout, metadata, envs):
+        """create() up to amber's start (shared with AsyncSandbox): returns (sbx, plan) for
+        _wait_ready(plan["deadline"], plan["boot_timeout"]), then _create_end or _create_fail."""
         lifetime_s = None if timeout is None else lifetime.check_timeout(timeout)
         on_timeout = lifetime.check_on_timeout(on_timeout)
         metadata = lifetime.check_str_map("metadata", metadata)
@@ -485,24 +502,28 @@ class Sandbox:
             os.mkdir(d, 0o700)
             starting.__enter__()
         sbx = cls(sandbox_id, d)
+        plan = {"starting": starting, "deadline": time.monotonic() + timeout, "boot_timeout": timeout,
+                "lifetime_s": lifetime_s, "on_timeout": on_timeout}
         try:
-            sbx._launch(amber, kernel, initrd, rootfs, vcpus, mem_mib, time.monotonic() + timeout, timeout,
-                        {"metadata": metadata, "envs": envs})
-            if lifetime_s is not None:
-                sbx.set_timeout(lifetime_s, on_timeout)
+            sbx._launch(amber, kernel, initrd, rootfs, vcpus, mem_mib, {"metadata": metadata, "envs": envs})
         except BaseException:
-            sbx._abort_start()
-            starting.release()
-            runtime.remove_dir(d)
+            sbx._create_fail(plan)
             raise
-        starting.release()
+        return sbx, plan
+
+    def _create_fail(self, plan):
+        self._abort_start()
+        plan["starting"].release()
+        runtime.remove_dir(self.dir)
+
+    def _create_end(self, plan):
+        plan["starting"].release()
         try:
-            os.unlink(os.path.join(d, "starting.lock"))
+            os.unlink(os.path.join(self.dir, "starting.lock"))
         except OSError:
             pass
-        return sbx
 
-    def _launch(self, amber, kernel, initrd, base_rootfs, vcpus, mem_mib, deadline, timeout, extra=None):
+    def _launch(self, amber, kernel, initrd, base_rootfs, vcpus, mem_mib, extra=None):
         d = self.dir
         rootfs = runtime.sparse_copy(base_rootfs, os.path.join(d, "rootfs.ext4"))
         argv = [amber, "--id", self.id, "--api-sock", self.api_sock, "--kernel", kernel,
@@ -539,22 +560,31 @@ class Sandbox:
             _CHILDREN[proc.pid] = proc
         self._proc = proc
 
+    def _boot_failure(self, deadline, timeout, last_err):
+        """None while the boot may go on; else the exception that ends it (amber exited, or the
+        deadline passed)."""
+        rc = self._proc.poll()
+        if rc is not None:
+            return SandboxUnavailableError(self._early_exit_message(rc), self.id)
+        if deadline - time.monotonic() <= 0:
+            return SandboxTimeoutError(
+                "sandbox %s: the guest agent did not answer within %.0f s (last error: %s)\n"
+                "--- console (last lines) ---\n%s" % (self.id, timeout, last_err, self.console(15)),
+                self.id)
+        return None
+
+    def _wait_ready(self, deadline, timeout):
+        """Returns once the agent answers ping; raises if amber exits or deadline passes."""
         client = self._agent(connect_timeout=_scaled(2.0, cap=20.0))
-        client.check = None  # during boot, proc.poll() below is the liveness check
+        client.check = None  # during boot, proc.poll() is the liveness check
         last_err = None
         while True:
-            rc = proc.poll()
-            if rc is not None:
-                raise SandboxUnavailableError(self._early_exit_message(rc), self.id)
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise SandboxTimeoutError(
-                    "sandbox %s: the guest agent did not answer within %.0f s (last error: %s)\n"
-                    "--- console (last lines) ---\n%s" % (self.id, timeout, last_err, self.console(15)),
-                    self.id)
+            failure = self._boot_failure(deadline, timeout, last_err)
+            if failure is not None:
+                raise failure
             if os.path.exists(self.vsock_sock):
                 try:
-                    client.ping(timeout=min(left, _scaled(3.0, cap=30.0)))
+                    client.ping(timeout=min(deadline - time.monotonic(), _scaled(3.0, cap=30.0)))
                     return
                 except (OSError, ConnectionError, proto.ProtocolError, proto.AgentTimeout,
                         proto.AgentError) as e:
