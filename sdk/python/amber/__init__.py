@@ -15,6 +15,7 @@ from .errors import CommandExitError, CommandNotFoundError, StdinClosedError
 from .commands import CommandHandle, CommandResult, ProcessInfo
 from .errors import SandboxFileNotFoundError, SandboxFileTypeError
 from .files import EntryInfo, WriteInfo
+from .aio import AsyncCommandHandle, AsyncSandbox
 from .proto import ExecResult
 from .sandbox import Sandbox
 from .runtime import runtime_root, timeout_scale
@@ -24,4 +25,5 @@ __all__ = [
     "SandboxUnavailableError", "SandboxTimeoutError", "runtime_root", "timeout_scale",
     "CommandExitError", "CommandNotFoundError", "StdinClosedError", "CommandHandle", "CommandResult",
     "ProcessInfo", "SandboxFileNotFoundError", "SandboxFileTypeError", "EntryInfo", "WriteInfo",
+    "AsyncSandbox", "AsyncCommandHandle",
 ]
