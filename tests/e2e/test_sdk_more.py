@@ -93,17 +93,17 @@ class TestCommandsE2E(unittest.TestCase):
         self.assertEqual(cm.exception.stdout, "ready\ngot:one\nbye\n")
 
     def test_flood_is_bounded_in_guest_and_sdk(self):
-        h = _SBX.commands.run("head -c 8388608 /dev/zero | tr '\\0' f; echo; echo end; sleep 60",
-                              background=True)
+        _SBX.execute("rm -f /tmp/flood.done")
+        h = _SBX.commands.run("head -c 8388608 /dev/zero | tr '\\0' f; echo; echo end; touch /tmp/flood.done; "
+                              "sleep 60", background=True)
         h.disconnect()
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # until the whole flood went through the agent
-            time.sleep(1)
-            h2 = _SBX.commands.connect(h.pid)
-            time.sleep(1)
-            if h2.stdout.endswith("end\n"):
-                break
-            h2.disconnect()
+        while not _SBX.files.exists("/tmp/flood.done") and time.monotonic() < deadline:
+            time.sleep(0.5)  # the whole flood has gone through the agent, with nobody attached
+        h2 = _SBX.commands.connect(h.pid)
+        deadline = time.monotonic() + 30
+        while not h2.stdout.endswith("end\n") and time.monotonic() < deadline:
+            time.sleep(0.2)  # the replay of what the agent kept
         self.assertTrue(h2.kill())
         with self.assertRaises(CommandExitError) as cm:
             h2.wait(timeout=30)
@@ -178,12 +178,12 @@ class TestLifetimeE2E(unittest.TestCase):
         _SBX.resume()
         self.assertEqual(_SBX.commands.run("echo back").stdout, "back\n")
 
-    def test_kill_on_timeout_after_the_creator_exited(self):
+    def test_amberctl_create_and_kill_on_timeout_after_it_exited(self):
         root = os.path.dirname(_SBX.dir)
-        code = ("import sys; sys.path.insert(0, %r); from amber import Sandbox; "
-                "s = Sandbox.create(runtime_dir=%r, timeout=3, metadata={'e2e': 'lifetime'}); "
-                "print(s.id)" % (SDK, root))
-        out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, check=True, timeout=120)
+        out = subprocess.run([os.path.join(REPO, "build", "amberctl"), "create", "--timeout", "3",
+                              "--metadata", "e2e=lifetime", "--env", "GREETING=hi"],
+                             stdout=subprocess.PIPE, check=True, timeout=300,
+                             env=dict(os.environ, XDG_RUNTIME_DIR=os.path.dirname(root)))
         sid = out.stdout.decode().strip()
         self.assertEqual([s.id for s in Sandbox.list(runtime_dir=root, metadata={"e2e": "lifetime"})], [sid])
         deadline = time.monotonic() + 30
@@ -197,6 +197,27 @@ class TestLifetimeE2E(unittest.TestCase):
             time.sleep(0.5)
         self.assertIsNotNone(err, "the sandbox outlived its timeout")
         self.assertIn("timeout", str(err))
+
+
+class TestAsyncE2E(unittest.TestCase):
+    def test_async_sandbox_on_a_real_guest(self):
+        import asyncio
+        from amber import AsyncSandbox
+
+        async def main():
+            a = await AsyncSandbox.connect(_SBX.id, runtime_dir=os.path.dirname(_SBX.dir))
+            chunks = []
+            r = await a.commands.run("echo one; sleep 1; echo two", on_stdout=chunks.append)
+            self.assertEqual((r.stdout, chunks[0]), ("one\ntwo\n", "one\n"))
+            h = await a.commands.run("echo bg; sleep 30", background=True)
+            async for out, _err in h:
+                self.assertEqual(out, "bg\n")
+                break
+            self.assertTrue(await h.kill())
+            await a.files.write("/tmp/async.txt", "héllo")
+            self.assertEqual(await a.files.read("/tmp/async.txt"), "héllo")
+            await a.files.remove("/tmp/async.txt")
+        asyncio.run(main())
 
 
 if __name__ == "__main__":
