@@ -19,6 +19,8 @@ static const struct ctl_cmd commands[] = {
     {"resume", ctl_resume, "resume (--id ID | --api PATH) [--json]"},
     {"logs", ctl_logs, "logs --id ID [--tail N]"},
     {"delete", ctl_delete, "delete --id ID [--timeout S]"},
+    {"ps", ctl_ps, "ps TARGET [--all] [--json]     (background commands in the guest)"},
+    {"kill", ctl_kill, "kill TARGET PID [--signal N]   (a background command's process group)"},
     {"create", ctl_create,
      "create [--id ID] [--vcpus N] [--mem-mib N] [--timeout S] [--on-timeout kill|pause]\n"
      "                  [--metadata K=V]... [--env K=V]... [--boot-timeout S] [--json]"},

@@ -81,6 +81,9 @@ int ctl_pause(int argc, char **argv);
 int ctl_resume(int argc, char **argv);
 int ctl_logs(int argc, char **argv);
 int ctl_delete(int argc, char **argv);
+/* amberctl ps and kill (ctl_procs.c): the guest's background commands. */
+int ctl_ps(int argc, char **argv);
+int ctl_kill(int argc, char **argv);
 /* amberctl create (ctl_create.c): launch a sandbox, print its id. */
 int ctl_create(int argc, char **argv);
 

@@ -2,6 +2,7 @@
 AGENT_CLIENT_OBJS := api/client/agent_client.o api/client/agent_exec.o guest/agent/proto.o
 AMBERCTL_OBJS := api/client/amberctl.o api/client/ctl_guest.o api/client/ctl_sandbox.o \
                  api/client/ctl_rundir.o api/client/http_client.o api/client/ctl_create.o \
+                 api/client/ctl_procs.o \
                  $(AGENT_CLIENT_OBJS)
 ALL_BINS += $(BUILD)/amberctl
 

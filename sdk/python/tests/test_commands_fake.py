@@ -184,6 +184,32 @@ class TestCommands(unittest.TestCase):
         queued = h._out.queued
         self.assertEqual(sum(len(x or y) for x, y in h), queued)
 
+    def test_amberctl_ps_and_kill(self):
+        ctl = os.path.join(REPO, "build", "amberctl")
+        if not os.access(ctl, os.X_OK):
+            self.skipTest("build/amberctl is missing (make build/amberctl)")
+        run = lambda *a: subprocess.run([ctl] + list(a), stdout=subprocess.PIPE,  # noqa: E731
+                                        stderr=subprocess.PIPE, timeout=30)
+        h = self.sbx.commands.run(["sleep", "30"], background=True, cwd="/tmp")
+        r = run("ps", "--vsock", self.sbx.vsock_sock, "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        procs = {p["pid"]: p for p in __import__("json").loads(r.stdout)}
+        self.assertEqual((procs[h.pid]["args"], procs[h.pid]["cwd"]), (["sleep", "30"], "/tmp"))
+        r = run("ps", "--vsock", self.sbx.vsock_sock)
+        self.assertIn(b"%d" % h.pid, r.stdout)
+        self.assertIn(b"sleep 30", r.stdout)
+        r = run("kill", "--vsock", self.sbx.vsock_sock, "--signal", "15", str(h.pid))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with self.assertRaises(CommandExitError) as cm:
+            h.wait(timeout=10)
+        self.assertEqual(cm.exception.exit_code, -15)
+        r = run("kill", "--vsock", self.sbx.vsock_sock, "4000000")
+        self.assertEqual(r.returncode, 3)
+        self.assertIn(b"no background command with pid 4000000", r.stderr)
+        for bad in (["kill", "--vsock", self.sbx.vsock_sock, "0"], ["kill", "--vsock", self.sbx.vsock_sock],
+                    ["kill", "--vsock", self.sbx.vsock_sock, "--signal", "99", "5"]):
+            self.assertEqual(run(*bad).returncode, 2, bad)
+
 
 if __name__ == "__main__":
     unittest.main()
