@@ -61,6 +61,16 @@ int exec_spawn(struct agent_conn *c, const struct proto_exec_req *req, struct ex
 /* Send EXIT for a waitpid() status. Returns 0 or -errno. */
 int exec_send_exit(struct agent_conn *c, int status, bool timed_out, uint64_t duration_ms);
 
+/* Background commands (bg.c, bg_handoff.c): the largest handoff (request frame plus the bytes
+ * that followed it) and the largest listing record. */
+#define BG_MAX_HANDOFF (64u * 1024u)
+#define BG_INFO_MAX    (64u * 1024u)
+
+/* "<run_dir>/<pid><suffix>" into out[size]. Returns 0 or -ENAMETOOLONG. */
+int bg_path(const struct agent_opts *o, uint32_t pid, const char *suffix, char *out, size_t size);
+/* A SOCK_SEQPACKET connection to the Unix socket path. Returns the fd or -errno. */
+int bg_sock_connect(const char *path);
+
 /* Supervise a background command (EXEC with BACKGROUND=1) until it has exited and its exit was
  * delivered or nobody came for it: keeps the tail of its output, serves attach and kill on a
  * control socket in opts->run_dir, and streams to every attached client. Takes ownership of

@@ -1,5 +1,5 @@
-/* amber-agent: background commands: a supervisor that outlives its connection, keeps the tail of
- * the output, streams to attached clients and serves attach, kill and list (PROTOCOL.md). */
+/* amber-agent: background commands' supervisor: outlives its connection, keeps the tail of the
+ * output, streams to attached clients, takes over the connections bg_handoff.c passes it. */
 #include "guest/agent/agent.h"
 
 #include <dirent.h>
@@ -23,9 +23,6 @@
 #define BG_LINGER_MS      60000 /* an exit nobody received waits this long for an attach */
 #define BG_SEND_TIMEOUT_S 10    /* a client that stops reading this long is dropped */
 #define BG_DRAIN_IDLE_MS  100
-#define BG_MAX_HANDOFF    (64u * 1024u) /* request frame plus the bytes that followed it */
-#define BG_INFO_MAX       (64u * 1024u)
-#define BG_MAX_LISTED     4096
 
 /* A piece of retained output, of one stream. */
 struct chunk {
@@ -69,33 +66,6 @@ static void close_fd(int *fd)
         close(*fd);
     *fd = -1;
 }
-
-/* "<run_dir>/<pid><suffix>" into out[size]. Returns 0 or -ENAMETOOLONG. */
-static int bg_path(const struct agent_opts *o, uint32_t pid, const char *suffix, char *out,
-                   size_t size)
-{
-    int n = snprintf(out, size, "%s/%u%s", o->run_dir, pid, suffix);
-    return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
-}
-
-static int sock_connect(const char *path)
-{
-    struct sockaddr_un a = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof(a.sun_path))
-        return -ENAMETOOLONG;
-    strcpy(a.sun_path, path);
-    int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    if (s < 0)
-        return -errno;
-    if (connect(s, (struct sockaddr *)&a, sizeof(a)) < 0) {
-        int e = errno;
-        close(s);
-        return -e;
-    }
-    return s;
-}
-
-/* ---------------------------------------------------------------- the supervisor */
 
 /* The listing record: PID, the command, CWD, and once it ended EXIT_CODE or SIGNAL. */
 static void info_build(struct bg *b, const struct proto_exec_req *req)
@@ -540,99 +510,5 @@ err_kill:
     if (b)
         close_fd(&b->lfd);
     free(b);
-    return r;
-}
-
-/* ---------------------------------------------------------------- the connection handler side */
-
-int bg_forward(struct agent_conn *c, const struct proto_frame *f, uint32_t pid)
-{
-    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-    size_t rest = c->rx.len - c->rx.start;
-    if (PROTO_HDR_LEN + f->len + rest > BG_MAX_HANDOFF)
-        return conn_send_error(c, E2BIG, "attach: too much data sent before the answer");
-    int s = bg_path(c->opts, pid, ".sock", path, sizeof(path));
-    if (s >= 0)
-        s = sock_connect(path);
-    if (s < 0)
-        return conn_send_error(c, ESRCH, "no background command with pid %u", pid);
-    static uint8_t msg[BG_MAX_HANDOFF];
-    proto_frame_header(msg, f->type, f->id, f->len);
-    memcpy(msg + PROTO_HDR_LEN, f->payload, f->len);
-    memcpy(msg + PROTO_HDR_LEN + f->len, c->rx.buf + c->rx.start, rest);
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } cm;
-    memset(&cm, 0, sizeof(cm));
-    struct iovec iov = {msg, PROTO_HDR_LEN + f->len + rest};
-    struct msghdr mh = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf, .msg_controllen = sizeof(cm.buf)};
-    struct cmsghdr *h = CMSG_FIRSTHDR(&mh);
-    h->cmsg_level = SOL_SOCKET;
-    h->cmsg_type = SCM_RIGHTS;
-    h->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(h), &c->fd, sizeof(int));
-    ssize_t n;
-    do
-        n = sendmsg(s, &mh, MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
-    close(s);
-    if (n < 0)
-        return conn_send_error(c, ESRCH, "no background command with pid %u", pid);
-    return 0;
-}
-
-static bool info_name(const char *name, uint32_t *pid)
-{
-    char *end;
-    if (name[0] < '1' || name[0] > '9')
-        return false;
-    unsigned long v = strtoul(name, &end, 10);
-    if (strcmp(end, ".info") != 0 || v > (1u << 22))
-        return false;
-    *pid = (uint32_t)v;
-    return true;
-}
-
-int bg_list(struct agent_conn *c)
-{
-    DIR *d = opendir(c->opts->run_dir);
-    uint8_t *buf = malloc(BG_INFO_MAX);
-    int r = 0, listed = 0;
-    if (!buf) {
-        r = conn_send_error(c, ENOMEM, "list: out of memory");
-        goto out;
-    }
-    struct dirent *e;
-    while (d && listed < BG_MAX_LISTED && (e = readdir(d))) {
-        uint32_t pid;
-        char sock[sizeof(((struct sockaddr_un *)0)->sun_path)], info[PATH_MAX];
-        if (!info_name(e->d_name, &pid) || bg_path(c->opts, pid, ".sock", sock, sizeof(sock)) < 0 ||
-            bg_path(c->opts, pid, ".info", info, sizeof(info)) < 0)
-            continue;
-        int s = sock_connect(sock);
-        if (s < 0) { /* its supervisor was killed: forget it */
-            unlink(info);
-            unlink(sock);
-            continue;
-        }
-        close(s);
-        int fd = open(info, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0)
-            continue;
-        ssize_t n = read(fd, buf, BG_INFO_MAX);
-        close(fd);
-        if (n <= 0)
-            continue;
-        if ((r = conn_send(c, PROTO_ENTRY, buf, (size_t)n)) < 0)
-            goto out;
-        listed++;
-    }
-    r = conn_send(c, PROTO_EOF, NULL, 0);
-out:
-    if (d)
-        closedir(d);
-    free(buf);
     return r;
 }
