@@ -1,10 +1,11 @@
 """Issue 18's SDK figures on one real sandbox: time to the first streamed byte, an empty
 commands.run against execute, and file upload/download MiB/s through sbx.files against
-`amberctl cp`. Prints a table; run it where /dev/kvm works (inside scripts/testhost.sh here):
+`amberctl cp`. `make bench` runs it as section "sdkmore" (run()); alone it prints a table, where
+/dev/kvm works (inside scripts/testhost.sh here):
 
     scripts/testhost.sh -- /usr/bin/python3 bench/sdk_more.py
 
-Env: BENCH_SDK_RUNS (default 20) command runs per figure, BENCH_SDK_MIB (default 256) file size.
+Env (alone): BENCH_SDK_RUNS (default 20) command runs per figure, BENCH_SDK_MIB (default 256).
 """
 import os
 import statistics
@@ -78,9 +79,8 @@ def transfer(sbx, mib, tmp):
     return res
 
 
-def main():
-    runs = int(os.environ.get("BENCH_SDK_RUNS", "20"))
-    mib = int(os.environ.get("BENCH_SDK_MIB", "256"))
+def measure(runs, mib):
+    """{"runs", "mib", "ttfb_s", "run_s", "exec_s", "mbps": {name: MiB/s}} on a fresh sandbox."""
     tmp = tempfile.mkdtemp(prefix="amber-bench-sdk-", dir="/tmp")
     sbx = Sandbox.create(mem_mib=max(512, 2 * mib + 256), runtime_dir=os.path.join(tmp, "amber"))
     try:
@@ -92,6 +92,20 @@ def main():
     finally:
         sbx.delete()
         subprocess.run(["rm", "-rf", tmp])
+    return {"runs": runs, "mib": mib, "ttfb_s": ttfb, "run_s": run_s, "exec_s": exe_s, "mbps": mbps}
+
+
+def run(settings, session):
+    """bench.py's section: settings.sdk_runs runs, a settings.vsock_mib MiB file."""
+    try:
+        return measure(settings.sdk_runs, settings.vsock_mib)
+    except Exception as e:  # noqa: BLE001 - the report lists it
+        return {"errors": ["%s: %s" % (type(e).__name__, e)]}
+
+
+def main():
+    res = measure(int(os.environ.get("BENCH_SDK_RUNS", "20")), int(os.environ.get("BENCH_SDK_MIB", "256")))
+    runs, mib, ttfb, run_s, exe_s, mbps = (res[k] for k in ("runs", "mib", "ttfb_s", "run_s", "exec_s", "mbps"))
     print("| figure (%d runs, %d MiB file) | median | min | max |" % (runs, mib))
     print("|---|---|---|---|")
     for name, xs in (("first streamed byte, commands.run('echo x') (ms)", ttfb),
