@@ -68,6 +68,9 @@ struct api_backend {
                            size_t errlen);
     /* Restore a snapshot into this fresh process; the VM runs (resume_vm) or stays paused. */
     int (*snapshot_load)(void *ctx, const struct api_snapshot_load *p, char *err, size_t errlen);
+    /* The sandbox's /timeout deadline passed with on_timeout kill: end amber, recording why
+     * (the exit file's reason). */
+    void (*stop)(void *ctx, const char *why);
 };
 
 struct api;

@@ -1,7 +1,8 @@
 # The HTTP/JSON API (api/): objects, unit tests and fuzzers. The JSON configuration parsers it
 # calls live in config/ (config/config.mk adds them to amber).
 API_CORE_OBJS := api/http.o api/state.o api/routes.o api/handlers_config.o api/handlers_vm.o \
-                 api/sinks.o api/handlers_snapshot.o
+                 api/sinks.o api/handlers_snapshot.o \
+                 api/handlers_timeout.o api/file_check.o
 API_OBJS      := $(API_CORE_OBJS) api/server.o api/listen.o
 API_CONFIG_OBJS := config/jfield.o config/sections.o config/json.o
 VMM_OBJS      += $(API_OBJS)

@@ -12,6 +12,9 @@
 #include "api/http.h"
 #include "api/state.h"
 
+/* What a file named in a PUT is for (api_check_file). */
+enum api_file_kind { API_FILE_KERNEL, API_FILE_INITRD, API_FILE_DRIVE, API_FILE_DRIVE_RO };
+
 /* One response: status, optional JSON body and extra header lines. */
 struct api_response {
     int status;
@@ -31,6 +34,11 @@ struct api_core {
     uint64_t requests, errors;
     bool configured; /* a configuration PUT/PATCH succeeded: snapshot/load is refused */
     uint64_t metrics_lines, metrics_dropped;
+    /* Checks a file named in PUT /boot-source or /drives (api_check_file; NULL: no check). */
+    int (*check_file)(const char *path, enum api_file_kind kind, const char *field, char *err,
+                      size_t errlen);
+    uint64_t deadline_ms; /* PUT /timeout: CLOCK_MONOTONIC ms when it fires, 0 = none */
+    int on_timeout;       /* 0 kill, 1 pause */
 };
 
 /* Initialise c for cfg and a copy of be (NOT_STARTED, no sinks). */
@@ -71,6 +79,21 @@ int api_core_open_sinks(struct api_core *c, bool which_logger, bool which_metric
 
 /* Write one metrics line to the metrics sink, never blocking. 0, -ENOENT or -EAGAIN (dropped). */
 int api_core_flush_metrics(struct api_core *c);
+
+/* If the /timeout deadline has passed at now_ms (CLOCK_MONOTONIC), act once: pause the VM, or
+ * stop the sandbox through the back end's stop op. Called on the API's 1 s tick. */
+void api_core_check_deadline(struct api_core *c, uint64_t now_ms);
+
+/* Refuse, as Firecracker does at PUT time, a file that does not exist, is of the wrong type
+ * (kernel, initrd: a regular file; drive: a regular file or block device) or cannot be opened
+ * (read, or read-write for a writable drive). stat/access only. Returns 0, or -errno with a
+ * message naming field and path in err. */
+int api_check_file(const char *path, enum api_file_kind kind, const char *field, char *err,
+                   size_t errlen);
+/* api_check_file on body[field] (resolved as jf_path does) through c->check_file; 0 when the
+ * field is absent or not a string (the section's validation reports that). */
+int api_check_body_file(struct api_core *c, struct json_object *body, const char *field,
+                        enum api_file_kind kind, char *err, size_t errlen);
 
 /* Response helpers for the handlers. resp_json takes ownership of o. */
 void resp_error(struct api_response *r, int status, const char *fmt, ...)
@@ -120,5 +143,9 @@ void h_put_snapshot_create(struct api_core *c, struct json_object *b, const char
                            struct api_response *r);
 void h_put_snapshot_load(struct api_core *c, struct json_object *b, const char *id,
                          struct api_response *r);
+void h_get_timeout(struct api_core *c, struct json_object *b, const char *id,
+                   struct api_response *r);
+void h_put_timeout(struct api_core *c, struct json_object *b, const char *id,
+                   struct api_response *r);
 
 #endif

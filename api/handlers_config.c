@@ -43,13 +43,22 @@ void h_patch_machine(struct api_core *c, struct json_object *b, const char *id,
 void h_put_boot(struct api_core *c, struct json_object *b, const char *id, struct api_response *r)
 {
     char err[256];
-    finish(r, cfgjson_boot_source(c->cfg, b, err, sizeof(err)), err);
+    int e = api_check_body_file(c, b, "kernel_image_path", API_FILE_KERNEL, err, sizeof(err));
+    if (!e)
+        e = api_check_body_file(c, b, "initrd_path", API_FILE_INITRD, err, sizeof(err));
+    finish(r, e ? e : cfgjson_boot_source(c->cfg, b, err, sizeof(err)), err);
 }
 
 void h_put_drive(struct api_core *c, struct json_object *b, const char *id, struct api_response *r)
 {
     char err[256];
-    finish(r, cfgjson_drive(c->cfg, b, id, err, sizeof(err)), err);
+    struct json_object *ro;
+    bool read_only = json_object_is_type(b, json_type_object) &&
+                     json_object_object_get_ex(b, "is_read_only", &ro) &&
+                     json_object_is_type(ro, json_type_boolean) && json_object_get_boolean(ro);
+    int e = api_check_body_file(c, b, "path_on_host",
+                                read_only ? API_FILE_DRIVE_RO : API_FILE_DRIVE, err, sizeof(err));
+    finish(r, e ? e : cfgjson_drive(c->cfg, b, id, err, sizeof(err)), err);
 }
 
 void h_patch_drive(struct api_core *c, struct json_object *b, const char *id,

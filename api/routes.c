@@ -17,10 +17,10 @@ enum { BODY_NONE, BODY_JSON };
  * opens a log file or binds a socket must never be reached then. Routes that change what runs
  * (pause, resume, drive swap) need a booted VM. A stopped VM still answers the GETs.
  * Routes marked ANY check the state in their handler, where the answer depends on the body
- * (PUT /actions) or is a documented 409 (POST /pause, /resume). The one route that creates
- * files after boot, PUT /snapshot/create, is served only while paused (the running filter lets
- * an amber with an API create them, docs/security.md); PUT /snapshot/load also needs a process
- * with no configuration yet, which its handler checks.
+ * (PUT /actions) or is a documented 409 (POST /pause, /resume, PUT /timeout once stopped). The one
+ * route that creates files after boot, PUT /snapshot/create, is served only while paused (the
+ * running filter lets an amber with an API create them, docs/security.md); PUT /snapshot/load also
+ * needs a process with no configuration yet, which its handler checks.
  */
 #define PH_PRE    API_PHASE_BIT(VM_NOT_STARTED)
 #define PH_BOOTED (API_PHASE_BIT(VM_RUNNING) | API_PHASE_BIT(VM_PAUSED))
@@ -67,6 +67,9 @@ static const struct route routes[] = {
     {"/resume", false, {{HTTP_POST, h_post_resume, BODY_NONE, PH_ANY}}},
     {"/snapshot/create", false, {{HTTP_PUT, h_put_snapshot_create, BODY_JSON, PH_PAUSED}}},
     {"/snapshot/load", false, {{HTTP_PUT, h_put_snapshot_load, BODY_JSON, PH_PRE}}},
+    {"/timeout",
+     false,
+     {{HTTP_GET, h_get_timeout, BODY_NONE, PH_ANY}, {HTTP_PUT, h_put_timeout, BODY_JSON, PH_ANY}}},
 };
 
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))

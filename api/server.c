@@ -269,6 +269,7 @@ static void tick_event(void *opaque, uint32_t events)
     if (read(api->timer_fd, &exp, sizeof(exp)) < 0 && errno != EAGAIN)
         return;
     uint64_t now = clock_now_ms();
+    api_core_check_deadline(&api->core, now);
     struct api_conn *cn = api->conns;
     while (cn) {
         struct api_conn *next = cn->next;

@@ -31,6 +31,7 @@ void api_core_init(struct api_core *c, struct vm_config *cfg, const struct api_b
     c->metrics_fd = -1;
     c->open_sink = open_sink_default;
     jf_path_init(); /* now, while getcwd is still allowed; failure shows on a relative path */
+    c->check_file = api_check_file;
 }
 
 void api_core_fini(struct api_core *c)

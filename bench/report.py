@@ -297,6 +297,27 @@ def table_sdk(g):
     return t
 
 
+def table_sdk_more(g):
+    sm = g.get("sdkmore")
+    t = Table("SDK streaming and files (issue 18)")
+    if not sm or "ttfb_s" not in sm:
+        t.add("SDK streaming and files", "not measured", "", "", "")
+        return t
+    t.note = ("Measured in: %s through the Python SDK on one sandbox, %d runs per command figure; "
+              "files: one %d MiB file each way, against `amberctl cp` (the reference column)." % (
+                  g["place"], sm["runs"], sm["mib"]))
+    ms = lambda xs: [x * 1000.0 for x in xs]  # noqa: E731
+    t.add("first streamed byte of `commands.run('echo x')` (ms)", cell_range(ms(sm["ttfb_s"])), "—", "—", "—")
+    t.add("empty `commands.run('true')` vs `execute('true')` (ms)", cell_range(ms(sm["run_s"])),
+          cell_range(ms(sm["exec_s"])), "—", "—")
+    mb = sm["mbps"]
+    t.add("upload MiB/s: files.write vs amberctl cp", "%.1f" % mb["sdk up"], "%.1f" % mb["amberctl up"],
+          "%.2f" % (mb["sdk up"] / mb["amberctl up"]), "—")
+    t.add("download MiB/s: files.read stream vs amberctl cp", "%.1f" % mb["sdk down"], "%.1f" % mb["amberctl down"],
+          "%.2f" % (mb["sdk down"] / mb["amberctl down"]), "—")
+    return t
+
+
 def errors(*srcs):
     out = []
     for src in srcs:
@@ -310,7 +331,7 @@ def errors(*srcs):
         for k in ("amber", "qemu"):
             out += ["%s, %s boot bench: %s" % (src["place"], k, e)
                     for e in ((src.get("boot") or {}).get(k) or {}).get("bad_exit", [])]
-        for key in ("startup", "sdk"):
+        for key in ("startup", "sdk", "sdkmore"):
             out += ["%s, %s: %s" % (src["place"], key, e) for e in (src.get(key) or {}).get("errors", [])]
     return out
 
@@ -329,7 +350,8 @@ def main():
             g["place"], g["kernel"], g["cpus"], g["started"], g.get("finished", "?"),
             " QUICK MODE (BENCH_QUICK=1): shrunk run counts and sizes, not for citing." if g["quick"] else ""))
         parts.append("")
-        for tb in (table_boot(g), table_io(g), table_exec(g), table_pause(g, direct), table_sdk(g)):
+        for tb in (table_boot(g), table_io(g), table_exec(g), table_pause(g, direct), table_sdk(g),
+                   table_sdk_more(g)):
             parts.append(tb.render())
     else:
         parts.append("No guest figures: the guest run produced no results.\n")

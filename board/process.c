@@ -327,6 +327,17 @@ static int be_snapshot_load(void *ctx, const struct api_snapshot_load *p, char *
     return restore(ctx, p, err, errlen);
 }
 
+static void be_stop(void *ctx, const char *why)
+{
+    struct vmm *vmm = ctx;
+    if (vmm->vm_created) {
+        vm_request_exit(&vmm->vm, VM_EXIT_SIGNAL, "%s", why);
+    } else {
+        snprintf(vmm->early_exit, sizeof(vmm->early_exit), "%s", why);
+        loop_quit(&vmm->loop, 0);
+    }
+}
+
 static const struct api_backend backend_ops = {
     .start = be_start,
     .pause = be_pause,
@@ -336,6 +347,7 @@ static const struct api_backend backend_ops = {
     .vsock_bind = be_vsock_bind,
     .snapshot_create = be_snapshot_create,
     .snapshot_load = be_snapshot_load,
+    .stop = be_stop,
 };
 
 static int load_config_file(struct vm_config *cfg, char *err, size_t errlen)

@@ -21,6 +21,11 @@ static const struct ctl_cmd commands[] = {
     {"delete", ctl_delete, "delete --id ID [--timeout S]"},
     {"snapshot", ctl_snapshot, "snapshot (--id ID | --api PATH) DIR   (pauses; stays paused)"},
     {"restore", ctl_restore, "restore --id NEWID DIR   (a new sandbox from DIR's snapshot)"},
+    {"ps", ctl_ps, "ps TARGET [--all] [--json]     (background commands in the guest)"},
+    {"kill", ctl_kill, "kill TARGET PID [--signal N]   (a background command's process group)"},
+    {"create", ctl_create,
+     "create [--id ID] [--vcpus N] [--mem-mib N] [--timeout S] [--on-timeout kill|pause]\n"
+     "                  [--metadata K=V]... [--env K=V]... [--boot-timeout S] [--json]"},
 };
 
 static void usage(FILE *f)

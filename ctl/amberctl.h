@@ -84,6 +84,11 @@ int ctl_delete(int argc, char **argv);
 /* Snapshot commands (ctl_snapshot.c): a sandbox to DIR/vm.snap + DIR/vm.mem, and back. */
 int ctl_snapshot(int argc, char **argv);
 int ctl_restore(int argc, char **argv);
+/* amberctl ps and kill (ctl_procs.c): the guest's background commands. */
+int ctl_ps(int argc, char **argv);
+int ctl_kill(int argc, char **argv);
+/* amberctl create (ctl_create.c): launch a sandbox, print its id. */
+int ctl_create(int argc, char **argv);
 
 /* True if id matches [A-Za-z0-9_-]{1,64}. */
 bool ctl_id_valid(const char *id);

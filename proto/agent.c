@@ -28,6 +28,15 @@ bool proto_type_known(uint8_t type)
     case PROTO_READ_FILE:
     case PROTO_WRITE_FILE:
     case PROTO_SHUTDOWN:
+    case PROTO_ATTACH:
+    case PROTO_KILL:
+    case PROTO_LIST_PROCS:
+    case PROTO_STAT:
+    case PROTO_LIST_DIR:
+    case PROTO_REMOVE:
+    case PROTO_RENAME:
+    case PROTO_MKDIR:
+    case PROTO_ENTRY:
     case PROTO_DATA:
     case PROTO_EOF:
     case PROTO_RESULT:
@@ -244,6 +253,14 @@ int proto_exec_req_decode(const uint8_t *payload, size_t len, struct proto_exec_
         case TAG_TIMEOUT_MS:
             r = proto_tlv_u64(val, n, &out->timeout_ms);
             break;
+        case TAG_BACKGROUND: {
+            uint64_t bg = 0;
+            r = proto_tlv_u64(val, n, &bg);
+            if (r == 0 && bg > 1)
+                r = -EINVAL;
+            out->background = bg == 1;
+            break;
+        }
         default:
             r = 0; /* unknown tags are skipped: newer clients may add optional fields */
         }
@@ -342,4 +359,101 @@ int proto_rx_next(struct proto_rx *rx, struct proto_frame *out)
         return (int)r;
     rx->start += (size_t)r;
     return 1;
+}
+
+int proto_pid_req_decode(const uint8_t *payload, size_t len, struct proto_pid_req *out)
+{
+    struct proto_tlv_iter it;
+    uint16_t tag;
+    const uint8_t *val;
+    uint32_t n;
+    uint64_t v;
+    bool have_pid = false, have_sig = false;
+    int r;
+    out->pid = 0;
+    out->signal = 9;
+    proto_tlv_iter_init(&it, payload, len);
+    while ((r = proto_tlv_next(&it, &tag, &val, &n)) > 0) {
+        if (tag != TAG_PID && tag != TAG_SIGNAL)
+            continue;
+        bool *seen = tag == TAG_PID ? &have_pid : &have_sig;
+        if (*seen || proto_tlv_u64(val, n, &v) < 0)
+            return -EBADMSG;
+        *seen = true;
+        if (tag == TAG_PID) {
+            if (v == 0 || v > (1u << 22)) /* PID_MAX_LIMIT */
+                return -EINVAL;
+            out->pid = (uint32_t)v;
+        } else {
+            if (v == 0 || v > 64)
+                return -EINVAL;
+            out->signal = (int)v;
+        }
+    }
+    if (r < 0)
+        return r;
+    return have_pid ? 0 : -EINVAL;
+}
+
+void proto_fs_req_free(struct proto_fs_req *req)
+{
+    free(req->path);
+    free(req->new_path);
+    memset(req, 0, sizeof(*req));
+}
+
+int proto_fs_req_decode(uint8_t type, const uint8_t *payload, size_t len, struct proto_fs_req *out)
+{
+    struct proto_tlv_iter it;
+    uint16_t tag;
+    const uint8_t *val;
+    uint32_t n;
+    uint64_t v;
+    bool have_depth = false, have_mode = false;
+    int r;
+    memset(out, 0, sizeof(*out));
+    out->depth = 1;
+    out->mode = 0755;
+    proto_tlv_iter_init(&it, payload, len);
+    while ((r = proto_tlv_next(&it, &tag, &val, &n)) > 0) {
+        switch (tag) {
+        case TAG_PATH:
+            r = set_once(&out->path, val, n);
+            break;
+        case TAG_NEW_PATH:
+            r = set_once(&out->new_path, val, n);
+            break;
+        case TAG_DEPTH:
+            r = have_depth ? -EBADMSG : proto_tlv_u64(val, n, &v);
+            if (r == 0 && (v == 0 || v > PROTO_MAX_DEPTH))
+                r = -EINVAL;
+            out->depth = r == 0 ? (uint32_t)v : out->depth;
+            have_depth = true;
+            break;
+        case TAG_MODE:
+            r = have_mode ? -EBADMSG : proto_tlv_u64(val, n, &v);
+            if (r == 0 && v > 07777)
+                r = -EINVAL;
+            out->mode = r == 0 ? (uint32_t)v : out->mode;
+            have_mode = true;
+            break;
+        default:
+            r = 0;
+        }
+        if (r < 0)
+            goto err;
+    }
+    if (r < 0)
+        goto err;
+    r = -EINVAL;
+    if (!out->path || out->path[0] != '/')
+        goto err;
+    if ((type == PROTO_RENAME) != (out->new_path != NULL))
+        goto err;
+    if (out->new_path && out->new_path[0] != '/')
+        goto err;
+    return 0;
+err:
+    proto_fs_req_free(out);
+    return r;
 }

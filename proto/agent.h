@@ -24,6 +24,14 @@ enum proto_type {
     PROTO_READ_FILE = 0x03,
     PROTO_WRITE_FILE = 0x04,
     PROTO_SHUTDOWN = 0x05,
+    PROTO_ATTACH = 0x06,     /* reattach to a background command */
+    PROTO_KILL = 0x07,       /* signal a background command's process group */
+    PROTO_LIST_PROCS = 0x08, /* list background commands */
+    PROTO_STAT = 0x09,       /* a path's type, size, mode, mtime */
+    PROTO_LIST_DIR = 0x0a,   /* a directory's entries, to a depth */
+    PROTO_REMOVE = 0x0b,     /* unlink a file or remove a directory tree */
+    PROTO_RENAME = 0x0c,     /* rename PATH to NEW_PATH */
+    PROTO_MKDIR = 0x0d,      /* make a directory and its parents */
     /* either direction: raw bytes, then end of bytes */
     PROTO_DATA = 0x10,
     PROTO_EOF = 0x11,
@@ -33,6 +41,7 @@ enum proto_type {
     PROTO_STDERR = 0x22,
     PROTO_EXIT = 0x23,
     PROTO_STARTED = 0x24,
+    PROTO_ENTRY = 0x25, /* one item of a listing (TLVs) */
     PROTO_ERROR = 0x7f,
 };
 
@@ -55,9 +64,28 @@ enum proto_tag {
     TAG_TIMED_OUT = 22,
     TAG_SIZE = 23,
     TAG_PID = 24,
+    TAG_BACKGROUND = 25, /* exec: the command outlives the connection */
+    TAG_DROPPED = 26,    /* attach: output bytes dropped before the retained tail */
+    TAG_TYPE = 27,       /* stat/list: enum proto_file_type */
+    TAG_MTIME_NS = 28,   /* stat/list: modification time, ns since the epoch */
+    TAG_DEPTH = 29,      /* list_dir: levels to descend (1 = the directory itself) */
+    TAG_NEW_PATH = 30,   /* rename: destination */
+    TAG_EXISTS = 31,     /* stat: 0 when the path does not exist */
     TAG_ERRNO = 32,
     TAG_MESSAGE = 33,
 };
+
+/* The kind of a file in STAT and LIST_DIR answers. */
+enum proto_file_type {
+    PROTO_FT_OTHER = 0,
+    PROTO_FT_FILE = 1,
+    PROTO_FT_DIR = 2,
+    PROTO_FT_SYMLINK = 3
+};
+
+/* Deepest LIST_DIR walk and most entries one listing returns. */
+#define PROTO_MAX_DEPTH   16u
+#define PROTO_MAX_ENTRIES 100000u
 
 enum proto_shutdown_action { PROTO_POWEROFF = 0, PROTO_REBOOT = 1 };
 
@@ -126,6 +154,7 @@ struct proto_exec_req {
     char *cwd;
     char *user;
     uint64_t timeout_ms; /* 0 = none */
+    bool background;     /* BACKGROUND=1: outlives the connection (see bg.c) */
 };
 
 /*
@@ -146,6 +175,34 @@ struct proto_path_req {
 /* Decode a READ_FILE/WRITE_FILE payload: a non-empty absolute path, optional mode. */
 int proto_path_req_decode(const uint8_t *payload, size_t len, struct proto_path_req *out);
 void proto_path_req_free(struct proto_path_req *req);
+
+/* A decoded request on one background command (attach, kill). */
+struct proto_pid_req {
+    uint32_t pid;
+    int signal; /* kill: 1..64, default SIGKILL (9) */
+};
+
+/*
+ * Decode an ATTACH/KILL payload: PID (required, 1 .. 2^22) and SIGNAL (optional, 1..64).
+ * Returns 0, -EBADMSG for malformed TLVs or a repeated tag, or -EINVAL.
+ */
+int proto_pid_req_decode(const uint8_t *payload, size_t len, struct proto_pid_req *out);
+
+/* A decoded file-system request (stat, list_dir, remove, rename, mkdir); heap strings. */
+struct proto_fs_req {
+    char *path;
+    char *new_path; /* rename only */
+    uint32_t depth; /* list_dir: 1 .. PROTO_MAX_DEPTH, default 1 */
+    uint32_t mode;  /* mkdir: permission bits, default 0755 */
+};
+
+/*
+ * Decode a STAT/LIST_DIR/REMOVE/RENAME/MKDIR payload for request type. PATH is required and
+ * absolute; NEW_PATH is required (absolute) for RENAME and refused elsewhere. Returns 0,
+ * -EBADMSG, -ENAMETOOLONG, -EINVAL or -ENOMEM (nothing allocated on error).
+ */
+int proto_fs_req_decode(uint8_t type, const uint8_t *payload, size_t len, struct proto_fs_req *out);
+void proto_fs_req_free(struct proto_fs_req *req);
 
 /* An incremental frame reader over a byte stream (heap buffer sized for one full frame). */
 struct proto_rx {

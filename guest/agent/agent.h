@@ -15,6 +15,7 @@ struct agent_opts {
     bool init;             /* acting as PID 1: mounts, reaping, power-off */
     bool test_mode;        /* unix listener: shutdown ends the agent instead of the machine */
     int idle_timeout_ms;   /* longest wait for a frame outside exec */
+    char run_dir[96];      /* background commands' control sockets and records (bg.c) */
 };
 
 /* One accepted connection, served by its own forked handler process. */
@@ -46,6 +47,44 @@ int serve_conn(struct agent_conn *c, int *shutdown);
 
 /* Run an exec request on the connection: streams stdio and sends STARTED then EXIT. */
 int exec_serve(struct agent_conn *c, const struct proto_exec_req *req);
+
+/* A spawned command: its pid, a pidfd, and the parent's ends of its stdio pipes (nonblocking). */
+struct exec_child {
+    pid_t pid;
+    int pidfd, in_fd, out_fd, err_fd;
+    uint64_t start_ms; /* CLOCK_MONOTONIC */
+};
+
+/* Spawn req's command in a new session. Returns 0 and fills *out, or -errno after sending an
+ * ERROR frame on c (unknown user, bad cwd, fork or pipe failure). */
+int exec_spawn(struct agent_conn *c, const struct proto_exec_req *req, struct exec_child *out);
+/* Send EXIT for a waitpid() status. Returns 0 or -errno. */
+int exec_send_exit(struct agent_conn *c, int status, bool timed_out, uint64_t duration_ms);
+
+/* Background commands (bg.c, bg_handoff.c): the largest handoff (request frame plus the bytes
+ * that followed it) and the largest listing record. */
+#define BG_MAX_HANDOFF (64u * 1024u)
+#define BG_INFO_MAX    (64u * 1024u)
+
+/* "<run_dir>/<pid><suffix>" into out[size]. Returns 0 or -ENAMETOOLONG. */
+int bg_path(const struct agent_opts *o, uint32_t pid, const char *suffix, char *out, size_t size);
+/* A SOCK_SEQPACKET connection to the Unix socket path. Returns the fd or -errno. */
+int bg_sock_connect(const char *path);
+
+/* Supervise a background command (EXEC with BACKGROUND=1) until it has exited and its exit was
+ * delivered or nobody came for it: keeps the tail of its output, serves attach and kill on a
+ * control socket in opts->run_dir, and streams to every attached client. Takes ownership of
+ * ch's fds; c becomes the first client. Returns 0 or -errno. */
+int bg_serve(struct agent_conn *c, const struct proto_exec_req *req, struct exec_child *ch);
+/* ATTACH and KILL: hand the connection (the request frame, what followed it, and the socket)
+ * to the supervisor of that pid; ESRCH when there is none. Returns 0 or -errno. */
+int bg_forward(struct agent_conn *c, const struct proto_frame *f, uint32_t pid);
+/* LIST_PROCS: one ENTRY per background command still known, then EOF. Returns 0 or -errno. */
+int bg_list(struct agent_conn *c);
+
+/* STAT, LIST_DIR, REMOVE, RENAME, MKDIR (fileops.c): decode f and answer it. Returns 0 or
+ * -errno. */
+int fileops_serve(struct agent_conn *c, const struct proto_frame *f);
 
 /* PID 1 duties. */
 /* Mount proc, sys, devtmpfs, devpts, /tmp and /run (already mounted is fine). */

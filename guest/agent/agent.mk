@@ -1,6 +1,8 @@
 # amber-agent: the static guest binary (build/amber-agent), plus its codec's unit test and fuzzer.
 AGENT_OBJS := guest/agent/main.o guest/agent/serve.o guest/agent/exec.o guest/agent/init.o \
-              guest/agent/user.o proto/agent.o guest/agent/vsock_send.o
+              guest/agent/user.o proto/agent.o guest/agent/vsock_send.o \
+              guest/agent/bg.o guest/agent/bg_handoff.o \
+              guest/agent/fileops.o
 ALL_BINS += $(BUILD)/amber-agent
 
 $(BUILD)/amber-agent: $(addprefix $(BUILD)/,$(AGENT_OBJS))

@@ -249,19 +249,6 @@ static int pump_run(struct pump *p)
     }
 }
 
-static int send_exit(struct agent_conn *c, const struct pump *p, uint64_t duration_ms)
-{
-    uint8_t buf[128];
-    struct proto_buf b = {buf, 0, sizeof(buf)};
-    if (WIFSIGNALED(p->status))
-        proto_tlv_put_u64(&b, TAG_SIGNAL, (uint64_t)WTERMSIG(p->status));
-    else
-        proto_tlv_put_u64(&b, TAG_EXIT_CODE, (uint64_t)WEXITSTATUS(p->status));
-    proto_tlv_put_u64(&b, TAG_DURATION_MS, duration_ms);
-    proto_tlv_put_u64(&b, TAG_TIMED_OUT, p->timed_out);
-    return conn_send(c, PROTO_EXIT, b.data, b.len);
-}
-
 static int report_spawn_error(struct agent_conn *c, const struct spawn_err *e,
                               const struct proto_exec_req *req)
 {
@@ -272,40 +259,39 @@ static int report_spawn_error(struct agent_conn *c, const struct spawn_err *e,
                            strerror(e->err));
 }
 
-int exec_serve(struct agent_conn *c, const struct proto_exec_req *req)
+int exec_spawn(struct agent_conn *c, const struct proto_exec_req *req, struct exec_child *out)
 {
     struct user_info user, *u = NULL;
     int r;
+    *out = (struct exec_child){.pid = -1, .pidfd = -1, .in_fd = -1, .out_fd = -1, .err_fd = -1};
     if (req->user) {
         r = user_resolve("/etc/passwd", req->user, &user);
-        if (r < 0)
-            return conn_send_error(c, -r, "exec: unknown user %s", req->user);
+        if (r < 0) {
+            conn_send_error(c, -r, "exec: unknown user %s", req->user);
+            return r;
+        }
         u = &user;
     }
-    int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, ep[2] = {-1, -1};
-    struct pump p = {.c = c, .pidfd = -1, .in_fd = -1, .out_fd = -1, .err_fd = -1};
-    if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 ||
+    int in[2] = {-1, -1}, outp[2] = {-1, -1}, err[2] = {-1, -1}, ep[2] = {-1, -1};
+    if (pipe2(in, O_CLOEXEC) < 0 || pipe2(outp, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 ||
         pipe2(ep, O_CLOEXEC) < 0) {
-        r = conn_send_error(c, errno, "exec: pipe: %s", strerror(errno));
+        r = -errno;
+        conn_send_error(c, -r, "exec: pipe: %s", strerror(-r));
         goto out;
     }
-    p.buf = malloc(PROTO_DATA_CHUNK);
-    if (!p.buf) {
-        r = conn_send_error(c, ENOMEM, "exec: out of memory");
+    out->start_ms = now_ms();
+    pid_t pid = fork();
+    if (pid < 0) {
+        r = -errno;
+        conn_send_error(c, -r, "exec: fork: %s", strerror(-r));
         goto out;
     }
-    uint64_t start = now_ms();
-    p.pid = fork();
-    if (p.pid < 0) {
-        r = conn_send_error(c, errno, "exec: fork: %s", strerror(errno));
-        goto out;
-    }
-    if (p.pid == 0) {
+    if (pid == 0) {
         close(c->fd);
-        child_exec(req, u, in[0], out[1], err[1], ep[1]);
+        child_exec(req, u, in[0], outp[1], err[1], ep[1]);
     }
     close_fd(&in[0]);
-    close_fd(&out[1]);
+    close_fd(&outp[1]);
     close_fd(&err[1]);
     close_fd(&ep[1]);
     struct spawn_err se;
@@ -314,26 +300,76 @@ int exec_serve(struct agent_conn *c, const struct proto_exec_req *req)
         n = read(ep[0], &se, sizeof(se));
     while (n < 0 && errno == EINTR);
     if (n == (ssize_t)sizeof(se)) {
-        waitpid(p.pid, NULL, 0);
-        r = report_spawn_error(c, &se, req);
+        waitpid(pid, NULL, 0);
+        report_spawn_error(c, &se, req);
+        r = -se.err;
         goto out;
     }
-    p.pidfd = pidfd_open(p.pid, 0);
-    if (p.pidfd < 0) {
+    out->pidfd = pidfd_open(pid, 0);
+    if (out->pidfd < 0) {
+        r = -errno;
+        kill(-pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        conn_send_error(c, -r, "exec: pidfd_open: %s", strerror(-r));
+        goto out;
+    }
+    out->pid = pid;
+    out->in_fd = in[1];
+    out->out_fd = outp[0];
+    out->err_fd = err[0];
+    in[1] = outp[0] = err[0] = -1;
+    fcntl(out->in_fd, F_SETFL, O_NONBLOCK);
+    fcntl(out->out_fd, F_SETFL, O_NONBLOCK);
+    fcntl(out->err_fd, F_SETFL, O_NONBLOCK);
+    r = 0;
+out:
+    close_fd(&in[0]);
+    close_fd(&in[1]);
+    close_fd(&outp[0]);
+    close_fd(&outp[1]);
+    close_fd(&err[0]);
+    close_fd(&err[1]);
+    close_fd(&ep[0]);
+    close_fd(&ep[1]);
+    return r;
+}
+
+int exec_send_exit(struct agent_conn *c, int status, bool timed_out, uint64_t duration_ms)
+{
+    uint8_t buf[128];
+    struct proto_buf b = {buf, 0, sizeof(buf)};
+    if (WIFSIGNALED(status))
+        proto_tlv_put_u64(&b, TAG_SIGNAL, (uint64_t)WTERMSIG(status));
+    else
+        proto_tlv_put_u64(&b, TAG_EXIT_CODE, (uint64_t)WEXITSTATUS(status));
+    proto_tlv_put_u64(&b, TAG_DURATION_MS, duration_ms);
+    proto_tlv_put_u64(&b, TAG_TIMED_OUT, timed_out);
+    return conn_send(c, PROTO_EXIT, b.data, b.len);
+}
+
+int exec_serve(struct agent_conn *c, const struct proto_exec_req *req)
+{
+    struct exec_child ch;
+    int r = exec_spawn(c, req, &ch);
+    if (r < 0)
+        return r;
+    if (req->background)
+        return bg_serve(c, req, &ch);
+    struct pump p = {.c = c,
+                     .pid = ch.pid,
+                     .pidfd = ch.pidfd,
+                     .in_fd = ch.in_fd,
+                     .out_fd = ch.out_fd,
+                     .err_fd = ch.err_fd};
+    p.buf = malloc(PROTO_DATA_CHUNK);
+    if (!p.buf) {
         kill(-p.pid, SIGKILL);
         waitpid(p.pid, NULL, 0);
-        r = conn_send_error(c, errno, "exec: pidfd_open: %s", strerror(errno));
+        r = conn_send_error(c, ENOMEM, "exec: out of memory");
         goto out;
     }
-    p.in_fd = in[1];
-    p.out_fd = out[0];
-    p.err_fd = err[0];
-    in[1] = out[0] = err[0] = -1;
-    fcntl(p.in_fd, F_SETFL, O_NONBLOCK);
-    fcntl(p.out_fd, F_SETFL, O_NONBLOCK);
-    fcntl(p.err_fd, F_SETFL, O_NONBLOCK);
     if (req->timeout_ms)
-        p.deadline_ms = start + req->timeout_ms;
+        p.deadline_ms = ch.start_ms + req->timeout_ms;
 
     uint8_t started[32];
     struct proto_buf b = {started, 0, sizeof(started)};
@@ -347,17 +383,9 @@ int exec_serve(struct agent_conn *c, const struct proto_exec_req *req)
         if (!p.exited)
             waitpid(p.pid, NULL, 0);
     } else {
-        r = send_exit(c, &p, now_ms() - start);
+        r = exec_send_exit(c, p.status, p.timed_out, now_ms() - ch.start_ms);
     }
 out:
-    close_fd(&in[0]);
-    close_fd(&in[1]);
-    close_fd(&out[0]);
-    close_fd(&out[1]);
-    close_fd(&err[0]);
-    close_fd(&err[1]);
-    close_fd(&ep[0]);
-    close_fd(&ep[1]);
     close_fd(&p.in_fd);
     close_fd(&p.out_fd);
     close_fd(&p.err_fd);

@@ -224,6 +224,13 @@ int main(int argc, char **argv)
         agent_log("PR_SET_CHILD_SUBREAPER: %s", strerror(errno));
     if (!o.port)
         o.port = agent_cmdline_port(PROTO_DEFAULT_PORT);
+    /* Background commands' control sockets: tmpfs in a guest, beside the socket in tests. */
+    int dn = o.unix_path ? snprintf(o.run_dir, sizeof(o.run_dir), "%s.d", o.unix_path)
+                         : snprintf(o.run_dir, sizeof(o.run_dir), "/run/amber-agent");
+    if (dn < 0 || (size_t)dn >= sizeof(o.run_dir))
+        agent_log("%s.d: path too long: background commands are unavailable", o.unix_path);
+    else if (mkdir(o.run_dir, 0700) < 0 && errno != EEXIST)
+        agent_log("mkdir %s: %s", o.run_dir, strerror(errno));
 
     sigset_t mask;
     sigemptyset(&mask);

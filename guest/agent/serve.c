@@ -354,6 +354,23 @@ int serve_conn(struct agent_conn *c, int *shutdown)
     }
     case PROTO_SHUTDOWN:
         return serve_shutdown(c, &f, shutdown);
+    case PROTO_ATTACH:
+    case PROTO_KILL: {
+        struct proto_pid_req req;
+        r = proto_pid_req_decode(f.payload, f.len, &req);
+        if (r < 0)
+            return conn_send_error(c, -r, "%s: bad request: %s",
+                                   f.type == PROTO_KILL ? "kill" : "attach", strerror(-r));
+        return bg_forward(c, &f, req.pid);
+    }
+    case PROTO_LIST_PROCS:
+        return bg_list(c);
+    case PROTO_STAT:
+    case PROTO_LIST_DIR:
+    case PROTO_REMOVE:
+    case PROTO_RENAME:
+    case PROTO_MKDIR:
+        return fileops_serve(c, &f);
     default:
         return conn_send_error(c, EPROTO, "frame type 0x%02x is not a request", f.type);
     }

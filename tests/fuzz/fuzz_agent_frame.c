@@ -34,6 +34,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 proto_exec_req_free(&req);
             if (proto_path_req_decode(f.payload, f.len, &path) == 0)
                 proto_path_req_free(&path);
+            struct proto_pid_req pid;
+            proto_pid_req_decode(f.payload, f.len, &pid);
+            struct proto_fs_req fs;
+            if (proto_fs_req_decode(f.type, f.payload, f.len, &fs) == 0)
+                proto_fs_req_free(&fs);
             struct proto_tlv_iter it;
             uint16_t tag;
             const uint8_t *val;

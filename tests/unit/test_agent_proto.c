@@ -287,6 +287,138 @@ static void test_passwd_lines(void **state)
     assert_int_equal(user_parse_line("", &u), -EINVAL);
 }
 
+/* v1 additions: the new request and reply types are known, so a reader accepts their frames. */
+static void test_new_types_known(void **state)
+{
+    const uint8_t types[] = {PROTO_ATTACH, PROTO_KILL,     PROTO_LIST_PROCS,
+                             PROTO_STAT,   PROTO_LIST_DIR, PROTO_REMOVE,
+                             PROTO_RENAME, PROTO_MKDIR,    PROTO_ENTRY};
+    for (size_t i = 0; i < sizeof(types); i++)
+        assert_true(proto_type_known(types[i]));
+    assert_false(proto_type_known(0x0e));
+    assert_false(proto_type_known(0x26));
+}
+
+static void test_exec_background_tag(void **state)
+{
+    uint8_t buf[128];
+    struct proto_buf b = {buf, 0, sizeof(buf)};
+    struct proto_exec_req req;
+    put_str(&b, TAG_SHELL, "sleep 1");
+    assert_int_equal(proto_exec_req_decode(b.data, b.len, &req), 0);
+    assert_false(req.background);
+    proto_exec_req_free(&req);
+    proto_tlv_put_u64(&b, TAG_BACKGROUND, 1);
+    assert_int_equal(proto_exec_req_decode(b.data, b.len, &req), 0);
+    assert_true(req.background);
+    proto_exec_req_free(&req);
+    b.len = 0;
+    put_str(&b, TAG_SHELL, "x");
+    proto_tlv_put_u64(&b, TAG_BACKGROUND, 2);
+    assert_int_equal(proto_exec_req_decode(b.data, b.len, &req), -EINVAL);
+    b.len = 0;
+    put_str(&b, TAG_SHELL, "x");
+    proto_tlv_put(&b, TAG_BACKGROUND, "\1", 1); /* not an 8-byte integer */
+    assert_int_equal(proto_exec_req_decode(b.data, b.len, &req), -EBADMSG);
+}
+
+static void test_pid_decode(void **state)
+{
+    uint8_t buf[128];
+    struct proto_buf b = {buf, 0, sizeof(buf)};
+    struct proto_pid_req req;
+    proto_tlv_put_u64(&b, TAG_PID, 42);
+    assert_int_equal(proto_pid_req_decode(b.data, b.len, &req), 0);
+    assert_int_equal(req.pid, 42);
+    assert_int_equal(req.signal, 9);
+    proto_tlv_put_u64(&b, TAG_SIGNAL, 15);
+    put_str(&b, TAG_MESSAGE, "ignored");
+    assert_int_equal(proto_pid_req_decode(b.data, b.len, &req), 0);
+    assert_int_equal(req.signal, 15);
+
+    assert_int_equal(proto_pid_req_decode(NULL, 0, &req), -EINVAL); /* no pid */
+    const uint64_t bad_pids[] = {0, (1u << 22) + 1, UINT64_MAX};
+    for (size_t i = 0; i < 3; i++) {
+        b.len = 0;
+        proto_tlv_put_u64(&b, TAG_PID, bad_pids[i]);
+        assert_int_equal(proto_pid_req_decode(b.data, b.len, &req), -EINVAL);
+    }
+    const uint64_t bad_sigs[] = {0, 65, 1u << 31};
+    for (size_t i = 0; i < 3; i++) {
+        b.len = 0;
+        proto_tlv_put_u64(&b, TAG_PID, 7);
+        proto_tlv_put_u64(&b, TAG_SIGNAL, bad_sigs[i]);
+        assert_int_equal(proto_pid_req_decode(b.data, b.len, &req), -EINVAL);
+    }
+    b.len = 0;
+    proto_tlv_put_u64(&b, TAG_PID, 7);
+    proto_tlv_put_u64(&b, TAG_PID, 8);
+    assert_int_equal(proto_pid_req_decode(b.data, b.len, &req), -EBADMSG); /* repeated */
+    b.len = 0;
+    proto_tlv_put(&b, TAG_PID, "1234", 4);
+    assert_int_equal(proto_pid_req_decode(b.data, b.len, &req), -EBADMSG);
+    b.len = 0;
+    proto_tlv_put_u64(&b, TAG_PID, 7);
+    b.len -= 3; /* truncated TLV */
+    assert_int_equal(proto_pid_req_decode(b.data, b.len, &req), -EBADMSG);
+}
+
+static void test_fs_decode(void **state)
+{
+    uint8_t buf[256];
+    struct proto_buf b = {buf, 0, sizeof(buf)};
+    struct proto_fs_req req;
+    put_str(&b, TAG_PATH, "/tmp/a");
+    assert_int_equal(proto_fs_req_decode(PROTO_STAT, b.data, b.len, &req), 0);
+    assert_string_equal(req.path, "/tmp/a");
+    assert_null(req.new_path);
+    assert_int_equal(req.depth, 1);
+    assert_int_equal(req.mode, 0755);
+    proto_fs_req_free(&req);
+    /* rename needs NEW_PATH, the others refuse it */
+    assert_int_equal(proto_fs_req_decode(PROTO_RENAME, b.data, b.len, &req), -EINVAL);
+    put_str(&b, TAG_NEW_PATH, "/tmp/b");
+    assert_int_equal(proto_fs_req_decode(PROTO_RENAME, b.data, b.len, &req), 0);
+    assert_string_equal(req.new_path, "/tmp/b");
+    proto_fs_req_free(&req);
+    assert_int_equal(proto_fs_req_decode(PROTO_REMOVE, b.data, b.len, &req), -EINVAL);
+    b.len = 0;
+    put_str(&b, TAG_PATH, "/tmp/a");
+    put_str(&b, TAG_NEW_PATH, "relative");
+    assert_int_equal(proto_fs_req_decode(PROTO_RENAME, b.data, b.len, &req), -EINVAL);
+
+    b.len = 0;
+    put_str(&b, TAG_PATH, "/d");
+    proto_tlv_put_u64(&b, TAG_DEPTH, PROTO_MAX_DEPTH);
+    proto_tlv_put_u64(&b, TAG_MODE, 0700);
+    assert_int_equal(proto_fs_req_decode(PROTO_LIST_DIR, b.data, b.len, &req), 0);
+    assert_int_equal(req.depth, PROTO_MAX_DEPTH);
+    assert_int_equal(req.mode, 0700);
+    proto_fs_req_free(&req);
+    const uint64_t bad_depths[] = {0, PROTO_MAX_DEPTH + 1, UINT64_MAX};
+    for (size_t i = 0; i < 3; i++) {
+        b.len = 0;
+        put_str(&b, TAG_PATH, "/d");
+        proto_tlv_put_u64(&b, TAG_DEPTH, bad_depths[i]);
+        assert_int_equal(proto_fs_req_decode(PROTO_LIST_DIR, b.data, b.len, &req), -EINVAL);
+    }
+    b.len = 0;
+    put_str(&b, TAG_PATH, "/d");
+    proto_tlv_put_u64(&b, TAG_MODE, 010000);
+    assert_int_equal(proto_fs_req_decode(PROTO_MKDIR, b.data, b.len, &req), -EINVAL);
+    b.len = 0;
+    put_str(&b, TAG_PATH, "/d");
+    put_str(&b, TAG_PATH, "/e");
+    assert_int_equal(proto_fs_req_decode(PROTO_STAT, b.data, b.len, &req), -EBADMSG);
+    b.len = 0;
+    put_str(&b, TAG_PATH, "rel");
+    assert_int_equal(proto_fs_req_decode(PROTO_STAT, b.data, b.len, &req), -EINVAL);
+    b.len = 0;
+    proto_tlv_put(&b, TAG_PATH, "/a\0b", 4);
+    assert_int_equal(proto_fs_req_decode(PROTO_STAT, b.data, b.len, &req), -EBADMSG);
+    assert_int_equal(proto_fs_req_decode(PROTO_STAT, NULL, 0, &req), -EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -301,6 +433,10 @@ int main(void)
         cmocka_unit_test(test_path_decode),
         cmocka_unit_test(test_rx_byte_by_byte),
         cmocka_unit_test(test_passwd_lines),
+        cmocka_unit_test(test_new_types_known),
+        cmocka_unit_test(test_exec_background_tag),
+        cmocka_unit_test(test_pid_decode),
+        cmocka_unit_test(test_fs_decode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

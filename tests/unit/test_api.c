@@ -17,11 +17,14 @@
 
 #include "api/api.h"
 #include "api/core.h"
+#include "vmm/clock.h"
 
 struct mock {
     int starts, pauses, resumes, cads, swaps, binds;
     int start_ret, pause_ret, swap_ret;
     char swap_id[80], swap_path[256], bind_path[128];
+    int stops;
+    char stop_why[128];
 };
 
 static int m_start(void *ctx, const struct vm_config *cfg, char *err, size_t n)
@@ -63,6 +66,12 @@ static int m_bind(void *ctx, const struct vsock_config *v, char *err, size_t n)
     snprintf(m->bind_path, sizeof(m->bind_path), "%s", v->uds_path);
     return 0;
 }
+static void m_stop(void *ctx, const char *why)
+{
+    struct mock *m = ctx;
+    m->stops++;
+    snprintf(m->stop_why, sizeof(m->stop_why), "%s", why);
+}
 static void m_metrics(void *ctx, struct json_object *out)
 {
     json_object_object_add(out, "mock", json_object_new_int(1));
@@ -80,12 +89,14 @@ struct fix {
 static int setup(void **state)
 {
     struct fix *f = calloc(1, sizeof(*f));
-    f->be = (struct api_backend){&f->m,  m_start, m_pause,   m_resume, m_cad,
-                                 m_swap, m_bind,  m_metrics, NULL,     NULL};
+    f->be = (struct api_backend){&f->m,  m_start,   m_pause, m_resume, m_cad, m_swap,
+                                 m_bind, m_metrics, NULL,    NULL,     m_stop};
     f->cfg.vcpus = 1;
     f->cfg.mem_mib = 128;
     snprintf(f->cfg.id, sizeof(f->cfg.id), "sbx1");
     api_core_init(&f->core, &f->cfg, &f->be);
+    f->core.check_file =
+        NULL; /* the tests name files that do not exist; see test_put_file_checks */
     *state = f;
     return 0;
 }
@@ -374,6 +385,124 @@ static void test_sandbox_routes(void **state)
     assert_string_equal(jstr(f, "firecracker_version"), AMBER_VERSION);
 }
 
+static double jnum(struct fix *f, const char *key)
+{
+    struct json_object *v;
+    assert_true(json_object_object_get_ex(f->json, key, &v));
+    return json_object_get_double(v);
+}
+
+/* PUT/GET /timeout: validation, and the deadline check's one action (stop, or pause). */
+static void test_timeout_route(void **state)
+{
+    struct fix *f = *state;
+    static const char *const bad[] = {
+        "{}",
+        "{\"timeout_s\":0}",
+        "{\"timeout_s\":-1}",
+        "{\"timeout_s\":\"5\"}",
+        "{\"timeout_s\":1.5}",
+        "{\"timeout_s\":99999999999}",
+        "{\"timeout_s\":5,\"x\":1}",
+        "{\"timeout_s\":5,\"on_timeout\":\"hibernate\"}",
+        "[]",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(req(f, "PUT", "/timeout", bad[i]), 400);
+    assert_int_equal(req(f, "GET", "/timeout", NULL), 200);
+    assert_null(jstr(f, "timeout_s_left"));
+    assert_string_equal(jstr(f, "on_timeout"), "kill");
+
+    uint64_t t0 = clock_now_ms();
+    assert_int_equal(req(f, "PUT", "/timeout", "{\"timeout_s\":5}"), 200);
+    assert_true(jnum(f, "timeout_s_left") > 4.5 && jnum(f, "timeout_s_left") <= 5.0);
+    assert_non_null(jstr(f, "deadline"));
+    api_core_check_deadline(&f->core, t0 + 4000);
+    assert_int_equal(f->m.stops, 0);
+    api_core_check_deadline(&f->core, t0 + 6000);
+    assert_int_equal(f->m.stops, 1);
+    assert_non_null(strstr(f->m.stop_why, "timeout"));
+    api_core_check_deadline(&f->core, t0 + 7000); /* fires once */
+    assert_int_equal(f->m.stops, 1);
+
+    start_vm(f);
+    t0 = clock_now_ms();
+    assert_int_equal(req(f, "PUT", "/timeout", "{\"timeout_s\":1,\"on_timeout\":\"pause\"}"), 200);
+    assert_string_equal(jstr(f, "on_timeout"), "pause");
+    api_core_check_deadline(&f->core, t0 + 2000);
+    assert_int_equal(f->m.pauses, 1);
+    assert_int_equal(f->m.stops, 1);
+    assert_int_equal(f->core.st.state, VM_PAUSED);
+    /* A later PUT keeps the action it does not name, and replaces the deadline. */
+    assert_int_equal(req(f, "PUT", "/timeout", "{\"timeout_s\":100}"), 200);
+    assert_string_equal(jstr(f, "on_timeout"), "pause");
+    api_core_event(&f->core, VM_EV_STOP);
+    assert_int_equal(req(f, "PUT", "/timeout", "{\"timeout_s\":5}"), 409);
+}
+
+/* PUT /boot-source and PUT /drives refuse a missing, mistyped or unreadable file at once. */
+static void test_put_file_checks(void **state)
+{
+    struct fix *f = *state;
+    f->core.check_file = api_check_file;
+    char dir[] = "/tmp/amber-put-check.XXXXXX", file[64], fifo[64], ro[64], body[512];
+    assert_non_null(mkdtemp(dir));
+    snprintf(file, sizeof(file), "%s/vmlinux", dir);
+    snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+    snprintf(ro, sizeof(ro), "%s/ro.img", dir);
+    FILE *fp = fopen(file, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    fp = fopen(ro, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    chmod(ro, 0444);
+
+    snprintf(body, sizeof(body), "{\"kernel_image_path\":\"%s/missing\"}", dir);
+    assert_int_equal(req(f, "PUT", "/boot-source", body), 400);
+    assert_non_null(strstr(fault(f), "kernel_image_path"));
+    assert_non_null(strstr(fault(f), "No such file"));
+    snprintf(body, sizeof(body), "{\"kernel_image_path\":\"%s\"}", dir);
+    assert_int_equal(req(f, "PUT", "/boot-source", body), 400);
+    assert_non_null(strstr(fault(f), "is a directory"));
+    snprintf(body, sizeof(body), "{\"kernel_image_path\":\"%s\"}", fifo);
+    assert_int_equal(req(f, "PUT", "/boot-source", body), 400);
+    assert_non_null(strstr(fault(f), "not a regular file"));
+    snprintf(body, sizeof(body), "{\"kernel_image_path\":\"%s\",\"initrd_path\":\"/dev/null\"}",
+             file);
+    assert_int_equal(req(f, "PUT", "/boot-source", body), 400);
+    assert_non_null(strstr(fault(f), "initrd_path"));
+    assert_string_equal(f->cfg.kernel, ""); /* nothing applied */
+    snprintf(body, sizeof(body), "{\"kernel_image_path\":\"%s\"}", file);
+    assert_int_equal(req(f, "PUT", "/boot-source", body), 204);
+    assert_string_equal(f->cfg.kernel, file);
+
+    snprintf(body, sizeof(body),
+             "{\"drive_id\":\"d\",\"path_on_host\":\"%s/nope\",\"is_root_device\":false}", dir);
+    assert_int_equal(req(f, "PUT", "/drives/d", body), 400);
+    assert_non_null(strstr(fault(f), "path_on_host"));
+    snprintf(body, sizeof(body),
+             "{\"drive_id\":\"d\",\"path_on_host\":\"/dev/null\",\"is_root_device\":false}");
+    assert_int_equal(req(f, "PUT", "/drives/d", body), 400);
+    assert_non_null(strstr(fault(f), "block device"));
+    if (geteuid() != 0) { /* root may write a 0444 file */
+        snprintf(body, sizeof(body),
+                 "{\"drive_id\":\"d\",\"path_on_host\":\"%s\",\"is_root_device\":false}", ro);
+        assert_int_equal(req(f, "PUT", "/drives/d", body), 400);
+    }
+    snprintf(body, sizeof(body),
+             "{\"drive_id\":\"d\",\"path_on_host\":\"%s\",\"is_root_device\":false,"
+             "\"is_read_only\":true}",
+             ro);
+    assert_int_equal(req(f, "PUT", "/drives/d", body), 204);
+    assert_int_equal(f->cfg.ndrives, 1);
+    unlink(file);
+    unlink(fifo);
+    unlink(ro);
+    rmdir(dir);
+}
+
 static void test_fifo_sinks(void **state)
 {
     struct fix *f = *state;
@@ -660,6 +789,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_configure_and_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_patch_vm_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sandbox_routes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timeout_route, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_put_file_checks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fifo_sinks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trickle_request_deadline, setup, teardown),

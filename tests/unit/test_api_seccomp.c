@@ -49,6 +49,8 @@ static const struct probe probes[] = {
     {"POST", "/resume", NULL},
     {"PUT", "/snapshot/create",
      "{\"snapshot_path\":\"DIR/snap\",\"mem_file_path\":\"DIR/mem\",\"snapshot_type\":\"Full\"}"},
+    {"GET", "/timeout", NULL},
+    {"PUT", "/timeout", "{\"timeout_s\":60,\"on_timeout\":\"pause\"}"},
     {"PUT", "/snapshot/load", "{\"snapshot_path\":\"DIR/snap\",\"mem_file_path\":\"DIR/mem\"}"},
 };
 
@@ -216,7 +218,7 @@ static void test_phase_table(void **state)
         if (!probed)
             fail_msg("route %s %s has no probe", rm, rp);
     }
-    assert_int_equal(api_route_count(), 21);
+    assert_int_equal(api_route_count(), 23);
     const unsigned pre = API_PHASE_BIT(VM_NOT_STARTED);
     const unsigned booted = API_PHASE_BIT(VM_RUNNING) | API_PHASE_BIT(VM_PAUSED);
     const unsigned any = pre | booted | API_PHASE_BIT(VM_STOPPED);
@@ -235,6 +237,7 @@ static void test_phase_table(void **state)
     assert_int_equal(phases_of("PATCH", "/vm"), booted);
     assert_int_equal(phases_of("PUT", "/snapshot/create"), API_PHASE_BIT(VM_PAUSED));
     assert_int_equal(phases_of("PUT", "/snapshot/load"), pre);
+    assert_int_equal(phases_of("PUT", "/timeout"), any); /* its handler answers 409 once stopped */
     assert_int_equal(phases_of("GET", "/"), any);
     assert_int_equal(phases_of("PUT", "/actions"), any);
 }

@@ -423,11 +423,10 @@ static void *guest_prints(void *arg)
 /*
  * A vCPU transmits while the loop drains into a slow reader: every byte is either written or
  * counted as dropped (the ring overwriting bytes that a drain has in flight included), and what
- * arrives is in order.
+ * arrives is in order. One run; returns how many bytes were dropped.
  */
-static void test_drain_races_guest(void **state)
+static uint64_t drain_race_once(void)
 {
-    (void)state;
     int p[2];
     assert_int_equal(pipe2(p, O_NONBLOCK), 0);
     struct guest g = {.s = serial_create(p[1], 0, NULL, NULL, 4), .n = 3000000};
@@ -455,11 +454,23 @@ static void test_drain_races_guest(void **state)
     serial_get_stats(g.s, &st);
     assert_int_equal(st.tx_bytes, got);
     assert_int_equal(st.tx_bytes + st.tx_dropped, g.n);
-    assert_true(st.tx_dropped > 0);
     assert_true(in_order);
     serial_destroy(g.s);
     close(p[0]);
     close(p[1]);
+    return st.tx_dropped;
+}
+
+static void test_drain_races_guest(void **state)
+{
+    (void)state;
+    /* The race needs the reader to fall behind, which the scheduler decides: a loaded machine
+     * may let it keep up. Try a few times; a run without any drop proves nothing, so say so. */
+    for (int attempt = 0; attempt < 5; attempt++)
+        if (drain_race_once() > 0)
+            return;
+    print_message("skipped: the reader kept up in 5 runs, so no drop raced a drain\n");
+    skip();
 }
 
 static void test_scratch_and_wide_access(void **state)

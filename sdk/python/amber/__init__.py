@@ -11,6 +11,11 @@ Standard library only (Python 3.11).
 """
 from .errors import (SandboxClientError, SandboxError, SandboxNotFoundError, SandboxTimeoutError,
                      SandboxUnavailableError)
+from .errors import CommandExitError, CommandNotFoundError, StdinClosedError
+from .commands import CommandHandle, CommandResult, ProcessInfo
+from .errors import SandboxFileNotFoundError, SandboxFileTypeError
+from .files import EntryInfo, WriteInfo
+from .aio import AsyncCommandHandle, AsyncSandbox
 from .proto import ExecResult
 from .sandbox import Sandbox
 from .runtime import runtime_root, timeout_scale
@@ -18,4 +23,7 @@ from .runtime import runtime_root, timeout_scale
 __all__ = [
     "Sandbox", "ExecResult", "SandboxError", "SandboxClientError", "SandboxNotFoundError",
     "SandboxUnavailableError", "SandboxTimeoutError", "runtime_root", "timeout_scale",
+    "CommandExitError", "CommandNotFoundError", "StdinClosedError", "CommandHandle", "CommandResult",
+    "ProcessInfo", "SandboxFileNotFoundError", "SandboxFileTypeError", "EntryInfo", "WriteInfo",
+    "AsyncSandbox", "AsyncCommandHandle",
 ]

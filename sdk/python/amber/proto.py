@@ -19,17 +19,24 @@ MAX_STR = 4096
 DEFAULT_PORT = 1024
 
 PING, EXEC, READ_FILE, WRITE_FILE, SHUTDOWN = 0x01, 0x02, 0x03, 0x04, 0x05
+ATTACH, KILL, LIST_PROCS = 0x06, 0x07, 0x08
+STAT, LIST_DIR, REMOVE, RENAME, MKDIR = 0x09, 0x0A, 0x0B, 0x0C, 0x0D
 DATA, EOF = 0x10, 0x11
-RESULT, STDOUT, STDERR, EXIT, STARTED, ERROR = 0x20, 0x21, 0x22, 0x23, 0x24, 0x7F
+RESULT, STDOUT, STDERR, EXIT, STARTED, ENTRY, ERROR = 0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x7F
 KNOWN_TYPES = frozenset(
-    (PING, EXEC, READ_FILE, WRITE_FILE, SHUTDOWN, DATA, EOF, RESULT, STDOUT, STDERR, EXIT, STARTED, ERROR)
+    (PING, EXEC, READ_FILE, WRITE_FILE, SHUTDOWN, ATTACH, KILL, LIST_PROCS, STAT, LIST_DIR, REMOVE,
+     RENAME, MKDIR, DATA, EOF, RESULT, STDOUT, STDERR, EXIT, STARTED, ENTRY, ERROR)
 )
 
 TAG_ARGV, TAG_SHELL, TAG_ENV, TAG_CWD, TAG_TIMEOUT_MS, TAG_USER = 1, 2, 3, 4, 5, 6
 TAG_PATH, TAG_MODE, TAG_ACTION = 7, 8, 9
 TAG_PROTO_VERSION, TAG_AGENT_VERSION, TAG_UPTIME_MS = 16, 17, 18
 TAG_EXIT_CODE, TAG_SIGNAL, TAG_DURATION_MS, TAG_TIMED_OUT, TAG_SIZE, TAG_PID = 19, 20, 21, 22, 23, 24
+TAG_BACKGROUND, TAG_DROPPED, TAG_TYPE, TAG_MTIME_NS, TAG_DEPTH, TAG_NEW_PATH, TAG_EXISTS = (
+    25, 26, 27, 28, 29, 30, 31)
 TAG_ERRNO, TAG_MESSAGE = 32, 33
+FT_OTHER, FT_FILE, FT_DIR, FT_SYMLINK = 0, 1, 2, 3
+MAX_DEPTH = 16
 
 POWEROFF, REBOOT = 0, 1
 
@@ -176,8 +183,9 @@ class FrameReader:
         return ftype, sid, payload
 
 
-def exec_request(command, env=None, cwd=None, timeout_ms=None, user=None):
-    """The EXEC payload. command: a shell string (SHELL) or a list of arguments (ARGV)."""
+def exec_request(command, env=None, cwd=None, timeout_ms=None, user=None, background=False):
+    """The EXEC payload. command: a shell string (SHELL) or a list of arguments (ARGV);
+    background=True adds BACKGROUND=1 (the command outlives the connection)."""
     parts = []
     if isinstance(command, str):
         parts.append(tlv(TAG_SHELL, command))
@@ -196,6 +204,8 @@ def exec_request(command, env=None, cwd=None, timeout_ms=None, user=None):
         parts.append(tlv(TAG_TIMEOUT_MS, int(timeout_ms)))
     if user is not None:
         parts.append(tlv(TAG_USER, str(user)))
+    if background:
+        parts.append(tlv(TAG_BACKGROUND, 1))
     return b"".join(parts)
 
 

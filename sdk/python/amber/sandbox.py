@@ -17,7 +17,7 @@ import subprocess
 import threading
 import time
 
-from . import api, proto, runtime
+from . import api, lifetime, proto, runtime
 from .errors import (SandboxClientError, SandboxError, SandboxNotFoundError, SandboxTimeoutError,
                      SandboxUnavailableError)
 
@@ -131,9 +131,17 @@ class Sandbox:
         return sbx
 
     @classmethod
-    def list(cls, runtime_dir=None):
+    def list(cls, runtime_dir=None, state=None, metadata=None):
         """Every live sandbox (running or paused) in the runtime directory, sorted by id.
-        Stale directories met on the way are removed."""
+        Stale directories met on the way are removed. state ("running", "paused", or a list of
+        them) keeps those in that state (one GET / each); metadata ({key: value}) keeps those
+        whose metadata has every pair."""
+        want = lifetime.check_list_filters(state, metadata)
+        sbxs = cls._list_all(runtime_dir)
+        return [s for s in sbxs if lifetime.matches(s, *want)]
+
+    @classmethod
+    def _list_all(cls, runtime_dir=None):
         root = runtime_dir or runtime.runtime_root()
         out = []
         for i in runtime.list_ids(root):
@@ -208,11 +216,11 @@ class Sandbox:
         return SandboxUnavailableError("sandbox %s: %s failed: %s" % (self.id, what, err), self.id)
 
     # ----------------------------------------------------------------- API calls
-    def _api(self, method, path, timeout=None):
+    def _api(self, method, path, timeout=None, body=None):
         self._ensure()
         timeout = _scaled(API_TIMEOUT_S) if timeout is None else timeout
         try:
-            r = api.request(self.api_sock, method, path, timeout=timeout)
+            r = api.request(self.api_sock, method, path, body=body, timeout=timeout)
         except socket.timeout:
             self._check_alive()
             raise SandboxTimeoutError("sandbox %s: %s %s got no answer in %.0f s"
@@ -242,12 +250,52 @@ class Sandbox:
         Raises SandboxClientError (status 409, "already paused") if it is paused."""
         return self._api("POST", "/pause")
 
+    def set_timeout(self, timeout, on_timeout=None):
+        """From now, the sandbox lives timeout more seconds (rounded up to whole seconds), then
+        amber itself stops it (on_timeout "kill") or pauses it ("pause"); on_timeout None keeps
+        the current action. amber keeps the deadline, so it holds after this process exits.
+        Returns get_timeout()'s record. timeout <= 0 raises SandboxClientError."""
+        body = {"timeout_s": lifetime.check_timeout(timeout, self.id)}
+        if on_timeout is not None:
+            body["on_timeout"] = lifetime.check_on_timeout(on_timeout, self.id)
+        return self._api("PUT", "/timeout", body=body)
+
+    def get_timeout(self):
+        """{"timeout_s_left": seconds or None (no deadline), "deadline", "on_timeout"}."""
+        return self._api("GET", "/timeout")
+
+    @property
+    def metadata(self):
+        """The metadata given at create (a dict of str)."""
+        return dict(self.config.get("metadata") or {})
+
+    @property
+    def envs(self):
+        """The environment variables given at create, added to every command's."""
+        return dict(self.config.get("envs") or {})
+
     def resume(self):
         """Resumes it: {"sandbox_id", "paused": False, "resumed_at", "paused_ms"}.
         Raises SandboxClientError (status 409) if it is not paused."""
         return self._api("POST", "/resume")
 
     # ----------------------------------------------------------------- guest calls
+    @property
+    def commands(self):
+        """Streaming and background commands (commands.py): run(), list(), connect(), kill()."""
+        from .commands import Commands
+        return Commands(self)
+
+    @property
+    def files(self):
+        """The guest's file system, streamed (files.py): read, write, list, get_info, ..."""
+        from .files import Files
+        return Files(self)
+
+    @staticmethod
+    def _scaled_s(seconds):
+        return _scaled(seconds)
+
     def _agent(self, connect_timeout=None):
         ct = _scaled(5.0, cap=30.0) if connect_timeout is None else connect_timeout
 
@@ -298,6 +346,8 @@ class Sandbox:
             timeout_ms = max(1, int(timeout * 1000))
             call_timeout = timeout + _scaled(10.0)
         data = stdin.encode() if isinstance(stdin, str) else (stdin or b"")
+        if self.config.get("envs"):
+            env = dict(self.config["envs"], **(env or {}))
         try:
             res = self._guest_call("execute", lambda: self._agent().exec(
                 command, env=env, cwd=cwd, timeout_ms=timeout_ms, user=user, stdin=data,
@@ -385,13 +435,41 @@ class Sandbox:
     # ----------------------------------------------------------------- create
     @classmethod
     def create(cls, vcpus=1, mem_mib=256, kernel=None, rootfs=None, timeout=None, max_sandboxes=None,
-               runtime_dir=None, sandbox_id=None, initrd=None):
+               runtime_dir=None, sandbox_id=None, initrd=None, on_timeout="kill", boot_timeout=None,
+               metadata=None, envs=None):
         """Boots a new sandbox and returns once its agent answers ping.
 
-        timeout defaults to 30 s times the timeout scale (see runtime.timeout_scale). With
-        max_sandboxes, refuses (SandboxClientError, status 429) when that many sandboxes are
-        already running or paused in the runtime directory, across processes.
+        timeout (seconds, as E2B's): the sandbox's lifetime; amber stops it (on_timeout "kill")
+        or pauses it ("pause") then, even if this process has exited. None: no deadline (unlike
+        E2B's 300 s default). set_timeout() moves it. boot_timeout bounds the wait for the
+        agent; it defaults to 30 s times the timeout scale (see runtime.timeout_scale).
+        metadata ({str: str}) is kept with the sandbox for Sandbox.list(metadata=...); envs
+        ({str: str}) are added to the environment of every command. With max_sandboxes,
+        refuses (SandboxClientError, status 429) when that many sandboxes are already running or
+        paused in the runtime directory, across processes.
         """
+        sbx, plan = cls._create_begin(vcpus, mem_mib, kernel, rootfs, timeout, max_sandboxes, runtime_dir,
+                                      sandbox_id, initrd, on_timeout, boot_timeout, metadata, envs)
+        try:
+            sbx._wait_ready(plan["deadline"], plan["boot_timeout"])
+            if plan["lifetime_s"] is not None:
+                sbx.set_timeout(plan["lifetime_s"], plan["on_timeout"])
+        except BaseException:
+            sbx._create_fail(plan)
+            raise
+        sbx._create_end(plan)
+        return sbx
+
+    @classmethod
+    def _create_begin(cls, vcpus, mem_mib, kernel, rootfs, timeout, max_sandboxes, runtime_dir, sandbox_id,
+                      initrd, on_timeout, boot_timeout, metadata, envs):
+        """create() up to amber's start (shared with AsyncSandbox): returns (sbx, plan) for
+        _wait_ready(plan["deadline"], plan["boot_timeout"]), then _create_end or _create_fail."""
+        lifetime_s = None if timeout is None else lifetime.check_timeout(timeout)
+        on_timeout = lifetime.check_on_timeout(on_timeout)
+        metadata = lifetime.check_str_map("metadata", metadata)
+        envs = lifetime.check_str_map("envs", envs, env_names=True)
+        timeout = boot_timeout
         _check_int("vcpus", vcpus, 1, 32)
         _check_int("mem_mib", mem_mib, 32, 1 << 20)
         if max_sandboxes is not None:
@@ -435,21 +513,28 @@ class Sandbox:
             os.mkdir(d, 0o700)
             starting.__enter__()
         sbx = cls(sandbox_id, d)
+        plan = {"starting": starting, "deadline": time.monotonic() + timeout, "boot_timeout": timeout,
+                "lifetime_s": lifetime_s, "on_timeout": on_timeout}
         try:
-            sbx._launch(amber, kernel, initrd, rootfs, vcpus, mem_mib, time.monotonic() + timeout, timeout)
+            sbx._launch(amber, kernel, initrd, rootfs, vcpus, mem_mib, {"metadata": metadata, "envs": envs})
         except BaseException:
-            sbx._abort_start()
-            starting.release()
-            runtime.remove_dir(d)
+            sbx._create_fail(plan)
             raise
-        starting.release()
+        return sbx, plan
+
+    def _create_fail(self, plan):
+        self._abort_start()
+        plan["starting"].release()
+        runtime.remove_dir(self.dir)
+
+    def _create_end(self, plan):
+        plan["starting"].release()
         try:
-            os.unlink(os.path.join(d, "starting.lock"))
+            os.unlink(os.path.join(self.dir, "starting.lock"))
         except OSError:
             pass
-        return sbx
 
-    def _launch(self, amber, kernel, initrd, base_rootfs, vcpus, mem_mib, deadline, timeout):
+    def _launch(self, amber, kernel, initrd, base_rootfs, vcpus, mem_mib, extra=None):
         d = self.dir
         rootfs = runtime.sparse_copy(base_rootfs, os.path.join(d, "rootfs.ext4"))
         argv = [amber, "--id", self.id, "--api-sock", self.api_sock, "--kernel", kernel,
@@ -465,6 +550,7 @@ class Sandbox:
             "console": self.console_path, "argv": argv, "created_by": "amber-sdk-python",
             "creator_pid": os.getpid(), "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
+        self.config.update(extra or {})
         tmp = os.path.join(d, ".config.json.tmp")
         with open(tmp, "w") as f:
             json.dump(self.config, f, indent=2)
@@ -485,22 +571,31 @@ class Sandbox:
             _CHILDREN[proc.pid] = proc
         self._proc = proc
 
+    def _boot_failure(self, deadline, timeout, last_err):
+        """None while the boot may go on; else the exception that ends it (amber exited, or the
+        deadline passed)."""
+        rc = self._proc.poll()
+        if rc is not None:
+            return SandboxUnavailableError(self._early_exit_message(rc), self.id)
+        if deadline - time.monotonic() <= 0:
+            return SandboxTimeoutError(
+                "sandbox %s: the guest agent did not answer within %.0f s (last error: %s)\n"
+                "--- console (last lines) ---\n%s" % (self.id, timeout, last_err, self.console(15)),
+                self.id)
+        return None
+
+    def _wait_ready(self, deadline, timeout):
+        """Returns once the agent answers ping; raises if amber exits or deadline passes."""
         client = self._agent(connect_timeout=_scaled(2.0, cap=20.0))
-        client.check = None  # during boot, proc.poll() below is the liveness check
+        client.check = None  # during boot, proc.poll() is the liveness check
         last_err = None
         while True:
-            rc = proc.poll()
-            if rc is not None:
-                raise SandboxUnavailableError(self._early_exit_message(rc), self.id)
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise SandboxTimeoutError(
-                    "sandbox %s: the guest agent did not answer within %.0f s (last error: %s)\n"
-                    "--- console (last lines) ---\n%s" % (self.id, timeout, last_err, self.console(15)),
-                    self.id)
+            failure = self._boot_failure(deadline, timeout, last_err)
+            if failure is not None:
+                raise failure
             if os.path.exists(self.vsock_sock):
                 try:
-                    client.ping(timeout=min(left, _scaled(3.0, cap=30.0)))
+                    client.ping(timeout=min(deadline - time.monotonic(), _scaled(3.0, cap=30.0)))
                     return
                 except (OSError, ConnectionError, proto.ProtocolError, proto.AgentTimeout,
                         proto.AgentError) as e:

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A stand-in for build/amber with the same command-line contract, for SDK tests without a VM.
 
-It flocks --pid-file, serves the sandbox API (GET /, POST /pause, POST /resume) on --api-sock,
+It flocks --pid-file, serves the sandbox API (GET /, POST /pause, POST /resume, GET and PUT
+/timeout, whose deadline it keeps as amber does) on --api-sock,
 and serves --vsock's hybrid socket (CONNECT <port> / OK) by proxying to a real
 `amber-agent --listen unix:` running on this host. Pause stops the agent's process group, so
 a connection made while paused is accepted but not served, as with amber. A SHUTDOWN request
@@ -41,6 +42,8 @@ class State:
         self.agent = None
         self.done = threading.Event()
         self.reason = ("unknown", 1)
+        self.deadline = None  # PUT /timeout: time.monotonic() when it fires
+        self.on_timeout = "kill"
 
     def finish(self, reason, status):
         self.reason = (reason, status)
@@ -65,7 +68,33 @@ def make_api_handler(st):
             self.end_headers()
             self.wfile.write(body)
 
+        def timeout_record(self):
+            left = None if st.deadline is None else max(0.0, st.deadline - time.monotonic())
+            return {"sandbox_id": st.args.id, "timeout_s_left": left, "on_timeout": st.on_timeout,
+                    "deadline": None if left is None else "later"}
+
+        def do_PUT(self):
+            n = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(n) if n else b""
+            if self.path != "/timeout":
+                return self.reply(404, {"fault_message": "unknown path %s" % self.path})
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                return self.reply(400, {"fault_message": "bad JSON"})
+            secs = body.get("timeout_s") if isinstance(body, dict) else None
+            if isinstance(secs, bool) or not isinstance(secs, int) or secs < 1:
+                return self.reply(400, {"fault_message": "timeout_s must be an integer >= 1"})
+            action = body.get("on_timeout", st.on_timeout)
+            if action not in ("kill", "pause"):
+                return self.reply(400, {"fault_message": "on_timeout must be kill or pause"})
+            with st.lock:
+                st.deadline, st.on_timeout = time.monotonic() + secs, action
+            self.reply(200, self.timeout_record())
+
         def do_GET(self):
+            if self.path == "/timeout":
+                return self.reply(200, self.timeout_record())
             if self.path != "/":
                 return self.reply(404, {"fault_message": "unknown path %s" % self.path})
             with st.lock:
@@ -208,6 +237,14 @@ def main():
     while not st.done.wait(0.2):
         if st.agent.poll() is not None:
             st.finish("agent exited with status %s" % st.agent.returncode, 1)
+        with st.lock:  # the /timeout deadline, kept here as amber keeps it
+            if st.deadline is not None and time.monotonic() >= st.deadline:
+                st.deadline = None
+                if st.on_timeout == "kill":
+                    st.finish("timeout: the sandbox's deadline passed (on_timeout kill)", 0)
+                elif st.state == "Running":
+                    os.killpg(st.agent.pid, signal.SIGSTOP)
+                    st.state, st.paused_at, st.paused_mono = "Paused", now_iso(), time.monotonic()
     try:
         os.killpg(st.agent.pid, signal.SIGCONT)
         os.killpg(st.agent.pid, signal.SIGKILL)

@@ -196,7 +196,7 @@ class TestLifecycle(unittest.TestCase):
         try:
             t0 = time.monotonic()
             with self.assertRaises(SandboxTimeoutError):
-                self.create(timeout=1.5)
+                self.create(boot_timeout=1.5)
         finally:
             del os.environ["FAKE_AMBER_BOOT_DELAY_S"]
         self.assertLess(time.monotonic() - t0, 10)
