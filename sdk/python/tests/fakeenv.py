@@ -1,0 +1,35 @@
+"""Shared set-up of the SDK's fake-amber tests: paths, the environment that points the SDK at
+tests/fake_amber.py (a real amber-agent on a Unix socket), and the skip without the agent."""
+import os
+import sys
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SDK = os.path.dirname(HERE)
+sys.path.insert(0, SDK)
+REPO = os.path.dirname(os.path.dirname(SDK))
+AGENT = os.path.join(REPO, "build", "amber-agent")
+FAKE = os.path.join(HERE, "fake_amber.py")
+
+ENV = {"AMBER_BIN": FAKE, "AMBER_KVM_DEVICE": "/dev/null", "AMBER_TIMEOUT_SCALE": "1"}
+_saved = {}
+
+
+def set_env():
+    """setUpModule: point the SDK at the fake amber, remembering what was there."""
+    for k, v in ENV.items():
+        _saved[k] = os.environ.get(k)
+        os.environ[k] = v
+
+
+def restore_env():
+    """tearDownModule: put the environment back as set_env found it."""
+    for k, v in _saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+needs_agent = unittest.skipUnless(os.access(AGENT, os.X_OK),
+                                  "build/amber-agent is missing (make build/amber-agent)")
