@@ -3,6 +3,7 @@
 
 Everything here is standard-library Python; the agent protocol comes from the SDK (proto.py).
 """
+import json
 import os
 import re
 import select
@@ -292,15 +293,19 @@ class Qmp:
         line, self.buf = self.buf.split(b"\n", 1)
         return line
 
-    def cmd(self, name):
-        """Runs one command and waits for its return (events in between are skipped)."""
-        self.sock.sendall(b'{"execute": "%s"}\n' % name.encode())
+    def cmd(self, name, **args):
+        """Runs one command with its arguments and returns its "return" value (events in
+        between are skipped); a QMP error raises RuntimeError."""
+        msg = {"execute": name}
+        if args:
+            msg["arguments"] = args
+        self.sock.sendall(json.dumps(msg).encode() + b"\n")
         while True:
-            line = self._line()
-            if b'"return"' in line:
-                return line
-            if b'"error"' in line:
-                raise RuntimeError("QMP %s: %s" % (name, line.decode()))
+            reply = json.loads(self._line())
+            if "return" in reply:
+                return reply["return"]
+            if "error" in reply:
+                raise RuntimeError("QMP %s: %s" % (name, reply["error"]))
 
     def close(self):
         self.sock.close()

@@ -93,58 +93,10 @@ def one_run(session, mem_mib, i):
             "cold_rss_kib": cold_rss, "restored_rss_kib": restored_rss}
 
 
-class RawQmp:
-    """QMP with arguments (bench/lib.py's Qmp sends bare commands only)."""
-
-    def __init__(self, path, timeout_s=60.0):
-        import json
-        import socket
-        self.json = json
-        end = time.monotonic() + timeout_s
-        while True:
-            try:
-                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                self.sock.connect(path)
-                break
-            except OSError:
-                self.sock.close()
-                if time.monotonic() > end:
-                    raise
-                time.sleep(0.005)
-        self.sock.settimeout(timeout_s)
-        self.buf = b""
-        self._line()
-        self.cmd("qmp_capabilities")
-
-    def _line(self):
-        while b"\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("QMP closed the connection")
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return line
-
-    def cmd(self, name, **args):
-        msg = {"execute": name}
-        if args:
-            msg["arguments"] = args
-        self.sock.sendall(self.json.dumps(msg).encode() + b"\n")
-        while True:
-            reply = self.json.loads(self._line())
-            if "return" in reply:
-                return reply["return"]
-            if "error" in reply:
-                raise RuntimeError("QMP %s: %s" % (name, reply["error"]))
-
-    def close(self):
-        self.sock.close()
-
-
 def qemu_run(session, mem_mib, i):
     """QEMU microvm with the same guest: migrate to a file, then -incoming from it."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import lib  # noqa: F401,E402 - bench/lib.py, for vms
+    import lib  # noqa: E402 - bench/lib.py: Qmp, and what vms needs
     import vms  # noqa: E402
     g = vms.GuestVm(session, "qemu", mem_mib=mem_mib, vsock=True)
     qmp_path = session.path("q%d-%d.qmp" % (mem_mib, i))
@@ -155,7 +107,7 @@ def qemu_run(session, mem_mib, i):
     g.wait_agent()
     g.sh("true")
     cold_exec = time.monotonic() - t0
-    q = RawQmp(qmp_path)
+    q = lib.Qmp(qmp_path, timeout_s=60.0)
     state = session.path("q%d-%d.state" % (mem_mib, i))
     q.cmd("stop")
     t1 = time.monotonic()
@@ -171,7 +123,7 @@ def qemu_run(session, mem_mib, i):
     g2.argv = base_argv + ["-incoming", "exec:cat %s" % state]
     t2 = time.monotonic()
     g2.start()
-    q2 = RawQmp(qmp_path)
+    q2 = lib.Qmp(qmp_path, timeout_s=60.0)
     while q2.cmd("query-status").get("status") != "running":
         time.sleep(0.002)
     running_s = time.monotonic() - t2
