@@ -258,15 +258,38 @@ class Accounting(unittest.TestCase):
         self.assertEqual(files["e2e"], "3 passed, 1 failed, 0 skipped\n")
         self.assertIn("3 tests retried, more than 2", files["e2e-failed"])
 
-    def test_a_guest_fault_is_named_in_the_reason_and_still_counts(self):
+    def guest_fault_log(self):
         log = os.path.join(self.dir, "some_test.log")
         with open(log, "w") as f:
             f.write("[stderr] KVM: triple fault on vCPU 0\n")
         os.utime(log, (time.time() + 60, time.time() + 60))  # written while the test ran
+
+    def test_a_guest_fault_is_named_retried_once_and_its_retry_counts(self):
+        self.guest_fault_log()
         journal = self.journal()
         self.run_testhost(journal, Mocks.AlwaysFails)
+        self.assertEqual(journal.totals(), (0, 1, 0))  # the retry failed too: it counts
+        self.assertIn("after a guest triple fault", journal.failed()[0][1])
+        self.assertEqual(len(journal.retried), 1)
+        self.assertIn("evidence: its guest's log shows a guest triple fault",
+                      list(journal.retried.values())[0])
+
+    def test_a_guest_fault_whose_retry_passes_is_listed(self):
+        self.guest_fault_log()
+        journal = self.journal()
+        self.run_testhost(journal, Mocks.FailsOnce)
+        self.assertEqual(journal.totals(), (1, 0, 0))
+        self.assertEqual(CALLS["flaky"], 2)
+        _, files, _ = self.results(journal)
+        self.assertIn("RETRIED", files["e2e-retried"])
+        self.assertIn("a guest triple fault", files["e2e-retried"])
+
+    def test_a_plain_failure_is_not_retried(self):
+        journal = self.journal()
+        self.run_testhost(journal, Mocks.FailsOnce)
         self.assertEqual(journal.totals(), (0, 1, 0))
-        self.assertIn("after a guest triple fault: counted", journal.failed()[0][1])
+        self.assertEqual(CALLS["flaky"], 1)
+        self.assertEqual(journal.retried, {})
 
     def test_a_resumed_journal_keeps_outcomes_and_reasons(self):
         journal = self.journal()
