@@ -42,7 +42,10 @@ def tearDownModule():
     if _SBX is not None:
         log_dir = os.environ.get("AMBER_E2E_LOGDIR")
         if log_dir:
-            shutil.copy(_SBX.console_path, os.path.join(log_dir, "sdk-more-%s.console.log" % _SBX.id))
+            try:
+                shutil.copy(_SBX.console_path, os.path.join(log_dir, "sdk-more-%s.console.log" % _SBX.id))
+            except OSError as e:  # a sandbox that died took its runtime directory with it
+                print("  [e2e] no console log of %s to keep: %s" % (_SBX.id, e))
         try:
             _SBX.delete()
         except Exception:  # noqa: BLE001

@@ -50,6 +50,15 @@ class Mocks:
         def test_flaky(self):
             self.assertGreater(count("flaky"), 1, "first run fails")
 
+    class SharedGuest(unittest.TestCase):
+        """Two tests on one guest: a fault of that guest fails both on their first run."""
+
+        def test_a(self):
+            self.assertGreater(count("shared_a"), 1, "the shared guest died")
+
+        def test_b(self):
+            self.assertGreater(count("shared_b"), 1, "the shared guest died")
+
     class AlwaysFails(unittest.TestCase):
         def test_broken(self):
             self.fail("always")
@@ -283,6 +292,14 @@ class Accounting(unittest.TestCase):
         _, files, _ = self.results(journal)
         self.assertIn("RETRIED", files["e2e-retried"])
         self.assertIn("a guest triple fault", files["e2e-retried"])
+
+    def test_a_guest_fault_reruns_the_class_as_one_retry(self):
+        self.guest_fault_log()
+        journal = self.journal()
+        self.run_testhost(journal, Mocks.SharedGuest)
+        self.assertEqual(journal.totals(), (2, 0, 0))
+        self.assertEqual(len(journal.retried), 1)  # one fault, one retry, whatever it failed
+        self.assertEqual(TH.too_many_retries(journal), [])
 
     def test_a_plain_failure_is_not_retried(self):
         journal = self.journal()
