@@ -301,6 +301,18 @@ class Accounting(unittest.TestCase):
         self.assertEqual(len(journal.retried), 1)  # one fault, one retry, whatever it failed
         self.assertEqual(TH.too_many_retries(journal), [])
 
+    def test_with_retry_plain_a_plain_failure_reruns_its_class_listed(self):
+        os.environ["AMBER_E2E_RETRY_PLAIN"] = "1"
+        self.addCleanup(os.environ.pop, "AMBER_E2E_RETRY_PLAIN")
+        journal = self.journal()
+        self.run_testhost(journal, Mocks.FailsOnce)
+        self.assertEqual(journal.totals(), (1, 0, 0))
+        self.assertEqual(CALLS["flaky"], 2)
+        self.assertIn("no evidence", list(journal.retried.values())[0])
+        for n in range(TH.MAX_RETRIED_PLAIN):
+            journal.retry("test_x.T.test_%d" % n, "fail", "none")
+        self.assertEqual(len(TH.too_many_retries(journal)), 1)
+
     def test_a_plain_failure_is_not_retried(self):
         journal = self.journal()
         self.run_testhost(journal, Mocks.FailsOnce)
