@@ -9,32 +9,15 @@ import tempfile
 import time
 import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-SDK = os.path.dirname(HERE)
-sys.path.insert(0, SDK)
-REPO = os.path.dirname(os.path.dirname(SDK))
-AGENT = os.path.join(REPO, "build", "amber-agent")
-FAKE = os.path.join(HERE, "fake_amber.py")
+from fakeenv import AGENT, FAKE, HERE, REPO, SDK, needs_agent  # noqa: E402,F401 (puts the SDK on sys.path)
 
 from amber import (Sandbox, SandboxClientError, SandboxNotFoundError, SandboxTimeoutError,  # noqa: E402
                    SandboxUnavailableError)
 
-ENV = {"AMBER_BIN": FAKE, "AMBER_KVM_DEVICE": "/dev/null", "AMBER_TIMEOUT_SCALE": "1"}
-_saved = {}
+import fakeenv  # noqa: E402
 
-
-def setUpModule():
-    for k, v in ENV.items():
-        _saved[k] = os.environ.get(k)
-        os.environ[k] = v
-
-
-def tearDownModule():
-    for k, v in _saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+setUpModule = fakeenv.set_env
+tearDownModule = fakeenv.restore_env
 
 
 def alive(pid):
@@ -45,7 +28,7 @@ def alive(pid):
         return False
 
 
-@unittest.skipUnless(os.access(AGENT, os.X_OK), "build/amber-agent is missing (make build/amber-agent)")
+@needs_agent
 class TestLifecycle(unittest.TestCase):
     def setUp(self):
         self.root = tempfile.mkdtemp(prefix="amber-sdk-test-")
