@@ -306,17 +306,9 @@ int agent_read_file(const struct agent_addr *a, const char *guest_path, int out_
     if (fd < 0)
         return fd;
     int r = expect_result(fd, &rx, &f, ac_timeout(a), e);
-    if (r == 0 && mode) {
-        struct proto_tlv_iter it;
-        uint16_t tag;
-        const uint8_t *val;
-        uint32_t n;
-        uint64_t v;
-        proto_tlv_iter_init(&it, f.payload, f.len);
-        while (proto_tlv_next(&it, &tag, &val, &n) > 0)
-            if (tag == TAG_MODE && proto_tlv_u64(val, n, &v) == 0)
-                *mode = (uint32_t)v;
-    }
+    uint64_t v;
+    if (r == 0 && mode && proto_tlv_find_u64(f.payload, f.len, TAG_MODE, &v))
+        *mode = (uint32_t)v;
     while (r == 0) {
         r = ac_next(fd, &rx, &f, ac_timeout(a));
         if (r < 0) {

@@ -124,15 +124,9 @@ static int pump_frames(struct xpump *p)
             break;
         }
         case PROTO_STARTED: {
-            struct proto_tlv_iter it;
-            uint16_t tag;
-            const uint8_t *val;
-            uint32_t n;
             uint64_t v;
-            proto_tlv_iter_init(&it, f.payload, f.len);
-            while (proto_tlv_next(&it, &tag, &val, &n) > 0)
-                if (tag == TAG_PID && proto_tlv_u64(val, n, &v) == 0)
-                    p->res->pid = (uint32_t)v;
+            if (proto_tlv_find_u64(f.payload, f.len, TAG_PID, &v))
+                p->res->pid = (uint32_t)v;
             break;
         }
         case PROTO_EXIT:

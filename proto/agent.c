@@ -143,6 +143,23 @@ int proto_tlv_u64(const uint8_t *val, uint32_t len, uint64_t *out)
     return 0;
 }
 
+bool proto_tlv_find_u64(const uint8_t *payload, uint32_t len, uint16_t tag, uint64_t *out)
+{
+    struct proto_tlv_iter it;
+    uint16_t t;
+    const uint8_t *val;
+    uint32_t n;
+    uint64_t v;
+    bool found = false;
+    proto_tlv_iter_init(&it, payload, len);
+    while (proto_tlv_next(&it, &t, &val, &n) > 0)
+        if (t == tag && proto_tlv_u64(val, n, &v) == 0) {
+            *out = v;
+            found = true;
+        }
+    return found;
+}
+
 int proto_tlv_strdup(const uint8_t *val, uint32_t len, char **out)
 {
     if (len > PROTO_MAX_STR)

@@ -138,6 +138,9 @@ void proto_tlv_iter_init(struct proto_tlv_iter *it, const uint8_t *payload, size
 int proto_tlv_next(struct proto_tlv_iter *it, uint16_t *tag, const uint8_t **val, uint32_t *len);
 /* Decode an integer TLV value (exactly 8 bytes). Returns 0 or -EBADMSG. */
 int proto_tlv_u64(const uint8_t *val, uint32_t len, uint64_t *out);
+/* The last well-formed integer TLV with tag in payload into *out. Returns true if one was found
+ * (*out untouched otherwise). */
+bool proto_tlv_find_u64(const uint8_t *payload, uint32_t len, uint16_t tag, uint64_t *out);
 /*
  * Copy a string TLV value into a fresh NUL-terminated heap string (*out, caller frees).
  * Returns 0, -EBADMSG for an embedded NUL, -ENAMETOOLONG past PROTO_MAX_STR, or -ENOMEM.
