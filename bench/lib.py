@@ -1,12 +1,12 @@
 """Shared pieces of amber's benchmarks: settings, statistics, memory probes, and the two VMMs
 (amber and the QEMU microvm reference) started the same way and driven through the same agent.
 
-Everything here is standard-library Python; the agent protocol comes from the SDK (proto.py).
+Everything here is standard-library Python; the API client and the agent protocol come from the
+SDK (api.py, proto.py).
 """
 import json
 import os
 import re
-import select
 import socket
 import statistics
 import subprocess
@@ -18,7 +18,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests", "e2e"))
 sys.path.insert(0, os.path.join(REPO, "sdk", "python"))
 import harness  # noqa: E402
-from amber import proto  # noqa: E402
+from amber import api, proto  # noqa: E402
 
 AMBER = harness.AMBER
 AMBERCTL = os.path.join(harness.BUILD, "amberctl")
@@ -228,50 +228,24 @@ def wait_unix_socket(path, timeout_s):
 
 
 class HttpUnix:
-    """A keep-alive HTTP/1.1 client on a Unix socket, lean enough to time single requests."""
+    """amber's API over its Unix socket: the SDK's keep-alive api.Client, once the socket
+    accepts connections."""
 
     def __init__(self, path, timeout_s=30.0):
-        self.path, self.timeout_s, self.sock, self.buf = path, timeout_s, None, b""
+        self.path, self.timeout_s, self.client = path, timeout_s, None
 
-    def request(self, method, target, body=b""):
-        """Returns (status, body bytes)."""
-        if self.sock is None:
-            self.sock = wait_unix_socket(self.path, self.timeout_s)
-            self.sock.settimeout(self.timeout_s)
-            self.buf = b""
-        head = "%s %s HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n" % (method, target, len(body))
-        if body:
-            head += "Content-Type: application/json\r\n"
-        self.sock.sendall(head.encode() + b"\r\n" + body)
-        while b"\r\n\r\n" not in self.buf:
-            self._fill()
-        hdr, self.buf = self.buf.split(b"\r\n\r\n", 1)
-        lines = hdr.decode("latin-1").split("\r\n")
-        status = int(lines[0].split()[1])
-        length, close = 0, False
-        for line in lines[1:]:
-            k, _, v = line.partition(":")
-            if k.strip().lower() == "content-length":
-                length = int(v)
-            elif k.strip().lower() == "connection" and "close" in v.lower():
-                close = True
-        while len(self.buf) < length:
-            self._fill()
-        data, self.buf = self.buf[:length], self.buf[length:]
-        if close:
-            self.close()
-        return status, data
-
-    def _fill(self):
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("the API closed the connection")
-        self.buf += chunk
+    def request(self, method, target, body=None):
+        """Returns (status, body text)."""
+        if self.client is None:
+            wait_unix_socket(self.path, self.timeout_s).close()
+            self.client = api.Client(self.path, self.timeout_s)
+        r = self.client.call(method, target, body)
+        return r.status, r.text
 
     def close(self):
-        if self.sock is not None:
-            self.sock.close()
-        self.sock = None
+        if self.client is not None:
+            self.client.close()
+        self.client = None
 
 
 class Qmp:

@@ -50,20 +50,6 @@ def run(argv):
                           stderr=subprocess.STDOUT)
 
 
-def guest_ram_rss_kib(pid, mem_mib):
-    """Resident KiB of amber's guest-RAM mapping (the anonymous one exactly mem_mib in size)."""
-    rss, size = 0, None
-    with open("/proc/%d/smaps" % pid) as f:
-        for line in f:
-            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
-                size = None
-            elif line.startswith("Size:"):
-                size = int(line.split()[1])
-            elif line.startswith("Rss:") and size == mem_mib * 1024:
-                rss += int(line.split()[1])
-    return rss
-
-
 def host_memory_pressure(hog_mib):
     """Drops the host's caches and has a child touch hog_mib of anonymous memory, then exit.
     Returns a note on what the kernel could reclaim (without swap, no anonymous page)."""
@@ -175,7 +161,7 @@ class EdgeGuest(unittest.TestCase):
 
     def test_resident_memory(self):
         pid = self.vm.pid
-        rss0 = guest_ram_rss_kib(pid, MEM_MIB)
+        rss0 = U.guest_ram_rss_kib(pid, MEM_MIB)
         self.assertGreater(rss0, HELD_MIB * 1024, "the guest-RAM mapping (%d MiB) holds only %d KiB "
                            "although the guest keeps %d MiB in it: wrong mapping measured?"
                            % (MEM_MIB, rss0, HELD_MIB))
@@ -185,7 +171,7 @@ class EdgeGuest(unittest.TestCase):
         for cycle in range(MEM_CYCLES):
             self.call("POST", "/pause", 200)
             note = host_memory_pressure(hog)
-            after = guest_ram_rss_kib(pid, MEM_MIB)
+            after = U.guest_ram_rss_kib(pid, MEM_MIB)
             self.assertGreaterEqual(after, floor, "cycle %d: amber's resident guest RAM shrank from "
                                     "%d to %d KiB across a pause under host memory pressure (%s)"
                                     % (cycle, floor, after, note))
@@ -198,7 +184,7 @@ class EdgeGuest(unittest.TestCase):
                                  "held in RAM changed across the pause" % (cycle, HELD_MIB))
         harness.log("%d cycles of pause + %d MiB host pressure (%s): guest-RAM rss %d -> %d KiB, "
                     "held data intact" % (MEM_CYCLES, hog, note, rss0,
-                                          guest_ram_rss_kib(pid, MEM_MIB)))
+                                          U.guest_ram_rss_kib(pid, MEM_MIB)))
 
     def test_tcp_across_pauses(self):
         if not self.net:

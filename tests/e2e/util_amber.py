@@ -1,23 +1,25 @@
 """Shared helpers for the agent, pause and API e2e tests: the HTTP API over a Unix socket, the
 agent protocol (proto/PROTOCOL.md) over amber's hybrid vsock, amberctl, and process stats.
 
-Only the standard library: these tests double as "a Firecracker client written with stdlib".
+The HTTP client and the agent codec are the SDK's (sdk/python/amber/api.py, proto.py), the one
+Python implementation of both; what is here adapts them to the tests' older call shapes.
 """
 import faulthandler
 import hashlib
-import http.client
-import json
 import os
 import re
 import socket
-import struct
 import subprocess
+import sys
 import time
 
 import harness
 
+sys.path.insert(0, os.path.join(harness.REPO, "sdk", "python"))
+from amber import api, proto  # noqa: E402
+
 AMBERCTL = os.path.join(harness.BUILD, "amberctl")
-AGENT_PORT = 1024
+AGENT_PORT = proto.DEFAULT_PORT
 
 def nested_virt():
     """True when this (test) host itself runs under a hypervisor: the CPU flags say so."""
@@ -41,59 +43,19 @@ def disarm_watchdog():
 # --- the HTTP API -------------------------------------------------------------------------------
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path, timeout):
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self.unix_path)
-        self.sock = sock
-
-
 class Api:
-    """A keep-alive client for amber's API socket. call() returns (status, parsed body or None)."""
+    """A keep-alive client for amber's API socket (the SDK's api.Client). call() returns
+    (status, parsed JSON body, or the text when it is not JSON, or None when empty)."""
 
     def __init__(self, path, timeout=30.0):
-        self.path = path
-        self.timeout = timeout
-        self.conn = None
+        self.client = api.Client(path, harness.scaled(timeout))
 
     def call(self, method, url, body=None):
-        data = None
-        headers = {}
-        if body is not None:
-            data = body if isinstance(body, (bytes, str)) else json.dumps(body)
-            headers["Content-Type"] = "application/json"
-        for attempt in (0, 1):
-            if self.conn is None:
-                self.conn = _UnixHTTPConnection(self.path, harness.scaled(self.timeout))
-            try:
-                self.conn.request(method, url, body=data, headers=headers)
-                resp = self.conn.getresponse()
-                raw = resp.read()
-                break
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                # The server may close an idle keep-alive connection: retry once on a fresh one.
-                self.close()
-                if attempt:
-                    raise
-        if resp.getheader("Connection", "").lower() == "close":
-            self.close()
-        parsed = None
-        if raw:
-            try:
-                parsed = json.loads(raw)
-            except ValueError:
-                parsed = raw.decode("utf-8", "replace")
-        return resp.status, parsed
+        r = self.client.call(method, url, body)
+        return r.status, r.body if r.body is not None else (r.text or None)
 
     def close(self):
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
+        self.client.close()
 
 
 def wait_for_path(path, timeout=30.0, vm=None):
@@ -108,49 +70,43 @@ def wait_for_path(path, timeout=30.0, vm=None):
         time.sleep(0.005)
 
 
-# --- the agent protocol -------------------------------------------------------------------------
+# --- the agent protocol: the SDK's codec (sdk/python/amber/proto.py) -----------------------------
 
-T_PING, T_EXEC, T_READ_FILE, T_WRITE_FILE, T_SHUTDOWN = 0x01, 0x02, 0x03, 0x04, 0x05
-T_DATA, T_EOF = 0x10, 0x11
-T_RESULT, T_STDOUT, T_STDERR, T_EXIT, T_STARTED, T_ERROR = 0x20, 0x21, 0x22, 0x23, 0x24, 0x7F
-TAG_ARGV, TAG_SHELL, TAG_ENV, TAG_CWD, TAG_TIMEOUT_MS = 1, 2, 3, 4, 5
-TAG_PROTO_VERSION, TAG_EXIT_CODE, TAG_SIGNAL, TAG_TIMED_OUT = 16, 19, 20, 22
-TAG_MESSAGE = 33
-_INT_TAGS = {5, 8, 9, 16, 18, 19, 20, 21, 22, 23, 24, 32}
-
-
-def tlv_str(tag, value):
-    value = value.encode() if isinstance(value, str) else value
-    return struct.pack(">HI", tag, len(value)) + value
-
-
-def tlv_int(tag, value):
-    return struct.pack(">HIQ", tag, 8, value)
+T_PING, T_EXEC, T_DATA, T_EOF = proto.PING, proto.EXEC, proto.DATA, proto.EOF
+T_RESULT, T_STDOUT, T_STDERR, T_EXIT, T_STARTED, T_ERROR = (
+    proto.RESULT, proto.STDOUT, proto.STDERR, proto.EXIT, proto.STARTED, proto.ERROR)
+TAG_EXIT_CODE, TAG_SIGNAL, TAG_TIMED_OUT = proto.TAG_EXIT_CODE, proto.TAG_SIGNAL, proto.TAG_TIMED_OUT
+_INT_TAGS = {proto.TAG_TIMEOUT_MS, proto.TAG_MODE, proto.TAG_ACTION, proto.TAG_PROTO_VERSION,
+             proto.TAG_UPTIME_MS, proto.TAG_EXIT_CODE, proto.TAG_SIGNAL, proto.TAG_DURATION_MS,
+             proto.TAG_TIMED_OUT, proto.TAG_SIZE, proto.TAG_PID, proto.TAG_ERRNO}
 
 
 def parse_tlvs(payload):
-    out = {}
-    off = 0
-    while off + 6 <= len(payload):
-        tag, n = struct.unpack_from(">HI", payload, off)
-        val = payload[off + 6: off + 6 + n]
-        off += 6 + n
-        out[tag] = struct.unpack(">Q", val)[0] if tag in _INT_TAGS and n == 8 else val
-    return out
+    """{tag: value} of a payload (the last of a repeated tag); integer tags as int."""
+    return {tag: int.from_bytes(v, "big") if tag in _INT_TAGS and len(v) == 8 else v
+            for tag, v in proto.decode_tlvs(payload)}
 
 
 def frame(ftype, payload=b"", stream=1):
-    return struct.pack(">IBI", len(payload), ftype, stream) + payload
+    return proto.encode_frame(ftype, stream, payload)
+
+
+def exec_request(argv=None, shell=None, timeout_ms=None, env=()):
+    """An EXEC frame running shell (a string) or argv; env: "NAME=value" strings."""
+    env = dict(e.split("=", 1) for e in env)
+    return frame(T_EXEC, proto.exec_request(shell if shell is not None else argv, env, timeout_ms=timeout_ms))
 
 
 class VsockConn:
-    """One host-initiated vsock connection to a guest port through amber's Unix socket."""
+    """One host-initiated vsock connection to a guest port through amber's Unix socket; frames
+    are read with the SDK's FrameReader."""
 
     def __init__(self, uds_path, port=AGENT_PORT, timeout=30.0, handshake=True):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(harness.scaled(timeout))
         self.sock.connect(uds_path)
         self.buf = b""
+        self.reader = proto.FrameReader()
         self.sock.sendall(b"CONNECT %d\n" % port)
         if handshake:
             self.handshake()
@@ -162,7 +118,9 @@ class VsockConn:
             if not chunk:
                 raise AssertionError("vsock: connection closed before the OK line (got %r)" % self.buf)
             self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
+        line, rest = self.buf.split(b"\n", 1)
+        self.buf = b""
+        self.reader.feed(rest)
         if not re.match(rb"^OK \d+$", line):
             raise AssertionError("vsock: bad handshake reply %r" % line)
         return line
@@ -170,37 +128,19 @@ class VsockConn:
     def send(self, data):
         self.sock.sendall(data)
 
-    def _fill(self, n):
-        while len(self.buf) < n:
+    def read_frame(self):
+        """Returns (type, payload); EOFError when the agent closed the connection."""
+        while True:
+            f = self.reader.next()
+            if f is not None:
+                return f[0], f[2]
             chunk = self.sock.recv(1 << 16)
             if not chunk:
                 raise EOFError("agent closed the connection")
-            self.buf += chunk
-
-    def read_frame(self):
-        """Returns (type, payload)."""
-        self._fill(9)
-        n, ftype, _ = struct.unpack(">IBI", self.buf[:9])
-        self._fill(9 + n)
-        payload = self.buf[9: 9 + n]
-        self.buf = self.buf[9 + n:]
-        return ftype, payload
+            self.reader.feed(chunk)
 
     def close(self):
         self.sock.close()
-
-
-def exec_request(argv=None, shell=None, timeout_ms=None, env=()):
-    payload = b""
-    if shell is not None:
-        payload += tlv_str(TAG_SHELL, shell)
-    for a in argv or ():
-        payload += tlv_str(TAG_ARGV, a)
-    for e in env:
-        payload += tlv_str(TAG_ENV, e)
-    if timeout_ms:
-        payload += tlv_int(TAG_TIMEOUT_MS, timeout_ms)
-    return frame(T_EXEC, payload)
 
 
 def read_exec_result(conn):
@@ -208,30 +148,26 @@ def read_exec_result(conn):
     out, err = [], []
     while True:
         ftype, payload = conn.read_frame()
-        if ftype == T_STDOUT:
-            out.append(payload)
-        elif ftype == T_STDERR:
-            err.append(payload)
+        if ftype in (T_STDOUT, T_STDERR):
+            (out if ftype == T_STDOUT else err).append(payload)
         elif ftype == T_EXIT:
-            t = parse_tlvs(payload)
-            return {"code": t.get(TAG_EXIT_CODE), "signal": t.get(TAG_SIGNAL),
-                    "timed_out": t.get(TAG_TIMED_OUT, 0), "stdout": b"".join(out),
-                    "stderr": b"".join(err)}
+            t = proto.Tlvs(payload)
+            return {"code": t.int(TAG_EXIT_CODE), "signal": t.int(TAG_SIGNAL),
+                    "timed_out": t.int(TAG_TIMED_OUT, 0), "stdout": b"".join(out), "stderr": b"".join(err)}
         elif ftype == T_ERROR:
-            raise AssertionError("agent ERROR frame: %r" % parse_tlvs(payload).get(TAG_MESSAGE))
+            raise AssertionError("agent ERROR frame: %r" % proto.Tlvs(payload).str(proto.TAG_MESSAGE))
+
+
+def agent_client(uds_path, timeout=30.0, port=AGENT_PORT):
+    """The SDK's AgentClient on amber's hybrid vsock socket uds_path; connecting (up to the OK
+    line) may take timeout seconds (scaled)."""
+    return proto.AgentClient(lambda t: proto.connect_hybrid_vsock(uds_path, port, t),
+                             connect_timeout=harness.scaled(timeout))
 
 
 def agent_ping(uds_path, timeout=30.0):
     """One full connection: CONNECT, PING, RESULT, close. Returns the protocol version."""
-    c = VsockConn(uds_path, timeout=timeout)
-    try:
-        c.send(frame(T_PING))
-        ftype, payload = c.read_frame()
-        if ftype != T_RESULT:
-            raise AssertionError("ping: expected RESULT, got frame type %#x" % ftype)
-        return parse_tlvs(payload).get(TAG_PROTO_VERSION)
-    finally:
-        c.close()
+    return agent_client(uds_path, timeout).ping(timeout=harness.scaled(timeout))["proto_version"]
 
 
 def wait_agent(uds_path, timeout=60.0):
@@ -241,7 +177,7 @@ def wait_agent(uds_path, timeout=60.0):
     while time.monotonic() < deadline:
         try:
             return agent_ping(uds_path, timeout=10)
-        except (OSError, AssertionError, EOFError) as e:
+        except (OSError, EOFError, proto.ProtocolError, proto.AgentTimeout, proto.AgentError) as e:
             last = e
             time.sleep(0.2)
     raise AssertionError("the agent did not answer a ping within %.0f s: %s" % (timeout, last))
@@ -298,15 +234,12 @@ def fd_list(pid):
     return out
 
 
-def vmm_rss_kib(pid, guest_mem_mib):
-    """amber's own resident memory: total Rss minus the guest RAM mapping(s).
-
-    Guest RAM is the anonymous mapping whose size is exactly guest_mem_mib (amber maps it in one
-    piece below 3 GiB for small guests); guest activity touches it, so it is not VMM overhead.
-    """
-    total = 0
+def smaps_rss_kib(pid, guest_mem_mib):
+    """(guest RAM resident, the rest resident) in KiB, from /proc/PID/smaps. Guest RAM is the
+    anonymous mapping whose size is exactly guest_mem_mib (amber maps it in one piece below 3 GiB
+    for small guests)."""
+    guest = rest = 0
     size_kib = None
-    guest_size = guest_mem_mib * 1024
     with open("/proc/%d/smaps" % pid) as f:
         for line in f:
             if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
@@ -314,9 +247,22 @@ def vmm_rss_kib(pid, guest_mem_mib):
             elif line.startswith("Size:"):
                 size_kib = int(line.split()[1])
             elif line.startswith("Rss:"):
-                if size_kib != guest_size:
-                    total += int(line.split()[1])
-    return total
+                if size_kib == guest_mem_mib * 1024:
+                    guest += int(line.split()[1])
+                else:
+                    rest += int(line.split()[1])
+    return guest, rest
+
+
+def vmm_rss_kib(pid, guest_mem_mib):
+    """amber's own resident memory: total Rss minus the guest RAM mapping (guest activity
+    touches that, so it is not VMM overhead)."""
+    return smaps_rss_kib(pid, guest_mem_mib)[1]
+
+
+def guest_ram_rss_kib(pid, guest_mem_mib):
+    """Resident KiB of amber's guest-RAM mapping."""
+    return smaps_rss_kib(pid, guest_mem_mib)[0]
 
 
 def sha256(data):

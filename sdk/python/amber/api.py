@@ -44,22 +44,66 @@ class ApiResponse:
         return "ApiResponse(%d, %r)" % (self.status, self.text[:200])
 
 
+def _encode(body):
+    """(data, headers) for a request body: None, bytes or str as they are, else JSON."""
+    headers = {"Accept": "application/json"}
+    if body is None:
+        return None, headers
+    headers["Content-Type"] = "application/json"
+    if isinstance(body, (bytes, str)):
+        return body, headers
+    return json.dumps(body).encode(), headers
+
+
 def request(sock_path, method, path, body=None, timeout=10.0):
-    """One request on a fresh connection; returns ApiResponse.
+    """One request on a fresh connection; returns ApiResponse. body: a JSON-able value, or bytes
+    or str sent as they are.
 
     Raises OSError (FileNotFoundError, ConnectionRefusedError, socket.timeout...) and
     http.client.HTTPException as they come: the caller maps them to SDK errors.
     """
     conn = UnixHTTPConnection(sock_path, timeout)
     try:
-        headers = {"Accept": "application/json", "Connection": "close"}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
+        data, headers = _encode(body)
+        headers["Connection"] = "close"
         conn.request(method, path, body=data, headers=headers)
         resp = conn.getresponse()
-        text = resp.read().decode("utf-8", "replace")
-        return ApiResponse(resp.status, text)
+        return ApiResponse(resp.status, resp.read().decode("utf-8", "replace"))
     finally:
         conn.close()
+
+
+class Client:
+    """A keep-alive client: one connection reused for every request, opened on first use.
+
+    call() returns ApiResponse. When the server has closed an idle connection, the request is
+    sent once more on a fresh one. Errors are raised as request() raises them.
+    """
+
+    def __init__(self, sock_path, timeout=10.0):
+        self.sock_path = sock_path
+        self.timeout = timeout
+        self.conn = None
+
+    def call(self, method, path, body=None):
+        data, headers = _encode(body)
+        for attempt in (0, 1):
+            if self.conn is None:
+                self.conn = UnixHTTPConnection(self.sock_path, self.timeout)
+            try:
+                self.conn.request(method, path, body=data, headers=headers)
+                resp = self.conn.getresponse()
+                raw = resp.read()
+                break
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self.close()
+                if attempt:
+                    raise
+        if resp.getheader("Connection", "").lower() == "close":
+            self.close()
+        return ApiResponse(resp.status, raw.decode("utf-8", "replace"))
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
