@@ -14,6 +14,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
 sys.path.insert(0, os.path.join(HERE, "..", "testhost"))
 
+import control  # noqa: E402
 import e2e as TH  # noqa: E402
 import run_tests as R  # noqa: E402
 
@@ -273,19 +274,54 @@ class Accounting(unittest.TestCase):
             f.write("[stderr] KVM: triple fault on vCPU 0\n")
         os.utime(log, (time.time() + 60, time.time() + 60))  # written while the test ran
 
-    def test_a_guest_fault_is_named_retried_once_and_its_retry_counts(self):
+    def control_guest(self, journal, *labels):
+        """A QEMU control guest (not started) that showed these faults just now."""
+        journal.control = control.ControlGuest(self.dir)
+        journal.control.events = [(time.time(), label, "mock") for label in labels]
+
+    def test_a_guest_fault_the_control_guest_showed_is_retried_once_and_its_retry_counts(self):
         self.guest_fault_log()
         journal = self.journal()
+        self.control_guest(journal, "a guest triple fault")
         self.run_testhost(journal, Mocks.AlwaysFails)
         self.assertEqual(journal.totals(), (0, 1, 0))  # the retry failed too: it counts
         self.assertIn("after a guest triple fault", journal.failed()[0][1])
         self.assertEqual(len(journal.retried), 1)
-        self.assertIn("evidence: its guest's log shows a guest triple fault",
+        self.assertIn("evidence: its guest's log shows a guest triple fault; the QEMU control guest "
+                      "showed a guest triple fault too, during the failing test",
                       list(journal.retried.values())[0])
+        self.assertIn("the QEMU control guest booted 0 time(s)", journal.notes[-1])
+
+    def test_a_guest_fault_the_control_guest_did_not_show_counts(self):
+        self.guest_fault_log()
+        journal = self.journal()
+        self.control_guest(journal, "a guest soft lockup")  # another kind of fault: no evidence
+        self.run_testhost(journal, Mocks.FailsOnce)
+        self.assertEqual(journal.totals(), (0, 1, 0))
+        self.assertEqual(CALLS["flaky"], 1)
+        self.assertEqual(journal.retried, {})
+        self.assertIn("the QEMU control guest showed no such fault", journal.failed()[0][1])
+
+    def test_a_guest_fault_without_a_control_guest_counts(self):
+        self.guest_fault_log()
+        journal = self.journal()
+        self.run_testhost(journal, Mocks.FailsOnce)
+        self.assertEqual(journal.totals(), (0, 1, 0))
+        self.assertEqual(journal.retried, {})
+        self.assertIn("no QEMU control guest ran", journal.failed()[0][1])
+
+    def test_a_control_guest_fault_outside_the_test_is_named_so(self):
+        cg = control.ControlGuest(self.dir)
+        cg.events = [(100.0, "a guest triple fault", "mock")]
+        self.assertIsNone(cg.evidence(["a guest soft lockup"], 200.0, 300.0))
+        self.assertIn("in this run, not during the test", cg.evidence(["a guest triple fault"], 200.0, 300.0))
+        self.assertIn("during the failing test", cg.evidence(["a guest triple fault"], 90.0, 110.0))
+        cg.stop()
 
     def test_a_guest_fault_whose_retry_passes_is_listed(self):
         self.guest_fault_log()
         journal = self.journal()
+        self.control_guest(journal, "a guest triple fault")
         self.run_testhost(journal, Mocks.FailsOnce)
         self.assertEqual(journal.totals(), (1, 0, 0))
         self.assertEqual(CALLS["flaky"], 2)
@@ -296,6 +332,7 @@ class Accounting(unittest.TestCase):
     def test_a_guest_fault_reruns_the_class_as_one_retry(self):
         self.guest_fault_log()
         journal = self.journal()
+        self.control_guest(journal, "a guest triple fault")
         self.run_testhost(journal, Mocks.SharedGuest)
         self.assertEqual(journal.totals(), (2, 0, 0))
         self.assertEqual(len(journal.retried), 1)  # one fault, one retry, whatever it failed

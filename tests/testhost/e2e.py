@@ -11,11 +11,12 @@ Retry rules. A failure counts unless the test host itself broke under it:
   test runs again in the fresh test host;
 - the test failed and the test host's own kernel logged an oops, BUG, soft lockup, hung task or
   RCU stall meanwhile (/dev/kmsg): the test runs again at the end of the run;
-- the test failed and its guest's log shows a fault of the kinds nested SVM under TCG causes
-  (a triple fault, a guest soft lockup, or an exit livelock: the vCPU loops in the test host's
-  KVM, which emulates instructions without NRIP save, and never reaches amber): the test's
-  whole class runs again at the end of the run, as one retry (its tests may share the guest). This is weaker evidence than the issue asks for (the same fault
-  in a QEMU control guest, which does not exist yet), so each such retry is listed with it.
+- the test failed, its guest's log shows a fault of the kinds nested SVM under TCG causes (a
+  triple fault, a guest soft lockup, or an exit livelock: the vCPU loops in the test host's KVM,
+  which emulates instructions without NRIP save, and never reaches amber), and the QEMU-microvm
+  control guest running alongside (tests/testhost/control.py, AMBER_E2E_CONTROL=1) showed the same
+  kind of fault in this run: the test's whole class runs again at the end of the run, as one
+  retry (its tests may share the guest). Without the control guest's word the failure counts.
 A test is retried at most once and its retry's outcome is final; a retried test_pause* test re-runs its whole class,
 and every test of the class must pass again. Every retry, and every test host that died and was
 resumed, is listed above the summary line; more than MAX_RETRIED retried tests fail the run.
@@ -77,6 +78,8 @@ class Journal(run_tests.Outcomes):
         self.retried = {}  # test id -> the retry's line
         self.kernel = {}  # test id -> the test host's kernel line logged while it failed
         self.guest_fault = {}  # test id -> the guest fault its logs showed when it failed
+        self.fault_window = {}  # test id -> (fault labels, its start, its failure), epoch seconds
+        self.control = None  # the QEMU control guest (control.ControlGuest), when one runs
         self._kmsg = None
         self._t0 = 0.0
         if os.path.exists(path):
@@ -113,6 +116,7 @@ class Journal(run_tests.Outcomes):
             seen = guest_faults(self._t0)
             if seen:
                 self.guest_fault[name] = "its guest's log shows " + ", ".join(seen)
+                self.fault_window[name] = (seen, self._t0, time.time())
                 reason += " (after %s)" % ", ".join(seen)
         with self.lock:
             self._note(event, name, reason, evidence)
@@ -192,11 +196,25 @@ def in_scope(name, scopes):
     return name in scopes or class_of(name) in scopes or any("(%s)" % class_of(name) in s for s in scopes)
 
 
+def control_evidence(journal, name):
+    """A guest fault's evidence when the QEMU control guest showed the same kind of fault in this
+    run; else None, and the failure's reason says that the control guest did not confirm it."""
+    if name not in journal.guest_fault:
+        return None
+    labels, t0, t1 = journal.fault_window[name]
+    confirmed = journal.control.evidence(labels, t0, t1) if journal.control else None
+    if confirmed:
+        return journal.guest_fault[name] + "; " + confirmed
+    journal.why[name] = journal.why.get(name, "?") + (
+        "; the QEMU control guest showed no such fault" if journal.control else "; no QEMU control guest ran")
+    return None
+
+
 def retry_after_evidence(runner, found, journal):
     """Runs again, once, each failed test during which the test host's kernel broke or whose
-    guest showed a nested-SVM fault."""
+    guest showed a nested-SVM fault that the QEMU control guest showed too."""
     plain = PLAIN_FAILURE if retry_plain() else None
-    evidence = {n: journal.kernel.get(n) or journal.guest_fault.get(n) or plain
+    evidence = {n: journal.kernel.get(n) or control_evidence(journal, n) or plain
                 for n, o in journal.outcomes.items() if o == "fail" and n not in journal.retried}
     todo = [n for n, e in evidence.items() if e]
     scopes = set()
@@ -223,21 +241,37 @@ def too_many_retries(journal):
     return []
 
 
+def start_control(journal):
+    """Starts the QEMU control guest when AMBER_E2E_CONTROL=1 (run-e2e.sh's default); None when
+    off or when it cannot start (then no guest fault is retried)."""
+    if os.environ.get("AMBER_E2E_CONTROL") != "1":
+        return None
+    import control
+    try:
+        journal.control = control.ControlGuest(os.environ["AMBER_E2E_LOGDIR"], kvm_sample).start()
+    except Exception as e:  # noqa: BLE001 - the run goes on; guest faults then count
+        print("e2e: the QEMU control guest did not start (%s): guest faults count" % e, flush=True)
+    return journal.control
+
+
 def run(runner, found, journal, results_dir):
     """run_tests.main's test-host path: resume, run, retry with evidence. Returns the extra
     failures for write_results."""
     harness.STALL_HOOKS.append(lambda vm: kvm_sample(vm)[0])
     run_tests.CountingResult.stall_check = staticmethod(livelock_check)
     watchdog = start_deadline(results_dir, journal)
+    control = journal.control or start_control(journal)
     try:
         suite = select(found, journal)
-        print("e2e: %d tests found, %d to run in the test host (%s), timeout scale %.2g"
+        print("e2e: %d tests found, %d to run in the test host (%s), timeout scale %.2g, control guest %s"
               % (found.countTestCases(), suite.countTestCases(), os.environ.get("TESTHOST_STACK", "debian12"),
-                 harness.timeout_scale()), flush=True)
+                 harness.timeout_scale(), "on" if control else "off"), flush=True)
         runner.run(suite)
         retry_after_evidence(runner, found, journal)
     finally:
         watchdog.cancel()
+        if control is not None:
+            journal.notes.append(control.stop())
     return too_many_retries(journal)
 
 
