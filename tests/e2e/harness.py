@@ -26,7 +26,7 @@ import unittest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.path.join(REPO, "build")
-AMBER = os.path.join(BUILD, "amber")
+AMBER = os.environ.get("AMBER_E2E_BINARY") or os.path.join(BUILD, "amber")  # a mutant, to watch a test fail
 GUEST = os.path.join(BUILD, "guest")
 VMLINUZ = os.path.join(GUEST, "vmlinuz")
 VMLINUX = os.path.join(GUEST, "vmlinux")
