@@ -19,6 +19,7 @@
 #include "devices/virtio/vsock.h"
 #include "board/devices.h"
 #include "vmm/jail.h"
+#include "vmm/loader.h"
 #include "vmm/log.h"
 #include "vmm/loop.h"
 #include "vmm/seccomp.h"
@@ -214,7 +215,7 @@ static int boot(struct vmm *vmm, char *err, size_t errlen)
     ret = devices_create(&vmm->board, &vmm->vm, vmm->vsock_fd, err, errlen);
     vmm->vsock_fd = -1; /* the board owns it now, success or not */
     if (!ret)
-        ret = vm_load(&vmm->vm, err, errlen);
+        ret = loader_boot(&vmm->vm, err, errlen);
     if (!ret)
         ret = vm_start(&vmm->vm, err, errlen);
     if (!ret)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# make check-layers: fail when a C #include crosses amber's layers the wrong way.
+# make check-layers: fail when a C #include crosses amber's layers the wrong way, or when files
+# depend on each other in a circle that is not on scripts/check-cycles.py's list of known ones.
 # The table below is the README's architecture map; a folder may include its own headers and
 # those of the folders (or single headers) listed for it. tests/ may include anything.
 # usage: scripts/check-layers.sh [RESULTS_DIR]  (writes RESULTS_DIR/layers.txt, "N passed, N failed, N skipped")
@@ -54,6 +55,15 @@ while IFS= read -r file; do
              sed 's/^\([0-9]*\):[^"]*"\([^"]*\)".*/\1:\2/')
 done < <(list_sources)
 
+# Inside a folder: no new circle between files (#includes and direct calls; scripts/check-cycles.py).
+cycles=$(python3 scripts/check-cycles.py 2>&1)
+cycles_rc=$?
+printf '%s\n' "$cycles" | grep -v '^known circle' >&2
+if [ "$cycles_rc" -ne 0 ]; then
+    report+=$(printf '%s\n' "$cycles" | grep -v '^known circle')$'\n'
+    bad=$((bad + 1))
+fi
+
 if [ "$checked" -eq 0 ]; then
     report+="no source files found"$'\n'
     bad=$((bad + 1))
@@ -62,7 +72,7 @@ printf '%s' "$report"
 if [ "$bad" -eq 0 ]; then
     echo "check-layers: $checked files, every #include points down the layers"
 else
-    echo "check-layers: $bad include(s) cross the layers the wrong way (see README, \"Architecture\")"
+    echo "check-layers: $bad problem(s): an include across the layers the wrong way, or a new circle (see README, \"Architecture\")"
 fi
 if [ -n "$results" ]; then
     mkdir -p "$results"

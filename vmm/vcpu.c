@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +14,6 @@
 
 #include "vmm/log.h"
 #include "vmm/seccomp.h"
-#include "vmm/vm.h"
 #include "vmm/x86/cpuid.h"
 
 #define MSR_MAX_BOOT 32
@@ -43,8 +43,8 @@ static int set_cpuid(struct vcpu *v, const struct kvm_cpuid2 *supported, char *e
     struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + max * sizeof(c->entries[0]));
     if (!c)
         return -ENOMEM;
-    unsigned flags = v->vm->tsc_deadline ? CPUID_F_TSC_DEADLINE : 0;
-    int ret = cpuid_build(supported, v->index, v->vm->nvcpus, flags, c, max);
+    unsigned flags = v->env->tsc_deadline ? CPUID_F_TSC_DEADLINE : 0;
+    int ret = cpuid_build(supported, v->index, v->env->nvcpus, flags, c, max);
     if (ret == 0 && ioctl(v->fd, KVM_SET_CPUID2, c) < 0) {
         ret = -errno;
         snprintf(err, errlen, "vcpu%u: KVM_SET_CPUID2: %s", v->index, strerror(errno));
@@ -105,18 +105,18 @@ static int set_fpu_and_lapic(struct vcpu *v, char *err, size_t errlen)
     return 0;
 }
 
-int vcpu_create(struct vcpu *v, struct vm *vm, unsigned index, const struct kvm_cpuid2 *supported,
-                char *err, size_t errlen)
+int vcpu_create(struct vcpu *v, const struct vcpu_env *env, unsigned index,
+                const struct kvm_cpuid2 *supported, char *err, size_t errlen)
 {
     memset(v, 0, sizeof(*v));
-    v->vm = vm;
+    v->env = env;
     v->index = index;
-    v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)index);
+    v->fd = ioctl(env->vm_fd, KVM_CREATE_VCPU, (unsigned long)index);
     if (v->fd < 0) {
         snprintf(err, errlen, "KVM_CREATE_VCPU %u: %s", index, strerror(errno));
         return -errno;
     }
-    void *run = mmap(NULL, (size_t)vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
+    void *run = mmap(NULL, (size_t)env->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
     if (run == MAP_FAILED) {
         int ret = -errno;
         snprintf(err, errlen, "vcpu%u: mmap kvm_run: %s", index, strerror(errno));
@@ -132,7 +132,7 @@ int vcpu_create(struct vcpu *v, struct vm *vm, unsigned index, const struct kvm_
     if (!ret)
         ret = set_fpu_and_lapic(v, err, errlen);
     if (ret) {
-        munmap(v->run, (size_t)vm->run_size);
+        munmap(v->run, (size_t)env->run_size);
         close(v->fd);
         v->fd = -1;
         v->run = NULL;
@@ -186,6 +186,20 @@ static const char *exit_name(uint32_t reason)
     }
 }
 
+/* End the VM for why, with a printf-style one-line detail. */
+static void vcpu_end_vm(struct vcpu *v, enum vm_exit why, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void vcpu_end_vm(struct vcpu *v, enum vm_exit why, const char *fmt, ...)
+{
+    char detail[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof(detail), fmt, ap);
+    va_end(ap);
+    v->env->request_exit(v->env->opaque, why, detail);
+}
+
 static void fatal_exit(struct vcpu *v, const char *what)
 {
     struct kvm_regs regs;
@@ -193,11 +207,11 @@ static void fatal_exit(struct vcpu *v, const char *what)
     if (ioctl(v->fd, KVM_GET_REGS, &regs) == 0)
         rip = regs.rip;
     if (v->run->exit_reason == KVM_EXIT_INTERNAL_ERROR)
-        vm_request_exit(v->vm, VM_EXIT_ERROR, "vcpu%u: unhandled %s (suberror %u) at RIP %#llx",
-                        v->index, what, v->run->internal.suberror, rip);
+        vcpu_end_vm(v, VM_EXIT_ERROR, "vcpu%u: unhandled %s (suberror %u) at RIP %#llx", v->index,
+                    what, v->run->internal.suberror, rip);
     else
-        vm_request_exit(v->vm, VM_EXIT_ERROR, "vcpu%u: unhandled %s (reason %u) at RIP %#llx",
-                        v->index, what, v->run->exit_reason, rip);
+        vcpu_end_vm(v, VM_EXIT_ERROR, "vcpu%u: unhandled %s (reason %u) at RIP %#llx", v->index,
+                    what, v->run->exit_reason, rip);
 }
 
 /* Log what a vCPU looked like when the guest triple-faulted: enough to place the fault with the
@@ -242,14 +256,14 @@ static bool handle_exit(struct vcpu *v)
         bool is_write = run->io.direction == KVM_EXIT_IO_OUT;
         /* String I/O (rep ins/outs) arrives as `count` back-to-back elements. */
         for (uint32_t i = 0; i < run->io.count; i++)
-            bus_dispatch(&v->vm->pio, run->io.port, data + (size_t)i * run->io.size, run->io.size,
+            bus_dispatch(v->env->pio, run->io.port, data + (size_t)i * run->io.size, run->io.size,
                          is_write);
         return true;
     }
     case KVM_EXIT_MMIO:
         if (run->mmio.len > sizeof(run->mmio.data))
             return true;
-        bus_dispatch(&v->vm->mmio, run->mmio.phys_addr, run->mmio.data, run->mmio.len,
+        bus_dispatch(v->env->mmio, run->mmio.phys_addr, run->mmio.data, run->mmio.len,
                      run->mmio.is_write);
         return true;
     case KVM_EXIT_INTR:
@@ -259,15 +273,15 @@ static bool handle_exit(struct vcpu *v)
         return true;
     case KVM_EXIT_SHUTDOWN:
         log_fault_state(v);
-        vm_request_exit(v->vm, VM_EXIT_REBOOT, "guest reset (triple fault on vcpu%u)", v->index);
+        vcpu_end_vm(v, VM_EXIT_REBOOT, "guest reset (triple fault on vcpu%u)", v->index);
         return false;
     case KVM_EXIT_SYSTEM_EVENT:
         if (run->system_event.type == KVM_SYSTEM_EVENT_SHUTDOWN) {
-            vm_request_exit(v->vm, VM_EXIT_POWEROFF, "guest powered off");
+            vcpu_end_vm(v, VM_EXIT_POWEROFF, "guest powered off");
             return false;
         }
         if (run->system_event.type == KVM_SYSTEM_EVENT_RESET) {
-            vm_request_exit(v->vm, VM_EXIT_REBOOT, "guest rebooted (system reset)");
+            vcpu_end_vm(v, VM_EXIT_REBOOT, "guest rebooted (system reset)");
             return false;
         }
         fatal_exit(v, "KVM_EXIT_SYSTEM_EVENT");
@@ -302,17 +316,17 @@ static void complete_io_before_pause(struct vcpu *v)
 static void *vcpu_thread(void *arg)
 {
     struct vcpu *v = arg;
-    struct vm *vm = v->vm;
+    const struct vcpu_env *env = v->env;
     /* Before the first KVM_RUN: no guest code runs beside an unfiltered vCPU thread. */
-    int rc = vm->cfg->seccomp ? seccomp_install(SECCOMP_VCPU, vm->cfg) : 0;
+    int rc = env->cfg->seccomp ? seccomp_install(SECCOMP_VCPU, env->cfg) : 0;
     if (rc) {
-        vm_request_exit(vm, VM_EXIT_ERROR, "vcpu%u: cannot install the seccomp filter: %s",
-                        v->index, strerror(-rc));
-        pause_leave(&vm->barrier);
+        vcpu_end_vm(v, VM_EXIT_ERROR, "vcpu%u: cannot install the seccomp filter: %s", v->index,
+                    strerror(-rc));
+        pause_leave(env->barrier);
         return NULL;
     }
     for (;;) {
-        enum pause_outcome next = pause_checkpoint(&vm->barrier, &v->run->immediate_exit);
+        enum pause_outcome next = pause_checkpoint(env->barrier, &v->run->immediate_exit);
         if (next == PAUSE_STOP)
             break;
         /* Back from a pause: tell the guest's watchdogs the gap was one (as QEMU does on
@@ -322,7 +336,7 @@ static void *vcpu_thread(void *arg)
         if (ioctl(v->fd, KVM_RUN, 0) < 0) {
             if (errno == EINTR || errno == EAGAIN)
                 continue; /* kicked */
-            vm_request_exit(vm, VM_EXIT_ERROR, "vcpu%u: KVM_RUN: %s", v->index, strerror(errno));
+            vcpu_end_vm(v, VM_EXIT_ERROR, "vcpu%u: KVM_RUN: %s", v->index, strerror(errno));
             break;
         }
         atomic_store_explicit(&v->last_exit, v->run->exit_reason, memory_order_relaxed);
@@ -340,7 +354,7 @@ static void *vcpu_thread(void *arg)
         if (!go_on)
             break;
     }
-    pause_leave(&vm->barrier);
+    pause_leave(env->barrier);
     return NULL;
 }
 
@@ -361,7 +375,7 @@ void vcpu_dump(const struct vcpu *v)
 static bool test_hook_fail_start(const struct vcpu *v)
 {
     static const char prefix[] = "vcpu-start-fail-";
-    const char *id = v->vm->cfg->id;
+    const char *id = v->env->cfg->id;
     return strncmp(id, prefix, sizeof(prefix) - 1) == 0 &&
            strtoul(id + sizeof(prefix) - 1, NULL, 10) == v->index;
 }
@@ -399,7 +413,7 @@ void vcpu_destroy(struct vcpu *v)
         v->started = false;
     }
     if (v->run) {
-        munmap(v->run, (size_t)v->vm->run_size);
+        munmap(v->run, (size_t)v->env->run_size);
         v->run = NULL;
     }
     if (v->fd >= 0) {

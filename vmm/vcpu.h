@@ -8,12 +8,40 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-struct vm;
+#include "config/config.h"
+#include "vmm/bus.h"
+#include "vmm/pause.h"
+
+/* Why the VM stopped; the first reason recorded wins. */
+enum vm_exit {
+    VM_EXIT_NONE,
+    VM_EXIT_POWEROFF, /* guest ACPI power-off */
+    VM_EXIT_REBOOT,   /* i8042 reset, triple fault or KVM system reset */
+    VM_EXIT_SIGNAL,   /* SIGTERM/SIGINT/SIGHUP */
+    VM_EXIT_ERROR,    /* an exit amber cannot handle, or a fatal host error */
+};
+
+/*
+ * What a vCPU needs of its VM. vm.c fills one in for all its vCPUs, and vcpu.c knows no
+ * struct vm: the VM depends on its vCPUs, not the other way round.
+ */
+struct vcpu_env {
+    int vm_fd;
+    int run_size; /* bytes to mmap for each vCPU's kvm_run */
+    unsigned nvcpus;
+    bool tsc_deadline; /* the guest gets the TSC-deadline timer */
+    const struct vm_config *cfg;
+    struct bus *pio, *mmio; /* where port and MMIO exits are dispatched */
+    struct pause_barrier *barrier;
+    /* End the VM for why, with a one-line detail (the VM's vm_request_exit); any thread. */
+    void (*request_exit)(void *opaque, enum vm_exit why, const char *detail);
+    void *opaque;
+};
 
 #define VCPU_KICK_SIGNAL SIGUSR1
 
 struct vcpu {
-    struct vm *vm;
+    const struct vcpu_env *env;
     unsigned index;
     int fd;
     struct kvm_run *run;
@@ -37,8 +65,8 @@ int vcpu_install_kick_handler(void);
  * vCPU's topology), the boot MSRs, the FPU and the LAPIC's LINT0/LINT1 modes.
  * Returns 0 or a negative errno with a message in err.
  */
-int vcpu_create(struct vcpu *v, struct vm *vm, unsigned index, const struct kvm_cpuid2 *supported,
-                char *err, size_t errlen);
+int vcpu_create(struct vcpu *v, const struct vcpu_env *env, unsigned index,
+                const struct kvm_cpuid2 *supported, char *err, size_t errlen);
 
 /* Load the boot vCPU's registers. Returns 0 or a negative errno. */
 int vcpu_set_regs(struct vcpu *v, const struct kvm_regs *regs, const struct kvm_sregs *sregs);

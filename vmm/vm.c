@@ -13,7 +13,6 @@
 
 #include "vmm/clock.h"
 #include "vmm/jail.h"
-#include "vmm/loader.h"
 #include "vmm/log.h"
 #include "vmm/vcpu.h"
 
@@ -151,6 +150,12 @@ static int setup_irqchip(struct vm *vm, char *err, size_t errlen)
     return 0;
 }
 
+/* The vCPUs' way to end the VM (struct vcpu_env). */
+static void request_exit(void *opaque, enum vm_exit why, const char *detail)
+{
+    vm_request_exit(opaque, why, "%s", detail);
+}
+
 static int create_vcpus(struct vm *vm, char *err, size_t errlen)
 {
     unsigned max_entries = 256;
@@ -174,14 +179,24 @@ static int create_vcpus(struct vm *vm, char *err, size_t errlen)
     for (unsigned i = 0; i < vm->nvcpus; i++)
         vm->vcpus[i].fd = -1;
     int ret = 0;
+    vm->vcpu_env = (struct vcpu_env){.vm_fd = vm->vm_fd,
+                                     .run_size = vm->run_size,
+                                     .nvcpus = vm->nvcpus,
+                                     .tsc_deadline = vm->tsc_deadline,
+                                     .cfg = vm->cfg,
+                                     .pio = &vm->pio,
+                                     .mmio = &vm->mmio,
+                                     .barrier = &vm->barrier,
+                                     .request_exit = request_exit,
+                                     .opaque = vm};
     for (unsigned i = 0; i < vm->nvcpus && !ret; i++)
-        ret = vcpu_create(&vm->vcpus[i], vm, i, supported, err, errlen);
+        ret = vcpu_create(&vm->vcpus[i], &vm->vcpu_env, i, supported, err, errlen);
     free(supported);
     return ret;
 }
 
 /* vm_create, or with mem_fd >= 0 the shell of a restored VM: RAM mapped from mem_fd (the
- * snapshot supplies every register and byte, so nobody calls vm_load on it). */
+ * snapshot supplies every register and byte, so nobody calls loader_boot on it). */
 static int vm_build(struct vm *vm, const struct vm_config *cfg, struct loop *loop, int mem_fd,
                     char *err, size_t errlen)
 {
@@ -244,11 +259,6 @@ int vm_add_mmio_dev(struct vm *vm, uint64_t base, unsigned gsi)
         return -ENOSPC;
     vm->mmio_dev[vm->nmmio_dev++] = (struct vm_mmio_dev){.base = base, .gsi = gsi};
     return 0;
-}
-
-int vm_load(struct vm *vm, char *err, size_t errlen)
-{
-    return loader_boot(vm, err, errlen);
 }
 
 /* Run one of the board's hooks, if it registered one. */

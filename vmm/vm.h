@@ -13,8 +13,7 @@
 #include "vmm/loop.h"
 #include "vmm/mem.h"
 #include "vmm/pause.h"
-
-struct vcpu;
+#include "vmm/vcpu.h"
 
 /*
  * What the board (board/devices.c) hangs on the VM, so that the VM can pause, resume and tear
@@ -33,15 +32,6 @@ struct vm_hooks {
 struct vm_mmio_dev {
     uint64_t base;
     unsigned gsi;
-};
-
-/* Why the VM stopped; the first reason recorded wins. */
-enum vm_exit {
-    VM_EXIT_NONE,
-    VM_EXIT_POWEROFF, /* guest ACPI power-off */
-    VM_EXIT_REBOOT,   /* i8042 reset, triple fault or KVM system reset */
-    VM_EXIT_SIGNAL,   /* SIGTERM/SIGINT/SIGHUP */
-    VM_EXIT_ERROR,    /* an exit amber cannot handle, or a fatal host error */
 };
 
 struct vm {
@@ -65,6 +55,7 @@ struct vm {
     unsigned nmmio_dev;
 
     struct vcpu *vcpus;
+    struct vcpu_env vcpu_env; /* what they need of this VM */
     unsigned nvcpus;
     struct pause_barrier barrier;
     bool paused;
@@ -78,9 +69,9 @@ struct vm {
 /*
  * Build the VM from cfg: open KVM (checking every capability used), map guest RAM, create the
  * irqchip, PIT and vCPUs. No devices and no guest yet: the board adds its devices (registering
- * hooks with vm_set_hooks and slots with vm_add_mmio_dev), then calls vm_load. On error returns
- * a negative errno with a one-line message in err, and everything already made is released.
- * -EINVAL means bad input.
+ * hooks with vm_set_hooks and slots with vm_add_mmio_dev), then loads the guest with
+ * loader_boot (vmm/loader.h). On error returns a negative errno with a one-line message in err,
+ * and everything already made is released. -EINVAL means bad input.
  */
 int vm_create(struct vm *vm, const struct vm_config *cfg, struct loop *loop, char *err,
               size_t errlen);
@@ -95,15 +86,8 @@ void vm_set_hooks(struct vm *vm, const struct vm_hooks *hooks, void *opaque);
 int vm_add_mmio_dev(struct vm *vm, uint64_t base, unsigned gsi);
 
 /*
- * Load the guest once the devices exist: kernel and initrd into RAM, boot data, ACPI tables
- * and the boot vCPU's registers (see loader_boot). Returns 0 or a negative errno with one line
- * in err; -EINVAL/-ENOENT/-ENOEXEC mean bad input. The caller destroys the VM on error.
- */
-int vm_load(struct vm *vm, char *err, size_t errlen);
-
-/*
  * vm_create for a restore: the same KVM objects and vCPUs, but guest RAM is a private
- * copy-on-write map of mem_fd (not closed here), and the caller skips vm_load: it adds the
+ * copy-on-write map of mem_fd (not closed here), and the caller skips loader_boot: it adds the
  * board's devices, loads the snapshot's state (board/snapshot.h), then calls vm_start.
  * Returns as vm_create.
  */

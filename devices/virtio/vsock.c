@@ -21,7 +21,7 @@ static bool queue_live(struct vsock_dev *dev, unsigned q)
            !(d->status & VIRTIO_STATUS_NEEDS_RESET) && d->vq[q].ready;
 }
 
-void vsock_process_rx(struct vsock_dev *dev)
+static void vsock_process_rx(struct vsock_dev *dev)
 {
     struct virtio_dev *d = dev->vdev;
     struct virtq *q = &d->vq[VSOCK_RXQ];
@@ -98,7 +98,7 @@ static void process_tx(struct vsock_dev *dev)
  * (the loop may be about to call back into a connection). Every loop-thread entry point calls
  * this first, with d->lock held. Returns true if it tore the connections down just now.
  */
-bool vsock_finish_reset(struct vsock_dev *dev)
+static bool vsock_finish_reset(struct vsock_dev *dev)
 {
     if (!dev->reset_pending)
         return false;
@@ -110,7 +110,7 @@ bool vsock_finish_reset(struct vsock_dev *dev)
 
 /* ---- timers: handshake and engine deadlines ---- */
 
-void vsock_arm_timer(struct vsock_dev *dev)
+static void vsock_arm_timer(struct vsock_dev *dev)
 {
     if (dev->quiesced)
         return;
@@ -282,6 +282,13 @@ static const struct virtio_dev_ops vsock_ops = {
 
 /* ---- creation ---- */
 
+/* What vsock_host.c may call back into (it includes nothing of this file). */
+static const struct vsock_dev_ops dev_ops = {
+    .process_rx = vsock_process_rx,
+    .finish_reset = vsock_finish_reset,
+    .arm_timer = vsock_arm_timer,
+};
+
 int vsock_create_fd(struct virtio_dev *d, const struct vsock_config *cfg, int listen_fd,
                     const struct guest_mem *mem, struct loop *loop, uint64_t mmio_base,
                     unsigned gsi, char *err, size_t errlen)
@@ -299,6 +306,7 @@ int vsock_create_fd(struct virtio_dev *d, const struct vsock_config *cfg, int li
         goto err_fd;
     }
     dev->vdev = d;
+    dev->ops = &dev_ops;
     dev->loop = loop;
     dev->guest_cid = cfg->cid;
     dev->listen_fd = listen_fd;

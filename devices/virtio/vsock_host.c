@@ -122,12 +122,12 @@ static void conn_event(void *opaque, uint32_t events)
     struct vsock_conn *c = opaque;
     struct vsock_dev *dev = c->mux->opaque;
     pthread_mutex_lock(&dev->vdev->lock);
-    if (!vsock_finish_reset(dev) && !dev->quiesced) { /* after a reset, c is gone */
+    if (!dev->ops->finish_reset(dev) && !dev->quiesced) { /* after a reset, c is gone */
         dev->mux.now_ms = clock_now_ms();
         vsock_mux_host_event(&dev->mux, c, events & EPOLLIN, events & EPOLLOUT,
                              events & (EPOLLHUP | EPOLLERR));
-        vsock_process_rx(dev);
-        vsock_arm_timer(dev);
+        dev->ops->process_rx(dev);
+        dev->ops->arm_timer(dev);
     }
     pthread_mutex_unlock(&dev->vdev->lock);
 }
@@ -170,7 +170,7 @@ static void client_read(struct vsock_dev *dev, struct vsock_client *cl)
         close(fd);
         return;
     }
-    vsock_process_rx(dev);
+    dev->ops->process_rx(dev);
 }
 
 static void client_event(void *opaque, uint32_t events)
@@ -178,10 +178,10 @@ static void client_event(void *opaque, uint32_t events)
     struct vsock_client *cl = opaque;
     struct vsock_dev *dev = cl->dev;
     pthread_mutex_lock(&dev->vdev->lock);
-    vsock_finish_reset(dev);
+    dev->ops->finish_reset(dev);
     if (!dev->quiesced) {
         client_read(dev, cl);
-        vsock_arm_timer(dev);
+        dev->ops->arm_timer(dev);
     }
     pthread_mutex_unlock(&dev->vdev->lock);
 }
@@ -190,7 +190,7 @@ void vsock_listen_event(void *opaque, uint32_t events)
 {
     struct vsock_dev *dev = opaque;
     pthread_mutex_lock(&dev->vdev->lock);
-    vsock_finish_reset(dev);
+    dev->ops->finish_reset(dev);
     for (int i = 0; i < VSOCK_ACCEPT_BATCH && !dev->quiesced; i++) {
         int fd = accept4(dev->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
@@ -221,7 +221,7 @@ void vsock_listen_event(void *opaque, uint32_t events)
         dev->clients = cl;
         dev->nclients++;
     }
-    vsock_arm_timer(dev);
+    dev->ops->arm_timer(dev);
     pthread_mutex_unlock(&dev->vdev->lock);
 }
 

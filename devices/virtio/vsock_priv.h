@@ -20,6 +20,22 @@ enum { VSOCK_RXQ, VSOCK_TXQ, VSOCK_EVQ, VSOCK_NUM_QUEUES };
 
 struct vsock_dev;
 
+/*
+ * What the host side (vsock_host.c) asks of the device side (vsock.c), which fills these in at
+ * create: vsock.c calls vsock_host.c's functions, and vsock_host.c reaches the device only
+ * through these, so the calls between the two files point one way. Each runs with d->lock held
+ * on the loop thread.
+ */
+struct vsock_dev_ops {
+    /* Hand the guest every packet the engine has while rx buffers last. */
+    void (*process_rx)(struct vsock_dev *dev);
+    /* Finish a reset the driver started on a vCPU thread (close every host end). Every loop
+     * entry point calls this first. Returns true if it tore the connections down just now. */
+    bool (*finish_reset)(struct vsock_dev *dev);
+    /* Re-arm the timer for the next engine or handshake deadline (disarmed while quiesced). */
+    void (*arm_timer)(struct vsock_dev *dev);
+};
+
 /* A host client that has connected but not yet sent its CONNECT line. */
 struct vsock_client {
     struct vsock_dev *dev;
@@ -33,6 +49,7 @@ struct vsock_client {
 
 struct vsock_dev {
     struct virtio_dev *vdev;
+    const struct vsock_dev_ops *ops;
     struct vsock_mux mux;
     struct loop *loop;
     uint64_t guest_cid;
@@ -50,17 +67,7 @@ struct vsock_dev {
     uint8_t pkt[VSOCK_HDR_SIZE + VSOCK_MAX_PKT_BYTES];
 };
 
-/* ---- vsock.c: the device side, all with d->lock held on the loop thread ---- */
-
-/* Hand the guest every packet the engine has while rx buffers last. */
-void vsock_process_rx(struct vsock_dev *dev);
-/* Finish a reset the driver started on a vCPU thread (close every host end). Every loop entry
- * point calls this first. Returns true if it tore the connections down just now. */
-bool vsock_finish_reset(struct vsock_dev *dev);
-/* Re-arm the timer for the next engine or handshake deadline (disarmed while quiesced). */
-void vsock_arm_timer(struct vsock_dev *dev);
-
-/* ---- vsock_host.c: Unix sockets ---- */
+/* ---- vsock_host.c: Unix sockets, called by vsock.c ---- */
 
 /* The engine's host I/O: AF_UNIX sockets "<uds_path>_<port>", watched on the loop. */
 extern const struct vsock_io vsock_unix_io;

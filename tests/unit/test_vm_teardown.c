@@ -25,12 +25,12 @@ static void *standin_vcpu(void *arg)
 {
     struct vcpu *v = arg;
     for (;;) {
-        if (pause_checkpoint(&v->vm->barrier, &v->run->immediate_exit) == PAUSE_STOP)
+        if (pause_checkpoint(v->env->barrier, &v->run->immediate_exit) == PAUSE_STOP)
             break;
         while (!__atomic_load_n(&v->run->immediate_exit, __ATOMIC_ACQUIRE))
             usleep(1000);
     }
-    pause_leave(&v->vm->barrier);
+    pause_leave(v->env->barrier);
     return NULL;
 }
 
@@ -54,11 +54,13 @@ static void test_destroy_after_start_failed_at_second_vcpu(void **state)
     vm.nvcpus = 3;
     vm.run_size = (int)sysconf(_SC_PAGESIZE);
     assert_int_equal(pause_init(&vm.barrier, vm.nvcpus), 0);
+    vm.vcpu_env =
+        (struct vcpu_env){.run_size = vm.run_size, .nvcpus = vm.nvcpus, .barrier = &vm.barrier};
     vm.vcpus = calloc(vm.nvcpus, sizeof(*vm.vcpus));
     assert_non_null(vm.vcpus);
     for (unsigned i = 0; i < vm.nvcpus; i++) {
         struct vcpu *v = &vm.vcpus[i];
-        v->vm = &vm;
+        v->env = &vm.vcpu_env;
         v->index = i;
         v->fd = -1;
         v->run = mmap(NULL, (size_t)vm.run_size, PROT_READ | PROT_WRITE,
