@@ -98,9 +98,7 @@ def log(msg):
     print("  [bench] " + msg, file=sys.stderr, flush=True)
 
 
-def cpu_has_hw_virt():
-    with open("/proc/cpuinfo") as f:
-        return re.search(r"^flags\s*:.*\b(vmx|svm)\b", f.read(), re.M) is not None
+cpu_has_hw_virt = harness.cpu_has_hw_virt
 
 
 def kvm_usable():

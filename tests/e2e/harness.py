@@ -1,17 +1,10 @@
 """Helpers for amber's end-to-end tests: start a VMM with a captured console, wait for lines, clean up.
 
-A test usually derives from AmberTestCase:
-
-    class TestBoot(harness.AmberTestCase):
-        def test_poweroff(self):
-            vm = self.amber(initrd=True, cmdline_extra="amber.test=poweroff")
-            vm.wait_for(harness.READY)
-            self.assertEqual(vm.wait_exit(), 0)
-
-Sockets and scratch images live in a per-test directory under /tmp (a tmpfs in the test host:
-9p cannot hold Unix sockets). Every process a test starts is killed in tearDown, and its console
-and stderr are kept in $AMBER_E2E_LOGDIR/<test id>.log when that variable is set.
-Timeouts are multiplied by $AMBER_E2E_TIMEOUT_SCALE (default 1).
+A test derives from AmberTestCase and starts VMs with self.amber(...) (see Session.amber); each
+test's sockets and scratch images live in a directory under /tmp (a tmpfs in the test host: 9p
+cannot hold Unix sockets), every process it starts is killed in tearDown, and its console and
+stderr go to $AMBER_E2E_LOGDIR/<test id>.log when that is set. Timeouts are multiplied by
+$AMBER_E2E_TIMEOUT_SCALE (default 1).
 """
 import os
 import re
@@ -25,6 +18,9 @@ import time
 import unittest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "sdk", "python"))
+# The SDK's: a copy keeping holes, the vmx/svm check, "inside the test host" (its init's amber.job=).
+from amber.runtime import cpu_has_hw_virt, in_test_host, sparse_copy  # noqa: E402,F401
 BUILD = os.path.join(REPO, "build")
 AMBER = os.environ.get("AMBER_E2E_BINARY") or os.path.join(BUILD, "amber")  # a mutant, to watch a test fail
 GUEST = os.path.join(BUILD, "guest")
@@ -59,15 +55,6 @@ def scaled(seconds):
     return seconds * timeout_scale()
 
 
-def in_test_host():
-    """True inside the test host (tests/testhost/testhost.sh), a QEMU TCG machine (its init passes amber.job=)."""
-    try:
-        with open("/proc/cmdline") as f:
-            return "amber.job=" in f.read()
-    except OSError:
-        return False
-
-
 def clean_line(raw):
     """Decodes a console line and strips CR and terminal escape codes (firmware screen clears)."""
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
@@ -76,30 +63,7 @@ def clean_line(raw):
 
 def kvm_native():
     """True when this machine has hardware virtualization (vmx/svm) and a usable /dev/kvm."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = re.search(r"^flags\s*:(.*)$", f.read(), re.M)
-        hw = flags is not None and (" vmx" in flags.group(1) or " svm" in flags.group(1))
-        return hw and os.access("/dev/kvm", os.R_OK | os.W_OK)
-    except OSError:
-        return False
-
-
-def sparse_copy(src, dst):
-    """Copies src to dst leaving holes for all-zero 1 MiB blocks; returns dst."""
-    block = 1 << 20
-    zero = bytes(block)
-    with open(src, "rb") as fin, open(dst, "wb") as fout:
-        while True:
-            chunk = fin.read(block)
-            if not chunk:
-                break
-            if chunk == zero[: len(chunk)]:
-                fout.seek(len(chunk), os.SEEK_CUR)
-            else:
-                fout.write(chunk)
-        fout.truncate()
-    return dst
+    return cpu_has_hw_virt() and os.access("/dev/kvm", os.R_OK | os.W_OK)
 
 
 class Vm:
@@ -181,39 +145,31 @@ class Vm:
                 if self._eof():
                     rc = self.proc.wait()
                     raise AssertionError("VMM exited with status %s before /%s/ appeared\n%s"
-                                         % (rc, regex.pattern, self._tail_locked()))
+                                         % (rc, regex.pattern, self.tail()))
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    report = self._stall_report_locked()
+                    report = self.state_report()
                     raise AssertionError("timed out after %.0f s waiting for /%s/\n%s%s"
-                                         % (scaled(timeout), regex.pattern, self._tail_locked(), report))
+                                         % (scaled(timeout), regex.pattern, self.tail(), report))
                 self._cond.wait(min(left, 0.5))
 
     def state_report(self, timeout=10):
         """amber's own view of a stalled guest: its SIGUSR2 state lines (vCPUs, devices, up to
         "state: end of report"), headed by a separator line; "" if the VMM is not a running
-        amber. Waits up to timeout (scaled) seconds for the report's end."""
+        amber. Waits up to timeout (scaled) seconds for the report's end (the wait releases
+        self._cond, a re-entrant lock, while amber answers)."""
         with self._cond:
-            return self._stall_report_locked(timeout)
-
-    def _stall_report_locked(self, timeout=10):
-        """state_report, with self._cond held (the wait releases it while amber answers)."""
-        if self.proc.poll() is not None or os.path.basename(self.argv[0]) != "amber":
-            return ""
-        start = len(self.stderr_lines)
-        self.proc.send_signal(signal.SIGUSR2)
-        deadline = time.monotonic() + scaled(timeout)
-        while time.monotonic() < deadline and not any(
-                "state: end of report" in line for line in self.stderr_lines[start:]):
-            self._cond.wait(0.2)
-        lines = [line for line in self.stderr_lines[start:] if "state:" in line]
+            if self.proc.poll() is not None or os.path.basename(self.argv[0]) != "amber":
+                return ""
+            start = len(self.stderr_lines)
+            self.proc.send_signal(signal.SIGUSR2)
+            deadline = time.monotonic() + scaled(timeout)
+            while time.monotonic() < deadline and not any(
+                    "state: end of report" in line for line in self.stderr_lines[start:]):
+                self._cond.wait(0.2)
+            lines = [line for line in self.stderr_lines[start:] if "state:" in line]
         lines += [extra for extra in (hook(self) for hook in STALL_HOOKS) if extra]
         return "\n--- amber state (SIGUSR2) ---\n%s" % "\n".join(lines) if lines else ""
-
-    def _tail_locked(self):
-        out = "\n".join(self.lines[-40:])
-        err = "\n".join(self.stderr_lines[-20:])
-        return "--- console ---\n%s\n--- stderr ---\n%s" % (out, err)
 
     def wait_exit(self, timeout=EXIT_TIMEOUT_S):
         """Waits for the VMM to exit and returns its status (negative: killed by that signal).
@@ -280,37 +236,18 @@ def amber_argv(kernel=VMLINUZ, initrd=None, cmdline=None, vcpus=None, mem_mib=No
 
     vsock: (cid, uds_path). Arguments left None are not passed, so amber's defaults apply.
     """
-    argv = [binary]
-    if kernel is not None:
-        argv += ["--kernel", kernel]
-    if initrd is not None:
-        argv += ["--initrd", initrd]
-    if cmdline is not None:
-        argv += ["--cmdline", cmdline]
-    if vcpus is not None:
-        argv += ["--vcpus", str(vcpus)]
-    if mem_mib is not None:
-        argv += ["--mem-mib", str(mem_mib)]
-    if console is not None:
-        argv += ["--console", console]
+    def flags(*pairs):
+        return [str(x) for flag, value in pairs if value is not None for x in (flag, value)]
+
+    argv = [binary] + flags(("--kernel", kernel), ("--initrd", initrd), ("--cmdline", cmdline),
+                            ("--vcpus", vcpus), ("--mem-mib", mem_mib), ("--console", console))
     for d in drives:
-        if isinstance(d, str):
-            argv += ["--drive", d]
-            continue
-        spec = "path=%s" % d["path"]
-        if d.get("ro"):
-            spec += ",ro"
-        if d.get("id"):
-            spec += ",id=%s" % d["id"]
-        if d.get("root"):
-            spec += ",root"
+        spec = d if isinstance(d, str) else "path=%s%s%s%s" % (
+            d["path"], ",ro" if d.get("ro") else "", ",id=%s" % d["id"] if d.get("id") else "",
+            ",root" if d.get("root") else "")
         argv += ["--drive", spec]
-    if net is not None:
-        argv += ["--net", "tap=%s" % net]
-    if vsock is not None:
-        argv += ["--vsock", "cid=%d,uds=%s" % (vsock[0], vsock[1])]
-    if api_sock is not None:
-        argv += ["--api-sock", api_sock]
+    argv += flags(("--net", net and "tap=%s" % net), ("--vsock", vsock and "cid=%d,uds=%s" % tuple(vsock)),
+                  ("--api-sock", api_sock))
     return argv + [str(a) for a in extra]
 
 
@@ -340,19 +277,15 @@ class Session:
         DEFAULT_CMDLINE (plus root=/dev/vda when a drive is marked root) + cmdline_extra."""
         if not os.access(AMBER, os.X_OK):
             raise AssertionError("%s is missing: run make first" % AMBER)
-        if initrd is True:
-            initrd = INITRAMFS
-        elif initrd is False:
-            initrd = None
+        initrd = INITRAMFS if initrd is True else None if initrd is False else initrd
         if cmdline is None:
             cmdline = DEFAULT_CMDLINE
             if any(isinstance(d, dict) and d.get("root") for d in kw.get("drives", ())):
                 cmdline += " root=/dev/vda"
         if cmdline_extra:
             cmdline += " " + cmdline_extra
-        stdin = kw.pop("stdin", subprocess.DEVNULL)
-        env = kw.pop("env", None)
-        return self.start(amber_argv(initrd=initrd, cmdline=cmdline, **kw), stdin=stdin, env=env)
+        run = {k: kw.pop(k) for k in ("stdin", "env") if k in kw}
+        return self.start(amber_argv(initrd=initrd, cmdline=cmdline, **kw), **run)
 
     def rootfs_copy(self, name="rootfs.ext4", files=None):
         """A sparse copy of build/guest/rootfs.ext4 in the scratch directory; returns its path.
@@ -388,18 +321,8 @@ class AmberTestCase(unittest.TestCase):
         super().setUp()
         self.session = Session(self.id())
         self.addCleanup(self.session.close)
-
-    def amber(self, **kw):
-        return self.session.amber(**kw)
-
-    def start(self, argv, **kw):
-        return self.session.start(argv, **kw)
-
-    def rootfs_copy(self, name="rootfs.ext4", files=None):
-        return self.session.rootfs_copy(name, files)
-
-    def path(self, name):
-        return self.session.path(name)
+        self.amber, self.start = self.session.amber, self.session.start
+        self.rootfs_copy, self.path = self.session.rootfs_copy, self.session.path
 
 
 def log(msg):

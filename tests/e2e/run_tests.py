@@ -5,12 +5,9 @@ usage: run_tests.py RESULTS_DIR [unittest name filters: module, class or test]
 
 Discover, run each test under a per-test timeout ($AMBER_E2E_TEST_TIMEOUT_S, default 300 s,
 scaled: past it the test's VMs and helpers are killed, which fails it), write the results. Every
-failure counts; every skip is counted and listed with its reason (RESULTS/e2e-skipped.txt), and
-the failures' reasons go to RESULTS/e2e-failed.txt. A run in which no test passed or failed fails.
-
-Inside the test host (a QEMU TCG machine, for hosts without vmx/svm) tests/testhost/e2e.py adds
-what only it needs: the journal that lets a run resume after its test host died, the retry that
-such evidence allows, and the listing of every retry just above the summary line.
+failure counts; skips and failures are listed with their reasons (RESULTS/e2e-skipped.txt,
+e2e-failed.txt). A run in which no test passed or failed fails. Inside the test host (no vmx/svm),
+tests/testhost/e2e.py adds what only it needs: the journal, resume, retries on evidence.
 """
 import os
 import signal
@@ -184,44 +181,32 @@ def report_live():
 def descendants(pid):
     """Every process below pid (from /proc), deepest last; pid itself is not included."""
     children = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    for entry in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open("/proc/%s/stat" % entry) as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(int(f.read().rsplit(")", 1)[1].split()[1]), []).append(int(entry))
         except (OSError, IndexError, ValueError):
             continue
-        children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], list(children.get(pid, []))
-    while todo:
-        p = todo.pop(0)
-        out.append(p)
-        todo.extend(children.get(p, []))
+    out = list(children.get(pid, []))
+    for p in out:  # grows as it goes: breadth first
+        out.extend(children.get(p, []))
     return out
 
 
 def kill_live():
     """Kills the harness's VMs, then every other process this runner started (the SDK's
     sandboxes, amberctl, nc): a hung test ends, whatever it was waiting on."""
-    for vm in live_vms():
+    targets = [(os.killpg, vm.proc.pid) for vm in live_vms()]
+    for kill, pid in targets + [(os.kill, p) for p in descendants(os.getpid())]:
         try:
-            os.killpg(vm.proc.pid, signal.SIGKILL)
-        except OSError:
-            pass
-    for pid in descendants(os.getpid()):
-        try:
-            os.kill(pid, signal.SIGKILL)
+            kill(pid, signal.SIGKILL)
         except OSError:
             pass
 
 
 def flatten(suite):
     for item in suite:
-        if isinstance(item, unittest.TestSuite):
-            yield from flatten(item)
-        else:
-            yield item
+        yield from flatten(item) if isinstance(item, unittest.TestSuite) else [item]
 
 
 def one_line(tb):

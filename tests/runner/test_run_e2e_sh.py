@@ -44,6 +44,7 @@ class ResumeLoop(unittest.TestCase):
         for path in ("tests/testhost/run-e2e.sh", "tests/testhost/e2e.py", "tests/e2e/run_tests.py",
                      "tests/e2e/harness.py"):
             shutil.copy(os.path.join(REPO, path), os.path.join(self.root, path))
+        shutil.copytree(os.path.join(REPO, "sdk/python/amber"), os.path.join(self.root, "sdk/python/amber"))
         stub = os.path.join(self.root, "tests/testhost/testhost.sh")
         with open(stub, "w") as f:
             f.write(STUB)

@@ -193,7 +193,8 @@ def _sparse_copy_py(src, dst):
         fout.truncate(size)
 
 
-def _cpu_has_hw_virt():
+def cpu_has_hw_virt():
+    """True when this CPU shows hardware virtualization (vmx or svm); the one such check."""
     try:
         with open("/proc/cpuinfo") as f:
             m = re.search(r"^flags\s*:(.*)$", f.read(), re.M)
@@ -202,8 +203,9 @@ def _cpu_has_hw_virt():
         return False
 
 
-def _in_test_host():
-    """True inside scripts/testhost.sh's QEMU TCG VM, whose CPU shows an emulated svm flag."""
+def in_test_host():
+    """True inside scripts/testhost.sh's QEMU TCG VM (its init passes amber.job=), whose CPU
+    shows an emulated svm flag."""
     try:
         with open("/proc/cmdline") as f:
             return "amber.job=" in f.read()
@@ -220,7 +222,7 @@ def timeout_scale(env=None):
             return max(float(v), 0.01)
         except ValueError:
             pass
-    if _in_test_host() or not _cpu_has_hw_virt():
+    if in_test_host() or not cpu_has_hw_virt():
         return 10.0
     return 1.0
 
