@@ -9,10 +9,12 @@ the time it was seen:
 - "a guest triple fault": QEMU (-no-reboot) ended on a guest reset: no power-off of the load and
   no panic on its console before it;
 - "a guest kernel panic": the same, with "Kernel panic" on its console;
-- "a guest soft lockup": "BUG: soft lockup" on its console;
+- "a guest soft lockup": "BUG: soft lockup" on its console (once a boot: the kernel repeats it
+  every few seconds while the lockup lasts);
 - "an exit livelock": its tick stopped for STALL_S and KVM's counters (kvm_sample) show the vCPUs
   exiting without halting, taking interrupts or doing I/O; that guest is then killed.
-A guest that ends is booted again, so the run is covered to its end. The runner
+A guest that ends, or shows no tick for WEDGED_S, is booted again (a wedged guest would only eat
+the test host's CPU), so the run is covered to its end. The runner
 (tests/testhost/e2e.py) retries a test whose guest showed a fault only when this guest showed the
 same kind of fault in the same run (evidence()). Its console goes to
 $AMBER_E2E_LOGDIR/control/control-guest.log (a subfolder: amber's *.log files are scanned for
@@ -27,6 +29,7 @@ import harness
 
 CYCLE_TICKS = 60  # about 2.5 minutes a boot under nested TCG
 STALL_S = 40.0
+WEDGED_S = 180.0
 LOAD = """#!/bin/sh
 # The control guest's load: block writes with fsync, hashing, sleeps; then power-off.
 i=0
@@ -86,13 +89,15 @@ class ControlGuest:
     def _watch(self, argv):
         vm, last_tick = self._boot(argv)
         seen = failed_starts = 0
+        locked, last_sample = False, last_tick
         while not self.stopping.wait(2.0):
             lines = vm.lines[seen:]
             seen += len(lines)
             if any("control: tick" in line or harness.READY.strip("^$") in line for line in lines):
                 last_tick = time.monotonic()
             for line in lines:
-                if "BUG: soft lockup" in line:
+                if "BUG: soft lockup" in line and not locked:
+                    locked = True
                     self._note("a guest soft lockup", line.strip()[:200])
             if not vm.alive():
                 rc = vm.wait_exit(5)
@@ -112,15 +117,21 @@ class ControlGuest:
                                    "on its console" % self.boots)
                 vm.kill()
                 vm, last_tick = self._boot(argv)
-                seen = 0
-            elif time.monotonic() - last_tick > harness.scaled(STALL_S) and self.kvm_sample:
+                seen, locked, last_sample = 0, False, last_tick
+            elif time.monotonic() - last_tick > harness.scaled(WEDGED_S):
+                self._note("a wedged guest", "no tick for %.0f s (boot %d); booting a fresh one"
+                           % (harness.scaled(WEDGED_S), self.boots))
+                vm.kill()
+                vm, last_tick = self._boot(argv)
+                seen, locked, last_sample = 0, False, last_tick
+            elif time.monotonic() - max(last_tick, last_sample) > harness.scaled(STALL_S) and self.kvm_sample:
                 line, stuck = self.kvm_sample(vm)
-                last_tick = time.monotonic()  # sample a stalled guest once per STALL_S
+                last_sample = time.monotonic()  # sample a stalled guest once per STALL_S
                 if stuck:
                     self._note("an exit livelock", line.replace("\n", " "))
                     vm.kill()
                     vm, last_tick = self._boot(argv)
-                    seen = 0
+                    seen, locked, last_sample = 0, False, last_tick
 
     def faults(self):
         with self.lock:
