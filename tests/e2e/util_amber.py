@@ -48,6 +48,7 @@ class Api:
     (status, parsed JSON body, or the text when it is not JSON, or None when empty)."""
 
     def __init__(self, path, timeout=30.0):
+        self.path, self.timeout = path, timeout
         self.client = api.Client(path, harness.scaled(timeout))
 
     def call(self, method, url, body=None):
