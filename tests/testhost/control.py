@@ -27,7 +27,7 @@ import time
 
 import harness
 
-CYCLE_TICKS = 60  # about 2.5 minutes a boot under nested TCG
+CYCLE_TICKS = 60  # about 3 minutes a boot under nested TCG
 STALL_S = 40.0
 WEDGED_S = 180.0
 LOAD = """#!/bin/sh
@@ -35,11 +35,11 @@ LOAD = """#!/bin/sh
 i=0
 while [ $i -lt %d ]; do
     i=$((i + 1))
-    dd if=/dev/urandom of=/tmp/c bs=64k count=16 2>/dev/null
+    dd if=/dev/urandom of=/tmp/c bs=64k count=4 2>/dev/null
     dd if=/tmp/c of=/control.dat bs=64k conv=fsync 2>/dev/null
     sha256sum /control.dat >/dev/null
     echo "control: tick $i"
-    sleep 1
+    sleep 2
 done
 echo "control: cycle done"
 """ % CYCLE_TICKS
@@ -60,7 +60,7 @@ class ControlGuest:
         self.started_at = time.time()
 
     def argv(self, image):
-        return ["qemu-system-x86_64", "-M", "microvm,acpi=on", "-enable-kvm", "-cpu", "host", "-m", "192",
+        return ["qemu-system-x86_64", "-M", "microvm,acpi=on", "-enable-kvm", "-cpu", "host", "-m", "128",
                 "-smp", "2", "-nodefaults", "-no-user-config", "-nographic", "-no-reboot", "-serial", "stdio",
                 "-kernel", harness.VMLINUZ, "-initrd", harness.INITRAMFS,
                 "-drive", "id=root,file=%s,format=raw,if=none,cache=writeback,aio=threads" % image,
