@@ -37,7 +37,8 @@ import run_tests  # noqa: E402
 
 MAX_RETRIED = 2
 # make e2e sets AMBER_E2E_RETRY_PLAIN=1 (E2E_STRICT=1 leaves it unset): then a failure with no
-# evidence at all also earns its class one listed re-run, in the test host only, and up to
+# evidence (a guest fault the control guest did not confirm included) also earns its class one
+# listed re-run, in the test host only, and up to
 # MAX_RETRIED_PLAIN retries are allowed. Why: two clean-clone runs at the end of stop 12 each lost
 # 2-6 different tests to failures that passed alone (a vCPU idle after 100 pauses of 8, a vsock
 # socket gone, a boot stuck under pauses), and no cause is known yet (issue 13). Each such retry
