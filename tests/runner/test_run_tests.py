@@ -310,6 +310,18 @@ class Accounting(unittest.TestCase):
         self.assertEqual(journal.retried, {})
         self.assertIn("no QEMU control guest ran", journal.failed()[0][1])
 
+    def test_with_retry_plain_an_unconfirmed_guest_fault_reruns_listed_without_evidence(self):
+        os.environ["AMBER_E2E_RETRY_PLAIN"] = "1"
+        self.addCleanup(os.environ.pop, "AMBER_E2E_RETRY_PLAIN")
+        self.guest_fault_log()
+        journal = self.journal()
+        self.control_guest(journal)  # it showed nothing
+        self.run_testhost(journal, Mocks.FailsOnce)
+        self.assertEqual(journal.totals(), (1, 0, 0))
+        line = list(journal.retried.values())[0]
+        self.assertIn("the QEMU control guest showed no such fault", line)
+        self.assertIn("evidence: no evidence", line)
+
     def test_a_control_guest_fault_outside_the_test_is_named_so(self):
         cg = control.ControlGuest(self.dir)
         cg.events = [(100.0, "a guest triple fault", "mock")]
