@@ -21,7 +21,6 @@ $AMBER_E2E_LOGDIR/control/control-guest.log (a subfolder: amber's *.log files ar
 faults, the control guest's must not count as amber's).
 """
 import os
-import subprocess
 import threading
 import time
 
