@@ -30,7 +30,6 @@ KNOWN = [
     {"config/json", "config/sections"},
     {"devices/virtio/blk", "devices/virtio/blk_io", "devices/virtio/blk_req"},
     {"guest/agent/bg", "guest/agent/bg_handoff", "guest/agent/exec", "guest/agent/fileops", "guest/agent/serve"},
-    {"vmm/x86/boot", "vmm/x86/boot_cpu"},
 ]
 NOISE = re.compile(r'/\*.*?\*/|//[^\n]*|"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'', re.S)
 

@@ -8,6 +8,7 @@
 #include <linux/kvm.h>
 
 #include "vmm/mem.h"
+#include "vmm/x86/boot_cpu.h"
 #include "vmm/x86/kernel.h"
 
 #define E820_RAM      1
@@ -22,10 +23,6 @@ struct e820_entry {
 
 /* Most entries the zero page holds (boot_params.e820_table). */
 #define E820_MAX_ENTRIES 128
-
-/* GDT selectors the boot protocol expects (__BOOT_CS / __BOOT_DS). */
-#define BOOT_GDT_CS 0x10
-#define BOOT_GDT_DS 0x18
 
 /*
  * Fill out[0..max) with the guest's memory map, sorted by address: RAM [0, EBDA), reserved

@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "vmm/layout.h"
-#include "vmm/x86/boot.h"
 
 #define PT_PRESENT 0x1ULL
 #define PT_RW      0x2ULL

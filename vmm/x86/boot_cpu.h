@@ -14,6 +14,9 @@ enum boot_cpu_mode {
 };
 
 #define BOOT_GDT_ENTRIES 4 /* null, unused, code (0x10), data (0x18) */
+/* GDT selectors the boot protocol expects (__BOOT_CS / __BOOT_DS). */
+#define BOOT_GDT_CS 0x10
+#define BOOT_GDT_DS 0x18
 
 /* Control register bits used at boot. */
 #define BOOT_CR0_PE   (1ULL << 0)
