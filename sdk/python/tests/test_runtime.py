@@ -154,8 +154,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def setup(self):
+        super().setup()
+        self.server.conns = getattr(self.server, "conns", 0) + 1
+
     def do_GET(self):
         self._reply(200, '{"id": "x", "state": "Running"}')
+
+    def do_PUT(self):
+        # Answers, then closes the connection without saying so (as a server dropping an idle
+        # keep-alive connection would), so the client's next request meets a closed socket.
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self._reply(200, "{}")
+        self.close_connection = True
 
     def do_POST(self):
         self.server.seen.append((self.path, self.headers.get("Content-Length")))
@@ -190,6 +201,21 @@ class TestHttpClient(unittest.TestCase):
         self.assertEqual(self.srv.seen, [("/pause", "0")], "a bodiless POST sends Content-Length: 0")
         r = api.request(self.sock, "POST", "/other")
         self.assertEqual((r.status, r.body, r.fault), (500, None, "plain text"))
+
+    def test_keep_alive_client_reuses_one_connection(self):
+        c = api.Client(self.sock)
+        self.addCleanup(c.close)
+        for _ in range(3):
+            self.assertEqual(c.call("GET", "/").body, {"id": "x", "state": "Running"})
+        self.assertEqual(self.srv.conns, 1)
+
+    def test_keep_alive_client_resends_once_on_a_closed_connection(self):
+        c = api.Client(self.sock)
+        self.addCleanup(c.close)
+        self.assertEqual(c.call("PUT", "/x", {"a": 1}).status, 200)
+        time.sleep(0.1)  # the server has closed its end by now
+        self.assertEqual(c.call("GET", "/").status, 200)
+        self.assertEqual(self.srv.conns, 2)
 
     def test_missing_socket_raises_oserror(self):
         with self.assertRaises(FileNotFoundError):
