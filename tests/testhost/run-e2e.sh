@@ -5,8 +5,9 @@
 # QEMU+Linux pair. Nested TCG sometimes hangs or panics the test host's kernel; testhost.sh then
 # kills it and says how it died, that evidence goes to the journal ("died ..."), and the suite
 # resumes from its journal while the budget lasts (tests/testhost/e2e.py says what may run again).
-# AMBER_E2E_CONTROL=1 (the default; 0 turns it off) runs a QEMU-microvm control guest alongside
-# the suite (tests/testhost/control.py): a guest fault is retried only when it shows the same kind.
+# AMBER_E2E_CONTROL=1 (the default here; make e2e sets 0 unless E2E_STRICT=1) runs a QEMU-microvm
+# control guest alongside the suite (tests/testhost/control.py): a guest fault is retried only
+# when it shows the same kind.
 set -u
 export AMBER_E2E_CONTROL=${AMBER_E2E_CONTROL:-1}
 results=${1:?usage: tests/testhost/run-e2e.sh RESULTS_DIR [filters...]}
