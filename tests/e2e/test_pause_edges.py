@@ -9,7 +9,7 @@ environment scales them up:
   AMBER_EDGE_HOG_MIB     host memory a child touches while amber is paused (default 512)
   AMBER_EDGE_TCP_MIB     MiB streamed host->guest over the TAP across pauses (default 16)
   AMBER_EDGE_STORM       API calls per client in the two-client storm (default 100)
-  AMBER_EDGE_STORM_ROUNDS rounds after it of a resume and a pause released together (default 10)
+  AMBER_EDGE_STORM_ROUNDS rounds after it of a resume and a pause released together (default 30)
   AMBER_EDGE_8CPU_PAUSES pauses of the 8 spinning vCPUs (default 100)
 """
 import hashlib
@@ -34,7 +34,7 @@ MEM_CYCLES = int(os.environ.get("AMBER_EDGE_MEM_CYCLES", "3"))
 HOG_MIB = int(os.environ.get("AMBER_EDGE_HOG_MIB", "512"))
 TCP_MIB = int(os.environ.get("AMBER_EDGE_TCP_MIB", "16"))
 STORM_CALLS = int(os.environ.get("AMBER_EDGE_STORM", "100"))
-STORM_ROUNDS = int(os.environ.get("AMBER_EDGE_STORM_ROUNDS", "10"))
+STORM_ROUNDS = int(os.environ.get("AMBER_EDGE_STORM_ROUNDS", "30"))
 SPIN_PAUSES = int(os.environ.get("AMBER_EDGE_8CPU_PAUSES", "100"))
 # The held data lives in the guest's tmpfs, in guest RAM; give the guest room for it twice over.
 MEM_MIB = max(256, 192 + 2 * HELD_MIB)
