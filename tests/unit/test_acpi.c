@@ -395,7 +395,7 @@ static void test_dsdt_vmgenid(void **state)
                          "ACPI0013\0",
                          15));
     assert_non_null(find(ged, (size_t)(buf + len - ged), "\x89\x06\x00\x03\x01\x03\0\0\0", 9));
-    assert_non_null(find(ged, (size_t)(buf + len - ged), "_EVT\x01\x86\\\x2e_SB_VGEN\x0a\x80", 17));
+    assert_non_null(find(ged, (size_t)(buf + len - ged), "_EVT\x01\x86\\\x2e_SB_VGEN\x0a\x80", 18));
 
     /* Where it lands among the other tables, and what is refused. */
     static uint8_t all[LAYOUT_ACPI_MAX];
