@@ -261,6 +261,12 @@ int vm_add_mmio_dev(struct vm *vm, uint64_t base, unsigned gsi)
     return 0;
 }
 
+void vm_add_vmgenid(struct vm *vm, uint64_t gpa, unsigned gsi)
+{
+    vm->vmgenid_gpa = gpa;
+    vm->vmgenid_gsi = gsi;
+}
+
 /* Run one of the board's hooks, if it registered one. */
 #define RUN_HOOK(vm, name)                                                                         \
     do {                                                                                           \
