@@ -8,6 +8,7 @@ SNAP_TEST_OBJS := board/snapshot.o board/snapshot_mem.o vmm/snapshot_fmt.o vmm/x
                   vmm/x86/vm_state.o devices/virtio/virtio_snap.o devices/virtio/rng.o \
                   devices/virtio/mmio.o devices/virtio/virtq.o devices/serial.o devices/i8042.o \
                   config/config.o config/args.o config/specs.o vmm/mem.o vmm/loop.o vmm/log.o \
+                  ctl/snapshot_merge.o \
                   $(API_CORE_OBJS) \
                   $(API_CONFIG_OBJS)
 $(eval $(call unit_test,test_snapshot,$(SNAP_TEST_OBJS),-ljson-c))

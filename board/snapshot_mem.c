@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/kvm.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -73,6 +75,97 @@ int snapshot_write_mem(const struct guest_mem *m, int fd, uint64_t *written)
                 run_len = 0;
             }
         }
+    }
+    return 0;
+}
+
+static bool bit_set(const uint64_t *bits, uint64_t pg)
+{
+    return bits[pg / 64] >> (pg % 64) & 1;
+}
+
+int snapshot_write_mem_pages(const struct guest_mem *m, int fd, const uint64_t *bits,
+                             uint64_t *written)
+{
+    if (ftruncate(fd, (off_t)m->map_size) < 0)
+        return -errno;
+    uint64_t npages = m->map_size / PAGE_BYTES;
+    for (uint64_t pg = 0; pg < npages;) {
+        if (!bit_set(bits, pg)) {
+            pg++;
+            continue;
+        }
+        uint64_t end = pg + 1;
+        while (end < npages && bit_set(bits, end) && end - pg < CHUNK_BYTES / PAGE_BYTES)
+            end++;
+        /* Zero pages too: in a Diff a hole means "unchanged", so a page the guest zeroed must
+         * be written as data. */
+        int ret = write_all(fd, m->map + pg * PAGE_BYTES, (end - pg) * PAGE_BYTES, pg * PAGE_BYTES);
+        if (ret)
+            return ret;
+        *written += (end - pg) * PAGE_BYTES;
+        pg = end;
+    }
+    return 0;
+}
+
+int snapshot_check_holes(int fd, const uint64_t *bits, uint64_t npages, char *err, size_t errlen)
+{
+    uint64_t size = npages * PAGE_BYTES, pos = 0;
+    while (pos < size) {
+        off_t data = lseek(fd, (off_t)pos, SEEK_DATA);
+        if (data < 0 && errno != ENXIO) {
+            snprintf(err, errlen, "cannot look for holes: %s", strerror(errno));
+            return -errno;
+        }
+        uint64_t dstart = data < 0 ? size : (uint64_t)data;
+        off_t hole = data < 0 ? (off_t)size : lseek(fd, data, SEEK_HOLE);
+        if (hole < 0) {
+            snprintf(err, errlen, "cannot look for holes: %s", strerror(errno));
+            return -errno;
+        }
+        uint64_t dend = (uint64_t)hole < size ? (uint64_t)hole : size;
+        /* [pos, dstart) is a hole: no page in it may be dirty; [dstart, dend) data: all must. */
+        for (uint64_t pg = pos / PAGE_BYTES; pg < (dend + PAGE_BYTES - 1) / PAGE_BYTES; pg++) {
+            bool want = pg * PAGE_BYTES >= dstart;
+            if (bit_set(bits, pg) != want || (dstart % PAGE_BYTES) || (dend % PAGE_BYTES)) {
+                snprintf(err, errlen,
+                         "the file system does not keep 4 KiB holes (page %llu reads as %s); "
+                         "a Diff memory file needs one that does (ext4, xfs, tmpfs, btrfs)",
+                         (unsigned long long)pg, want ? "data" : "a hole");
+                return -EOPNOTSUPP;
+            }
+        }
+        pos = dend;
+    }
+    return 0;
+}
+
+int snapshot_kvm_dirty_log(int vm_fd, const struct guest_mem *m, uint64_t *bits)
+{
+    if (!m->dirty)
+        return -EINVAL;
+    for (unsigned i = 0; i < m->nregions; i++) {
+        const struct mem_region *r = &m->region[i];
+        uint64_t pages = r->size / MEM_PAGE_BYTES, words = (pages + 63) / 64;
+        uint64_t first = (uint64_t)(r->host - m->map) / MEM_PAGE_BYTES;
+        uint64_t *slot_bits = calloc(words, sizeof(uint64_t));
+        if (!slot_bits)
+            return -ENOMEM;
+        struct kvm_dirty_log log = {.slot = i, .dirty_bitmap = slot_bits};
+        if (ioctl(vm_fd, KVM_GET_DIRTY_LOG, &log) < 0) {
+            int ret = -errno;
+            free(slot_bits);
+            return ret;
+        }
+        for (uint64_t w = 0; w < words; w++) {
+            for (uint64_t v = slot_bits[w]; v; v &= v - 1) {
+                uint64_t pg = first + w * 64 + (uint64_t)__builtin_ctzll(v);
+                if (pg < m->dirty_words * 64)
+                    bits[pg / 64] |= 1ULL << (pg % 64);
+            }
+        }
+        free(slot_bits);
     }
     return 0;
 }
