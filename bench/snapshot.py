@@ -118,7 +118,8 @@ def qemu_run(session, mem_mib, i):
     written = os.stat(state).st_blocks * 512
     q.close()
     g.stop()
-    os.unlink(qmp_path)
+    if os.path.exists(qmp_path):  # QEMU removes its own socket when it exits cleanly
+        os.unlink(qmp_path)
     g2 = vms.GuestVm(session, "qemu", mem_mib=mem_mib, vsock=True)
     g2.argv = base_argv + ["-incoming", "exec:cat %s" % state]
     t2 = time.monotonic()
