@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Snapshot and restore figures for amber (issue 15); run it where /dev/kvm boots guests.
 
-usage: scripts/testhost.sh -- python3 bench/snapshot.py [--runs N] [--mem 256,2048] [--qemu]
+usage: scripts/testhost.sh -- python3 bench/snapshot.py [--runs N] [--mem 256,2048] [--qemu | --qemu-only]
 
 For each guest RAM size and run: a cold boot (process start to the first exec answered over
 vsock), then pause, PUT /snapshot/create (time, bytes the memory file really holds), kill -9,
@@ -148,16 +148,18 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--mem", default="256,2048")
     ap.add_argument("--qemu", action="store_true", help="also QEMU microvm: migrate to a file, -incoming")
+    ap.add_argument("--qemu-only", action="store_true", help="only QEMU microvm (amber measured apart)")
     args = ap.parse_args()
     session = harness.Session("bench-snapshot")
     rows = []
     try:
         for mem_mib in [int(m) for m in args.mem.split(",")]:
-            runs = [one_run(session, mem_mib, i) for i in range(args.runs)]
-            col = {k: [r[k] for r in runs] for k in runs[0]}
-            gib_s = [(mem_mib / 1024.0) / s for s in col["create_s"]]
-            rows.append((mem_mib, col, gib_s))
-            if args.qemu:
+            if not args.qemu_only:
+                runs = [one_run(session, mem_mib, i) for i in range(args.runs)]
+                col = {k: [r[k] for r in runs] for k in runs[0]}
+                gib_s = [(mem_mib / 1024.0) / s for s in col["create_s"]]
+                rows.append((mem_mib, col, gib_s))
+            if args.qemu or args.qemu_only:
                 try:
                     qruns = [qemu_run(session, mem_mib, i) for i in range(args.runs)]
                 except Exception as e:  # noqa: BLE001 - the reference is optional
