@@ -64,6 +64,16 @@ int snapshot_create(struct board *b, const struct snapshot_create_params *p,
  */
 int snapshot_write_mem(const struct guest_mem *m, int fd, uint64_t *written);
 
+#define SNAPSHOT_MAX_COPY_THREADS 8
+
+/*
+ * snapshot_write_mem with guest RAM split into nthreads ranges (at most
+ * SNAPSHOT_MAX_COPY_THREADS) written at once; a thread that cannot start has its range written
+ * by the caller. Returns 0 or the first negative errno.
+ */
+int snapshot_write_mem_threads(const struct guest_mem *m, int fd, unsigned nthreads,
+                               uint64_t *written);
+
 /*
  * Write the pages set in bits (bit i = page i of m in map order) to fd (already truncated to
  * zero) as a sparse file of m->size bytes: every set page is data, zero or not, every other

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,13 +44,13 @@ static int write_all(int fd, const uint8_t *p, uint64_t len, uint64_t off)
     return 0;
 }
 
-int snapshot_write_mem(const struct guest_mem *m, int fd, uint64_t *written)
+/* The chunks [first, end) of m, as snapshot_write_mem describes. */
+static int write_range(const struct guest_mem *m, int fd, uint64_t first, uint64_t end,
+                       uint64_t *written)
 {
-    if (ftruncate(fd, (off_t)m->map_size) < 0)
-        return -errno;
     unsigned char vec[CHUNK_BYTES / PAGE_BYTES];
-    for (uint64_t chunk = 0; chunk < m->map_size; chunk += CHUNK_BYTES) {
-        uint64_t len = m->map_size - chunk < CHUNK_BYTES ? m->map_size - chunk : CHUNK_BYTES;
+    for (uint64_t chunk = first; chunk < end; chunk += CHUNK_BYTES) {
+        uint64_t len = end - chunk < CHUNK_BYTES ? end - chunk : CHUNK_BYTES;
         uint64_t npages = len / PAGE_BYTES;
         const uint8_t *base = m->map + chunk;
         /* Anonymous RAM: a page never touched is not resident and reads as zero, so skip it
@@ -77,6 +78,62 @@ int snapshot_write_mem(const struct guest_mem *m, int fd, uint64_t *written)
         }
     }
     return 0;
+}
+
+struct copy_job {
+    const struct guest_mem *m;
+    int fd;
+    uint64_t first, end, written;
+    int ret;
+    bool threaded;
+    pthread_t thread;
+};
+
+static void *copy_thread(void *arg)
+{
+    struct copy_job *j = arg;
+    j->ret = write_range(j->m, j->fd, j->first, j->end, &j->written);
+    return NULL;
+}
+
+int snapshot_write_mem_threads(const struct guest_mem *m, int fd, unsigned nthreads,
+                               uint64_t *written)
+{
+    if (ftruncate(fd, (off_t)m->map_size) < 0)
+        return -errno;
+    uint64_t nchunks = (m->map_size + CHUNK_BYTES - 1) / CHUNK_BYTES;
+    if (nthreads > SNAPSHOT_MAX_COPY_THREADS)
+        nthreads = SNAPSHOT_MAX_COPY_THREADS;
+    if (nthreads > nchunks)
+        nthreads = (unsigned)nchunks;
+    if (nthreads <= 1)
+        return write_range(m, fd, 0, m->map_size, written);
+    struct copy_job jobs[SNAPSHOT_MAX_COPY_THREADS];
+    int ret = 0;
+    for (unsigned i = 0; i < nthreads; i++) {
+        uint64_t first = nchunks * i / nthreads * CHUNK_BYTES;
+        uint64_t end = nchunks * (i + 1) / nthreads * CHUNK_BYTES;
+        jobs[i] = (struct copy_job){
+            .m = m, .fd = fd, .first = first, .end = end < m->map_size ? end : m->map_size};
+        /* The last range runs here; the others in threads (or here, if one cannot start). */
+        jobs[i].threaded =
+            i + 1 < nthreads && pthread_create(&jobs[i].thread, NULL, copy_thread, &jobs[i]) == 0;
+        if (!jobs[i].threaded)
+            copy_thread(&jobs[i]);
+    }
+    for (unsigned i = 0; i < nthreads; i++) {
+        if (jobs[i].threaded)
+            pthread_join(jobs[i].thread, NULL);
+        *written += jobs[i].written;
+        if (jobs[i].ret && !ret)
+            ret = jobs[i].ret;
+    }
+    return ret;
+}
+
+int snapshot_write_mem(const struct guest_mem *m, int fd, uint64_t *written)
+{
+    return snapshot_write_mem_threads(m, fd, 1, written);
 }
 
 static bool bit_set(const uint64_t *bits, uint64_t pg)

@@ -603,6 +603,32 @@ static int temp_file(char *path)
     return fd;
 }
 
+static void test_mem_file_threads_agree(void **state)
+{
+    (void)state;
+    struct guest_mem m;
+    assert_int_equal(mem_init(&m, RAM_BYTES), 0);
+    for (uint64_t off = 4096; off < RAM_BYTES; off += 3 * 4096 + 4096 * (off % 7))
+        m.map[off + 5] = (uint8_t)(off >> 12); /* pages in every 2 MiB chunk */
+    char p1[] = "/tmp/amber-test-thr1-XXXXXX", p3[] = "/tmp/amber-test-thr3-XXXXXX";
+    int f1 = temp_file(p1), f3 = temp_file(p3);
+    uint64_t w1 = 0, w3 = 0;
+    assert_int_equal(snapshot_write_mem_threads(&m, f1, 1, &w1), 0);
+    assert_int_equal(snapshot_write_mem_threads(&m, f3, 3, &w3), 0); /* more threads than chunks */
+    assert_int_equal(w1, w3);
+    assert_true(w1 > 0);
+    struct guest_mem back;
+    assert_int_equal(mem_init(&back, RAM_BYTES), 0);
+    assert_int_equal(mem_map_file(&back, f3), 0);
+    assert_memory_equal(back.map, m.map, RAM_BYTES);
+    mem_free(&back);
+    mem_free(&m);
+    close(f1);
+    close(f3);
+    unlink(p1);
+    unlink(p3);
+}
+
 static void test_diff_written_and_merged(void **state)
 {
     (void)state;
@@ -712,6 +738,7 @@ int main(void)
         cmocka_unit_test(test_virtio_queue_outside_ram),
         cmocka_unit_test(test_mem_file_sparse),
         cmocka_unit_test(test_mem_dirty_marks_vmm_access),
+        cmocka_unit_test(test_mem_file_threads_agree),
         cmocka_unit_test(test_diff_written_and_merged),
         cmocka_unit_test(test_diff_holes_checked),
         cmocka_unit_test(test_merge_refuses_files_that_do_not_fit),
