@@ -138,6 +138,22 @@ def qemu_run(session, mem_mib, i):
             "restore_running_s": running_s, "restore_exec_s": exec_s}
 
 
+def run(settings, session, mem_sizes=(256, 2048), qemu=True):
+    """make bench's "snapshot" section (bench/bench.py): the raw samples per VMM and RAM size,
+    {"runs", "amber": {"256": [run dicts]}, "qemu": {...}, "errors": [...]}. A size or VMM that
+    fails is listed in errors; the others are still measured."""
+    out = {"runs": settings.boot_runs, "amber": {}, "qemu": {}, "errors": []}
+    for mem_mib in mem_sizes:
+        for kind, fn in (("amber", one_run), ("qemu", qemu_run)):
+            if kind == "qemu" and not qemu:
+                continue
+            try:
+                out[kind][str(mem_mib)] = [fn(session, mem_mib, i) for i in range(settings.boot_runs)]
+            except Exception as e:  # noqa: BLE001 - reported, not fatal
+                out["errors"].append("%s %d MiB: %s" % (kind, mem_mib, e))
+    return out
+
+
 def fmt(values, scale, unit):
     v = [x * scale for x in values]
     return "%.1f %s (%.1f-%.1f)" % (statistics.median(v), unit, min(v), max(v))
