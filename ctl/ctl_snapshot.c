@@ -247,14 +247,51 @@ out:
     return rc;
 }
 
+static bool is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 /* A memory file path from an argument: a snapshot directory means its vm.mem. */
 static void mem_path_of(const char *arg, char *out, size_t cap)
 {
-    struct stat st;
-    if (stat(arg, &st) == 0 && S_ISDIR(st.st_mode))
+    if (is_dir(arg))
         snprintf(out, cap, "%s/" MEM_FILE, arg);
     else
         snprintf(out, cap, "%s", arg);
+}
+
+/* Copy from_dir's state file over to_dir's (a new file renamed into place). */
+static int copy_state(const char *from_dir, const char *to_dir)
+{
+    char from[PATH_MAX], to[PATH_MAX], tmp[PATH_MAX + 8];
+    snprintf(from, sizeof(from), "%s/" STATE_FILE, from_dir);
+    snprintf(to, sizeof(to), "%s/" STATE_FILE, to_dir);
+    snprintf(tmp, sizeof(tmp), "%s.merge", to);
+    int in = open(from, O_RDONLY | O_CLOEXEC), ret = 0;
+    int out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    char buf[65536];
+    ssize_t n = 0;
+    while (in >= 0 && out >= 0 && (n = read(in, buf, sizeof(buf))) > 0) {
+        if (write(out, buf, (size_t)n) != n) {
+            n = -1;
+            break;
+        }
+    }
+    if (in < 0 || out < 0 || n < 0 || close(out) < 0 || rename(tmp, to) < 0)
+        ret = -errno;
+    else
+        out = -1;
+    if (ret) {
+        fprintf(stderr, "amberctl: cannot copy %s to %s: %s\n", from, to, strerror(-ret));
+        if (out >= 0)
+            close(out);
+        unlink(tmp);
+    }
+    if (in >= 0)
+        close(in);
+    return ret;
 }
 
 int ctl_snapshot_merge(int argc, char **argv)
@@ -292,6 +329,14 @@ int ctl_snapshot_merge(int argc, char **argv)
     if (close(base) < 0 && rc == CTL_OK) {
         fprintf(stderr, "amberctl: %s: %s\n", base_path, strerror(errno));
         rc = CTL_FAIL;
+    }
+    /* Snapshot directories: BASE becomes the last Diff's snapshot (its state, merged memory),
+     * which amberctl restore takes as it is. */
+    if (rc == CTL_OK && is_dir(argv[1]) && is_dir(argv[argc - 1])) {
+        if (copy_state(argv[argc - 1], argv[1]) < 0)
+            rc = CTL_FAIL;
+        else
+            printf("%s now holds the snapshot of %s\n", argv[1], argv[argc - 1]);
     }
     return rc;
 }
