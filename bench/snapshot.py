@@ -103,9 +103,11 @@ def one_run(session, mem_mib, i):
     vm2.kill()
     for p in (snap, mem):
         os.unlink(p)
-    return {"cold_exec_s": cold_exec, "create_s": create_s, "written": written,
-            "restore_running_s": running_s, "restore_exec_s": exec_s, "restore_inside_ms": inside_ms,
-            "cold_rss_kib": cold_rss, "restored_rss_kib": restored_rss}
+    r = {"cold_exec_s": cold_exec, "create_s": create_s, "written": written,
+         "restore_running_s": running_s, "restore_exec_s": exec_s, "restore_inside_ms": inside_ms,
+         "cold_rss_kib": cold_rss, "restored_rss_kib": restored_rss}
+    print("amber %d MiB run %d: %r" % (mem_mib, i, r), file=sys.stderr, flush=True)
+    return r
 
 
 def qemu_run(session, mem_mib, i):
@@ -125,6 +127,11 @@ def qemu_run(session, mem_mib, i):
     q = lib.Qmp(qmp_path, timeout_s=60.0)
     state = session.path("q%d-%d.state" % (mem_mib, i))
     q.cmd("stop")
+    # No bandwidth cap (QEMU's default would throttle the copy): as fast as it can write.
+    try:
+        q.cmd("migrate-set-parameters", **{"max-bandwidth": 10 << 30})
+    except RuntimeError as e:  # an older QEMU: measure with its default
+        print("qemu: max-bandwidth not set: %s" % e, file=sys.stderr, flush=True)
     t1 = time.monotonic()
     q.cmd("migrate", uri="exec:cat > %s" % state)
     while q.cmd("query-migrate").get("status") not in ("completed", "failed"):
@@ -140,7 +147,17 @@ def qemu_run(session, mem_mib, i):
     t2 = time.monotonic()
     g2.start()
     q2 = lib.Qmp(qmp_path, timeout_s=60.0)
-    while q2.cmd("query-status").get("status") != "running":
+    # The source was stopped, and QEMU carries the run state across a migration: the
+    # destination ends "paused", and a "cont" starts it (as resume_vm does for amber).
+    deadline = time.monotonic() + 120.0
+    while True:
+        status = q2.cmd("query-status").get("status")
+        if status == "running":
+            break
+        if status in ("paused", "postmigrate"):
+            q2.cmd("cont")
+        if time.monotonic() > deadline:
+            raise RuntimeError("QEMU -incoming: still %r after 120 s" % status)
         time.sleep(0.002)
     running_s = time.monotonic() - t2
     g2.wait_agent()
@@ -149,8 +166,10 @@ def qemu_run(session, mem_mib, i):
     q2.close()
     g2.stop()
     os.unlink(state)
-    return {"cold_exec_s": cold_exec, "create_s": create_s, "written": written,
-            "restore_running_s": running_s, "restore_exec_s": exec_s}
+    r = {"cold_exec_s": cold_exec, "create_s": create_s, "written": written,
+         "restore_running_s": running_s, "restore_exec_s": exec_s}
+    print("qemu %d MiB run %d: %r" % (mem_mib, i, r), file=sys.stderr, flush=True)
+    return r
 
 
 def run(settings, session, mem_sizes=(256, 2048), qemu=True):
