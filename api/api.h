@@ -25,6 +25,7 @@ struct api_snapshot_create {
     char snapshot_path[CONFIG_PATH_MAX];
     char mem_file_path[CONFIG_PATH_MAX];
     bool fsync; /* amber's own field: fsync both files before answering (default false) */
+    bool diff;  /* snapshot_type "Diff": only pages written since the previous snapshot */
 };
 
 /* PUT /snapshot/load (SnapshotLoadParams), or --restore/--mem-file. */
@@ -32,7 +33,8 @@ struct api_snapshot_load {
     char snapshot_path[CONFIG_PATH_MAX];
     char mem_file_path[CONFIG_PATH_MAX];
     bool resume_vm;
-    bool clock_realtime; /* amber's default is true (Firecracker's is false) */
+    bool clock_realtime;    /* amber's default is true (Firecracker's is false) */
+    bool track_dirty_pages; /* the restored VM tracks dirty pages (Diff snapshots later) */
     unsigned nnet_overrides;
     struct {
         char iface_id[CONFIG_ID_MAX + 1];

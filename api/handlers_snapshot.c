@@ -36,12 +36,7 @@ void h_put_snapshot_create(struct api_core *c, struct json_object *b, const char
                 sizeof(err)));
     TRY(jf_path(mpath, "mem_file_path", p.mem_file_path, sizeof(p.mem_file_path), err,
                 sizeof(err)));
-    if (type == 1) {
-        resp_error(r, 400,
-                   "snapshot_type Diff is not supported by amber (no dirty-page "
-                   "tracking yet): take a Full snapshot");
-        return;
-    }
+    p.diff = type == 1; /* without track_dirty_pages the back-end answers -EINVAL: 400 */
     if (c->st.state != VM_PAUSED) {
         resp_error(r, 400,
                    "snapshot/create needs a paused VM (state: %s); PATCH /vm "
@@ -194,10 +189,7 @@ void h_put_snapshot_load(struct api_core *c, struct json_object *b, const char *
                    "(amber maps the file copy-on-write, loading pages lazily)");
         return;
     }
-    if (dirty || old_dirty) {
-        resp_error(r, 400, "track_dirty_pages is not supported by amber (no Diff snapshots)");
-        return;
-    }
+    p.track_dirty_pages = dirty || old_dirty;
     if (c->st.state != VM_NOT_STARTED || c->configured) {
         resp_error(r, 400,
                    "snapshot/load is allowed only on a fresh amber, before any boot "

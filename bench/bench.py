@@ -5,7 +5,7 @@ usage: bench.py --place NAME --out FILE [--tiny-only]
   --place     where this runs ("test host", "this host"...), recorded with the samples
   --tiny-only only the tiny-guest pause figure and startup (for a host that cannot boot Linux)
 Env: BENCH_QUICK=1, BENCH_RUNS=N, BENCH_CYCLES=N, BENCH_SDK_RUNS=N,
-     BENCH_ONLY=boot,exec,block,tcp,vsock,pause,startup,tiny,sdk,sdkmore (a subset).
+     BENCH_ONLY=boot,exec,block,tcp,vsock,pause,startup,tiny,sdk,sdkmore,snapshot (a subset).
 bench/report.py turns the JSON into the tables.
 """
 import argparse
@@ -43,7 +43,7 @@ def main():
         return 0
     if res:
         lib.log("resuming run %s: keeping %s" % (token, ", ".join(
-            k for k in ("tiny", "startup", "boot", "guest", "sdk") if k in res) or "nothing"))
+            k for k in ("tiny", "startup", "boot", "guest", "sdk", "snapshot") if k in res) or "nothing"))
     else:
         res = {"token": token, "place": args.place, "quick": settings.quick,
                "started": time.strftime("%Y-%m-%d %H:%M:%S"), "kernel": platform.release(),
@@ -105,6 +105,13 @@ def main():
 
             lib.log("SDK: first streamed byte, commands.run vs execute, files vs amberctl cp")
             res["sdkmore"] = sdk_more.run(settings, session)
+            save()
+        if todo("snapshot"):
+            import snapshot  # noqa: PLC0415
+
+            lib.log("snapshot create and restore, amber and QEMU (migrate, -incoming), %d runs"
+                    % settings.boot_runs)
+            res["snapshot"] = snapshot.run(settings, session)
             save()
         # Last: twenty quick KVM VM creations by QEMU -S once hung the test host's kernel.
         if todo("startup"):

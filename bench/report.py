@@ -318,6 +318,63 @@ def table_sdk_more(g):
     return t
 
 
+def table_snapshot(g):
+    sn = g.get("snapshot")
+    t = Table("Snapshot and restore (issue 15)")
+    if not sn or not sn.get("amber"):
+        t.add("snapshot and restore", "not measured", "", "", "")
+        return t
+    t.note = ("Measured in: %s, %d runs per VMM and size, 1 vCPU, initramfs guest with the agent. "
+              "amber: PUT /snapshot/create of the paused VM, then a new amber and PUT /snapshot/load "
+              "(resume_vm). Reference: QEMU microvm, QMP migrate to a file while stopped, then a new "
+              "QEMU with -incoming from it. \"Running\": the load answered (amber) or query-status "
+              "running (QEMU); \"first exec\": `true` answered over vsock." % (g["place"], sn["runs"]))
+    ms = lambda rs, k: [r[k] * 1000.0 for r in rs]  # noqa: E731
+    mib = lambda rs, k: [r[k] / 1048576.0 for r in rs]  # noqa: E731
+    for size, a in sorted(sn["amber"].items(), key=lambda kv: int(kv[0])):
+        q = sn.get("qemu", {}).get(size)
+        sfx = " (%s MiB)" % size
+        r = ratio(med(ms(a, "create_s")), med(ms(q, "create_s")) if q else None)
+        t.add("snapshot create (ms)" + sfx, cell_range(ms(a, "create_s"), "%.0f"),
+              cell_range(ms(q, "create_s"), "%.0f") if q else "—", fmt_ratio(r),
+              verdict("≤ 0.5× QEMU", None if r is None else r <= 0.5))
+        gib = [int(size) / 1024.0 / x for x in (r_["create_s"] for r_ in a)]
+        qgib = [int(size) / 1024.0 / x for x in (r_["create_s"] for r_ in q)] if q else None
+        t.add("create: guest RAM / time (GiB/s)" + sfx, cell_range(gib), cell_range(qgib) if q else "—",
+              "—", "—")
+        t.add("create: bytes written (MiB)" + sfx, cell_range(mib(a, "written"), "%.1f"),
+              cell_range(mib(q, "written"), "%.1f") if q else "—", "—", "≈ resident non-zero pages")
+        r = ratio(med(ms(a, "restore_running_s")), med(ms(q, "restore_running_s")) if q else None)
+        t.add("restore: start → guest running (ms)" + sfx, cell_range(ms(a, "restore_running_s"), "%.0f"),
+              cell_range(ms(q, "restore_running_s"), "%.0f") if q else "—", fmt_ratio(r),
+              verdict("≤ 0.25× QEMU", None if r is None else r <= 0.25))
+        if "restore_inside_ms" in a[0]:
+            hw = g.get("hw_virt")
+            t.add("restore inside amber: state file read → vCPUs started (ms)" + sfx,
+                  cell_range([r_["restore_inside_ms"] for r_ in a], "%.1f"), "—", "—",
+                  verdict("≤ 5 ms with hardware virtualization",
+                          med([r_["restore_inside_ms"] for r_ in a]) <= 5.0 if hw else None))
+        r = ratio(med(ms(a, "restore_exec_s")), med(ms(a, "cold_exec_s")))
+        t.add("restore → first exec vs amber's cold boot → first exec (ms)" + sfx,
+              cell_range(ms(a, "restore_exec_s"), "%.0f"), cell_range(ms(a, "cold_exec_s"), "%.0f"),
+              fmt_ratio(r), verdict("≤ 0.1×", None if r is None else r <= 0.1))
+        if q:
+            t.add("QEMU: -incoming → first exec (ms)" + sfx, "—", cell_range(ms(q, "restore_exec_s"), "%.0f"),
+                  "—", "(report)")
+        t.add("RSS idle: restored vs cold-booted amber (MiB)" + sfx,
+              cell_range([r_["restored_rss_kib"] / 1024.0 for r_ in a], "%.1f"),
+              cell_range([r_["cold_rss_kib"] / 1024.0 for r_ in a], "%.1f"),
+              fmt_ratio(ratio(med([r_["restored_rss_kib"] for r_ in a]), med([r_["cold_rss_kib"] for r_ in a]))),
+              "(report)")
+    if "256" in sn["amber"] and "2048" in sn["amber"]:
+        big, small = sn["amber"]["2048"], sn["amber"]["256"]
+        r = ratio(med(ms(big, "restore_running_s")), med(ms(small, "restore_running_s")))
+        t.add("restore → running, 2 GiB vs 256 MiB (ms)", cell_range(ms(big, "restore_running_s"), "%.0f"),
+              cell_range(ms(small, "restore_running_s"), "%.0f"), fmt_ratio(r),
+              verdict("≤ 1.25×", None if r is None else r <= 1.25))
+    return t
+
+
 def errors(*srcs):
     out = []
     for src in srcs:
@@ -331,7 +388,7 @@ def errors(*srcs):
         for k in ("amber", "qemu"):
             out += ["%s, %s boot bench: %s" % (src["place"], k, e)
                     for e in ((src.get("boot") or {}).get(k) or {}).get("bad_exit", [])]
-        for key in ("startup", "sdk", "sdkmore"):
+        for key in ("startup", "sdk", "sdkmore", "snapshot"):
             out += ["%s, %s: %s" % (src["place"], key, e) for e in (src.get(key) or {}).get("errors", [])]
     return out
 
@@ -351,7 +408,7 @@ def main():
             " QUICK MODE (BENCH_QUICK=1): shrunk run counts and sizes, not for citing." if g["quick"] else ""))
         parts.append("")
         for tb in (table_boot(g), table_io(g), table_exec(g), table_pause(g, direct), table_sdk(g),
-                   table_sdk_more(g)):
+                   table_sdk_more(g), table_snapshot(g)):
             parts.append(tb.render())
     else:
         parts.append("No guest figures: the guest run produced no results.\n")

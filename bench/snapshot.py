@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Snapshot and restore figures for amber (issue 15); run it where /dev/kvm boots guests.
 
-usage: scripts/testhost.sh -- python3 bench/snapshot.py [--runs N] [--mem 256,2048] [--qemu]
+usage: scripts/testhost.sh -- python3 bench/snapshot.py [--runs N] [--mem 256,2048] [--qemu | --qemu-only]
 
 For each guest RAM size and run: a cold boot (process start to the first exec answered over
 vsock), then pause, PUT /snapshot/create (time, bytes the memory file really holds), kill -9,
@@ -13,6 +13,7 @@ same guest: QMP migrate to a file (exec:cat) while stopped, then -incoming from 
 """
 import argparse
 import os
+import re
 import signal
 import statistics
 import sys
@@ -44,6 +45,18 @@ def wait_exec(vsock, deadline_s=120.0):
         if time.monotonic() > end:
             raise RuntimeError("no exec answer within %.0f s" % deadline_s)
         time.sleep(0.02)
+
+
+def restore_log_ms(vm, timeout_s=10.0):
+    """amber's "restore: ... in N us" log line (on its stderr), in ms."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        for line in list(vm.stderr_lines):
+            m = re.search(r"restore: .* in (\d+) us", line)
+            if m:
+                return int(m.group(1)) / 1000.0
+        time.sleep(0.01)
+    raise RuntimeError("no 'restore: ... in N us' line from amber within %.0f s" % timeout_s)
 
 
 def one_run(session, mem_mib, i):
@@ -80,6 +93,8 @@ def one_run(session, mem_mib, i):
     running_s = time.monotonic() - t2
     if status != 204:
         raise RuntimeError("snapshot/load: %s %r" % (status, reply))
+    # amber's own account: from reading the state file to the vCPUs started (its log line).
+    inside_ms = restore_log_ms(vm2)
     wait_exec(vsock2)
     exec_s = time.monotonic() - t2
     time.sleep(1.0)
@@ -88,9 +103,11 @@ def one_run(session, mem_mib, i):
     vm2.kill()
     for p in (snap, mem):
         os.unlink(p)
-    return {"cold_exec_s": cold_exec, "create_s": create_s, "written": written,
-            "restore_running_s": running_s, "restore_exec_s": exec_s,
-            "cold_rss_kib": cold_rss, "restored_rss_kib": restored_rss}
+    r = {"cold_exec_s": cold_exec, "create_s": create_s, "written": written,
+         "restore_running_s": running_s, "restore_exec_s": exec_s, "restore_inside_ms": inside_ms,
+         "cold_rss_kib": cold_rss, "restored_rss_kib": restored_rss}
+    print("amber %d MiB run %d: %r" % (mem_mib, i, r), file=sys.stderr, flush=True)
+    return r
 
 
 def qemu_run(session, mem_mib, i):
@@ -110,6 +127,11 @@ def qemu_run(session, mem_mib, i):
     q = lib.Qmp(qmp_path, timeout_s=60.0)
     state = session.path("q%d-%d.state" % (mem_mib, i))
     q.cmd("stop")
+    # No bandwidth cap (QEMU's default would throttle the copy): as fast as it can write.
+    try:
+        q.cmd("migrate-set-parameters", **{"max-bandwidth": 10 << 30})
+    except RuntimeError as e:  # an older QEMU: measure with its default
+        print("qemu: max-bandwidth not set: %s" % e, file=sys.stderr, flush=True)
     t1 = time.monotonic()
     q.cmd("migrate", uri="exec:cat > %s" % state)
     while q.cmd("query-migrate").get("status") not in ("completed", "failed"):
@@ -118,13 +140,24 @@ def qemu_run(session, mem_mib, i):
     written = os.stat(state).st_blocks * 512
     q.close()
     g.stop()
-    os.unlink(qmp_path)
+    if os.path.exists(qmp_path):  # QEMU removes its own socket when it exits cleanly
+        os.unlink(qmp_path)
     g2 = vms.GuestVm(session, "qemu", mem_mib=mem_mib, vsock=True)
     g2.argv = base_argv + ["-incoming", "exec:cat %s" % state]
     t2 = time.monotonic()
     g2.start()
     q2 = lib.Qmp(qmp_path, timeout_s=60.0)
-    while q2.cmd("query-status").get("status") != "running":
+    # The source was stopped, and QEMU carries the run state across a migration: the
+    # destination ends "paused", and a "cont" starts it (as resume_vm does for amber).
+    deadline = time.monotonic() + 120.0
+    while True:
+        status = q2.cmd("query-status").get("status")
+        if status == "running":
+            break
+        if status in ("paused", "postmigrate"):
+            q2.cmd("cont")
+        if time.monotonic() > deadline:
+            raise RuntimeError("QEMU -incoming: still %r after 120 s" % status)
         time.sleep(0.002)
     running_s = time.monotonic() - t2
     g2.wait_agent()
@@ -133,8 +166,26 @@ def qemu_run(session, mem_mib, i):
     q2.close()
     g2.stop()
     os.unlink(state)
-    return {"cold_exec_s": cold_exec, "create_s": create_s, "written": written,
-            "restore_running_s": running_s, "restore_exec_s": exec_s}
+    r = {"cold_exec_s": cold_exec, "create_s": create_s, "written": written,
+         "restore_running_s": running_s, "restore_exec_s": exec_s}
+    print("qemu %d MiB run %d: %r" % (mem_mib, i, r), file=sys.stderr, flush=True)
+    return r
+
+
+def run(settings, session, mem_sizes=(256, 2048), qemu=True):
+    """make bench's "snapshot" section (bench/bench.py): the raw samples per VMM and RAM size,
+    {"runs", "amber": {"256": [run dicts]}, "qemu": {...}, "errors": [...]}. A size or VMM that
+    fails is listed in errors; the others are still measured."""
+    out = {"runs": settings.boot_runs, "amber": {}, "qemu": {}, "errors": []}
+    for mem_mib in mem_sizes:
+        for kind, fn in (("amber", one_run), ("qemu", qemu_run)):
+            if kind == "qemu" and not qemu:
+                continue
+            try:
+                out[kind][str(mem_mib)] = [fn(session, mem_mib, i) for i in range(settings.boot_runs)]
+            except Exception as e:  # noqa: BLE001 - reported, not fatal
+                out["errors"].append("%s %d MiB: %s" % (kind, mem_mib, e))
+    return out
 
 
 def fmt(values, scale, unit):
@@ -147,16 +198,18 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--mem", default="256,2048")
     ap.add_argument("--qemu", action="store_true", help="also QEMU microvm: migrate to a file, -incoming")
+    ap.add_argument("--qemu-only", action="store_true", help="only QEMU microvm (amber measured apart)")
     args = ap.parse_args()
     session = harness.Session("bench-snapshot")
     rows = []
     try:
         for mem_mib in [int(m) for m in args.mem.split(",")]:
-            runs = [one_run(session, mem_mib, i) for i in range(args.runs)]
-            col = {k: [r[k] for r in runs] for k in runs[0]}
-            gib_s = [(mem_mib / 1024.0) / s for s in col["create_s"]]
-            rows.append((mem_mib, col, gib_s))
-            if args.qemu:
+            if not args.qemu_only:
+                runs = [one_run(session, mem_mib, i) for i in range(args.runs)]
+                col = {k: [r[k] for r in runs] for k in runs[0]}
+                gib_s = [(mem_mib / 1024.0) / s for s in col["create_s"]]
+                rows.append((mem_mib, col, gib_s))
+            if args.qemu or args.qemu_only:
                 try:
                     qruns = [qemu_run(session, mem_mib, i) for i in range(args.runs)]
                 except Exception as e:  # noqa: BLE001 - the reference is optional
@@ -178,6 +231,7 @@ def main():
         ("memory file data written", lambda c, g: fmt(c["written"], 1 / 1048576.0, "MiB")),
         ("restore: start to guest running", lambda c, g: fmt(c["restore_running_s"], 1000, "ms")),
         ("restore: start to first exec", lambda c, g: fmt(c["restore_exec_s"], 1000, "ms")),
+        ("restore inside amber (state file read to vCPUs started)", lambda c, g: fmt(c["restore_inside_ms"], 1, "ms")),
         ("restore to exec / cold boot to exec",
          lambda c, g: "%.3f" % (statistics.median(c["restore_exec_s"]) / statistics.median(c["cold_exec_s"]))),
         ("RSS idle, cold-booted", lambda c, g: fmt(c["cold_rss_kib"], 1 / 1024.0, "MiB")),

@@ -298,8 +298,10 @@ static int be_snapshot_create(void *ctx, const struct api_snapshot_create *p, ch
                               size_t errlen)
 {
     struct vmm *vmm = ctx;
-    struct snapshot_create_params cp = {
-        .snapshot_path = p->snapshot_path, .mem_file_path = p->mem_file_path, .fsync = p->fsync};
+    struct snapshot_create_params cp = {.snapshot_path = p->snapshot_path,
+                                        .mem_file_path = p->mem_file_path,
+                                        .fsync = p->fsync,
+                                        .diff = p->diff};
     struct snapshot_stats st;
     if (!vmm->vm_created)
         return -EINVAL;

@@ -35,6 +35,7 @@ struct snapshot_create_params {
     const char *snapshot_path;
     const char *mem_file_path;
     bool fsync; /* fsync both files before answering (off by default, as in Firecracker) */
+    bool diff;  /* Diff: only pages written since the previous snapshot (track_dirty_pages) */
 };
 
 struct snapshot_stats {
@@ -47,9 +48,12 @@ struct snapshot_stats {
 /*
  * Write the paused VM's state to p->snapshot_path and its RAM to p->mem_file_path (a sparse
  * file: only resident, non-zero pages carry data). The VM must be paused and stays paused;
- * nothing in it changes, whatever happens. Loop thread. Returns 0, or a negative errno with
- * err set (-EBUSY if not paused, -ENOSPC when a file system is full; a failed create removes
- * neither file but leaves no valid state file: the state file is written last).
+ * nothing in it changes, whatever happens. With p->diff (the VM must track dirty pages, else
+ * -EINVAL) the memory file holds only the pages written since the previous snapshot or the
+ * start; with tracking on, every successful snapshot starts a new interval. Loop thread.
+ * Returns 0, or a negative errno with err set (-EBUSY if not paused, -EINVAL for a Diff
+ * without tracking, -ENOSPC when a file system is full; a failed create removes neither file
+ * but leaves no valid state file: the state file is written last).
  */
 int snapshot_create(struct board *b, const struct snapshot_create_params *p,
                     struct snapshot_stats *st, char *err, size_t errlen);
@@ -60,6 +64,40 @@ int snapshot_create(struct board *b, const struct snapshot_create_params *p,
  * Returns 0 or a negative errno.
  */
 int snapshot_write_mem(const struct guest_mem *m, int fd, uint64_t *written);
+
+#define SNAPSHOT_MAX_COPY_THREADS 8
+
+/*
+ * snapshot_write_mem with guest RAM split into nthreads ranges (at most
+ * SNAPSHOT_MAX_COPY_THREADS) written at once; a thread that cannot start has its range written
+ * by the caller. Returns 0 or the first negative errno.
+ */
+int snapshot_write_mem_threads(const struct guest_mem *m, int fd, unsigned nthreads,
+                               uint64_t *written);
+
+/*
+ * Write the pages set in bits (bit i = page i of m in map order) to fd (already truncated to
+ * zero) as a sparse file of m->size bytes: every set page is data, zero or not, every other
+ * page a hole (a Diff memory file). Adds the bytes written to *written. 0 or a negative errno.
+ */
+int snapshot_write_mem_pages(const struct guest_mem *m, int fd, const uint64_t *bits,
+                             uint64_t *written);
+
+/*
+ * With dirty tracking on m (track_dirty_pages): OR into bits (m->dirty_words words, bit i =
+ * page i of m in map order) the pages the guest wrote since the last call, from each memslot's
+ * KVM_GET_DIRTY_LOG on vm_fd (reading it clears KVM's log). amber's own writes are in
+ * m->dirty (mem_dirty_take). VM paused. Returns 0, -EINVAL without tracking, or KVM's errno.
+ */
+int snapshot_kvm_dirty_log(int vm_fd, const struct guest_mem *m, uint64_t *bits);
+
+/*
+ * Check that fd's holes (SEEK_DATA/SEEK_HOLE) are exactly the pages clear in bits, for npages
+ * pages: a file system that fills holes in bigger blocks, or turns zero pages into holes,
+ * would make a Diff that merges wrongly. Returns 0, -EOPNOTSUPP with err set when the layout
+ * differs, or a negative errno.
+ */
+int snapshot_check_holes(int fd, const uint64_t *bits, uint64_t npages, char *err, size_t errlen);
 
 /* A snapshot state file read into memory and checked (snapr_open). */
 struct snapshot_file {

@@ -77,6 +77,8 @@ int snapshot_boot(struct board *b, struct vm *vm, struct vm_config *cfg, struct 
     ret = snapshot_load_config(&f.r, cfg, &mem_bytes, err, errlen);
     if (!ret)
         ret = apply_overrides(cfg, p, err, errlen);
+    /* The load request decides, not the saved VM (as in Firecracker). */
+    cfg->track_dirty_pages = p->track_dirty_pages;
     if (!ret) {
         mem_fd = open(p->mem_file_path, O_RDONLY | O_CLOEXEC);
         if (mem_fd < 0) {

@@ -61,6 +61,7 @@ struct vm_config {
     bool cmdline_set;
     unsigned vcpus;
     uint64_t mem_mib;
+    bool track_dirty_pages; /* KVM dirty log on guest RAM: makes Diff snapshots possible */
     enum console_mode console;
     char console_path[CONFIG_PATH_MAX];
     uint64_t console_max_mib;

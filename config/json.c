@@ -115,7 +115,7 @@ struct json_object *config_json_machine(const struct vm_config *cfg)
     json_object_object_add(m, "vcpu_count", json_object_new_int64(cfg->vcpus));
     json_object_object_add(m, "mem_size_mib", json_object_new_int64((int64_t)cfg->mem_mib));
     json_object_object_add(m, "smt", json_object_new_boolean(0));
-    json_object_object_add(m, "track_dirty_pages", json_object_new_boolean(0));
+    json_object_object_add(m, "track_dirty_pages", json_object_new_boolean(cfg->track_dirty_pages));
     add_str(m, "huge_pages", "None");
     return m;
 }

@@ -51,13 +51,16 @@ int cfgjson_machine(struct vm_config *cfg, struct json_object *o, bool partial, 
     TRY(jf_uint(o, "vcpu_count", !partial, 1, CONFIG_MAX_VCPUS, &has_vcpus, &vcpus, err, errlen));
     TRY(jf_uint(o, "mem_size_mib", !partial, 1, CONFIG_MEM_MIB_MAX, &has_mem, &mem, err, errlen));
     TRY(false_only(o, "smt", err, errlen));
-    TRY(false_only(o, "track_dirty_pages", err, errlen));
+    bool dirty; /* PUT sets every field (missing: false); PATCH keeps what is not given */
+    TRY(jf_bool(o, "track_dirty_pages", false, partial && cfg->track_dirty_pages, &dirty, err,
+                errlen));
     TRY(jf_unsupported(o, "cpu_template", "None", err, errlen));
     TRY(jf_unsupported(o, "huge_pages", "None", err, errlen));
     if (has_vcpus)
         cfg->vcpus = (unsigned)vcpus;
     if (has_mem)
         cfg->mem_mib = mem;
+    cfg->track_dirty_pages = dirty;
     return 0;
 }
 

@@ -83,6 +83,8 @@ int ctl_logs(int argc, char **argv);
 int ctl_delete(int argc, char **argv);
 /* Snapshot commands (ctl_snapshot.c): a sandbox to DIR/vm.snap + DIR/vm.mem, and back. */
 int ctl_snapshot(int argc, char **argv);
+/* amberctl snapshot-merge BASE DIFF...: lays Diff memory files over BASE's, in order, in place. */
+int ctl_snapshot_merge(int argc, char **argv);
 int ctl_restore(int argc, char **argv);
 /* amberctl ps and kill (ctl_procs.c): the guest's background commands. */
 int ctl_ps(int argc, char **argv);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "ctl/http_client.h"
+#include "ctl/snapshot_merge.h"
 
 #define API_TIMEOUT_MS   120000 /* a snapshot writes all of guest RAM */
 #define START_TIMEOUT_MS 10000
@@ -60,13 +61,21 @@ static char *body_of(const char *const *kv)
     return s;
 }
 
+#define OPT_FLAG 0x200 /* this file's one boolean option: --diff or --track-dirty-pages */
+
+/* Target options, DIR, and the boolean option flag_name (NULL: none) into *flag. */
 static int parse(int argc, char **argv, struct ctl_target *t, const char *usage, char **dir,
-                 bool create)
+                 bool create, const char *flag_name, bool *flag)
 {
-    static const struct option opts[] = {CTL_TARGET_OPTIONS, {NULL, 0, NULL, 0}};
+    struct option opts[] = {
+        CTL_TARGET_OPTIONS, {flag_name, no_argument, NULL, OPT_FLAG}, {NULL, 0, NULL, 0}};
     int ch;
     optind = 0;
     while ((ch = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+        if (ch == OPT_FLAG && flag) {
+            *flag = true;
+            continue;
+        }
         if (ctl_target_opt(t, ch, optarg) <= 0) {
             fprintf(stderr, "usage: amberctl %s\n", usage);
             return -EINVAL;
@@ -91,10 +100,11 @@ static int parse(int argc, char **argv, struct ctl_target *t, const char *usage,
 
 int ctl_snapshot(int argc, char **argv)
 {
-    const char *usage = "snapshot (--id ID | --api PATH) DIR";
+    const char *usage = "snapshot [--diff] (--id ID | --api PATH) DIR";
     struct ctl_target t = {0};
     char *dir = NULL;
-    if (parse(argc, argv, &t, usage, &dir, true) < 0)
+    bool diff = false;
+    if (parse(argc, argv, &t, usage, &dir, true, "diff", &diff) < 0)
         return CTL_USAGE;
     char api[PATH_MAX], snap[PATH_MAX], mem[PATH_MAX];
     int rc = CTL_USAGE, status;
@@ -120,12 +130,14 @@ int ctl_snapshot(int argc, char **argv)
     httpc_response_free(&resp);
     if (running && (rc = call(api, "POST", "/pause", NULL, &status)) != CTL_OK)
         goto out;
-    const char *kv[] = {"snapshot_path", snap, "mem_file_path", mem, "snapshot_type", "Full", NULL};
+    const char *kv[] = {"snapshot_path",        snap, "mem_file_path", mem, "snapshot_type",
+                        diff ? "Diff" : "Full", NULL};
     char *body = body_of(kv);
     rc = call(api, "PUT", "/snapshot/create", body, &status);
     free(body);
     if (rc == CTL_OK)
-        printf("snapshot in %s (%s, %s); the sandbox stays paused\n", dir, STATE_FILE, MEM_FILE);
+        printf("%s snapshot in %s (%s, %s); the sandbox stays paused\n", diff ? "Diff" : "Full",
+               dir, STATE_FILE, MEM_FILE);
 out:
     free(dir);
     return rc;
@@ -184,10 +196,11 @@ static int spawn_amber(const char *d, const char *id, pid_t *child_out)
 
 int ctl_restore(int argc, char **argv)
 {
-    const char *usage = "restore --id NEWID DIR";
+    const char *usage = "restore [--track-dirty-pages] --id NEWID DIR";
     struct ctl_target t = {0};
     char *dir = NULL;
-    if (parse(argc, argv, &t, usage, &dir, false) < 0)
+    bool track = false;
+    if (parse(argc, argv, &t, usage, &dir, false, "track-dirty-pages", &track) < 0)
         return CTL_USAGE;
     int rc = CTL_USAGE, status;
     pid_t child = -1;
@@ -220,6 +233,7 @@ int ctl_restore(int argc, char **argv)
     json_object_object_add(mb, "backend_path", json_object_new_string(mem));
     json_object_object_add(o, "mem_backend", mb);
     json_object_object_add(o, "resume_vm", json_object_new_boolean(1));
+    json_object_object_add(o, "track_dirty_pages", json_object_new_boolean(track));
     json_object_object_add(vo, "uds_path", json_object_new_string(vsock));
     json_object_object_add(o, "vsock_override", vo);
     rc = call(api, "PUT", "/snapshot/load", json_object_to_json_string(o), &status);
@@ -230,5 +244,99 @@ out:
     if (rc != CTL_OK && child > 0)
         kill(child, SIGTERM); /* an amber without a VM: amberctl list then reaps its dir */
     free(dir);
+    return rc;
+}
+
+static bool is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* A memory file path from an argument: a snapshot directory means its vm.mem. */
+static void mem_path_of(const char *arg, char *out, size_t cap)
+{
+    if (is_dir(arg))
+        snprintf(out, cap, "%s/" MEM_FILE, arg);
+    else
+        snprintf(out, cap, "%s", arg);
+}
+
+/* Copy from_dir's state file over to_dir's (a new file renamed into place). */
+static int copy_state(const char *from_dir, const char *to_dir)
+{
+    char from[PATH_MAX], to[PATH_MAX], tmp[PATH_MAX + 8];
+    snprintf(from, sizeof(from), "%s/" STATE_FILE, from_dir);
+    snprintf(to, sizeof(to), "%s/" STATE_FILE, to_dir);
+    snprintf(tmp, sizeof(tmp), "%s.merge", to);
+    int in = open(from, O_RDONLY | O_CLOEXEC), ret = 0;
+    int out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    char buf[65536];
+    ssize_t n = 0;
+    while (in >= 0 && out >= 0 && (n = read(in, buf, sizeof(buf))) > 0) {
+        if (write(out, buf, (size_t)n) != n) {
+            n = -1;
+            break;
+        }
+    }
+    if (in < 0 || out < 0 || n < 0 || close(out) < 0 || rename(tmp, to) < 0)
+        ret = -errno;
+    else
+        out = -1;
+    if (ret) {
+        fprintf(stderr, "amberctl: cannot copy %s to %s: %s\n", from, to, strerror(-ret));
+        if (out >= 0)
+            close(out);
+        unlink(tmp);
+    }
+    if (in >= 0)
+        close(in);
+    return ret;
+}
+
+int ctl_snapshot_merge(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: amberctl snapshot-merge BASE DIFF [DIFF...]   (memory files or "
+                        "snapshot directories; BASE is changed in place)\n");
+        return CTL_USAGE;
+    }
+    char base_path[PATH_MAX], diff_path[PATH_MAX], err[512];
+    mem_path_of(argv[1], base_path, sizeof(base_path));
+    int base = open(base_path, O_RDWR | O_CLOEXEC);
+    if (base < 0) {
+        fprintf(stderr, "amberctl: %s: %s\n", base_path, strerror(errno));
+        return CTL_FAIL;
+    }
+    int rc = CTL_OK;
+    /* In order: each Diff holds the pages written since the snapshot before it. */
+    for (int i = 2; i < argc && rc == CTL_OK; i++) {
+        mem_path_of(argv[i], diff_path, sizeof(diff_path));
+        int diff = open(diff_path, O_RDONLY | O_CLOEXEC);
+        uint64_t copied = 0;
+        int ret = diff < 0 ? -errno : snapshot_merge(base, diff, &copied, err, sizeof(err));
+        if (ret) {
+            fprintf(stderr, "amberctl: %s onto %s: %s\n", diff_path, base_path,
+                    diff < 0 ? strerror(-ret) : err);
+            rc = CTL_FAIL;
+        } else {
+            printf("%s: %llu KiB laid over %s\n", diff_path, (unsigned long long)(copied >> 10),
+                   base_path);
+        }
+        if (diff >= 0)
+            close(diff);
+    }
+    if (close(base) < 0 && rc == CTL_OK) {
+        fprintf(stderr, "amberctl: %s: %s\n", base_path, strerror(errno));
+        rc = CTL_FAIL;
+    }
+    /* Snapshot directories: BASE becomes the last Diff's snapshot (its state, merged memory),
+     * which amberctl restore takes as it is. */
+    if (rc == CTL_OK && is_dir(argv[1]) && is_dir(argv[argc - 1])) {
+        if (copy_state(argv[argc - 1], argv[1]) < 0)
+            rc = CTL_FAIL;
+        else
+            printf("%s now holds the snapshot of %s\n", argv[1], argv[argc - 1]);
+    }
     return rc;
 }

@@ -2,6 +2,7 @@
 #include "vmm/mem.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -66,8 +67,50 @@ int mem_map_file(struct guest_mem *m, int fd)
     return 0;
 }
 
+int mem_track_dirty(struct guest_mem *m)
+{
+    if (m->dirty)
+        return 0;
+    uint64_t pages = m->map_size / MEM_PAGE_BYTES;
+    m->dirty_words = (pages + 63) / 64;
+    m->dirty = calloc(m->dirty_words, sizeof(uint64_t));
+    if (!m->dirty) {
+        m->dirty_words = 0;
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+void mem_dirty_take(const struct guest_mem *m, uint64_t *out)
+{
+    for (uint64_t i = 0; m->dirty && i < m->dirty_words; i++)
+        out[i] |= __atomic_exchange_n(&m->dirty[i], 0, __ATOMIC_RELAXED);
+}
+
+void mem_dirty_put_back(const struct guest_mem *m, const uint64_t *bits)
+{
+    for (uint64_t i = 0; m->dirty && i < m->dirty_words; i++) {
+        if (bits[i])
+            __atomic_fetch_or(&m->dirty[i], bits[i], __ATOMIC_RELAXED);
+    }
+}
+
+/* Mark the pages of [host, host+len) (inside map) as touched by amber. */
+static void mark_dirty(const struct guest_mem *m, const uint8_t *host, uint64_t len)
+{
+    uint64_t first = (uint64_t)(host - m->map) / MEM_PAGE_BYTES;
+    uint64_t last = ((uint64_t)(host - m->map) + len - 1) / MEM_PAGE_BYTES;
+    for (uint64_t pg = first; pg <= last; pg++) {
+        uint64_t bit = 1ULL << (pg % 64);
+        /* A plain load first: most calls hit pages already marked (rings, the same buffers). */
+        if (!(__atomic_load_n(&m->dirty[pg / 64], __ATOMIC_RELAXED) & bit))
+            __atomic_fetch_or(&m->dirty[pg / 64], bit, __ATOMIC_RELAXED);
+    }
+}
+
 void mem_free(struct guest_mem *m)
 {
+    free(m->dirty);
     if (m->reserved)
         munmap(m->reserved, m->reserved_size);
     memset(m, 0, sizeof(*m));
@@ -83,8 +126,11 @@ void *mem_ptr(const struct guest_mem *m, uint64_t gpa, uint64_t len)
             continue;
         uint64_t off = gpa - r->gpa;
         /* off < size and len <= size - off: no addition that could wrap. */
-        if (off < r->size && len <= r->size - off)
+        if (off < r->size && len <= r->size - off) {
+            if (m->dirty)
+                mark_dirty(m, r->host + off, len);
             return r->host + off;
+        }
     }
     return NULL;
 }

@@ -27,7 +27,13 @@ struct guest_mem {
     uint8_t *reserved; /* the whole reservation: guard space, alignment slack and map */
     uint64_t reserved_size;
     bool file_backed; /* restored: a private, copy-on-write map of a snapshot's memory file */
+    /* Dirty tracking (mem_track_dirty): one bit per 4 KiB page of map, set by mem_ptr for every
+     * page amber itself hands out (KVM's dirty log does not see the VMM's own writes). */
+    uint64_t *dirty;
+    uint64_t dirty_words;
 };
+
+#define MEM_PAGE_BYTES 4096ULL
 
 /*
  * Map size_bytes of anonymous guest RAM (MAP_NORESERVE, MADV_DONTDUMP), starting on a 2 MiB
@@ -44,6 +50,23 @@ int mem_init(struct guest_mem *m, uint64_t size_bytes);
  * never written. Returns 0 or a negative errno (m keeps its anonymous RAM then).
  */
 int mem_map_file(struct guest_mem *m, int fd);
+
+/*
+ * Start tracking the pages amber touches on the guest's behalf: from now on every mem_ptr
+ * (and so mem_read/mem_write and every device access) marks the 4 KiB pages of its range in
+ * m->dirty, reads included (a superset is safe; a missed write is not). Returns 0 or -ENOMEM.
+ */
+int mem_track_dirty(struct guest_mem *m);
+
+/*
+ * OR the pages marked since the last call into out (m->dirty_words words, bit i = page i of
+ * map order) and clear them, atomically per word. No-op without tracking.
+ */
+void mem_dirty_take(const struct guest_mem *m, uint64_t *out);
+
+/* Mark again the pages set in bits (as mem_dirty_take gave them): a failed snapshot puts back
+ * what it took, so the next Diff still holds them. No-op without tracking. */
+void mem_dirty_put_back(const struct guest_mem *m, const uint64_t *bits);
 
 /* Unmap guest RAM; safe on a zeroed or already freed struct. */
 void mem_free(struct guest_mem *m);

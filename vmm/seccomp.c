@@ -132,6 +132,7 @@ static const struct allow vmm_allow[] = {
     ALLOW(mincore, "snapshot/create: skip guest pages that were never touched"),
     ALLOW(pwrite64, "snapshot/create: resident, non-zero guest pages to the memory file"),
     ALLOW(fsync, "snapshot/create with fsync requested"),
+    ALLOW(lseek, "snapshot/create Diff: SEEK_DATA/SEEK_HOLE check that the holes were kept"),
     /* END vmm */
 };
 
@@ -167,7 +168,7 @@ static const unsigned long vmm_snapshot_ioctls[] = {
     KVM_GET_REGS,  KVM_GET_SREGS,          KVM_GET_FPU,         KVM_GET_XSAVE,     KVM_GET_XSAVE2,
     KVM_GET_XCRS,  KVM_GET_LAPIC,          KVM_GET_VCPU_EVENTS, KVM_GET_DEBUGREGS, KVM_GET_MP_STATE,
     KVM_GET_MSRS,  KVM_GET_MSR_INDEX_LIST, KVM_GET_CPUID2,      KVM_GET_IRQCHIP,   KVM_GET_PIT2,
-    KVM_GET_CLOCK, KVM_CHECK_EXTENSION};
+    KVM_GET_CLOCK, KVM_CHECK_EXTENSION,    KVM_GET_DIRTY_LOG};
 static const unsigned long vcpu_ioctls[] = {KVM_RUN,       KVM_KVMCLOCK_CTRL,   KVM_GET_REGS,
                                             KVM_GET_SREGS, KVM_GET_VCPU_EVENTS, KVM_IRQ_LINE};
 

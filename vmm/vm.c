@@ -108,6 +108,12 @@ static int setup_memory(struct vm *vm, int mem_fd, char *err, size_t errlen)
         snprintf(err, errlen, "cannot map the memory file: %s", strerror(-ret));
         return ret;
     }
+    /* Before the loader writes a byte: what amber writes is tracked by amber (mem_ptr), what
+     * the guest writes by KVM's dirty log (KVM_MEM_LOG_DIRTY_PAGES below). */
+    if (vm->cfg->track_dirty_pages && (ret = mem_track_dirty(&vm->mem)) != 0) {
+        snprintf(err, errlen, "cannot allocate the dirty page bitmap: %s", strerror(-ret));
+        return ret;
+    }
     for (unsigned i = 0; i < vm->mem.nregions; i++) {
         const struct mem_region *r = &vm->mem.region[i];
         struct kvm_userspace_memory_region kr = {
@@ -115,6 +121,7 @@ static int setup_memory(struct vm *vm, int mem_fd, char *err, size_t errlen)
             .guest_phys_addr = r->gpa,
             .memory_size = r->size,
             .userspace_addr = (uint64_t)(uintptr_t)r->host,
+            .flags = vm->cfg->track_dirty_pages ? KVM_MEM_LOG_DIRTY_PAGES : 0,
         };
         if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &kr) < 0) {
             ret = -errno;

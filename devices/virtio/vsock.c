@@ -7,9 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "vmm/clock.h"
 #include "vmm/log.h"
 
 /* ---- queues ---- */
@@ -222,6 +224,15 @@ static void vsock_restored(struct virtio_dev *d)
 {
     struct vsock_dev *dev = d->priv;
     struct virtq *q = &d->vq[VSOCK_EVQ];
+    /* A reset guest socket stays in the guest's table of connections until its owner closes
+     * it, and answers a new request from the same (host port, guest port) with RST. Host ports
+     * restart at VSOCK_EPHEMERAL_FIRST in a new process, so the first new connections would
+     * reuse the ports of those open at the snapshot (the agent's, an exec still streaming):
+     * start at a random point of the ephemeral range instead. */
+    uint32_t start = 0;
+    if (getrandom(&start, sizeof(start), GRND_NONBLOCK) != sizeof(start))
+        start = (uint32_t)(clock_now_ns() / 1000);
+    dev->mux.next_port = VSOCK_EPHEMERAL_FIRST + (start & ((1u << 29) - 1));
     if (!(d->status & VIRTIO_STATUS_DRIVER_OK) || (d->status & VIRTIO_STATUS_NEEDS_RESET) ||
         !q->ready)
         return;

@@ -12,7 +12,7 @@
 #include "api/core.h"
 
 struct mock {
-    int creates, loads, load_ret;
+    int creates, loads, load_ret, create_ret;
     struct api_snapshot_create c;
     struct api_snapshot_load l;
 };
@@ -30,7 +30,9 @@ static int m_create(void *ctx, const struct api_snapshot_create *p, char *err, s
     struct mock *m = ctx;
     m->creates++;
     m->c = *p;
-    return 0;
+    if (m->create_ret)
+        snprintf(err, n, "a Diff snapshot needs dirty page tracking");
+    return m->create_ret;
 }
 static int m_load(void *ctx, const struct api_snapshot_load *p, char *err, size_t n)
 {
@@ -113,17 +115,26 @@ static void test_create_needs_a_paused_vm(void **state)
     assert_string_equal(f->m.c.mem_file_path, "/s/vm.mem");
     assert_false(f->m.c.fsync);
     assert_string_equal(vmstate_name(f->core.st.state), "Paused"); /* stays paused */
+    assert_false(f->m.c.diff);
+    assert_int_equal(req(f, "PUT", "/snapshot/create",
+                         "{\"snapshot_path\":\"/a\",\"mem_file_path\":\"/b\","
+                         "\"snapshot_type\":\"Diff\"}"),
+                     204);
+    assert_true(f->m.c.diff);
+    /* The back-end refuses a Diff without dirty tracking with -EINVAL: a 400 that says so. */
+    f->m.create_ret = -EINVAL;
     assert_int_equal(req(f, "PUT", "/snapshot/create",
                          "{\"snapshot_path\":\"/a\",\"mem_file_path\":\"/b\","
                          "\"snapshot_type\":\"Diff\"}"),
                      400);
-    assert_true(says(f, "Diff"));
+    assert_true(says(f, "dirty page tracking"));
+    f->m.create_ret = 0;
     assert_int_equal(req(f, "PUT", "/snapshot/create",
                          "{\"snapshot_path\":\"/a\",\"mem_file_path\":\"/b\",\"fsync\":true}"),
                      204);
     assert_true(f->m.c.fsync);
     assert_int_equal(req(f, "PUT", "/snapshot/create", "{\"snapshot_path\":\"/a\"}"), 400);
-    assert_int_equal(f->m.creates, 2);
+    assert_int_equal(f->m.creates, 4);
 }
 
 static void test_load_only_on_a_fresh_amber(void **state)
@@ -148,6 +159,7 @@ static void test_load_runs_or_parks(void **state)
     assert_int_equal(f->m.loads, 1);
     assert_false(f->m.l.resume_vm);
     assert_true(f->m.l.clock_realtime); /* amber's default */
+    assert_false(f->m.l.track_dirty_pages);
     assert_int_equal(f->m.l.nnet_overrides, 1);
     assert_string_equal(f->m.l.net_overrides[0].host_dev_name, "tap9");
     assert_string_equal(f->m.l.vsock_uds_path, "/r/v.sock");
@@ -155,6 +167,16 @@ static void test_load_runs_or_parks(void **state)
     /* A second load into the same process is refused. */
     assert_int_equal(req(f, "PUT", "/snapshot/load", LOAD), 400);
     assert_int_equal(f->m.loads, 1);
+}
+
+static void test_load_tracks_dirty_pages(void **state)
+{
+    struct fix *f = *state;
+    assert_int_equal(req(f, "PUT", "/snapshot/load",
+                         "{\"snapshot_path\":\"/a\",\"mem_file_path\":\"/m\","
+                         "\"track_dirty_pages\":true}"),
+                     204);
+    assert_true(f->m.l.track_dirty_pages);
 }
 
 static void test_load_refusals(void **state)
@@ -170,10 +192,6 @@ static void test_load_refusals(void **state)
                          "\"mem_backend\":{\"backend_type\":\"File\",\"backend_path\":\"/m\"}}"),
                      400);
     assert_int_equal(req(f, "PUT", "/snapshot/load", "{\"snapshot_path\":\"/a\"}"), 400);
-    assert_int_equal(req(f, "PUT", "/snapshot/load",
-                         "{\"snapshot_path\":\"/a\",\"mem_file_path\":\"/m\","
-                         "\"track_dirty_pages\":true}"),
-                     400);
     assert_int_equal(req(f, "PUT", "/snapshot/load",
                          "{\"snapshot_path\":\"/a\",\"mem_file_path\":\"/m\","
                          "\"network_overrides\":[{\"iface_id\":\"n\",\"host_dev_name\":\"a/b\"}]}"),
@@ -192,6 +210,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_create_needs_a_paused_vm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load_only_on_a_fresh_amber, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load_runs_or_parks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_load_tracks_dirty_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load_refusals, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -76,6 +76,17 @@ static void test_machine(void **state)
                          err),
                      0);
     assert_int_equal(c->vcpus, 4);
+    assert_false(c->track_dirty_pages);
+    /* Dirty page tracking (Diff snapshots): PUT sets it, PATCH without it keeps it, PUT
+     * without it clears it (Firecracker's default). */
+    assert_int_equal(run(machine_put, c,
+                         "{\"vcpu_count\":1,\"mem_size_mib\":64,\"track_dirty_pages\":true}", err),
+                     0);
+    assert_true(c->track_dirty_pages);
+    assert_int_equal(run(machine_patch, c, "{\"vcpu_count\":2}", err), 0);
+    assert_true(c->track_dirty_pages);
+    assert_int_equal(run(machine_put, c, "{\"vcpu_count\":4,\"mem_size_mib\":256}", err), 0);
+    assert_false(c->track_dirty_pages);
     /* Out of range, bad types, missing, unknown and unsupported: refused, cfg untouched. */
     assert_int_equal(run(machine_put, c, "{\"vcpu_count\":0,\"mem_size_mib\":512}", err), -EINVAL);
     assert_int_equal(run(machine_put, c, "{\"vcpu_count\":33,\"mem_size_mib\":512}", err), -EINVAL);

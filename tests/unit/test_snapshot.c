@@ -19,6 +19,7 @@
 #include "devices/virtio/virtio_snap.h"
 #include "tests/unit/virtio_test_ring.h"
 #include "board/snapshot.h"
+#include "ctl/snapshot_merge.h"
 #include "vmm/x86/cpu_state.h"
 #include "vmm/x86/vm_state.h"
 
@@ -557,6 +558,169 @@ static void test_mem_file_sparse(void **state)
     unlink(path);
 }
 
+/* --- Diff snapshots: amber's own dirty marks, the Diff memory file, the merge --- */
+
+static void set_page(uint64_t *bits, uint64_t pg)
+{
+    bits[pg / 64] |= 1ULL << (pg % 64);
+}
+
+static void test_mem_dirty_marks_vmm_access(void **state)
+{
+    (void)state;
+    struct guest_mem m;
+    assert_int_equal(mem_init(&m, RAM_BYTES), 0);
+    assert_int_equal(mem_write(&m, 0x3000, "x", 1), 0); /* before tracking: not marked */
+    assert_int_equal(mem_track_dirty(&m), 0);
+    uint8_t buf[8] = {1};
+    assert_int_equal(mem_write(&m, 0x5000, buf, 1), 0);           /* page 5 */
+    assert_int_equal(mem_write(&m, 0x7ffc, buf, sizeof(buf)), 0); /* pages 7 and 8 */
+    assert_non_null(mem_ptr(&m, 0x20000, 4096));                  /* page 0x20 only */
+    assert_null(mem_ptr(&m, RAM_BYTES, 1));                       /* outside RAM: nothing */
+    uint64_t got[RAM_BYTES / 4096 / 64] = {0}, want[RAM_BYTES / 4096 / 64] = {0};
+    assert_int_equal(m.dirty_words, RAM_BYTES / 4096 / 64);
+    mem_dirty_take(&m, got);
+    set_page(want, 5);
+    set_page(want, 7);
+    set_page(want, 8);
+    set_page(want, 0x20);
+    assert_memory_equal(got, want, sizeof(want));
+    /* Taken means cleared; put back means marked again. */
+    memset(got, 0, sizeof(got));
+    mem_dirty_take(&m, got);
+    for (size_t i = 0; i < sizeof(got) / 8; i++)
+        assert_int_equal(got[i], 0);
+    mem_dirty_put_back(&m, want);
+    mem_dirty_take(&m, got);
+    assert_memory_equal(got, want, sizeof(want));
+    mem_free(&m);
+}
+
+static int temp_file(char *path)
+{
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    return fd;
+}
+
+static void test_mem_file_threads_agree(void **state)
+{
+    (void)state;
+    struct guest_mem m;
+    assert_int_equal(mem_init(&m, RAM_BYTES), 0);
+    for (uint64_t off = 4096; off < RAM_BYTES; off += 3 * 4096 + 4096 * (off % 7))
+        m.map[off + 5] = (uint8_t)(off >> 12); /* pages in every 2 MiB chunk */
+    char p1[] = "/tmp/amber-test-thr1-XXXXXX", p3[] = "/tmp/amber-test-thr3-XXXXXX";
+    int f1 = temp_file(p1), f3 = temp_file(p3);
+    uint64_t w1 = 0, w3 = 0;
+    assert_int_equal(snapshot_write_mem_threads(&m, f1, 1, &w1), 0);
+    assert_int_equal(snapshot_write_mem_threads(&m, f3, 3, &w3), 0); /* more threads than chunks */
+    assert_int_equal(w1, w3);
+    assert_true(w1 > 0);
+    struct guest_mem back;
+    assert_int_equal(mem_init(&back, RAM_BYTES), 0);
+    assert_int_equal(mem_map_file(&back, f3), 0);
+    assert_memory_equal(back.map, m.map, RAM_BYTES);
+    mem_free(&back);
+    mem_free(&m);
+    close(f1);
+    close(f3);
+    unlink(p1);
+    unlink(p3);
+}
+
+static void test_diff_written_and_merged(void **state)
+{
+    (void)state;
+    struct guest_mem m;
+    assert_int_equal(mem_init(&m, RAM_BYTES), 0);
+    memset(m.map + 0x1000, 0x11, 4096);
+    memset(m.map + 0x2000, 0x22, 4096);
+    memset(m.map + 0x9000, 0x99, 4096);
+    char bpath[] = "/tmp/amber-test-base-XXXXXX", dpath[] = "/tmp/amber-test-diff-XXXXXX";
+    int base = temp_file(bpath), diff = temp_file(dpath);
+    uint64_t written = 0;
+    assert_int_equal(snapshot_write_mem(&m, base, &written), 0);
+    assert_int_equal(written, 3 * 4096);
+
+    /* After the base: page 1 changes, page 2 is zeroed, page 0x40 is new, page 9 stays. */
+    memset(m.map + 0x1000, 0x12, 4096);
+    memset(m.map + 0x2000, 0, 4096);
+    memset(m.map + 0x40000, 0x40, 4096);
+    uint64_t bits[RAM_BYTES / 4096 / 64] = {0};
+    set_page(bits, 1);
+    set_page(bits, 2);
+    set_page(bits, 0x40);
+    written = 0;
+    assert_int_equal(snapshot_write_mem_pages(&m, diff, bits, &written), 0);
+    assert_int_equal(written, 3 * 4096); /* the zeroed page is data: in a Diff a hole is "same" */
+    char why[256];
+    assert_int_equal(snapshot_check_holes(diff, bits, RAM_BYTES / 4096, why, sizeof(why)), 0);
+
+    uint64_t copied = 0;
+    assert_int_equal(snapshot_merge(base, diff, &copied, why, sizeof(why)), 0);
+    assert_int_equal(copied, 3 * 4096);
+    struct guest_mem back;
+    assert_int_equal(mem_init(&back, RAM_BYTES), 0);
+    assert_int_equal(mem_map_file(&back, base), 0);
+    assert_memory_equal(back.map, m.map, RAM_BYTES); /* base + diff = RAM at the Diff */
+    mem_free(&back);
+    mem_free(&m);
+    close(base);
+    close(diff);
+    unlink(bpath);
+    unlink(dpath);
+}
+
+static void test_diff_holes_checked(void **state)
+{
+    (void)state;
+    struct guest_mem m;
+    assert_int_equal(mem_init(&m, RAM_BYTES), 0);
+    char path[] = "/tmp/amber-test-diff-XXXXXX";
+    int fd = temp_file(path);
+    uint64_t bits[RAM_BYTES / 4096 / 64] = {0}, written = 0;
+    set_page(bits, 3);
+    assert_int_equal(snapshot_write_mem_pages(&m, fd, bits, &written), 0);
+    char why[256];
+    /* The file says page 3 only; a bitmap that also claims page 4 does not match it, as a
+     * file system that dropped a zero page, or filled a hole, would not. */
+    set_page(bits, 4);
+    assert_int_equal(snapshot_check_holes(fd, bits, RAM_BYTES / 4096, why, sizeof(why)),
+                     -EOPNOTSUPP);
+    assert_non_null(strstr(why, "page 4"));
+    mem_free(&m);
+    close(fd);
+    unlink(path);
+}
+
+static void test_merge_refuses_files_that_do_not_fit(void **state)
+{
+    (void)state;
+    char bpath[] = "/tmp/amber-test-base-XXXXXX", dpath[] = "/tmp/amber-test-diff-XXXXXX";
+    int base = temp_file(bpath), diff = temp_file(dpath);
+    assert_int_equal(ftruncate(base, 8192), 0);
+    assert_int_equal(pwrite(base, "base", 4, 0), 4);
+    assert_int_equal(ftruncate(diff, 4096), 0);
+    assert_int_equal(pwrite(diff, "diff", 4, 0), 4);
+    uint64_t copied = 1;
+    char why[256];
+    assert_int_equal(snapshot_merge(base, diff, &copied, why, sizeof(why)), -EINVAL);
+    assert_non_null(strstr(why, "8192"));
+    assert_int_equal(snapshot_merge(base, base, &copied, why, sizeof(why)), -EINVAL);
+    assert_int_equal(ftruncate(diff, 8191), 0); /* same size class but not whole pages */
+    assert_int_equal(ftruncate(base, 8191), 0);
+    assert_int_equal(snapshot_merge(base, diff, &copied, why, sizeof(why)), -EINVAL);
+    char got[4];
+    assert_int_equal(pread(base, got, 4, 0), 4);
+    assert_memory_equal(got, "base", 4); /* untouched */
+    assert_int_equal(copied, 0);
+    close(base);
+    close(diff);
+    unlink(bpath);
+    unlink(dpath);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -573,6 +737,11 @@ int main(void)
         cmocka_unit_test(test_virtio_transport_state),
         cmocka_unit_test(test_virtio_queue_outside_ram),
         cmocka_unit_test(test_mem_file_sparse),
+        cmocka_unit_test(test_mem_dirty_marks_vmm_access),
+        cmocka_unit_test(test_mem_file_threads_agree),
+        cmocka_unit_test(test_diff_written_and_merged),
+        cmocka_unit_test(test_diff_holes_checked),
+        cmocka_unit_test(test_merge_refuses_files_that_do_not_fit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
