@@ -16,10 +16,12 @@ from . import hibernate, lifetime, runtime, store
 from .errors import SandboxClientError, SandboxError, SandboxNotFoundError, SandboxUnavailableError
 
 IDENTITY_TIMEOUT_S = 10.0  # multiplied by the timeout scale
-# Run as root by the agent: host randomness into the pool (written, so mixed in but not
-# credited), then the machine's identity. $1 machine-id, $2 hostname.
-IDENTITY_SCRIPT = ('head -c 64 > /dev/urandom && printf "%s\\n" "$1" > /etc/machine-id && '
-                   'hostname "$2" && printf "%s\\n" "$2" > /etc/hostname')
+# Run as root by the agent: host randomness credited to the pool and the CRNG reseeded
+# (`amber-agent reseed`; an older guest without it gets the bytes mixed in by a write), then the
+# machine's identity. $1 machine-id, $2 hostname.
+IDENTITY_SCRIPT = ('{ amber-agent reseed 2>/dev/null || cat > /dev/urandom; } && '
+                   'printf "%s\\n" "$1" > /etc/machine-id && hostname "$2" && '
+                   'printf "%s\\n" "$2" > /etc/hostname')
 
 
 def _now():
