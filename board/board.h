@@ -12,6 +12,7 @@ struct virtio_dev;
 struct serial;
 struct i8042;
 struct pm;
+struct vmgenid;
 
 /* The console hand-off: host stdin into the UART, and the terminal state to restore. */
 struct board_console {
@@ -33,6 +34,7 @@ struct board {
     struct serial *serial;
     struct i8042 *i8042;
     struct pm *pm;
+    struct vmgenid *vmgenid;
     struct board_console console;
     struct virtio_dev *virtio[VIRTIO_MAX_DEVICES]; /* in slot order */
     const char *drive_ids[VIRTIO_MAX_DEVICES];     /* drive id per slot, NULL for non-drives */

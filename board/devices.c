@@ -16,6 +16,7 @@
 #include "devices/i8042.h"
 #include "devices/pm.h"
 #include "devices/serial.h"
+#include "devices/vmgenid.h"
 #include "devices/virtio/blk.h"
 #include "devices/virtio/net.h"
 #include "devices/virtio/rng.h"
@@ -238,9 +239,18 @@ static int setup_legacy(struct board *b, char *err, size_t errlen)
     ret = bus_register(&vm->pio, I8042_PORT_BASE, I8042_PORT_LEN, i8042_io, b->i8042);
     if (!ret)
         ret = bus_register(&vm->pio, LAYOUT_ACPI_SLEEP_CTL, 2, pm_io, b->pm);
-    if (ret)
+    if (ret) {
         snprintf(err, errlen, "cannot register legacy ports: %s", strerror(-ret));
-    return ret;
+        return ret;
+    }
+    ret =
+        vmgenid_create(&vm->mem, LAYOUT_VMGENID, GSI_ACPI_GED, vm_irq_line, vm, NULL, &b->vmgenid);
+    if (ret) {
+        snprintf(err, errlen, "cannot create the VM generation ID: %s", strerror(-ret));
+        return ret;
+    }
+    vm_add_vmgenid(vm, LAYOUT_VMGENID, GSI_ACPI_GED);
+    return 0;
 }
 
 /* Bind a created virtio device to KVM and the MMIO bus. */
@@ -475,6 +485,8 @@ static void devices_destroy(void *opaque)
     b->i8042 = NULL;
     pm_destroy(b->pm);
     b->pm = NULL;
+    vmgenid_destroy(b->vmgenid);
+    b->vmgenid = NULL;
 }
 
 static const struct vm_hooks board_hooks = {

@@ -11,9 +11,10 @@ struct virtio_dev;
 
 /*
  * Create every device in vm->cfg: the UART (with console output and stdin), the i8042, the
- * ACPI power device, then the virtio devices in slot order (root drive first, other drives,
- * network interfaces, vsock, entropy), each bound to KVM with an irqfd and one ioeventfd per
- * queue. Returns 0 or a negative errno with one line in err.
+ * ACPI power device, the VM generation ID (a fresh random ID at LAYOUT_VMGENID, announced on
+ * GSI_ACPI_GED; see vm_add_vmgenid), then the virtio devices in slot order (root drive first,
+ * other drives, network interfaces, vsock, entropy), each bound to KVM with an irqfd and one
+ * ioeventfd per queue. Returns 0 or a negative errno with one line in err.
  * vm comes from vm_create; each virtio device is announced to it (vm_add_mmio_dev), and the
  * board's quiesce, resume and destroy hooks are registered on it first, so vm_destroy releases
  * whatever was made, on error too. vsock_listen_fd (a bound socket for the vsock device, or -1)

@@ -15,6 +15,7 @@
 #include "config/json.h"
 #include "devices/i8042.h"
 #include "devices/serial.h"
+#include "devices/vmgenid.h"
 #include "devices/virtio/virtio_snap.h"
 #include "vmm/clock.h"
 #include "vmm/log.h"
@@ -61,6 +62,11 @@ static int gather_state(struct board *b, struct snap_writer *w, char *err, size_
     snapw_record(w, LEGACY_SERIAL, &ss, sizeof(ss));
     snapw_record(w, LEGACY_I8042, &ks, sizeof(ks));
     snapw_record(w, LEGACY_PM, NULL, 0);
+    if (b->vmgenid) {
+        struct vmgenid_state gs;
+        vmgenid_save(b->vmgenid, &gs);
+        snapw_record(w, LEGACY_VMGENID, &gs, sizeof(gs));
+    }
     snapw_end(w);
 
     for (unsigned i = 0; i < b->nvirtio; i++)
@@ -193,7 +199,33 @@ int snapshot_load_config(const struct snap_reader *r, struct vm_config *cfg, uin
     return 0;
 }
 
-static int check_all(struct board *b, const struct snap_reader *r, char *err, size_t errlen)
+/*
+ * The VM generation ID record: *present is false for a file from an amber without the device
+ * (its guest's tables have no VGEN device, so nothing is announced to it).
+ */
+static int check_vmgenid(struct board *b, const struct snap_reader *r, const struct snap_entry *leg,
+                         struct vmgenid_state *gs, bool *present, char *err, size_t errlen)
+{
+    const void *data;
+    uint32_t len;
+    *present = snapr_record(r, leg, LEGACY_VMGENID, &data, &len) == 0;
+    if (!*present)
+        return 0;
+    if (len != sizeof(*gs)) {
+        snprintf(err, errlen, "snapshot file: VM generation ID state of %u bytes, expected %zu",
+                 len, sizeof(*gs));
+        return -EBADMSG;
+    }
+    if (!b->vmgenid) {
+        snprintf(err, errlen, "the snapshot has a VM generation ID, this VM has no such device");
+        return -EINVAL;
+    }
+    memcpy(gs, data, sizeof(*gs));
+    return vmgenid_check(b->vmgenid, gs, err, errlen);
+}
+
+static int check_all(struct board *b, const struct snap_reader *r, struct vmgenid_state *gs,
+                     bool *gs_present, char *err, size_t errlen)
 {
     struct vm *vm = b->vm;
     int ret = vm_state_check(r, snapr_find(r, SNAP_SEC_VM, 0), err, errlen);
@@ -209,6 +241,9 @@ static int check_all(struct board *b, const struct snap_reader *r, char *err, si
         snprintf(err, errlen, "snapshot file: legacy device state missing or of the wrong size");
         return -EBADMSG;
     }
+    ret = check_vmgenid(b, r, leg, gs, gs_present, err, errlen);
+    if (ret)
+        return ret;
     if (snapr_count(r, SNAP_SEC_VIRTIO) != b->nvirtio) {
         snprintf(err, errlen, "snapshot file: %u virtio devices, the configuration makes %u",
                  snapr_count(r, SNAP_SEC_VIRTIO), b->nvirtio);
@@ -238,7 +273,9 @@ int snapshot_restore(struct board *b, const struct snap_reader *r, enum clock_mo
 {
     struct vm *vm = b->vm;
     *clock_native = false;
-    int ret = check_all(b, r, err, errlen);
+    struct vmgenid_state gs;
+    bool gs_present = false;
+    int ret = check_all(b, r, &gs, &gs_present, err, errlen);
     if (ret)
         return ret;
     /* Every section checked: from here on only KVM or a back-end can refuse. */
@@ -271,5 +308,12 @@ int snapshot_restore(struct board *b, const struct snap_reader *r, enum clock_mo
      * kvmclock answers EINVAL: harmless. */
     for (unsigned i = 0; i < vm->nvcpus && !ret; i++)
         ioctl(vm->vcpus[i].fd, KVM_KVMCLOCK_CTRL, 0);
+    /* A restored guest is a new machine: a new generation ID, announced after the irqchips
+     * were loaded (they would drop the edge) and before any vCPU runs. */
+    if (!ret && gs_present && (ret = vmgenid_restore(b->vmgenid, &gs)) != 0)
+        snprintf(err, errlen, "cannot renew the VM generation ID: %s", strerror(-ret));
+    else if (!ret && !gs_present)
+        log_info("restore: the snapshot has no VM generation ID (an older amber): the guest's "
+                 "RNG is not told about the restore");
     return ret;
 }

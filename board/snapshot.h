@@ -25,9 +25,10 @@ enum snap_meta_tag {
 
 /* Record tags of the SNAP_SEC_LEGACY section. */
 enum snap_legacy_tag {
-    LEGACY_SERIAL = 1, /* struct serial_state */
-    LEGACY_I8042 = 2,  /* struct i8042_state */
-    LEGACY_PM = 3,     /* empty: the power device has no state */
+    LEGACY_SERIAL = 1,  /* struct serial_state */
+    LEGACY_I8042 = 2,   /* struct i8042_state */
+    LEGACY_PM = 3,      /* empty: the power device has no state */
+    LEGACY_VMGENID = 4, /* struct vmgenid_state; absent in files from before the device */
 };
 
 struct snapshot_create_params {
@@ -88,9 +89,10 @@ int snapshot_check_mem_file(int fd, uint64_t mem_bytes, char *err, size_t errlen
 /*
  * Check every section against vm (made by vm_create_restored from the same config), then load
  * them: VM state, each vCPU, legacy devices, each virtio device (back-ends start, vsock sends
- * its transport reset), and kvmclock last per mode. Nothing reaches KVM before every check
- * passed. *clock_native tells whether KVM_CLOCK_REALTIME was used. Loop thread, vCPUs not
- * started. Returns 0 or a negative errno with err set.
+ * its transport reset), and kvmclock last per mode; then the VM generation ID changes and its
+ * interrupt is raised (devices/vmgenid.h), so the guest reseeds its RNG when it runs. Nothing
+ * reaches KVM before every check passed. *clock_native tells whether KVM_CLOCK_REALTIME was used.
+ * Loop thread, vCPUs not started. Returns 0 or a negative errno with err set.
  */
 int snapshot_restore(struct board *b, const struct snap_reader *r, enum clock_mode mode,
                      bool *clock_native, char *err, size_t errlen);

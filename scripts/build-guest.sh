@@ -2,24 +2,38 @@
 # Builds the test guest in build/guest/: the Debian cloud kernel (vmlinuz, and vmlinux for PVH),
 # a busybox initramfs with the virtio modules, and an ext4 rootfs. Incremental: the kernel is
 # downloaded once, and the images are rebuilt only when their inputs (scripts, agent) change.
+#
+# usage: build-guest.sh [generic]
+# "generic" builds build/guest/generic/ instead: Debian's generic amd64 kernel (the cloud kernel
+# has no CONFIG_VMGENID) and an initramfs with the same modules and agent; no vmlinux or rootfs.
+# Only the VM generation ID e2e test (docs/vmgenid.md) boots it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-out=build/guest
+flavour=${1:-cloud}
+case $flavour in
+cloud) meta=linux-image-cloud-amd64 out=build/guest ;;
+generic) meta=linux-image-amd64 out=build/guest/generic ;;
+*)
+    echo "usage: $0 [generic]" >&2
+    exit 2
+    ;;
+esac
 img=guest/image
 agent=build/amber-agent
 modules=(virtio_ring virtio virtio_mmio virtio_blk virtio_net virtio-rng vsock
     vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport)
 mkdir -p "$out"
 
-tree=$(bash "$img/kernel-pkg.sh" linux-image-cloud-amd64 "$out")
+# Both flavours' packages are cached side by side in build/guest/.
+tree=$(bash "$img/kernel-pkg.sh" "$meta" build/guest)
 kimage=$(ls "$tree"/boot/vmlinuz-* | head -n1)
 
 if ! cmp -s "$kimage" "$out/vmlinuz"; then
     cp "$kimage" "$out/vmlinuz.tmp" && mv "$out/vmlinuz.tmp" "$out/vmlinuz"
-    echo "guest: vmlinuz <- $(basename "$kimage")"
+    echo "guest: $flavour vmlinuz <- $(basename "$kimage")"
 fi
-if [ ! -f "$out/vmlinux" ] || [ "$out/vmlinuz" -nt "$out/vmlinux" ]; then
+if [ "$flavour" = cloud ] && { [ ! -f "$out/vmlinux" ] || [ "$out/vmlinuz" -nt "$out/vmlinux" ]; }; then
     python3 "$img/extract-vmlinux.py" "$out/vmlinuz" "$out/vmlinux"
 fi
 
@@ -32,7 +46,7 @@ fingerprint=$(
         [ ! -f "$agent" ] || sha256sum "$agent"
     } | sha256sum | cut -d' ' -f1
 )
-if [ -f "$out/initramfs.cpio.gz" ] && [ -f "$out/rootfs.ext4" ] &&
+if [ -f "$out/initramfs.cpio.gz" ] && { [ "$flavour" != cloud ] || [ -f "$out/rootfs.ext4" ]; } &&
     [ "$(cat "$out/.images-fingerprint" 2>/dev/null)" = "$fingerprint" ]; then
     echo "guest: images up to date"
     exit 0
@@ -78,7 +92,13 @@ install -m 0755 "$img/init-initramfs.sh" "$stage/init"
 python3 "$img/modules.py" "$tree" "$stage" "${modules[@]}"
 python3 "$img/mkcpio.py" "$stage" "$out/initramfs.cpio.gz" \
     --dev dev/console:c:5:1 --dev dev/null:c:1:3
-echo "guest: initramfs.cpio.gz ($(du -k "$out/initramfs.cpio.gz" | cut -f1) KiB)$([ -f "$agent" ] && echo ', with amber-agent')"
+echo "guest: $out/initramfs.cpio.gz ($(du -k "$out/initramfs.cpio.gz" | cut -f1) KiB)$([ -f "$agent" ] && echo ', with amber-agent')"
+
+if [ "$flavour" != cloud ]; then
+    rm -rf "$stage"
+    echo "$fingerprint" >"$out/.images-fingerprint"
+    exit 0
+fi
 
 stage="$out/rootfs-root"
 rm -rf "$stage"

@@ -14,7 +14,8 @@
 #define LAYOUT_CMDLINE_MAX 0x10000ULL /* 64 KiB */
 #define LAYOUT_EBDA_START  0x9FC00ULL /* RAM stops here in the e820 map ... */
 #define LAYOUT_ACPI        0xE0000ULL /* ... ACPI tables live in the BIOS area, RSDP first */
-#define LAYOUT_ACPI_MAX    0x20000ULL
+#define LAYOUT_ACPI_MAX    0x1F000ULL /* ... up to the VM generation ID's page */
+#define LAYOUT_VMGENID     0xFF000ULL /* 16-byte VM generation ID (reserved BIOS area, last page) */
 #define LAYOUT_HIGH_RAM    0x100000ULL /* kernel loads at 1 MiB */
 
 /* 32-bit MMIO gap contents. */
@@ -29,9 +30,14 @@
 
 /* Interrupt lines on the in-kernel IOAPIC. */
 #define GSI_I8042          1
+#define GSI_ACPI_GED       3 /* the ACPI Generic Event Device: a new VM generation ID */
 #define GSI_COM1           4
 #define GSI_VIRTIO_FIRST   5
 #define GSI_VIRTIO_LAST    23
 #define VIRTIO_MAX_DEVICES (GSI_VIRTIO_LAST - GSI_VIRTIO_FIRST + 1)
+
+_Static_assert(LAYOUT_ACPI + LAYOUT_ACPI_MAX <= LAYOUT_VMGENID, "ACPI tables overlap the VMGenID");
+_Static_assert(LAYOUT_VMGENID >= LAYOUT_EBDA_START && LAYOUT_VMGENID + 0x1000 <= LAYOUT_HIGH_RAM,
+               "the VM generation ID must sit in the e820-reserved BIOS area");
 
 #endif

@@ -161,6 +161,8 @@ int loader_boot(struct vm *vm, char *err, size_t errlen)
         gsis[i] = vm->mmio_dev[i].gsi;
     }
     acfg.nvirtio = vm->nmmio_dev;
+    acfg.vmgenid.gpa = vm->vmgenid_gpa;
+    acfg.vmgenid.gsi = vm->vmgenid_gsi;
     ret = acpi_build(&vm->mem, &acfg, why, sizeof(why));
     if (ret) {
         snprintf(err, errlen, "cannot build ACPI tables: %s", why);

@@ -246,6 +246,12 @@ int vm_add_mmio_dev(struct vm *vm, uint64_t base, unsigned gsi)
     return 0;
 }
 
+void vm_add_vmgenid(struct vm *vm, uint64_t gpa, unsigned gsi)
+{
+    vm->vmgenid_gpa = gpa;
+    vm->vmgenid_gsi = gsi;
+}
+
 int vm_load(struct vm *vm, char *err, size_t errlen)
 {
     return loader_boot(vm, err, errlen);

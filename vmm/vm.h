@@ -63,6 +63,8 @@ struct vm {
 
     struct vm_mmio_dev mmio_dev[VIRTIO_MAX_DEVICES]; /* in slot order */
     unsigned nmmio_dev;
+    uint64_t vmgenid_gpa; /* the VM generation ID the ACPI tables describe, or 0 */
+    unsigned vmgenid_gsi; /* its Generic Event Device's interrupt line */
 
     struct vcpu *vcpus;
     unsigned nvcpus;
@@ -93,6 +95,12 @@ void vm_set_hooks(struct vm *vm, const struct vm_hooks *hooks, void *opaque);
  * line and ACPI tables. Returns 0, or -ENOSPC past VIRTIO_MAX_DEVICES.
  */
 int vm_add_mmio_dev(struct vm *vm, uint64_t base, unsigned gsi);
+
+/*
+ * Announce a VM generation ID at gpa (16 bytes, in reserved guest memory) whose changes are
+ * signalled by an edge on gsi, for the ACPI tables (acpi_config.vmgenid).
+ */
+void vm_add_vmgenid(struct vm *vm, uint64_t gpa, unsigned gsi);
 
 /*
  * Load the guest once the devices exist: kernel and initrd into RAM, boot data, ACPI tables

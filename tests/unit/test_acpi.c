@@ -172,6 +172,26 @@ static void test_aml_buffer_and_overflow(void **state)
     assert_int_equal(a.len, 0);
 }
 
+static void test_aml_method_notify(void **state)
+{
+    (void)state;
+    uint8_t b[64];
+    struct aml a;
+    aml_init(&a, b, sizeof(b));
+    size_t m = aml_method_begin(&a, "_EVT", 1);
+    aml_notify(&a, "\\_SB.VGEN", 0x80);
+    aml_block_end(&a, m);
+    /* MethodOp, PkgLength 19 (itself + name 4 + flags 1 + Notify 13), "_EVT", 1 argument,
+     * NotifyOp, \ DualNamePrefix "_SB_" "VGEN", BytePrefix 0x80. */
+    assert_int_equal(a.err, 0);
+    assert_int_equal(a.len, 20);
+    assert_memory_equal(b, "\x14\x13_EVT\x01\x86\\\x2e_SB_VGEN\x0a\x80", 20);
+
+    aml_init(&a, b, sizeof(b));
+    aml_method_begin(&a, "_EVT", 8);
+    assert_int_equal(a.err, -EINVAL);
+}
+
 /* ---- tables ---- */
 
 struct tables {
@@ -331,6 +351,70 @@ static void test_config_rejects(void **state)
     assert_true(acpi_build_tables(&c, LAYOUT_ACPI, buf, 200, err, sizeof(err)) == -ENOSPC);
 }
 
+static const uint8_t *find(const uint8_t *hay, size_t n, const void *needle, size_t len)
+{
+    return memmem(hay, n, needle, len);
+}
+
+/* The VM generation ID and its GED, byte by byte where the guest's drivers look. */
+static void test_dsdt_vmgenid(void **state)
+{
+    (void)state;
+    static uint8_t buf[LAYOUT_ACPI_MAX];
+    struct acpi_config c;
+    cfg_default(&c, 1, 2);
+    int plain = acpi_build_dsdt(&c, buf, sizeof(buf));
+    assert_true(plain > 36);
+    assert_null(find(buf, (size_t)plain, "VGEN", 4));
+    assert_null(find(buf, (size_t)plain, "ACPI0013", 8));
+
+    c.vmgenid.gpa = 0x123456789000ULL;
+    c.vmgenid.gsi = GSI_ACPI_GED;
+    int len = acpi_build_dsdt(&c, buf, sizeof(buf));
+    assert_true(len > plain);
+    assert_int_equal(acpi_checksum(buf, (size_t)len), 0);
+    /* Name(_HID, "VMGENCTR") and Name(_CID, "VM_Gen_Counter") inside Device(VGEN). */
+    const uint8_t *vgen = find(buf, (size_t)len, "VGEN", 4);
+    assert_non_null(vgen);
+    assert_memory_equal(vgen - 4, "\x5b\x82", 2); /* ExtOp DeviceOp, 2-byte PkgLength */
+    assert_non_null(find(buf, (size_t)len, "\x08_HID\x0dVMGENCTR\0", 15));
+    assert_non_null(find(buf, (size_t)len, "\x08_CID\x0dVM_Gen_Counter\0", 21));
+    /* Name(ADDR, Package(2) {low dword, high dword}): Linux reads both as integers. */
+    const uint8_t *addr = find(buf, (size_t)len,
+                               "\x08"
+                               "ADDR\x12",
+                               6);
+    assert_non_null(addr);
+    assert_memory_equal(addr + 6, "\x0a\x02\x0c\x00\x90\x78\x56\x0b\x34\x12", 10);
+    /* Device(GED0): Name(_HID, "ACPI0013"), Interrupt(Consumer, Edge, ActiveHigh){3}, and
+     * Method(_EVT, 1) { Notify(\_SB.VGEN, 0x80) }. */
+    const uint8_t *ged = find(buf, (size_t)len, "GED0", 4);
+    assert_non_null(ged);
+    assert_non_null(find(ged, (size_t)(buf + len - ged),
+                         "\x08_HID\x0d"
+                         "ACPI0013\0",
+                         15));
+    assert_non_null(find(ged, (size_t)(buf + len - ged), "\x89\x06\x00\x03\x01\x03\0\0\0", 9));
+    assert_non_null(find(ged, (size_t)(buf + len - ged), "_EVT\x01\x86\\\x2e_SB_VGEN\x0a\x80", 17));
+
+    /* Where it lands among the other tables, and what is refused. */
+    static uint8_t all[LAYOUT_ACPI_MAX];
+    char err[160];
+    c.vmgenid.gpa = LAYOUT_VMGENID;
+    assert_true(acpi_build_tables(&c, LAYOUT_ACPI, all, sizeof(all), err, sizeof(err)) > len);
+    c.vmgenid.gpa = LAYOUT_VMGENID + 4;
+    assert_int_equal(acpi_build_tables(&c, LAYOUT_ACPI, all, sizeof(all), err, sizeof(err)),
+                     -EINVAL);
+    assert_non_null(strstr(err, "VM generation ID"));
+    c.vmgenid.gpa = LAYOUT_VMGENID;
+    const unsigned taken[] = {0, GSI_I8042, 2, GSI_COM1, GSI_VIRTIO_FIRST + 1, GSI_VIRTIO_LAST + 1};
+    for (size_t i = 0; i < sizeof(taken) / sizeof(taken[0]); i++) {
+        c.vmgenid.gsi = taken[i];
+        if (acpi_build_tables(&c, LAYOUT_ACPI, all, sizeof(all), err, sizeof(err)) != -EINVAL)
+            fail_msg("the GED accepted GSI %u", taken[i]);
+    }
+}
+
 static void test_acpi_build_guest(void **state)
 {
     (void)state;
@@ -356,7 +440,9 @@ static void test_dsdt_iasl(void **state)
         skip();
     }
     struct acpi_config c;
-    cfg_default(&c, 1, VIRTIO_MAX_DEVICES);
+    cfg_default(&c, 1, VIRTIO_MAX_DEVICES - 1);
+    c.vmgenid.gpa = LAYOUT_VMGENID;
+    c.vmgenid.gsi = GSI_ACPI_GED;
     static uint8_t buf[LAYOUT_ACPI_MAX];
     int len = acpi_build_dsdt(&c, buf, sizeof(buf));
     assert_true(len > 36);
@@ -390,8 +476,16 @@ static void test_dsdt_iasl(void **state)
     assert_non_null(strstr(dsl, "LNRO0005"));
     assert_non_null(strstr(dsl, "PNP0501"));
     assert_non_null(strstr(dsl, "PNP0303"));
-    assert_non_null(strstr(dsl, "Device (VR18)"));
-    assert_non_null(strstr(dsl, "0xD0012000"));
+    assert_non_null(strstr(dsl, "Device (VR17)"));
+    assert_non_null(strstr(dsl, "0xD0011000"));
+    assert_non_null(strstr(dsl, "Device (VGEN)"));
+    assert_non_null(strstr(dsl, "Name (_HID, \"VMGENCTR\")"));
+    assert_non_null(strstr(dsl, "Name (_CID, \"VM_Gen_Counter\")"));
+    assert_non_null(strstr(dsl, "0x000FF000, \n                Zero"));
+    assert_non_null(strstr(dsl, "Name (_HID, \"ACPI0013\""));
+    assert_non_null(strstr(dsl, "Method (_EVT, 1, NotSerialized)"));
+    assert_non_null(strstr(dsl, "Notify (\\_SB.VGEN, 0x80)"));
+    assert_non_null(strstr(dsl, "0x00000003,"));
     assert_non_null(strstr(dsl, "Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive"));
     assert_non_null(strstr(dsl, "Name (_S5, Package (0x02)"));
     assert_null(strstr(dsl, "Error"));
@@ -405,9 +499,11 @@ int main(void)
         cmocka_unit_test(test_aml_eisaid_string),
         cmocka_unit_test(test_aml_pkglength),
         cmocka_unit_test(test_aml_buffer_and_overflow),
+        cmocka_unit_test(test_aml_method_notify),
         cmocka_unit_test(test_tables_checksums_and_fadt),
         cmocka_unit_test(test_madt),
         cmocka_unit_test(test_config_rejects),
+        cmocka_unit_test(test_dsdt_vmgenid),
         cmocka_unit_test(test_acpi_build_guest),
         cmocka_unit_test(test_dsdt_iasl),
     };

@@ -138,6 +138,43 @@ static void dsdt_crs_end(struct aml *a, size_t buf_mark)
     aml_buffer_end(a, buf_mark);
 }
 
+/*
+ * The VM generation ID (Microsoft's "Virtual Machine Generation ID" spec; Linux's vmgenid driver
+ * matches VMGENCTR or the _CID, which ACPICA upper-cases) and the Generic Event Device that
+ * tells the guest it changed: the device-specific notification 0x80.
+ */
+static void dsdt_vmgenid(struct aml *a, uint64_t gpa, unsigned gsi)
+{
+    size_t dev = aml_device_begin(a, "VGEN");
+    aml_name(a, "_HID");
+    aml_string(a, "VMGENCTR");
+    aml_name(a, "_CID");
+    aml_string(a, "VM_Gen_Counter");
+    aml_name(a, "_DDN");
+    aml_string(a, "VM_Gen_Counter");
+    aml_name(a, "ADDR");
+    size_t pkg = aml_package_begin(a, 2);
+    aml_integer(a, gpa & 0xffffffffu);
+    aml_integer(a, gpa >> 32);
+    aml_block_end(a, pkg);
+    aml_block_end(a, dev);
+
+    size_t crs;
+    dev = aml_device_begin(a, "GED0");
+    aml_name(a, "_HID");
+    aml_string(a, "ACPI0013");
+    aml_name(a, "_UID");
+    aml_integer(a, 0);
+    dsdt_crs_begin(a, &crs);
+    aml_res_ext_irq_edge(a, gsi);
+    dsdt_crs_end(a, crs);
+    /* Linux's GED driver runs _EVT(gsi) from its threaded handler when no _Exx method exists. */
+    size_t evt = aml_method_begin(a, "_EVT", 1);
+    aml_notify(a, "\\_SB.VGEN", 0x80);
+    aml_block_end(a, evt);
+    aml_block_end(a, dev);
+}
+
 int acpi_build_dsdt(const struct acpi_config *cfg, uint8_t *buf, size_t cap)
 {
     struct aml a;
@@ -187,6 +224,8 @@ int acpi_build_dsdt(const struct acpi_config *cfg, uint8_t *buf, size_t cap)
         dsdt_crs_end(&a, crs);
         aml_block_end(&a, dev);
     }
+    if (cfg->vmgenid.gpa)
+        dsdt_vmgenid(&a, cfg->vmgenid.gpa, cfg->vmgenid.gsi);
     aml_block_end(&a, sb);
 
     /* Name(_S5, Package() {5, 0}): SLP_TYP for power-off through the sleep control register. */
@@ -270,6 +309,16 @@ static int check_config(const struct acpi_config *cfg, char *err, size_t errlen)
     if (cfg->nvirtio > VIRTIO_MAX_DEVICES)
         return errmsg(err, errlen, -EINVAL, "%u virtio devices: at most %u fit the IOAPIC",
                       cfg->nvirtio, (unsigned)VIRTIO_MAX_DEVICES);
+    if (cfg->vmgenid.gpa) {
+        unsigned gsi = cfg->vmgenid.gsi;
+        bool taken = gsi == 0 || gsi == 2 || gsi == GSI_I8042 || gsi == GSI_COM1;
+        for (unsigned i = 0; i < cfg->nvirtio && i < VIRTIO_MAX_DEVICES; i++)
+            taken |= cfg->virtio[i].gsi == gsi;
+        if ((cfg->vmgenid.gpa & 7) || gsi > GSI_VIRTIO_LAST || taken)
+            return errmsg(err, errlen, -EINVAL,
+                          "VM generation ID at 0x%llx on GSI %u: unaligned, or the line is taken",
+                          (unsigned long long)cfg->vmgenid.gpa, gsi);
+    }
     for (unsigned i = 0; i < cfg->nvirtio; i++) {
         uint64_t base = cfg->virtio[i].base;
         if ((base & (LAYOUT_VIRTIO_MMIO_SLOT - 1)) || base > (1ULL << 32) - LAYOUT_VIRTIO_MMIO_SLOT)

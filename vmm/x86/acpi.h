@@ -21,6 +21,10 @@ struct acpi_config {
         unsigned gsi;  /* IOAPIC pin, GSI_VIRTIO_FIRST..GSI_VIRTIO_LAST */
     } virtio[VIRTIO_MAX_DEVICES];
     unsigned nvirtio;
+    struct {
+        uint64_t gpa; /* the 16-byte ID, 8-byte aligned; 0: no VM generation ID device */
+        unsigned gsi; /* the GED's interrupt: an edge announces a new ID */
+    } vmgenid;
 };
 
 /*
@@ -28,8 +32,11 @@ struct acpi_config {
  * scan of 0xE0000 find it), all within LAYOUT_ACPI_MAX bytes, all checksums valid. The DSDT
  * holds COM1 (PNP0501), the i8042 keyboard (PNP0303), one LNRO0005 device per virtio-mmio
  * transport (Memory32Fixed + edge-triggered Interrupt) and _S5 for power-off through the FADT
- * sleep control register at LAYOUT_ACPI_SLEEP_CTL. Returns 0, or -EINVAL (bad config) /
- * -ENOSPC / -EFAULT with a reason in err.
+ * sleep control register at LAYOUT_ACPI_SLEEP_CTL. With vmgenid.gpa set it also holds the VM
+ * generation ID device \_SB.VGEN (_HID "VMGENCTR", _CID "VM_Gen_Counter", ADDR = Package
+ * {low 32 bits, high 32 bits} of the ID's address) and a Generic Event Device \_SB.GED0
+ * (ACPI0013) whose edge-triggered Interrupt on vmgenid.gsi runs _EVT: Notify(VGEN, 0x80).
+ * Returns 0, or -EINVAL (bad config) / -ENOSPC / -EFAULT with a reason in err.
  */
 int acpi_build(struct guest_mem *m, const struct acpi_config *cfg, char *err, size_t errlen);
 

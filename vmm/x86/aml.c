@@ -15,6 +15,8 @@
 #define AML_SCOPE         0x10
 #define AML_BUFFER        0x11
 #define AML_PACKAGE       0x12
+#define AML_METHOD        0x14
+#define AML_NOTIFY        0x86
 #define AML_EXT_PREFIX    0x5b
 #define AML_DEVICE        0x82 /* after AML_EXT_PREFIX */
 #define AML_ROOT_CHAR     '\\'
@@ -253,6 +255,26 @@ size_t aml_package_begin(struct aml *a, uint8_t nelems)
     size_t mark = a->len;
     aml_byte(a, nelems);
     return mark;
+}
+
+size_t aml_method_begin(struct aml *a, const char *name, unsigned nargs)
+{
+    if (nargs > 7) {
+        set_err(a, -EINVAL);
+        return a->len;
+    }
+    aml_byte(a, AML_METHOD);
+    size_t mark = a->len;
+    aml_name_string(a, name);
+    aml_byte(a, (uint8_t)nargs); /* MethodFlags: ArgCount, not serialized, SyncLevel 0 */
+    return mark;
+}
+
+void aml_notify(struct aml *a, const char *path, uint64_t value)
+{
+    aml_byte(a, AML_NOTIFY);
+    aml_name_string(a, path);
+    aml_integer(a, value);
 }
 
 size_t aml_buffer_begin(struct aml *a)

@@ -52,6 +52,11 @@ size_t aml_package_begin(struct aml *a, uint8_t nelems);  /* Package(nelems) { .
 size_t aml_buffer_begin(struct aml *a);                   /* Buffer() { bytes } */
 void aml_block_end(struct aml *a, size_t mark);           /* ends a Scope/Device/Package */
 void aml_buffer_end(struct aml *a, size_t mark);          /* ends a Buffer, adding its size */
+/* Method(name, nargs, NotSerialized) { ... }: nargs 0..7; close with aml_block_end. */
+size_t aml_method_begin(struct aml *a, const char *name, unsigned nargs);
+
+/* Notify(path, value): the statement that sends a notification value to the device at path. */
+void aml_notify(struct aml *a, const char *path, uint64_t value);
 
 /* Resource descriptors for a ResourceTemplate (put inside a Buffer; finish with aml_res_end). */
 void aml_res_io(struct aml *a, uint16_t base, uint8_t len); /* IO(Decode16, base, base, 1, len) */
