@@ -28,7 +28,7 @@ from amber import store  # noqa: E402
 COUNTER = "i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.2; done"
 # Random bytes, a kernel uuid, the machine-id and hostname: one line each.
 IDENT = ("head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n'; echo; "
-         "cat /proc/sys/kernel/random/uuid; cat /etc/machine-id; hostname")
+         "cat /proc/sys/kernel/random/uuid; cat /etc/machine-id 2>/dev/null || echo none; hostname")
 
 
 def rss_kib(pid):
