@@ -103,6 +103,8 @@ void ctl_list_hibernated(struct json_object *arr);
 int ctl_template(int argc, char **argv);
 int ctl_create_any(int argc, char **argv);
 int ctl_fork(int argc, char **argv);
+/* After a sandbox made from image_dir is gone: a fork image nobody uses any more is removed. */
+void ctl_release_image(const char *image_dir);
 
 /* True if id matches [A-Za-z0-9_-]{1,64}. */
 bool ctl_id_valid(const char *id);

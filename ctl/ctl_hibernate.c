@@ -302,7 +302,17 @@ int ctl_delete_any(int argc, char **argv)
     int r = parse_id(id_argc, copy, NULL, &t);
     opterr = 1;
     bool hib = r == 0 && store_is_hibernated(t.id) && ctl_target_dir(&t) == -ENOENT;
+    char image[PATH_MAX] = "";
+    if (r == 0 && !hib && ctl_target_dir(&t) == 0) {
+        char cfgp[700];
+        snprintf(cfgp, sizeof(cfgp), "%s/config.json", t.dir);
+        struct json_object *c = store_json_read(cfgp);
+        snprintf(image, sizeof(image), "%s", store_jstr(c, "image_dir", ""));
+        json_object_put(c);
+    }
     int rc = hib ? CTL_OK : ctl_delete(argc, argv);
+    if (rc == CTL_OK && image[0])
+        ctl_release_image(image);
     if (r == 0 && rc == CTL_OK && store_root(sdir, sizeof(sdir) - 80) == 0) {
         strcat(sdir, "/");
         strcat(sdir, t.id);

@@ -165,8 +165,8 @@ static int template_dir(char *buf, size_t len, const char *name)
     return 0;
 }
 
-/* Sandboxes whose config.json names image dir (live ones); printed; returns how many. */
-static int image_users(const char *dir)
+/* Live sandboxes whose config.json names image dir; printed unless quiet; returns how many. */
+static int image_users(const char *dir, bool quiet)
 {
     char run[400], want[PATH_MAX];
     int n = 0;
@@ -185,8 +185,11 @@ static int image_users(const char *dir)
         snprintf(cfgp, sizeof(cfgp), "%s/config.json", sd);
         struct json_object *c = store_json_read(cfgp);
         const char *img = store_jstr(c, "image_dir", NULL);
-        if (img && realpath(img, have) && strcmp(have, want) == 0)
-            fprintf(stderr, "%s  %s\n", n++ ? "" : "amberctl: in use by:", de->d_name);
+        if (img && realpath(img, have) && strcmp(have, want) == 0) {
+            if (!quiet)
+                fprintf(stderr, "%s  %s\n", n ? "" : "amberctl: in use by:", de->d_name);
+            n++;
+        }
         json_object_put(c);
     }
     if (d)
@@ -278,7 +281,7 @@ static int template_delete(const char *name)
     if (access(dir, F_OK) < 0) {
         fprintf(stderr, "amberctl: no template %s\n", name);
         rc = CTL_NOT_FOUND;
-    } else if (image_users(dir) > 0) {
+    } else if (image_users(dir, false) > 0) {
         fprintf(stderr, "amberctl: template %s is in use: delete those sandboxes first\n", name);
         rc = CTL_CONFLICT;
     } else if (ctl_remove_tree(dir) < 0) {
@@ -381,4 +384,21 @@ int ctl_fork(int argc, char **argv)
     if (!made)
         ctl_remove_tree(dir); /* no child uses it */
     return rc;
+}
+
+void ctl_release_image(const char *image_dir)
+{
+    char forks[PATH_MAX], real[PATH_MAX];
+    if (!image_dir || !realpath(image_dir, real) || store_path(forks, sizeof(forks), ".forks") < 0)
+        return;
+    char *slash = strrchr(real, '/');
+    char rf[PATH_MAX];
+    if (!slash || !realpath(forks, rf) || strncmp(real, rf, (size_t)(slash - real)) != 0 ||
+        strlen(rf) != (size_t)(slash - real))
+        return; /* only fork images go by themselves */
+    int lock = store_lock();
+    if (image_users(real, true) == 0)
+        ctl_remove_tree(real);
+    if (lock >= 0)
+        close(lock);
 }

@@ -480,6 +480,7 @@ class Sandbox:
         runtime.remove_dir(self.dir)
         if self.config.get("state_dir"):
             runtime.remove_dir(self.config["state_dir"])
+        template.release_image(self.config, os.path.dirname(self.dir))
         self._deleted = True
 
     def _poweroff(self, grace):

@@ -212,6 +212,17 @@ def create_from_template(cls, name, runtime_dir=None, max_sandboxes=None, boot_t
                            ids=[sandbox_id] if sandbox_id else None)[0]
 
 
+def release_image(config, runtime_dir):
+    """After a sandbox made from a fork image is deleted: the image goes once no live sandbox
+    of that runtime directory (where all of one fork's children live) uses it."""
+    d = (config or {}).get("image_dir")
+    if not d or os.path.dirname(os.path.realpath(d)) != os.path.realpath(store.forks_root()):
+        return
+    with store.lock():
+        if not store.sandbox_users(runtime_dir).get(os.path.realpath(d)):
+            shutil.rmtree(d, ignore_errors=True)
+
+
 def fork(sbx, n=1):
     """sbx.fork(n): n new running copies of sbx at this moment. sbx is paused only while its
     memory and root drive are copied, then resumes."""

@@ -131,6 +131,11 @@ class TestAmberctlStore(unittest.TestCase):
             self.assertEqual(Sandbox.get(k, runtime_dir=self.root).execute("echo k").stdout.strip(), "k")
         self.assertEqual(parent.state(), "Running")
         self.ctl("fork", "--id", parent.id, "-n", "0", want=2)
+        self.assertEqual(len(os.listdir(store.forks_root())), 1)
+        self.ctl("delete", "--id", kids[0])
+        self.assertEqual(len(os.listdir(store.forks_root())), 1, "the image went while in use")
+        self.ctl("delete", "--id", kids[1])
+        self.assertEqual(os.listdir(store.forks_root()), [], "an unused fork image stayed")
 
 
 if __name__ == "__main__":
