@@ -42,6 +42,16 @@ def rss_kib(pid):
     return None
 
 
+def amberctl(run_root, *args):
+    """amberctl on the class's runtime and state directories; its stdout (a failure raises)."""
+    env = dict(os.environ, XDG_RUNTIME_DIR=os.path.dirname(run_root))
+    r = subprocess.run([os.path.join(REPO, "build", "amberctl")] + list(args), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, env=env, timeout=harness.scaled(120))
+    if r.returncode != 0:
+        raise AssertionError("amberctl %s: %d %s" % (" ".join(args), r.returncode, r.stderr.decode()))
+    return r.stdout.decode()
+
+
 def sh(sbx, cmd, timeout=60):
     r = sbx.execute(cmd, timeout=harness.scaled(timeout))
     if r.exit_code != 0:
@@ -59,7 +69,7 @@ class StoreCase(unittest.TestCase):
         if not os.path.exists("/dev/kvm"):
             raise unittest.SkipTest("no /dev/kvm here (run through scripts/testhost.sh)")
         cls.tmp = tempfile.mkdtemp(prefix="amber-hib-e2e-", dir="/var/tmp")
-        cls.run_root = os.path.join(cls.tmp, "run")
+        cls.run_root = os.path.join(cls.tmp, "xdg", "amber")  # amberctl's under XDG_RUNTIME_DIR
         cls.state = os.path.join(cls.tmp, "state")
         cls.saved_state = os.environ.get("AMBER_STATE_DIR")
         os.environ["AMBER_STATE_DIR"] = cls.state
@@ -131,6 +141,14 @@ class TestHibernateE2E(StoreCase):
         self.assertEqual(out.stdout.decode().strip(), "lost-sdk")
         self.assertEqual(Sandbox.get(self.sbx.id, runtime_dir=self.run_root).state(), "Running")
 
+    def test_amberctl_round_trip(self):
+        sh(self.sbx, "echo by-amberctl > /tmp/ctl")
+        amberctl(self.run_root, "pause", "--to-disk", "--id", self.sbx.id)
+        self.assertEqual(self.sbx.state(), "Hibernated")
+        self.assertRegex(amberctl(self.run_root, "list"), r"%s\s+Hibernated" % self.sbx.id)
+        amberctl(self.run_root, "resume", "--id", self.sbx.id)
+        self.assertEqual(sh(self.sbx, "cat /tmp/ctl"), "by-amberctl\n")
+
     def test_disk_full_keeps_it_paused_in_memory(self):
         small = os.path.join(self.tmp, "small")
         os.mkdir(small)
@@ -198,6 +216,14 @@ class TestTemplateAndForkE2E(StoreCase):
         for k in kids:
             k.delete()
         Sandbox.delete_template("e2e-tpl", runtime_dir=self.run_root)
+
+    def test_amberctl_fork(self):
+        out = amberctl(self.run_root, "fork", "--id", self.sbx.id, "-n", "1")
+        kid = Sandbox.get(out.split()[0], runtime_dir=self.run_root)
+        self.assertEqual(sh(kid, "hostname").strip(), kid.id)
+        self.assertEqual(sh(kid, "wget -qO- http://127.0.0.1:8000/b.txt"), "pkg-b\n")
+        self.identities([kid, self.sbx])
+        kid.delete()
 
     def test_fork_diverges(self):
         sh(self.sbx, "echo before > /root/fork-mark")
