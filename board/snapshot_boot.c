@@ -42,7 +42,10 @@ static int apply_overrides(struct vm_config *cfg, const struct api_snapshot_load
             snprintf(err, errlen, "vsock_override: the snapshot has no vsock device");
             return -EINVAL;
         }
-        /* The guest reads the new CID when it handles the transport reset sent after restore. */
+        /* The guest reads the new CID when it handles the transport reset sent after restore;
+         * until then the device also takes packets from the old one (vsock_mux_tx). */
+        if (cfg->vsock.cid != p->vsock_guest_cid)
+            cfg->vsock.prev_cid = cfg->vsock.cid;
         cfg->vsock.cid = p->vsock_guest_cid;
     }
     for (unsigned i = 0; i < p->ndrive_overrides; i++) {
