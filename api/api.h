@@ -41,6 +41,13 @@ struct api_snapshot_load {
         char host_dev_name[16];
     } net_overrides[CONFIG_MAX_NETS];
     char vsock_uds_path[108]; /* "" = as saved */
+    uint32_t vsock_guest_cid; /* amber's own vsock_override.guest_cid; 0 = as saved */
+    /* amber's own drive_overrides: a saved drive reopened from another file (a clone). */
+    unsigned ndrive_overrides;
+    struct {
+        char drive_id[CONFIG_ID_MAX + 1];
+        char path_on_host[CONFIG_PATH_MAX];
+    } drive_overrides[CONFIG_MAX_DRIVES];
 };
 
 struct api_backend {

@@ -105,11 +105,52 @@ static bool tap_name_ok(const char *n)
     return true;
 }
 
+/* amber's own "drive_overrides": [{"drive_id", "path_on_host"}], each drive at most once. */
+static int parse_drive_overrides(struct json_object *b, struct api_snapshot_load *p, char *err,
+                                 size_t errlen)
+{
+    static const char *const known[] = {"drive_id", "path_on_host", NULL};
+    struct json_object *arr = NULL;
+    json_object_object_get_ex(b, "drive_overrides", &arr);
+    if (!arr || json_object_get_type(arr) == json_type_null)
+        return 0;
+    if (json_object_get_type(arr) != json_type_array ||
+        json_object_array_length(arr) > CONFIG_MAX_DRIVES) {
+        snprintf(err, errlen, "drive_overrides must be an array of at most %d entries",
+                 CONFIG_MAX_DRIVES);
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < json_object_array_length(arr); i++) {
+        struct json_object *o = json_object_array_get_idx(arr, i);
+        const char *id, *path;
+        if (jf_object(o, "drive_overrides entry", err, errlen) || jf_known(o, known, err, errlen) ||
+            jf_str(o, "drive_id", true, &id, err, errlen) ||
+            jf_str(o, "path_on_host", true, &path, err, errlen))
+            return -EINVAL;
+        if (!id[0] || strlen(id) > CONFIG_ID_MAX || strpbrk(id, " /\t\n")) {
+            snprintf(err, errlen, "drive_overrides[%zu]: bad drive_id", i);
+            return -EINVAL;
+        }
+        for (unsigned j = 0; j < p->ndrive_overrides; j++) {
+            if (!strcmp(p->drive_overrides[j].drive_id, id)) {
+                snprintf(err, errlen, "drive_overrides: drive '%s' named twice", id);
+                return -EINVAL;
+            }
+        }
+        if (jf_path(path, "drive_overrides.path_on_host", p->drive_overrides[i].path_on_host,
+                    sizeof(p->drive_overrides[i].path_on_host), err, errlen))
+            return -EINVAL;
+        strcpy(p->drive_overrides[i].drive_id, id);
+        p->ndrive_overrides++;
+    }
+    return 0;
+}
+
 static int parse_overrides(struct json_object *b, struct api_snapshot_load *p, char *err,
                            size_t errlen)
 {
     static const char *const nknown[] = {"iface_id", "host_dev_name", NULL};
-    static const char *const vknown[] = {"uds_path", NULL};
+    static const char *const vknown[] = {"uds_path", "guest_cid", NULL};
     struct json_object *arr = NULL, *vo = NULL;
     json_object_object_get_ex(b, "network_overrides", &arr);
     if (arr && json_object_get_type(arr) != json_type_null) {
@@ -139,9 +180,13 @@ static int parse_overrides(struct json_object *b, struct api_snapshot_load *p, c
     json_object_object_get_ex(b, "vsock_override", &vo);
     if (vo && json_object_get_type(vo) != json_type_null) {
         const char *uds;
+        bool has_cid;
+        uint64_t cid;
         if (jf_object(vo, "vsock_override", err, errlen) || jf_known(vo, vknown, err, errlen) ||
-            jf_str(vo, "uds_path", true, &uds, err, errlen))
+            jf_str(vo, "uds_path", true, &uds, err, errlen) ||
+            jf_uint(vo, "guest_cid", false, 3, UINT32_MAX - 1, &has_cid, &cid, err, errlen))
             return -EINVAL;
+        p->vsock_guest_cid = has_cid ? (uint32_t)cid : 0;
         if (!uds[0] || strlen(uds) >= sizeof(p->vsock_uds_path)) {
             snprintf(err, errlen, "vsock_override.uds_path must be 1 to %zu bytes",
                      sizeof(p->vsock_uds_path) - 1);
@@ -149,23 +194,16 @@ static int parse_overrides(struct json_object *b, struct api_snapshot_load *p, c
         }
         strcpy(p->vsock_uds_path, uds);
     }
-    return 0;
+    return parse_drive_overrides(b, p, err, errlen);
 }
 
 void h_put_snapshot_load(struct api_core *c, struct json_object *b, const char *id,
                          struct api_response *r)
 {
-    static const char *const known[] = {"snapshot_path",
-                                        "mem_file_path",
-                                        "mem_backend",
-                                        "resume_vm",
-                                        "track_dirty_pages",
-                                        "network_overrides",
-                                        "vsock_override",
-                                        "clock_realtime",
-                                        "huge_pages",
-                                        "enable_diff_snapshots",
-                                        NULL};
+    static const char *const known[] = {
+        "snapshot_path",     "mem_file_path",     "mem_backend",           "resume_vm",
+        "track_dirty_pages", "network_overrides", "vsock_override",        "drive_overrides",
+        "clock_realtime",    "huge_pages",        "enable_diff_snapshots", NULL};
     static struct api_snapshot_load p; /* 4 KiB paths: not on the loop's stack */
     char err[512];
     const char *spath;

@@ -5,7 +5,7 @@ usage: bench.py --place NAME --out FILE [--tiny-only]
   --place     where this runs ("test host", "this host"...), recorded with the samples
   --tiny-only only the tiny-guest pause figure and startup (for a host that cannot boot Linux)
 Env: BENCH_QUICK=1, BENCH_RUNS=N, BENCH_CYCLES=N, BENCH_SDK_RUNS=N,
-     BENCH_ONLY=boot,exec,block,tcp,vsock,pause,startup,tiny,sdk,sdkmore,snapshot (a subset).
+     BENCH_ONLY=boot,exec,block,tcp,vsock,pause,startup,tiny,sdk,sdkmore,snapshot,hibernate (a subset).
 bench/report.py turns the JSON into the tables.
 """
 import argparse
@@ -112,6 +112,12 @@ def main():
             lib.log("snapshot create and restore, amber and QEMU (migrate, -incoming), %d runs"
                     % settings.boot_runs)
             res["snapshot"] = snapshot.run(settings, session)
+            save()
+        if todo("hibernate"):
+            import hibernate  # noqa: PLC0415
+
+            lib.log("hibernate, templates and fork (issue 16)")
+            res["hibernate"] = hibernate.run(settings, session)
             save()
         # Last: twenty quick KVM VM creations by QEMU -S once hung the test host's kernel.
         if todo("startup"):

@@ -375,6 +375,22 @@ def table_snapshot(g):
     return t
 
 
+def table_hibernate(g):
+    hb = g.get("hibernate")
+    t = Table("Hibernate, templates and fork (issue 16)")
+    if not hb or "cold_s" not in hb:
+        t.add("hibernate, templates and fork", "not measured", "", "", "")
+        return t
+    import hibernate  # noqa: PLC0415 (bench/hibernate.py: its own rows)
+
+    t.note = ("Measured in: %s through the Python SDK; median (min-max). Template and fork children "
+              "restore the image's memory file MAP_PRIVATE; 'in 8 GiB' is computed from the PSS and "
+              "private figures, not by starting that many." % g["place"])
+    for name, val, target in hibernate.rows(hb):
+        t.add(name, val, "—", "—", target or "—")
+    return t
+
+
 def errors(*srcs):
     out = []
     for src in srcs:
@@ -388,7 +404,7 @@ def errors(*srcs):
         for k in ("amber", "qemu"):
             out += ["%s, %s boot bench: %s" % (src["place"], k, e)
                     for e in ((src.get("boot") or {}).get(k) or {}).get("bad_exit", [])]
-        for key in ("startup", "sdk", "sdkmore", "snapshot"):
+        for key in ("startup", "sdk", "sdkmore", "snapshot", "hibernate"):
             out += ["%s, %s: %s" % (src["place"], key, e) for e in (src.get(key) or {}).get("errors", [])]
     return out
 
@@ -408,7 +424,7 @@ def main():
             " QUICK MODE (BENCH_QUICK=1): shrunk run counts and sizes, not for citing." if g["quick"] else ""))
         parts.append("")
         for tb in (table_boot(g), table_io(g), table_exec(g), table_pause(g, direct), table_sdk(g),
-                   table_sdk_more(g), table_snapshot(g)):
+                   table_sdk_more(g), table_snapshot(g), table_hibernate(g)):
             parts.append(tb.render())
     else:
         parts.append("No guest figures: the guest run produced no results.\n")

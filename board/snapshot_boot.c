@@ -37,6 +37,29 @@ static int apply_overrides(struct vm_config *cfg, const struct api_snapshot_load
         }
         snprintf(cfg->vsock.uds_path, sizeof(cfg->vsock.uds_path), "%s", p->vsock_uds_path);
     }
+    if (p->vsock_guest_cid) {
+        if (!cfg->vsock.enabled) {
+            snprintf(err, errlen, "vsock_override: the snapshot has no vsock device");
+            return -EINVAL;
+        }
+        /* The guest reads the new CID when it handles the transport reset sent after restore;
+         * until then the device also takes packets from the old one (vsock_mux_tx). */
+        if (cfg->vsock.cid != p->vsock_guest_cid)
+            cfg->vsock.prev_cid = cfg->vsock.cid;
+        cfg->vsock.cid = p->vsock_guest_cid;
+    }
+    for (unsigned i = 0; i < p->ndrive_overrides; i++) {
+        unsigned j = 0;
+        while (j < cfg->ndrives && strcmp(cfg->drive[j].id, p->drive_overrides[i].drive_id))
+            j++;
+        if (j == cfg->ndrives) {
+            snprintf(err, errlen, "drive_overrides: the snapshot has no drive '%s'",
+                     p->drive_overrides[i].drive_id);
+            return -EINVAL;
+        }
+        snprintf(cfg->drive[j].path, sizeof(cfg->drive[j].path), "%s",
+                 p->drive_overrides[i].path_on_host);
+    }
     return 0;
 }
 

@@ -49,6 +49,7 @@ struct net_config {
 struct vsock_config {
     bool enabled;
     uint32_t cid;                     /* >= 3 */
+    uint32_t prev_cid;                /* restored with a new cid: the saved one (else 0) */
     char uds_path[108];               /* sun_path */
     char vsock_id[CONFIG_ID_MAX + 1]; /* accepted and echoed; "" = none */
 };

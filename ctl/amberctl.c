@@ -15,10 +15,10 @@ static const struct ctl_cmd commands[] = {
     {"ping", ctl_ping, "ping TARGET"},
     {"list", ctl_list, "list [--json]"},
     {"status", ctl_status, "status (--id ID | --api PATH) [--json]"},
-    {"pause", ctl_pause, "pause (--id ID | --api PATH) [--json]"},
-    {"resume", ctl_resume, "resume (--id ID | --api PATH) [--json]"},
+    {"pause", ctl_pause_any, "pause (--id ID | --api PATH) [--json] | pause --to-disk --id ID"},
+    {"resume", ctl_resume_any, "resume (--id ID | --api PATH) [--json]   (also from disk)"},
     {"logs", ctl_logs, "logs --id ID [--tail N]"},
-    {"delete", ctl_delete, "delete --id ID [--timeout S]"},
+    {"delete", ctl_delete_any, "delete --id ID [--timeout S]"},
     {"snapshot", ctl_snapshot,
      "snapshot [--diff] (--id ID | --api PATH) DIR   (pauses; stays paused)"},
     {"restore", ctl_restore,
@@ -27,9 +27,14 @@ static const struct ctl_cmd commands[] = {
      "snapshot-merge BASE DIFF [DIFF...]   (lays Diff memory files over BASE, in place)"},
     {"ps", ctl_ps, "ps TARGET [--all] [--json]     (background commands in the guest)"},
     {"kill", ctl_kill, "kill TARGET PID [--signal N]   (a background command's process group)"},
-    {"create", ctl_create,
+    {"template", ctl_template,
+     "template create --id ID NAME | template list [--json] | "
+     "template delete NAME"},
+    {"fork", ctl_fork, "fork --id ID [-n N]   (prints the new ids)"},
+    {"create", ctl_create_any,
      "create [--id ID] [--vcpus N] [--mem-mib N] [--timeout S] [--on-timeout kill|pause]\n"
-     "                  [--metadata K=V]... [--env K=V]... [--boot-timeout S] [--json]"},
+     "                  [--metadata K=V]... [--env K=V]... [--boot-timeout S] [--json]\n"
+     "         amberctl create --template NAME [--id ID]"},
 };
 
 static void usage(FILE *f)

@@ -92,6 +92,22 @@ int ctl_kill(int argc, char **argv);
 /* amberctl create (ctl_create.c): launch a sandbox, print its id. */
 int ctl_create(int argc, char **argv);
 
+/* Hibernate (ctl_hibernate.c): pause/resume/delete that also handle sandboxes on disk
+ * (pause --to-disk; resume and delete of a hibernated id; else ctl_pause/resume/delete), and
+ * the hibernated rows for list. */
+int ctl_pause_any(int argc, char **argv);
+int ctl_resume_any(int argc, char **argv);
+int ctl_delete_any(int argc, char **argv);
+struct json_object;
+void ctl_list_hibernated(struct json_object *arr);
+/* Templates and fork (ctl_template.c): template create|list|delete, create --template NAME
+ * (else ctl_create), fork --id ID -n N. */
+int ctl_template(int argc, char **argv);
+int ctl_create_any(int argc, char **argv);
+int ctl_fork(int argc, char **argv);
+/* After a sandbox made from image_dir is gone: a fork image nobody uses any more is removed. */
+void ctl_release_image(const char *image_dir);
+
 /* True if id matches [A-Za-z0-9_-]{1,64}. */
 bool ctl_id_valid(const char *id);
 /* The runtime root: $XDG_RUNTIME_DIR/amber or /tmp/amber-<uid>. Returns 0 or -ENAMETOOLONG. */

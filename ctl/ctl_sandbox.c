@@ -238,6 +238,7 @@ int ctl_list(int argc, char **argv)
     }
     if (d)
         closedir(d);
+    ctl_list_hibernated(arr);
     if (t.json) {
         print_json(arr);
     } else {

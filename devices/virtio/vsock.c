@@ -323,6 +323,7 @@ int vsock_create_fd(struct virtio_dev *d, const struct vsock_config *cfg, int li
     dev->listen_fd = listen_fd;
     snprintf(dev->uds_path, sizeof(dev->uds_path), "%s", cfg->uds_path);
     vsock_mux_init(&dev->mux, cfg->cid, &vsock_unix_io, dev);
+    dev->mux.prev_cid = cfg->prev_cid;
     dev->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     if (dev->timer_fd < 0) {
         e = -errno;

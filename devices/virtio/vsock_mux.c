@@ -298,7 +298,17 @@ void vsock_mux_tx(struct vsock_mux *m, const uint8_t *pkt, size_t pkt_len)
     const char *why;
     if (pkt_len < VSOCK_HDR_SIZE)
         return;
-    enum vsock_verdict v = vsock_hdr_parse(pkt, pkt_len - VSOCK_HDR_SIZE, m->guest_cid, &h, &why);
+    uint64_t cid = m->guest_cid;
+    if (m->prev_cid) {
+        uint64_t src = 0;
+        for (int i = 7; i >= 0; i--) /* src_cid, little endian */
+            src = src << 8 | pkt[i];
+        if (src == m->prev_cid)
+            cid = m->prev_cid; /* the guest has not read its new CID yet */
+        else if (src == m->guest_cid)
+            m->prev_cid = 0; /* it has: from now on only the new one */
+    }
+    enum vsock_verdict v = vsock_hdr_parse(pkt, pkt_len - VSOCK_HDR_SIZE, cid, &h, &why);
     if (v != VSOCK_PKT_OK) {
         log_bad(m, why, &h);
         if (v == VSOCK_PKT_RST)

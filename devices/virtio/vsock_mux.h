@@ -96,6 +96,9 @@ struct vsock_rst {
 /* The connection table for one device. */
 struct vsock_mux {
     uint64_t guest_cid;
+    /* After a restore that gave the guest a new CID: the old one, which the guest still signs
+     * its packets with until it handles the transport reset; 0 once it used the new one. */
+    uint64_t prev_cid;
     const struct vsock_io *io;
     void *opaque;
     uint64_t now_ms; /* set by the caller before each entry point (monotonic) */

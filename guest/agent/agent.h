@@ -99,6 +99,9 @@ void init_power(int action);
  * to the connection (half-closing it at EOF) and the connection to stdout. Returns the exit
  * status: 0, 1 on a connection error, 2 on bad usage. */
 int vsock_send_main(int argc, char **argv);
+/* `amber-agent reseed`: 32-512 random bytes on stdin are credited to the kernel pool
+ * (RNDADDENTROPY) and the CRNG reseeded (RNDRESEEDCRNG). Returns the exit status. */
+int reseed_main(int argc, char **argv);
 
 /* Read "amber.agent_port=N" from the kernel command line; returns the default if absent. */
 uint32_t agent_cmdline_port(uint32_t def);

@@ -177,6 +177,8 @@ int main(int argc, char **argv)
     bool no_init = false;
     if (argc >= 2 && strcmp(argv[1], "vsock-send") == 0) /* hidden test helper */
         return vsock_send_main(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "reseed") == 0) /* used on a restored clone */
+        return reseed_main(argc - 1, argv + 1);
     static const struct option longopts[] = {
         {"port", required_argument, NULL, 'p'},
         {"listen", required_argument, NULL, 'l'},

@@ -204,6 +204,54 @@ static void test_load_refusals(void **state)
     assert_string_equal(vmstate_name(f->core.st.state), "Not started");
 }
 
+/* amber's own overrides for clones: a drive's file and the vsock guest CID. */
+static void test_load_clone_overrides(void **state)
+{
+    struct fix *f = *state;
+    assert_int_equal(req(f, "PUT", "/snapshot/load",
+                         "{\"snapshot_path\":\"/a\",\"mem_file_path\":\"/m\","
+                         "\"vsock_override\":{\"uds_path\":\"/r/v.sock\",\"guest_cid\":77},"
+                         "\"drive_overrides\":[{\"drive_id\":\"drive0\",\"path_on_host\":"
+                         "\"/c/root.ext4\"}]}"),
+                     204);
+    assert_int_equal(f->m.l.vsock_guest_cid, 77);
+    assert_int_equal(f->m.l.ndrive_overrides, 1);
+    assert_string_equal(f->m.l.drive_overrides[0].drive_id, "drive0");
+    assert_string_equal(f->m.l.drive_overrides[0].path_on_host, "/c/root.ext4");
+}
+
+static void test_load_clone_override_refusals(void **state)
+{
+    struct fix *f = *state;
+    static const char *const bad[] = {
+        "\"vsock_override\":{\"uds_path\":\"/v\",\"guest_cid\":2}",
+        "\"vsock_override\":{\"uds_path\":\"/v\",\"guest_cid\":4294967295}",
+        "\"vsock_override\":{\"uds_path\":\"/v\",\"guest_cid\":\"9\"}",
+        "\"drive_overrides\":{}",
+        "\"drive_overrides\":[{\"drive_id\":\"a b\",\"path_on_host\":\"/x\"}]",
+        "\"drive_overrides\":[{\"drive_id\":\"d\",\"path_on_host\":\"\"}]",
+        "\"drive_overrides\":[{\"drive_id\":\"d\"}]",
+        "\"drive_overrides\":[{\"drive_id\":\"d\",\"path_on_host\":\"/x\",\"z\":1}]",
+        "\"drive_overrides\":[{\"drive_id\":\"d\",\"path_on_host\":\"/x\"},"
+        "{\"drive_id\":\"d\",\"path_on_host\":\"/y\"}]",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char body[512];
+        snprintf(body, sizeof(body), "{\"snapshot_path\":\"/a\",\"mem_file_path\":\"/m\",%s}",
+                 bad[i]);
+        assert_int_equal(req(f, "PUT", "/snapshot/load", body), 400);
+    }
+    /* Seventeen drives is one more than a VM can have. */
+    char body[2048] = "{\"snapshot_path\":\"/a\",\"mem_file_path\":\"/m\",\"drive_overrides\":[";
+    for (int i = 0; i < 17; i++)
+        snprintf(body + strlen(body), sizeof(body) - strlen(body),
+                 "%s{\"drive_id\":\"d%d\",\"path_on_host\":\"/x\"}", i ? "," : "", i);
+    strcat(body, "]}");
+    assert_int_equal(req(f, "PUT", "/snapshot/load", body), 400);
+    assert_true(says(f, "at most 16"));
+    assert_int_equal(f->m.loads, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -212,6 +260,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_load_runs_or_parks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load_tracks_dirty_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_load_clone_overrides, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_load_clone_override_refusals, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

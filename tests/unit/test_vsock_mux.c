@@ -298,6 +298,34 @@ static void test_mux_guest_connect(void **state)
     assert_int_equal(f->open_fds, 0);
 }
 
+/* Restored with a new CID: the guest answers from its old one until it reads the new one;
+ * after its first packet from the new CID, the old one is dropped again. */
+static void test_mux_prev_cid_after_restore(void **state)
+{
+    struct fake *f = *state;
+    static uint8_t pkt[VSOCK_HDR_SIZE];
+    struct vsock_hdr h;
+    f->m.prev_cid = 9; /* the fixture's guest is GUEST_CID */
+    f->open_fds++;
+    assert_int_equal(vsock_mux_connect(&f->m, 101, 1024), 0);
+    assert_true(g_recv(f, &h, NULL, 0));
+    struct vsock_hdr r = {9, 2,     1024, h.src_port, 0, VSOCK_TYPE_STREAM, VSOCK_OP_RESPONSE,
+                          0, 65536, 0};
+    vsock_hdr_encode(&r, pkt);
+    vsock_mux_tx(&f->m, pkt, sizeof(pkt));
+    assert_int_equal(f->nwritten, 14); /* "OK ...": the old CID's answer was taken */
+    g_send(f, 1024, h.src_port, VSOCK_OP_CREDIT_UPDATE, 0, 65536, 0, NULL, 0); /* new CID */
+    assert_int_equal(f->m.prev_cid, 0);
+    while (g_recv(f, &h, NULL, 0)) /* whatever the host had queued */
+        ;
+    r.op = VSOCK_OP_RW;
+    r.len = 0;
+    r.src_port = 5000; /* no connection: would earn an RST if the CID were taken */
+    vsock_hdr_encode(&r, pkt);
+    vsock_mux_tx(&f->m, pkt, sizeof(pkt));
+    assert_false(g_recv(f, &h, NULL, 0));
+}
+
 static void test_mux_host_connect(void **state)
 {
     struct fake *f = *state;
@@ -609,6 +637,7 @@ int main(void)
         cmocka_unit_test(test_connect_parse),
         F(test_mux_guest_connect),
         F(test_mux_host_connect),
+        F(test_mux_prev_cid_after_restore),
         F(test_mux_connect_timeout),
         F(test_mux_credit_host_to_guest),
         F(test_mux_credit_guest_to_host),

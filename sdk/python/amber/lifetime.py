@@ -7,7 +7,7 @@ from .errors import SandboxClientError, SandboxError
 
 TIMEOUT_MAX_S = 366 * 86400  # amber's bound on PUT /timeout
 ON_TIMEOUT = ("kill", "pause")
-STATES = {"running": "Running", "paused": "Paused"}
+STATES = {"running": "Running", "paused": "Paused", "hibernated": "Hibernated"}
 MAP_MAX_KEYS = 64
 MAP_MAX_KEY = 128
 MAP_MAX_VALUE = 4096
@@ -60,7 +60,7 @@ def check_list_filters(state, metadata):
     if state is not None:
         names = [state] if isinstance(state, str) else list(state) if isinstance(state, (list, tuple, set)) else None
         if not names or any(n not in STATES for n in names):
-            raise _bad("state must be 'running', 'paused' or a list of them, not %r" % (state,))
+            raise _bad("state must be 'running', 'paused', 'hibernated' or a list of them, not %r" % (state,))
         states = {STATES[n] for n in names}
     if metadata is not None:
         metadata = check_str_map("metadata", metadata)

@@ -17,7 +17,7 @@ import subprocess
 import threading
 import time
 
-from . import api, lifetime, proto, runtime
+from . import api, hibernate, lifetime, proto, runtime, store, template
 from .errors import (SandboxClientError, SandboxError, SandboxNotFoundError, SandboxTimeoutError,
                      SandboxUnavailableError)
 
@@ -124,6 +124,9 @@ class Sandbox:
                                      status=400)
         root = runtime_dir or runtime.runtime_root()
         sbx = cls(sandbox_id, os.path.join(root, sandbox_id))
+        if hibernate.is_hibernated(sandbox_id, root):
+            sbx.config = hibernate.stored_config(sandbox_id)
+            return sbx  # state() "Hibernated"; resume() or connect() brings it back
         state = sbx._ensure()
         if state == runtime.STARTING:
             raise SandboxUnavailableError("sandbox %s is still starting" % sandbox_id, sandbox_id)
@@ -131,8 +134,21 @@ class Sandbox:
         return sbx
 
     @classmethod
+    def connect(cls, sandbox_id, runtime_dir=None):
+        """The sandbox sandbox_id, running: a hibernated one is restored from disk and one paused
+        in memory is resumed (as E2B's connect). Raises as get() and resume() do."""
+        sbx = cls.get(sandbox_id, runtime_dir=runtime_dir)
+        if sbx.state() in ("Paused", "Hibernated"):
+            try:
+                sbx.resume()
+            except SandboxClientError as e:
+                if e.status != 409:  # 409: someone else resumed it meanwhile
+                    raise
+        return sbx
+
+    @classmethod
     def list(cls, runtime_dir=None, state=None, metadata=None):
-        """Every live sandbox (running or paused) in the runtime directory, sorted by id.
+        """Every sandbox (running, paused, or hibernated on disk) on this machine, sorted by id.
         Stale directories met on the way are removed. state ("running", "paused", or a list of
         them) keeps those in that state (one GET / each); metadata ({key: value}) keeps those
         whose metadata has every pair."""
@@ -154,7 +170,8 @@ class Sandbox:
             elif state == runtime.STALE:
                 _reap_child(runtime.read_pid(d))
                 runtime.remove_dir(d)
-        return out
+        out += hibernate.list_hibernated(cls, root)
+        return sorted(out, key=lambda s: s.id)
 
     def _read_config(self):
         try:
@@ -188,6 +205,9 @@ class Sandbox:
             raise SandboxNotFoundError(self._gone_msg or "sandbox %s was deleted" % self.id, self.id)
         state = runtime.probe(self.dir)
         if state == runtime.MISSING:
+            if store.is_hibernated(hibernate.persistent_dir(self.id)):
+                raise SandboxClientError("sandbox %s is hibernated (paused on disk): resume() it, or "
+                                         "Sandbox.connect() it" % self.id, status=409, sandbox_id=self.id)
             self._deleted = True
             raise SandboxNotFoundError("sandbox %s does not exist (no %s)" % (self.id, self.dir), self.id)
         if state == runtime.STALE:
@@ -235,7 +255,10 @@ class Sandbox:
         raise SandboxClientError(msg, status=r.status, sandbox_id=self.id)
 
     def info(self):
-        """amber's GET / record: {"id", "state": "Running"|"Paused"|..., "paused_at", ...}."""
+        """amber's GET / record: {"id", "state": "Running"|"Paused"|..., "paused_at", ...};
+        for a hibernated sandbox {"id", "state": "Hibernated", "paused_at", "memory": "disk"}."""
+        if not self._deleted and hibernate.is_hibernated(self.id, os.path.dirname(self.dir)):
+            return hibernate.info(self)
         return self._api("GET", "/")
 
     def state(self):
@@ -245,9 +268,14 @@ class Sandbox:
     def is_paused(self):
         return self.state() == "Paused"
 
-    def pause(self):
+    def pause(self, keep_memory=True):
         """Freezes the sandbox: {"sandbox_id", "paused": True, "paused_at"}.
-        Raises SandboxClientError (status 409, "already paused") if it is paused."""
+        Raises SandboxClientError (status 409, "already paused") if it is paused.
+        keep_memory=False hibernates it (hibernate.py): its snapshot and root drive go to its
+        persistent directory and amber ends, freeing its RAM; the record adds "memory": "disk".
+        A failure (e.g. a full disk) raises SandboxClientError and leaves it paused in memory."""
+        if not keep_memory:
+            return hibernate.hibernate(self)
         return self._api("POST", "/pause")
 
     def set_timeout(self, timeout, on_timeout=None):
@@ -276,8 +304,33 @@ class Sandbox:
 
     def resume(self):
         """Resumes it: {"sandbox_id", "paused": False, "resumed_at", "paused_ms"}.
-        Raises SandboxClientError (status 409) if it is not paused."""
+        Raises SandboxClientError (status 409) if it is not paused. A hibernated sandbox is
+        restored from disk in a new amber ("memory": "disk" in the record)."""
+        if not self._deleted and hibernate.is_hibernated(self.id, os.path.dirname(self.dir)):
+            sbx, rec = hibernate.resume(type(self), self.id, os.path.dirname(self.dir))
+            self.dir, self.config, self._proc = sbx.dir, sbx.config, getattr(sbx, "_proc", None)
+            return rec or {"sandbox_id": self.id, "paused": False}
         return self._api("POST", "/resume")
+
+    # ----------------------------------------------------------------- templates and fork
+    def snapshot_template(self, name):
+        """Snapshots this sandbox as template name (template.py); it is paused only meanwhile.
+        Returns the template's record. Sandbox.create(template=name) starts from it."""
+        return template.snapshot_template(self, name)
+
+    def fork(self, n=1):
+        """n new running sandboxes, copies of this one now (each a distinct machine)."""
+        return template.fork(self, n)
+
+    @staticmethod
+    def list_templates():
+        """The templates' records ({"name", "created_at", "source_id", ...}), sorted by name."""
+        return template.list_templates()
+
+    @staticmethod
+    def delete_template(name, runtime_dir=None):
+        """Removes a template; SandboxClientError (409) while sandboxes started from it exist."""
+        return template.delete_template(name, runtime_dir)
 
     # ----------------------------------------------------------------- guest calls
     @property
@@ -306,8 +359,8 @@ class Sandbox:
 
     def _refuse_if_paused(self, what):
         st = self.state()
-        if st == "Paused":
-            raise SandboxClientError("sandbox %s is paused: resume() it before %s" % (self.id, what),
+        if st in ("Paused", "Hibernated"):
+            raise SandboxClientError("sandbox %s is %s: resume() it before %s" % (self.id, st.lower(), what),
                                      status=409, sandbox_id=self.id)
         if st != "Running":
             raise SandboxUnavailableError("sandbox %s is %s: cannot %s" % (self.id, st, what), self.id)
@@ -390,7 +443,12 @@ class Sandbox:
     # ----------------------------------------------------------------- delete
     def delete(self, timeout=None):
         """Graceful stop: agent power-off with a deadline, then SIGTERM, then SIGKILL. Removes
-        the runtime directory; afterwards every call raises SandboxNotFoundError."""
+        the runtime directory (and the persistent one, if any); afterwards every call raises
+        SandboxNotFoundError. A hibernated sandbox's files are removed."""
+        if not self._deleted and hibernate.is_hibernated(self.id, os.path.dirname(self.dir)):
+            hibernate.delete(self.id)
+            self._deleted = True
+            return
         state = self._ensure()
         grace = _scaled(POWEROFF_GRACE_S, cap=60.0) if timeout is None else timeout
         pid = runtime.read_pid(self.dir)
@@ -420,6 +478,9 @@ class Sandbox:
                 os.close(pidfd)
         _reap_child(pid)
         runtime.remove_dir(self.dir)
+        if self.config.get("state_dir"):
+            runtime.remove_dir(self.config["state_dir"])
+        template.release_image(self.config, os.path.dirname(self.dir))
         self._deleted = True
 
     def _poweroff(self, grace):
@@ -436,8 +497,11 @@ class Sandbox:
     @classmethod
     def create(cls, vcpus=1, mem_mib=256, kernel=None, rootfs=None, timeout=None, max_sandboxes=None,
                runtime_dir=None, sandbox_id=None, initrd=None, on_timeout="kill", boot_timeout=None,
-               metadata=None, envs=None):
+               metadata=None, envs=None, template=None):
         """Boots a new sandbox and returns once its agent answers ping.
+
+        template: start from that template (snapshot_template) by restore instead of booting;
+        vcpus, mem_mib, kernel, rootfs and initrd are then the template's.
 
         timeout (seconds, as E2B's): the sandbox's lifetime; amber stops it (on_timeout "kill")
         or pauses it ("pause") then, even if this process has exited. None: no deadline (unlike
@@ -448,6 +512,10 @@ class Sandbox:
         refuses (SandboxClientError, status 429) when that many sandboxes are already running or
         paused in the runtime directory, across processes.
         """
+        if template is not None:
+            from . import template as tmpl
+            return tmpl.create_from_template(cls, template, runtime_dir, max_sandboxes, boot_timeout, timeout,
+                                             on_timeout, metadata, envs, sandbox_id)
         sbx, plan = cls._create_begin(vcpus, mem_mib, kernel, rootfs, timeout, max_sandboxes, runtime_dir,
                                       sandbox_id, initrd, on_timeout, boot_timeout, metadata, envs)
         try:

@@ -9,6 +9,10 @@ a connection made while paused is accepted but not served, as with amber. A SHUT
 ends the process as a guest power-off would (exit.json reason "guest power-off").
 Env: FAKE_AMBER_FAIL=msg exits at once with msg on stderr; FAKE_AMBER_BOOT_DELAY_S delays the
 agent; FAKE_AMBER_AGENT is the agent binary (default build/amber-agent).
+Snapshots (hibernate, templates, fork): started with --api-sock alone, it waits for PUT
+/snapshot/load; PUT /snapshot/create (paused only) writes a JSON state file and a memory file.
+FAKE_AMBER_SNAP_ENOSPC=1 makes create answer 500 "No space left on device" as amber does. GET /
+reports the last load's overrides as "fake_load".
 """
 import argparse
 import datetime
@@ -44,6 +48,9 @@ class State:
         self.reason = ("unknown", 1)
         self.deadline = None  # PUT /timeout: time.monotonic() when it fires
         self.on_timeout = "kill"
+        self.load = None  # the last PUT /snapshot/load's overrides
+        self.start_guest = None
+        self.pending = []  # a loaded guest's vsock socket, for the main thread to start
 
     def finish(self, reason, status):
         self.reason = (reason, status)
@@ -61,7 +68,7 @@ def make_api_handler(st):
             return "unix"
 
         def reply(self, code, obj):
-            body = json.dumps(obj).encode()
+            body = json.dumps(obj).encode() if code != 204 else b""
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -76,12 +83,14 @@ def make_api_handler(st):
         def do_PUT(self):
             n = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(n) if n else b""
-            if self.path != "/timeout":
-                return self.reply(404, {"fault_message": "unknown path %s" % self.path})
             try:
                 body = json.loads(raw)
             except ValueError:
                 return self.reply(400, {"fault_message": "bad JSON"})
+            if self.path in ("/snapshot/create", "/snapshot/load"):
+                return self.reply(*snapshot_request(st, self.path, body))
+            if self.path != "/timeout":
+                return self.reply(404, {"fault_message": "unknown path %s" % self.path})
             secs = body.get("timeout_s") if isinstance(body, dict) else None
             if isinstance(secs, bool) or not isinstance(secs, int) or secs < 1:
                 return self.reply(400, {"fault_message": "timeout_s must be an integer >= 1"})
@@ -100,7 +109,7 @@ def make_api_handler(st):
             with st.lock:
                 self.reply(200, {"id": st.args.id, "state": st.state, "app_name": "fake-amber",
                                  "paused_at": st.paused_at, "vcpus": st.args.vcpus,
-                                 "mem_mib": st.args.mem_mib})
+                                 "mem_mib": st.args.mem_mib, "fake_load": st.load})
 
         def do_POST(self):
             n = int(self.headers.get("Content-Length") or 0)
@@ -124,6 +133,48 @@ def make_api_handler(st):
             self.reply(404, {"fault_message": "unknown path %s" % self.path})
 
     return H
+
+
+def snapshot_request(st, path, body):
+    """(status, reply) of PUT /snapshot/create or /snapshot/load."""
+    with st.lock:
+        if path == "/snapshot/create":
+            if st.state != "Paused":
+                return 400, {"fault_message": "the VM must be paused"}
+            mem = body["mem_file_path"]
+            if os.environ.get("FAKE_AMBER_SNAP_ENOSPC") == "1":
+                open(mem, "wb").close()
+                return 500, {"fault_message": "writing '%s': No space left on device" % mem}
+            with open(mem, "wb") as f:
+                f.write(b"fake guest RAM\n")
+            with open(body["snapshot_path"], "w") as f:
+                json.dump({"magic": "FAKESNAP", "drive": st.args.drive, "vcpus": st.args.vcpus,
+                           "mem_mib": st.args.mem_mib}, f)
+            return 204, {}
+        if st.state != "Not started":
+            return 400, {"fault_message": "snapshot/load needs a fresh amber"}
+        snap = body.get("snapshot_path", "")
+        mem = (body.get("mem_backend") or {}).get("backend_path") or body.get("mem_file_path", "")
+        try:
+            with open(snap) as f:
+                saved = json.load(f)
+            if saved.get("magic") != "FAKESNAP":
+                raise ValueError
+        except OSError as e:
+            return 400, {"fault_message": "cannot open snapshot file '%s': %s" % (snap, e.strerror)}
+        except (ValueError, AttributeError):
+            return 400, {"fault_message": "snapshot file '%s': bad magic" % snap}
+        if not os.path.isfile(mem):
+            return 400, {"fault_message": "cannot open memory file '%s': No such file or directory" % mem}
+        vo = body.get("vsock_override") or {}
+        st.load = {"snapshot_path": snap, "mem": mem, "vsock_override": vo,
+                   "drive_overrides": body.get("drive_overrides") or []}
+        # The agent must be started by the main thread: PR_SET_PDEATHSIG follows the thread.
+        st.pending.append(vo["uds_path"])
+        st.state = "Running"
+    while st.pending:
+        time.sleep(0.02)
+    return 204, {}
 
 
 class UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -222,20 +273,32 @@ def main():
 
     d = os.path.dirname(args.pid_file)
     agent_sock = os.path.join(d, "agent.sock")
-    uds = dict(kv.split("=", 1) for kv in args.vsock.split(","))["uds"]
     console = open(args.console, "ab", buffering=0)
-    console.write(b"fake-amber: booting\n")
-    time.sleep(float(os.environ.get("FAKE_AMBER_BOOT_DELAY_S", "0")))
-    agent_bin = os.environ.get("FAKE_AMBER_AGENT") or os.path.join(REPO, "build", "amber-agent")
-    st.agent = subprocess.Popen([agent_bin, "--listen", "unix:" + agent_sock, "--no-init"],
-                                stdin=subprocess.DEVNULL, stdout=console, stderr=console,
-                                start_new_session=True, preexec_fn=die_with_parent)
+    socks = [args.api_sock, agent_sock]
+
+    def start_guest(uds):
+        console.write(b"fake-amber: booting\n")
+        time.sleep(float(os.environ.get("FAKE_AMBER_BOOT_DELAY_S", "0")))
+        agent_bin = os.environ.get("FAKE_AMBER_AGENT") or os.path.join(REPO, "build", "amber-agent")
+        st.agent = subprocess.Popen([agent_bin, "--listen", "unix:" + agent_sock, "--no-init"],
+                                    stdin=subprocess.DEVNULL, stdout=console, stderr=console,
+                                    start_new_session=True, preexec_fn=die_with_parent)
+        vs = UnixServer(uds, make_vsock_handler(st, agent_sock))
+        socks.append(uds)
+        threading.Thread(target=vs.serve_forever, daemon=True).start()
+
+    st.start_guest = start_guest
+    if args.vsock:
+        start_guest(dict(kv.split("=", 1) for kv in args.vsock.split(","))["uds"])
+    else:
+        st.state = "Not started"
     api = UnixServer(args.api_sock, make_api_handler(st))
-    vs = UnixServer(uds, make_vsock_handler(st, agent_sock))
-    for srv in (api, vs):
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-    while not st.done.wait(0.2):
-        if st.agent.poll() is not None:
+    threading.Thread(target=api.serve_forever, daemon=True).start()
+    while not st.done.wait(0.02):
+        if st.pending:
+            start_guest(st.pending[0])
+            st.pending.clear()
+        if st.agent is not None and st.agent.poll() is not None:
             st.finish("agent exited with status %s" % st.agent.returncode, 1)
         with st.lock:  # the /timeout deadline, kept here as amber keeps it
             if st.deadline is not None and time.monotonic() >= st.deadline:
@@ -245,13 +308,14 @@ def main():
                 elif st.state == "Running":
                     os.killpg(st.agent.pid, signal.SIGSTOP)
                     st.state, st.paused_at, st.paused_mono = "Paused", now_iso(), time.monotonic()
-    try:
-        os.killpg(st.agent.pid, signal.SIGCONT)
-        os.killpg(st.agent.pid, signal.SIGKILL)
-    except OSError:
-        pass
-    st.agent.wait()
-    for p in (args.api_sock, uds, agent_sock):
+    if st.agent is not None:
+        try:
+            os.killpg(st.agent.pid, signal.SIGCONT)
+            os.killpg(st.agent.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        st.agent.wait()
+    for p in socks:
         try:
             os.unlink(p)
         except OSError:
