@@ -68,7 +68,7 @@ int ctl_tty_begin(struct ctl_tty *t, struct agent_exec_spec *spec, struct agent_
     saved_fd = t->tty_fd;
     struct termios raw = saved_termios;
     cfmakeraw(&raw);
-    if (tcsetattr(t->tty_fd, TCSAFLUSH, &raw) < 0) {
+    if (tcsetattr(t->tty_fd, TCSADRAIN, &raw) < 0) { /* typed-ahead input goes to the guest */
         int e = errno;
         ctl_tty_end(t);
         return -e;
