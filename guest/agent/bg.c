@@ -293,7 +293,8 @@ static void on_handoff(struct bg *b)
     if (f.type == PROTO_RESIZE) {
         int r = b->ch.pty ? pty_resize(b->ch.out_fd, f.payload, f.len) : -ENOTTY;
         if (r < 0)
-            conn_send_error(&c, -r, "resize %u: %s", req.pid, strerror(-r));
+            conn_send_error(&c, -r, "resize %u: %s", req.pid,
+                            r == -ENOTTY ? "not a pty" : strerror(-r));
         else
             conn_send(&c, PROTO_RESULT, NULL, 0);
         close(fd);
