@@ -82,7 +82,7 @@ def run(ctl, target, scale=1.0):
         tm.keys("echo sum=$((6*7))", "Enter")
         ok, s = tm.wait_screen("sum=42", 20 * scale)
         check("tmux: a command typed into amberctl exec -t runs in the guest shell", ok, s[-300:])
-        tm.keys("stty size; tty", "Enter")
+        tm.keys("stty size; readlink /proc/$$/fd/0", "Enter")
         ok, s = tm.wait_screen("30 100", 10 * scale)
         check("tmux: the guest pty starts at the window's size (30 100)", ok, s[-300:])
         ok, s = tm.wait_screen("/dev/pts/", 10 * scale)
