@@ -82,6 +82,18 @@ enum proto_tag {
     TAG_EVENT = 37,     /* watch: enum proto_watch_event */
 };
 
+/* WATCH: what happened (ENTRY's EVENT), and the most directories / deepest level watched. */
+enum proto_watch_event {
+    PROTO_WATCH_CREATE = 1,  /* created, or moved in (the new name) */
+    PROTO_WATCH_WRITE = 2,   /* modified (one event per burst of writes to a file) */
+    PROTO_WATCH_REMOVE = 3,  /* deleted */
+    PROTO_WATCH_RENAME = 4,  /* moved away or renamed (the old name) */
+    PROTO_WATCH_CHMOD = 5,   /* metadata changed */
+    PROTO_WATCH_OVERFLOW = 6 /* the kernel's event queue overflowed: events were lost */
+};
+#define PROTO_MAX_WATCH_DIRS  8192u
+#define PROTO_MAX_WATCH_DEPTH 32u
+
 /* Largest pty window side (COLS, ROWS) a request may ask for. */
 #define PROTO_MAX_WINSIZE 4096u
 

@@ -87,6 +87,10 @@ int bg_list(struct agent_conn *c);
  * -errno. */
 int fileops_serve(struct agent_conn *c, const struct proto_frame *f);
 
+/* WATCH (watch.c): RESULT{SIZE: directories watched}, then an ENTRY{EVENT, PATH, TYPE} per
+ * inotify event until the client sends EOF (answered with EOF) or leaves. Returns 0 or -errno. */
+int watch_serve(struct agent_conn *c, const struct proto_frame *f);
+
 /* Pseudo-terminals (pty.c). */
 /* Open a pty of cols x rows: fds[0] the slave (for the command), fds[1] and fds[2] two fds of
  * the master (stdin and output sides), all close-on-exec. Returns 0 or -errno. */

@@ -390,6 +390,8 @@ int serve_conn(struct agent_conn *c, int *shutdown)
     case PROTO_RENAME:
     case PROTO_MKDIR:
         return fileops_serve(c, &f);
+    case PROTO_WATCH:
+        return watch_serve(c, &f);
     default:
         return conn_send_error(c, EPROTO, "frame type 0x%02x is not a request", f.type);
     }

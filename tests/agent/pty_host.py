@@ -57,7 +57,8 @@ class Peer:
         self.s.sendall(frame(t, payload))
 
     def next(self):
-        """(type, payload) or None at EOF."""
+        """(type, payload), or None at EOF or after a timeout (then timed_out is set)."""
+        self.timed_out = False
         while True:
             if len(self.buf) >= rawpeer.HDR_LEN:
                 n, t, _ = struct.unpack(rawpeer.HDR, self.buf[:rawpeer.HDR_LEN])
@@ -68,6 +69,7 @@ class Peer:
             try:
                 d = self.s.recv(65536)
             except socket.timeout:
+                self.timed_out = True
                 return None
             if not d:
                 return None

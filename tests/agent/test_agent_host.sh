@@ -215,15 +215,17 @@ PY
     check "agent still serves after hostile frames" 0 $?
     kill -0 "$agent_pid" 2>/dev/null && ok "agent process survived" || bad "agent died"
 
-    # PTY and RESIZE on the raw protocol, then amberctl exec -t driven through tmux.
+    # PTY and RESIZE, and WATCH, on the raw protocol; then amberctl exec -t driven through tmux.
     run_sub pty env PYTHONPATH=tests/agent timeout 120 python3 tests/agent/pty_host.py "$SOCK"
+    mkdir -p "$T/watch"
+    run_sub watch env PYTHONPATH=tests/agent timeout 120 python3 tests/agent/watch_host.py "$SOCK" "$T/watch"
     if command -v tmux > /dev/null; then
         run_sub tmux timeout 180 python3 tests/agent/tmux_pty.py "$PWD/$CTL" --agent-sock "$SOCK"
     else
         echo "SKIPPED - amberctl exec -t in tmux: tmux is not installed (make setup installs it)"
         skipped=$((skipped + 1))
     fi
-    kill -0 "$agent_pid" 2>/dev/null && ok "agent survived the PTY checks" || bad "agent died in the PTY checks"
+    kill -0 "$agent_pid" 2>/dev/null && ok "agent survived the PTY and WATCH checks" || bad "agent died in the PTY and WATCH checks"
 
     ended_before=$(grep -c 'ended by an error' "$T/agent.err")
     "$CTL" exec --agent-sock "$SOCK" -- sh -c 'head -c 64000000 /dev/zero' | head -c 10 > /dev/null
