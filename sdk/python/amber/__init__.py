@@ -17,6 +17,7 @@ from .errors import SandboxFileNotFoundError, SandboxFileTypeError
 from .files import EntryInfo, WriteInfo
 from .aio import AsyncCommandHandle, AsyncSandbox
 from .pty import PtyHandle
+from .watch import FilesystemEvent, WatchHandle
 from .proto import ExecResult
 from .sandbox import Sandbox
 from .runtime import runtime_root, timeout_scale
@@ -26,5 +27,5 @@ __all__ = [
     "SandboxUnavailableError", "SandboxTimeoutError", "runtime_root", "timeout_scale",
     "CommandExitError", "CommandNotFoundError", "StdinClosedError", "CommandHandle", "CommandResult",
     "ProcessInfo", "SandboxFileNotFoundError", "SandboxFileTypeError", "EntryInfo", "WriteInfo",
-    "AsyncSandbox", "AsyncCommandHandle", "PtyHandle",
+    "AsyncSandbox", "AsyncCommandHandle", "PtyHandle", "FilesystemEvent", "WatchHandle",
 ]
