@@ -1,7 +1,7 @@
-"""e2e tests of the guest PTY (issue 18) on a real guest: sbx.pty (input, resize in the session
-and by pid, reattach, kill) and `amberctl exec -t` driven through a real terminal by tmux
-(tests/agent/tmux_pty.py: typing, window size, resize, exit status, the terminal restored).
-One sandbox for the module."""
+"""e2e tests of the guest PTY and watch_dir (issue 18) on a real guest: sbx.pty (input, resize in
+the session and by pid, reattach, kill), `amberctl exec -t` driven through a real terminal by
+tmux (tests/agent/tmux_pty.py: typing, window size, resize, exit status, the terminal restored),
+and sbx.files.watch_dir (inotify in the guest). One sandbox for the module."""
 import os
 import shutil
 import sys
@@ -107,6 +107,28 @@ class TestPtyE2E(unittest.TestCase):
             self.skipTest("tmux is not installed (scripts/setup.sh lists it)")
         fails = tmux_pty.run(CTL, ["--vsock", _SBX.vsock_sock], scale=max(1.0, timeout_scale() / 2))
         self.assertEqual(fails, 0, "see the tmux: lines above")
+
+
+class TestWatchE2E(unittest.TestCase):
+    def test_watch_dir_in_the_guest(self):
+        limit = 20 * timeout_scale()
+        _SBX.files.make_dir("/tmp/watched/sub")
+        seen = []
+        h = _SBX.files.watch_dir("/tmp/watched", on_event=seen.append, recursive=True)
+        self.assertEqual(h.dirs_watched, 2)
+        _SBX.files.write("/tmp/watched/a.txt", "one")
+        _SBX.commands.run("echo more >> /tmp/watched/a.txt; touch /tmp/watched/sub/deep; "
+                          "mv /tmp/watched/a.txt /tmp/watched/b.txt; rm /tmp/watched/b.txt")
+        end = time.monotonic() + limit
+        while ("remove", "b.txt") not in [(e.type, e.name) for e in seen] and time.monotonic() < end:
+            time.sleep(0.1)
+        got = [(e.type, e.name) for e in seen]
+        for want in (("create", "a.txt"), ("write", "a.txt"), ("create", "sub/deep"),
+                     ("rename", "a.txt"), ("create", "b.txt"), ("remove", "b.txt")):
+            self.assertIn(want, got)
+        h.stop()
+        self.assertIsNone(h.error)
+        _SBX.files.remove("/tmp/watched")
 
 
 if __name__ == "__main__":
