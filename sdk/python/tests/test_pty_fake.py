@@ -103,5 +103,42 @@ class TestPty(unittest.TestCase):
             h.kill()
 
 
+@needs_agent
+class TestAsyncPty(unittest.TestCase):
+    def test_async_pty(self):
+        import asyncio
+        from amber import AsyncSandbox
+
+        async def main(root):
+            sbx = await AsyncSandbox.create(runtime_dir=root)
+            try:
+                h = await sbx.pty.create(cols=100, rows=30)
+                await h.send_input("stty size; echo IS_$((6*7))\n")
+                seen = b""
+                async for data in h:
+                    self.assertIsInstance(data, bytes)
+                    seen += data
+                    if b"IS_42" in seen:
+                        break
+                self.assertIn(b"30 100", seen)
+                await sbx.pty.resize(h.pid, 77, 22)
+                await h.resize(78, 23)
+                await h.send_input("stty size; exit 6\n")
+                with self.assertRaises(CommandExitError) as cm:
+                    await h.wait(timeout=10)
+                self.assertEqual(cm.exception.exit_code, 6)
+                self.assertIn("23 78", cm.exception.stdout)
+                with self.assertRaises(CommandNotFoundError):
+                    await sbx.pty.resize(4000000, 80, 24)
+            finally:
+                await sbx.delete()
+
+        root = tempfile.mkdtemp(prefix="amber-apty-test-")
+        try:
+            asyncio.run(main(root))
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+
 if __name__ == "__main__":
     unittest.main()
