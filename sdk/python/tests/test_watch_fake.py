@@ -98,5 +98,39 @@ class TestWatch(unittest.TestCase):
         self.assertIn("absolute", str(cm.exception))
 
 
+@needs_agent
+class TestAsyncWatch(unittest.TestCase):
+    def test_async_watch(self):
+        import asyncio
+        from amber import AsyncSandbox
+
+        root = tempfile.mkdtemp(prefix="amber-awatch-test-")
+        d = os.path.join(root, "w")
+        os.mkdir(d)
+
+        async def main():
+            sbx = await AsyncSandbox.create(runtime_dir=os.path.join(root, "rt"))
+            try:
+                h = await sbx.files.watch_dir(d)
+                open(os.path.join(d, "one"), "w").close()
+                ev = await asyncio.wait_for(h.__anext__(), 5)
+                self.assertEqual((ev.type, ev.name), ("create", "one"))
+                await h.stop()
+                async def rest_of():
+                    return [e async for e in h]
+                rest = await asyncio.wait_for(rest_of(), 5)  # stop() ends the iteration
+                self.assertTrue(h.ended)
+                self.assertTrue(all(e.name == "one" for e in rest), rest)
+                with self.assertRaises(SandboxFileNotFoundError):
+                    await sbx.files.watch_dir(d + "/missing")
+            finally:
+                await sbx.delete()
+
+        try:
+            asyncio.run(main())
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+
 if __name__ == "__main__":
     unittest.main()
