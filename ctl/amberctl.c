@@ -23,6 +23,8 @@ static const struct ctl_cmd commands[] = {
     {"restore", ctl_restore, "restore --id NEWID DIR   (a new sandbox from DIR's snapshot)"},
     {"ps", ctl_ps, "ps TARGET [--all] [--json]     (background commands in the guest)"},
     {"kill", ctl_kill, "kill TARGET PID [--signal N]   (a background command's process group)"},
+    {"watch", ctl_watch,
+     "watch TARGET PATH [--recursive] [--count N] [--for S] [--json]   (guest file events)"},
     {"create", ctl_create,
      "create [--id ID] [--vcpus N] [--mem-mib N] [--timeout S] [--on-timeout kill|pause]\n"
      "                  [--metadata K=V]... [--env K=V]... [--boot-timeout S] [--json]"},

@@ -219,6 +219,27 @@ PY
     run_sub pty env PYTHONPATH=tests/agent timeout 120 python3 tests/agent/pty_host.py "$SOCK"
     mkdir -p "$T/watch"
     run_sub watch env PYTHONPATH=tests/agent timeout 120 python3 tests/agent/watch_host.py "$SOCK" "$T/watch"
+    # amberctl watch: events as lines (or JSON), --count and --for end it, bad paths fail.
+    mkdir -p "$T/cw"
+    "$CTL" watch --agent-sock "$SOCK" "$T/cw" --count 3 > "$T/cw.out" 2>&1 &
+    cw_pid=$!
+    sleep 0.5
+    mkdir "$T/cw/d" && echo hi > "$T/cw/f"
+    for _ in $(seq 50); do kill -0 "$cw_pid" 2>/dev/null || break; sleep 0.1; done
+    wait "$cw_pid"
+    check "amberctl watch --count 3: exit 0 and three event lines" \
+        "0|create $T/cw/d/|create $T/cw/f|write $T/cw/f" "$?|$(paste -sd'|' "$T/cw.out")"
+    start=$(date +%s%N)
+    out=$("$CTL" watch --agent-sock "$SOCK" "$T/cw" --for 0.5 --json & sleep 0.2; touch "$T/cw/f"; wait)
+    ms=$((($(date +%s%N) - start) / 1000000))
+    check "amberctl watch --json: a chmod event (touch) as JSON" \
+        "{\"event\":\"chmod\",\"path\":\"$T/cw/f\",\"is_dir\":false}" "$out"
+    [ "$ms" -lt 5000 ] && ok "amberctl watch --for 0.5 ends (${ms} ms)" || bad "watch --for took ${ms} ms"
+    "$CTL" watch --agent-sock "$SOCK" "$T/cw/missing" --for 1 2> /dev/null
+    check "amberctl watch of a missing directory fails (1)" 1 $?
+    "$CTL" watch --agent-sock "$SOCK" relative/path 2> /dev/null
+    check "amberctl watch of a relative path is a usage error (2)" 2 $?
+
     if command -v tmux > /dev/null; then
         run_sub tmux timeout 180 python3 tests/agent/tmux_pty.py "$PWD/$CTL" --agent-sock "$SOCK"
     else
