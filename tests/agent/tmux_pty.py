@@ -14,8 +14,8 @@ import time
 
 
 class Tmux:
-    def __init__(self, tmp):
-        self.sock = os.path.join(tmp, "tmux.sock")
+    def __init__(self, tmp, name):
+        self.sock = os.path.join(tmp, name)  # a server of its own: a killed one may linger
 
     def run(self, *args, check=True):
         return subprocess.run(["tmux", "-S", self.sock, "-f", "/dev/null", *args], check=check,
@@ -69,7 +69,7 @@ def run(ctl, target, scale=1.0):
         print(("ok   - %s" % name) if cond else ("FAIL - %s: %s" % (name, detail)), flush=True)
 
     tmp = tempfile.mkdtemp(prefix="amber-tmux-")
-    tm = Tmux(tmp)
+    tm = Tmux(tmp, "tmux1.sock")
     q = lambda p: shlex.quote(os.path.join(tmp, p))  # noqa: E731
     exec_t = " ".join(shlex.quote(a) for a in [ctl, "exec", "-t", *target])
     try:
@@ -101,6 +101,7 @@ def run(ctl, target, scale=1.0):
         tm.kill()
 
         # amberctl killed by SIGTERM: the terminal is still restored.
+        tm = Tmux(tmp, "tmux2.sock")
         inner = "echo $$ > %s; exec %s -- sleep 600" % (q("pid"), exec_t)
         pane = ("stty -g > %s; sh -c %s; echo RC=$? > %s; stty -g > %s; sleep 600"
                 % (q("before2"), shlex.quote(inner), q("rc2"), q("after2")))
@@ -118,6 +119,8 @@ def run(ctl, target, scale=1.0):
         before, after = wait_file(os.path.join(tmp, "before2"), 1), wait_file(os.path.join(tmp, "after2"), 5)
         check("tmux: the terminal's mode is restored after SIGTERM", before and before == after,
               "%r -> %r" % (before, after))
+    except (subprocess.SubprocessError, OSError) as e:  # a tmux step failed: say which
+        check("tmux: every tmux step succeeds", False, "%s %s" % (e, getattr(e, "stderr", "")))
     finally:
         tm.kill()
         shutil.rmtree(tmp, ignore_errors=True)
