@@ -95,7 +95,7 @@ int watch_serve(struct agent_conn *c, const struct proto_frame *f);
 /* Open a pty of cols x rows: fds[0] the slave (for the command), fds[1] and fds[2] two fds of
  * the master (stdin and output sides), all close-on-exec. Returns 0 or -errno. */
 int pty_open(uint16_t cols, uint16_t rows, int fds[3]);
-/* In the command's child, after setsid(): make slave the controlling terminal, default TERM. */
+/* In the command's child, after setsid(): make slave the controlling terminal; TERM=xterm. */
 void pty_child_setup(int slave);
 /* Apply a RESIZE (or PTY) payload's COLS and ROWS to the pty master (ignored when master < 0).
  * Returns 0, -EBADMSG/-EINVAL for a bad size, or -errno from TIOCSWINSZ. */

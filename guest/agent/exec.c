@@ -67,6 +67,8 @@ static void child_exec(const struct proto_exec_req *req, const struct user_info 
     }
     for (size_t i = 0; i < req->envc; i++)
         putenv(req->env[i]);
+    if (u && req->pty && fchown(in_fd, u->uid, u->gid) < 0) /* its terminal is the user's */
+        child_fail(errpipe, 0);
     if (u) {
         if (setgroups(1, &u->gid) < 0 || setgid(u->gid) < 0 || setuid(u->uid) < 0)
             child_fail(errpipe, 0);

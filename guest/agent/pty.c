@@ -38,8 +38,7 @@ void pty_child_setup(int slave)
 {
     /* After setsid(): the slave becomes the new session's controlling terminal. */
     ioctl(slave, TIOCSCTTY, 0);
-    if (!getenv("TERM"))
-        setenv("TERM", "xterm", 1);
+    setenv("TERM", "xterm", 1); /* not PID 1's TERM=linux; the request's ENV may override it */
 }
 
 int pty_resize(int master, const uint8_t *payload, size_t len)

@@ -131,6 +131,15 @@ def main(path):
     check("pty: RESIZE sends SIGWINCH", "WINCH" in out, repr(out))
     p.close()
 
+    # USER: the command's terminal belongs to that user; TERM is xterm by default.
+    p = Peer(path)
+    p.send(PTY, pty_req("stat -c owner=%U $(readlink /proc/self/fd/0); echo TERM=$TERM") + tlv(6, "nobody"))
+    p.next()
+    out, _ = p.output_until("TERM=xterm")
+    check("pty: with USER nobody the pty slave is nobody's", "owner=nobody" in out, repr(out))
+    check("pty: TERM is xterm unless ENV says otherwise", "TERM=xterm\r" in out, repr(out))
+    p.close()
+
     # ^D through the terminal is end of input for cat; the exit code comes back.
     p = Peer(path)
     p.send(PTY, pty_req("cat; exit 3"))
