@@ -68,7 +68,25 @@ def read_until(h, needle, limit_s):
     return seen.decode("utf-8", "replace")
 
 
-class TestPtyE2E(unittest.TestCase):
+def keep_console(name):
+    """Copy the guest console next to the e2e logs, and print its tail (a guest that died)."""
+    try:
+        with open(_SBX.console_path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        print("  [e2e] no console of %s: %s" % (_SBX.id, e))
+        return
+    log_dir = os.environ.get("AMBER_E2E_LOGDIR")
+    if log_dir:
+        with open(os.path.join(log_dir, "pty-%s.console.log" % name), "wb") as f:
+            f.write(data)
+    print("  [e2e] console tail after %s:\n%s" % (name, data[-1500:].decode("utf-8", "replace")))
+
+
+class TestAPtyE2E(unittest.TestCase):
+    def tearDown(self):
+        keep_console(self._testMethodName)
+
     def test_sdk_pty_shell(self):
         limit = 20 * timeout_scale()
         h = _SBX.pty.create(cols=100, rows=30)
@@ -102,14 +120,8 @@ class TestPtyE2E(unittest.TestCase):
         with self.assertRaises(SandboxClientError):
             _SBX.pty.create(cols=0, rows=24)
 
-    def test_amberctl_exec_t_in_tmux(self):
-        if not shutil.which("tmux"):
-            self.skipTest("tmux is not installed (scripts/setup.sh lists it)")
-        fails = tmux_pty.run(CTL, ["--vsock", _SBX.vsock_sock], scale=max(1.0, timeout_scale() / 2))
-        self.assertEqual(fails, 0, "see the tmux: lines above")
 
-
-class TestWatchE2E(unittest.TestCase):
+class TestBWatchE2E(unittest.TestCase):
     def test_watch_dir_in_the_guest(self):
         limit = 20 * timeout_scale()
         _SBX.files.make_dir("/tmp/watched/sub")
@@ -129,6 +141,31 @@ class TestWatchE2E(unittest.TestCase):
         h.stop()
         self.assertIsNone(h.error)
         _SBX.files.remove("/tmp/watched")
+
+
+class TestCAmberctlTtyE2E(unittest.TestCase):
+    def tearDown(self):
+        keep_console(self._testMethodName)
+
+    def test_a_exec_t_without_a_terminal(self):
+        import subprocess
+        r = subprocess.run([CTL, "exec", "-t", "--vsock", _SBX.vsock_sock, "--", "sh", "-c",
+                            "stty size; echo pty-ok"], stdin=subprocess.DEVNULL, capture_output=True,
+                           timeout=60 * timeout_scale())
+        self.assertEqual((r.returncode, r.stderr), (0, b""))
+        self.assertIn(b"24 80", r.stdout)
+        self.assertIn(b"pty-ok", r.stdout)
+        r = subprocess.run([CTL, "exec", "-t", "--vsock", _SBX.vsock_sock, "--", "sh", "-i", "-c",
+                            "echo interactive-ok"], stdin=subprocess.DEVNULL, capture_output=True,
+                           timeout=60 * timeout_scale())
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(b"interactive-ok", r.stdout)
+
+    def test_b_amberctl_exec_t_in_tmux(self):
+        if not shutil.which("tmux"):
+            self.skipTest("tmux is not installed (scripts/setup.sh lists it)")
+        fails = tmux_pty.run(CTL, ["--vsock", _SBX.vsock_sock], scale=2.0)
+        self.assertEqual(fails, 0, "see the tmux: lines above")
 
 
 if __name__ == "__main__":
