@@ -34,6 +34,8 @@ struct agent_exec_spec {
     const char *cwd;         /* may be NULL */
     const char *user;        /* name or uid, may be NULL */
     uint64_t timeout_ms;     /* 0 = none; the agent kills the process group when it passes */
+    uint16_t pty_cols;       /* both > 0: run on a pseudo-terminal of this size (PTY request; */
+    uint16_t pty_rows;       /* all output then arrives on stdout_fd) */
 };
 
 /* The fds exec pumps: stdin_fd -1 sends EOF at once; stdout_fd/stderr_fd -1 discard. */
@@ -41,6 +43,10 @@ struct agent_exec_io {
     int stdin_fd;
     int stdout_fd;
     int stderr_fd;
+    /* pty only: when resize_fd is readable (e.g. a SIGWINCH signalfd) it is drained and
+     * size_fd's window size (TIOCGWINSZ) is sent as RESIZE. -1: no resizes. */
+    int resize_fd;
+    int size_fd;
 };
 
 struct agent_exec_result {

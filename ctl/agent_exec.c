@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -29,6 +30,10 @@ static int encode_spec(const struct agent_exec_spec *s, struct proto_buf *b)
         r = proto_tlv_put_str(b, TAG_USER, s->user);
     if (r == 0 && s->timeout_ms)
         r = proto_tlv_put_u64(b, TAG_TIMEOUT_MS, s->timeout_ms);
+    if (r == 0 && s->pty_cols && s->pty_rows)
+        r = proto_tlv_put_u64(b, TAG_COLS, s->pty_cols);
+    if (r == 0 && s->pty_cols && s->pty_rows)
+        r = proto_tlv_put_u64(b, TAG_ROWS, s->pty_rows);
     return r;
 }
 
@@ -64,6 +69,23 @@ static void pump_stdin(struct xpump *p)
         return;
     }
     queue_frame(p, PROTO_DATA, (size_t)n);
+}
+
+/* The window changed: drain the notification, queue RESIZE with size_fd's size. */
+static void pump_resize(struct xpump *p)
+{
+    uint8_t junk[256];
+    while (read(p->io->resize_fd, junk, sizeof(junk)) > 0) {
+    }
+    struct winsize ws;
+    if (ioctl(p->io->size_fd, TIOCGWINSZ, &ws) < 0 || !ws.ws_col || !ws.ws_row)
+        return;
+    struct proto_buf b = {p->out + PROTO_HDR_LEN, 0, PROTO_DATA_CHUNK};
+    uint16_t cols = ws.ws_col > PROTO_MAX_WINSIZE ? PROTO_MAX_WINSIZE : ws.ws_col;
+    uint16_t rows = ws.ws_row > PROTO_MAX_WINSIZE ? PROTO_MAX_WINSIZE : ws.ws_row;
+    proto_tlv_put_u64(&b, TAG_COLS, cols);
+    proto_tlv_put_u64(&b, TAG_ROWS, rows);
+    queue_frame(p, PROTO_RESIZE, b.len);
 }
 
 static void pump_send(struct xpump *p)
@@ -147,14 +169,22 @@ static int pump_loop(struct xpump *p, uint64_t deadline_ms)
         int r = pump_frames(p);
         if (r < 0 || p->exited)
             return r;
-        struct pollfd fds[2];
+        struct pollfd fds[3];
         nfds_t nfds = 1;
         bool want_stdin = !p->stdin_done && !p->send_broken && p->out_len == 0;
+        bool want_resize = p->io->resize_fd >= 0 && !p->send_broken && p->out_len == 0;
+        int i_stdin = -1, i_resize = -1;
         fds[0] = (struct pollfd){.fd = p->sock, .events = POLLIN};
         if (p->out_len && !p->send_broken)
             fds[0].events |= POLLOUT;
-        if (want_stdin)
+        if (want_stdin) {
+            i_stdin = (int)nfds;
             fds[nfds++] = (struct pollfd){.fd = p->io->stdin_fd, .events = POLLIN};
+        }
+        if (want_resize) {
+            i_resize = (int)nfds;
+            fds[nfds++] = (struct pollfd){.fd = p->io->resize_fd, .events = POLLIN};
+        }
         int timeout = -1;
         if (deadline_ms) {
             uint64_t now = clock_now_ms();
@@ -169,7 +199,10 @@ static int pump_loop(struct xpump *p, uint64_t deadline_ms)
             continue;
         if (fds[0].revents & POLLOUT)
             pump_send(p);
-        if (want_stdin && fds[1].revents) {
+        if (i_resize >= 0 && fds[i_resize].revents) {
+            pump_resize(p);
+            pump_send(p);
+        } else if (i_stdin >= 0 && fds[i_stdin].revents) {
             pump_stdin(p);
             pump_send(p);
         }
@@ -210,7 +243,8 @@ int agent_exec(const struct agent_addr *a, const struct agent_exec_spec *spec,
         r = p.sock;
         goto out;
     }
-    if ((r = ac_send(p.sock, PROTO_EXEC, b.data, b.len)) < 0) {
+    uint8_t type = spec->pty_cols && spec->pty_rows ? PROTO_PTY : PROTO_EXEC;
+    if ((r = ac_send(p.sock, type, b.data, b.len)) < 0) {
         r = ac_fail(e, r, "sending exec: %s", strerror(-r));
         goto out;
     }

@@ -10,7 +10,7 @@
 
 static const struct ctl_cmd commands[] = {
     {"exec", ctl_exec,
-     "exec TARGET [--timeout S] [--env K=V]... [--cwd DIR] [--user U] [--shell] -- CMD..."},
+     "exec TARGET [-t] [--timeout S] [--env K=V]... [--cwd DIR] [--user U] [--shell] -- CMD..."},
     {"cp", ctl_cp, "cp TARGET SRC DST     (one of SRC/DST is guest:/path)"},
     {"ping", ctl_ping, "ping TARGET"},
     {"list", ctl_list, "list [--json]"},
@@ -32,6 +32,8 @@ static const struct ctl_cmd commands[] = {
      "template delete NAME"},
     {"fork", ctl_fork, "fork --id ID [-n N]   (prints the new ids)"},
     {"create", ctl_create_any,
+    {"watch", ctl_watch,
+     "watch TARGET PATH [--recursive] [--count N] [--for S] [--json]   (guest file events)"},
      "create [--id ID] [--vcpus N] [--mem-mib N] [--timeout S] [--on-timeout kill|pause]\n"
      "                  [--metadata K=V]... [--env K=V]... [--boot-timeout S] [--json]\n"
      "         amberctl create --template NAME [--id ID]"},
@@ -56,6 +58,8 @@ static void usage(FILE *f)
                "  --cwd DIR          working directory in the guest\n"
                "  --user U           run as user name or uid\n"
                "  --shell            run CMD... joined by spaces through /bin/sh -c\n"
+               "  -t, --tty          on a pseudo-terminal sized as ours (raw mode, resizes\n"
+               "                     follow); without CMD an interactive /bin/sh\n"
                "\nexit status:\n"
                "  exec               the command's exit code, or 128+N if signal N killed it;\n"
                "                     124 if --timeout expired; 125 if amberctl failed\n"

@@ -89,6 +89,8 @@ int ctl_restore(int argc, char **argv);
 /* amberctl ps and kill (ctl_procs.c): the guest's background commands. */
 int ctl_ps(int argc, char **argv);
 int ctl_kill(int argc, char **argv);
+/* amberctl watch (ctl_watch.c): a guest directory's changes, one line per event. */
+int ctl_watch(int argc, char **argv);
 /* amberctl create (ctl_create.c): launch a sandbox, print its id. */
 int ctl_create(int argc, char **argv);
 

@@ -1,5 +1,6 @@
 /* amberctl guest commands: exec, cp and ping, spoken to amber-agent over vsock. */
 #include "ctl/amberctl.h"
+#include "ctl/ctl_pty.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,25 +23,29 @@ int ctl_exec(int argc, char **argv)
         {"cwd", required_argument, NULL, OPT_CWD},
         {"user", required_argument, NULL, OPT_USER},
         {"shell", no_argument, NULL, OPT_SHELL},
+        {"tty", no_argument, NULL, 't'},
         {NULL, 0, NULL, 0},
     };
     struct ctl_target t = {0};
     struct agent_exec_spec spec = {0};
-    const char **env = calloc((size_t)argc + 1, sizeof(char *));
-    char *shell = NULL;
+    const char **env = calloc((size_t)argc + 2, sizeof(char *)); /* + TERM for -t */
+    char *shell = NULL, term[256];
     size_t nenv = 0;
-    bool use_shell = false;
+    bool use_shell = false, tty = false;
     int ch, rc = CTL_EXEC_FAIL;
     if (!env)
         return CTL_EXEC_FAIL;
     optind = 0;
-    while ((ch = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "+t", opts, NULL)) != -1) {
         int r = ctl_target_opt(&t, ch, optarg);
         if (r < 0)
             goto out;
         if (r > 0)
             continue;
         switch (ch) {
+        case 't':
+            tty = true;
+            break;
         case OPT_TIMEOUT: {
             long long ms = ctl_parse_seconds_ms(optarg);
             if (ms < 0) {
@@ -71,9 +76,23 @@ int ctl_exec(int argc, char **argv)
             goto out;
         }
     }
-    if (optind >= argc) {
+    static char *default_shell[] = {"/bin/sh", NULL};
+    if (optind >= argc && !tty) {
         fprintf(stderr, "amberctl exec: no command given\n");
         goto out;
+    }
+    if (optind >= argc) { /* -t alone: an interactive shell */
+        argv = default_shell;
+        argc = 1;
+        optind = 0;
+    }
+    bool have_term = false;
+    for (size_t i = 0; i < nenv; i++)
+        have_term |= !strncmp(env[i], "TERM=", 5);
+    const char *host_term = getenv("TERM");
+    if (tty && !have_term && host_term && strlen(host_term) < sizeof(term) - 5) {
+        snprintf(term, sizeof(term), "TERM=%s", host_term);
+        env[nenv++] = term;
     }
     spec.env = env;
     if (use_shell) {
@@ -96,10 +115,23 @@ int ctl_exec(int argc, char **argv)
     if (ctl_target_agent(&t, &a) < 0)
         goto out;
     /* A closed stdout pipe on our side should end us quietly, as it would the command. */
-    struct agent_exec_io io = {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO};
+    struct agent_exec_io io = {.stdin_fd = STDIN_FILENO,
+                               .stdout_fd = STDOUT_FILENO,
+                               .stderr_fd = STDERR_FILENO,
+                               .resize_fd = -1,
+                               .size_fd = -1};
     struct agent_exec_result res;
     struct agent_error err = {0};
-    if (agent_exec(&a, &spec, &io, &res, &err) < 0) {
+    struct ctl_tty tt;
+    int r = tty ? ctl_tty_begin(&tt, &spec, &io) : 0;
+    if (r < 0) {
+        fprintf(stderr, "amberctl exec: -t: the terminal: %s\n", strerror(-r));
+        goto out;
+    }
+    r = agent_exec(&a, &spec, &io, &res, &err);
+    if (tty)
+        ctl_tty_end(&tt);
+    if (r < 0) {
         fprintf(stderr, "amberctl exec: %s\n", err.msg);
         goto out;
     }

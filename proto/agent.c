@@ -33,6 +33,9 @@ bool proto_type_known(uint8_t type)
     case PROTO_LIST_PROCS:
     case PROTO_STAT:
     case PROTO_LIST_DIR:
+    case PROTO_PTY:
+    case PROTO_WATCH:
+    case PROTO_RESIZE:
     case PROTO_REMOVE:
     case PROTO_RENAME:
     case PROTO_MKDIR:
@@ -410,6 +413,49 @@ int proto_pid_req_decode(const uint8_t *payload, size_t len, struct proto_pid_re
     if (r < 0)
         return r;
     return have_pid ? 0 : -EINVAL;
+}
+
+int proto_winsize_decode(const uint8_t *payload, size_t len, uint16_t *cols, uint16_t *rows)
+{
+    struct proto_tlv_iter it;
+    uint16_t tag;
+    const uint8_t *val;
+    uint32_t n;
+    uint64_t v;
+    bool have_cols = false, have_rows = false;
+    int r;
+    proto_tlv_iter_init(&it, payload, len);
+    while ((r = proto_tlv_next(&it, &tag, &val, &n)) > 0) {
+        if (tag != TAG_COLS && tag != TAG_ROWS)
+            continue;
+        bool *seen = tag == TAG_COLS ? &have_cols : &have_rows;
+        if (*seen || proto_tlv_u64(val, n, &v) < 0)
+            return -EBADMSG;
+        *seen = true;
+        if (v == 0 || v > PROTO_MAX_WINSIZE)
+            return -EINVAL;
+        *(tag == TAG_COLS ? cols : rows) = (uint16_t)v;
+    }
+    if (r < 0)
+        return r;
+    return have_cols && have_rows ? 0 : -EINVAL;
+}
+
+int proto_pty_req_decode(const uint8_t *payload, size_t len, struct proto_exec_req *out)
+{
+    uint16_t cols = 0, rows = 0;
+    int r = proto_winsize_decode(payload, len, &cols, &rows);
+    if (r < 0) {
+        memset(out, 0, sizeof(*out));
+        return r;
+    }
+    r = proto_exec_req_decode(payload, len, out);
+    if (r < 0)
+        return r;
+    out->pty = true;
+    out->cols = cols;
+    out->rows = rows;
+    return 0;
 }
 
 void proto_fs_req_free(struct proto_fs_req *req)

@@ -32,9 +32,12 @@ enum proto_type {
     PROTO_REMOVE = 0x0b,     /* unlink a file or remove a directory tree */
     PROTO_RENAME = 0x0c,     /* rename PATH to NEW_PATH */
     PROTO_MKDIR = 0x0d,      /* make a directory and its parents */
+    PROTO_PTY = 0x0e,        /* exec on a pseudo-terminal (EXEC's tags plus COLS, ROWS) */
+    PROTO_WATCH = 0x0f,      /* stream a directory's inotify events */
     /* either direction: raw bytes, then end of bytes */
     PROTO_DATA = 0x10,
     PROTO_EOF = 0x11,
+    PROTO_RESIZE = 0x12, /* a pty's window size: in a PTY session, or a request with PID */
     /* agent -> client */
     PROTO_RESULT = 0x20,
     PROTO_STDOUT = 0x21,
@@ -73,7 +76,26 @@ enum proto_tag {
     TAG_EXISTS = 31,     /* stat: 0 when the path does not exist */
     TAG_ERRNO = 32,
     TAG_MESSAGE = 33,
+    TAG_COLS = 34,      /* pty: window width in characters */
+    TAG_ROWS = 35,      /* pty: window height in lines */
+    TAG_RECURSIVE = 36, /* watch: also watch subdirectories */
+    TAG_EVENT = 37,     /* watch: enum proto_watch_event */
 };
+
+/* WATCH: what happened (ENTRY's EVENT), and the most directories / deepest level watched. */
+enum proto_watch_event {
+    PROTO_WATCH_CREATE = 1,  /* created, or moved in (the new name) */
+    PROTO_WATCH_WRITE = 2,   /* modified (one event per burst of writes to a file) */
+    PROTO_WATCH_REMOVE = 3,  /* deleted */
+    PROTO_WATCH_RENAME = 4,  /* moved away or renamed (the old name) */
+    PROTO_WATCH_CHMOD = 5,   /* metadata changed */
+    PROTO_WATCH_OVERFLOW = 6 /* the kernel's event queue overflowed: events were lost */
+};
+#define PROTO_MAX_WATCH_DIRS  8192u
+#define PROTO_MAX_WATCH_DEPTH 32u
+
+/* Largest pty window side (COLS, ROWS) a request may ask for. */
+#define PROTO_MAX_WINSIZE 4096u
 
 /* The kind of a file in STAT and LIST_DIR answers. */
 enum proto_file_type {
@@ -158,6 +180,8 @@ struct proto_exec_req {
     char *user;
     uint64_t timeout_ms; /* 0 = none */
     bool background;     /* BACKGROUND=1: outlives the connection (see bg.c) */
+    bool pty;            /* a PTY request: runs on a pseudo-terminal of cols x rows */
+    uint16_t cols, rows;
 };
 
 /*
@@ -167,6 +191,16 @@ struct proto_exec_req {
  */
 int proto_exec_req_decode(const uint8_t *payload, size_t len, struct proto_exec_req *out);
 void proto_exec_req_free(struct proto_exec_req *req);
+
+/*
+ * Decode COLS and ROWS (each exactly once, 1 .. PROTO_MAX_WINSIZE) from a PTY or RESIZE
+ * payload; other tags are ignored. Returns 0, -EBADMSG (malformed or repeated) or -EINVAL.
+ */
+int proto_winsize_decode(const uint8_t *payload, size_t len, uint16_t *cols, uint16_t *rows);
+
+/* Decode a PTY payload: an EXEC payload (proto_exec_req_decode) plus a window size; sets
+ * out->pty. Returns as proto_exec_req_decode, or -EINVAL for a missing or bad size. */
+int proto_pty_req_decode(const uint8_t *payload, size_t len, struct proto_exec_req *out);
 
 /* A decoded path request (read_file, write_file). */
 struct proto_path_req {

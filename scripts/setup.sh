@@ -30,7 +30,7 @@ PACKAGES=(
     libseccomp-dev libjson-c-dev libcmocka-dev liburing-dev
     acpica-tools
     qemu-system-x86 busybox-static cpio e2fsprogs lz4 zstd xz-utils kmod binutils
-    python3 python3-pytest socat iproute2 strace procps util-linux coreutils
+    python3 python3-pytest socat iproute2 strace procps util-linux coreutils tmux
 )
 
 missing=()

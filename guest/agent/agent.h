@@ -53,6 +53,7 @@ struct exec_child {
     pid_t pid;
     int pidfd, in_fd, out_fd, err_fd;
     uint64_t start_ms; /* CLOCK_MONOTONIC */
+    bool pty;          /* in_fd and out_fd are a pseudo-terminal's master; err_fd is -1 */
 };
 
 /* Spawn req's command in a new session. Returns 0 and fills *out, or -errno after sending an
@@ -85,6 +86,20 @@ int bg_list(struct agent_conn *c);
 /* STAT, LIST_DIR, REMOVE, RENAME, MKDIR (fileops.c): decode f and answer it. Returns 0 or
  * -errno. */
 int fileops_serve(struct agent_conn *c, const struct proto_frame *f);
+
+/* WATCH (watch.c): RESULT{SIZE: directories watched}, then an ENTRY{EVENT, PATH, TYPE} per
+ * inotify event until the client sends EOF (answered with EOF) or leaves. Returns 0 or -errno. */
+int watch_serve(struct agent_conn *c, const struct proto_frame *f);
+
+/* Pseudo-terminals (pty.c). */
+/* Open a pty of cols x rows: fds[0] the slave (for the command), fds[1] and fds[2] two fds of
+ * the master (stdin and output sides), all close-on-exec. Returns 0 or -errno. */
+int pty_open(uint16_t cols, uint16_t rows, int fds[3]);
+/* In the command's child, after setsid(): make slave the controlling terminal; TERM=xterm. */
+void pty_child_setup(int slave);
+/* Apply a RESIZE (or PTY) payload's COLS and ROWS to the pty master (ignored when master < 0).
+ * Returns 0, -EBADMSG/-EINVAL for a bad size, or -errno from TIOCSWINSZ. */
+int pty_resize(int master, const uint8_t *payload, size_t len);
 
 /* PID 1 duties. */
 /* Mount proc, sys, devtmpfs, devpts, /tmp and /run (already mounted is fine). */

@@ -2,8 +2,7 @@
 AGENT_OBJS := guest/agent/main.o guest/agent/serve.o guest/agent/exec.o guest/agent/init.o \
               guest/agent/user.o proto/agent.o guest/agent/vsock_send.o \
               guest/agent/bg.o guest/agent/bg_handoff.o \
-              guest/agent/fileops.o
-AGENT_OBJS += guest/agent/reseed.o
+              guest/agent/fileops.o guest/agent/reseed.o guest/agent/pty.o guest/agent/watch.o
 ALL_BINS += $(BUILD)/amber-agent
 
 $(BUILD)/amber-agent: $(addprefix $(BUILD)/,$(AGENT_OBJS))

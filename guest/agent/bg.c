@@ -198,6 +198,9 @@ static void take_frames(struct bg *b)
         struct proto_frame f;
         int r;
         while (b->cl[i].fd >= 0 && !b->pending_len && (r = proto_rx_next(&b->cl[i].rx, &f)) != 0) {
+            if (r > 0 && f.type == PROTO_RESIZE && b->ch.pty &&
+                (r = pty_resize(b->ch.out_fd, f.payload, f.len)) == 0)
+                continue;
             if (r < 0 || (f.type != PROTO_DATA && f.type != PROTO_EOF)) {
                 conn_send_error(&b->cl[i], r < 0 ? -r : EPROTO, "background: unexpected frame");
                 client_drop(b, i);
@@ -282,8 +285,18 @@ static void on_handoff(struct bg *b)
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &st, sizeof(st));
     struct proto_pid_req req;
     if (proto_pid_req_decode(f.payload, f.len, &req) < 0 || req.pid != (uint32_t)b->ch.pid ||
-        (f.type != PROTO_KILL && f.type != PROTO_ATTACH)) {
+        (f.type != PROTO_KILL && f.type != PROTO_ATTACH && f.type != PROTO_RESIZE)) {
         conn_send_error(&c, EINVAL, "background: bad handoff");
+        close(fd);
+        return;
+    }
+    if (f.type == PROTO_RESIZE) {
+        int r = b->ch.pty ? pty_resize(b->ch.out_fd, f.payload, f.len) : -ENOTTY;
+        if (r < 0)
+            conn_send_error(&c, -r, "resize %u: %s", req.pid,
+                            r == -ENOTTY ? "not a pty" : strerror(-r));
+        else
+            conn_send(&c, PROTO_RESULT, NULL, 0);
         close(fd);
         return;
     }

@@ -47,6 +47,8 @@ static void child_exec(const struct proto_exec_req *req, const struct user_info 
                        int out_fd, int err_fd, int errpipe)
 {
     setsid();
+    if (req->pty)
+        pty_child_setup(in_fd);
     dup2(in_fd, 0);
     dup2(out_fd, 1);
     dup2(err_fd, 2);
@@ -65,6 +67,8 @@ static void child_exec(const struct proto_exec_req *req, const struct user_info 
     }
     for (size_t i = 0; i < req->envc; i++)
         putenv(req->env[i]);
+    if (u && req->pty && fchown(in_fd, u->uid, u->gid) < 0) /* its terminal is the user's */
+        child_fail(errpipe, 0);
     if (u) {
         if (setgroups(1, &u->gid) < 0 || setgid(u->gid) < 0 || setuid(u->uid) < 0)
             child_fail(errpipe, 0);
@@ -87,6 +91,7 @@ struct pump {
     pid_t pid;
     int pidfd;
     int in_fd, out_fd, err_fd; /* -1 once closed */
+    bool pty;                  /* out_fd is a pty master: RESIZE frames apply to it */
     const uint8_t *pending;    /* stdin bytes of the current DATA frame not yet written */
     size_t pending_len;
     bool conn_done; /* stdin EOF seen (frame or half-close) */
@@ -156,6 +161,11 @@ static int pump_frames(struct pump *p)
                 p->pending = f.payload;
                 p->pending_len = f.len;
                 pump_stdin_write(p);
+            }
+        } else if (f.type == PROTO_RESIZE && p->pty) {
+            if ((r = pty_resize(p->out_fd, f.payload, f.len)) < 0) {
+                conn_send_error(p->c, -r, "pty: bad resize: %s", strerror(-r));
+                return r;
             }
         } else {
             conn_send_error(p->c, EPROTO, "exec: unexpected frame type 0x%02x", f.type);
@@ -273,8 +283,22 @@ int exec_spawn(struct agent_conn *c, const struct proto_exec_req *req, struct ex
         u = &user;
     }
     int in[2] = {-1, -1}, outp[2] = {-1, -1}, err[2] = {-1, -1}, ep[2] = {-1, -1};
-    if (pipe2(in, O_CLOEXEC) < 0 || pipe2(outp, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 ||
-        pipe2(ep, O_CLOEXEC) < 0) {
+    if (req->pty) { /* the slave is the command's stdin, stdout and stderr */
+        int fds[3];
+        if ((r = pty_open(req->cols, req->rows, fds)) < 0) {
+            conn_send_error(c, -r, "pty: openpty: %s", strerror(-r));
+            goto out;
+        }
+        in[0] = fds[0];
+        in[1] = fds[1];
+        outp[0] = fds[2];
+    } else if (pipe2(in, O_CLOEXEC) < 0 || pipe2(outp, O_CLOEXEC) < 0 ||
+               pipe2(err, O_CLOEXEC) < 0) {
+        r = -errno;
+        conn_send_error(c, -r, "exec: pipe: %s", strerror(-r));
+        goto out;
+    }
+    if (pipe2(ep, O_CLOEXEC) < 0) {
         r = -errno;
         conn_send_error(c, -r, "exec: pipe: %s", strerror(-r));
         goto out;
@@ -288,7 +312,7 @@ int exec_spawn(struct agent_conn *c, const struct proto_exec_req *req, struct ex
     }
     if (pid == 0) {
         close(c->fd);
-        child_exec(req, u, in[0], outp[1], err[1], ep[1]);
+        child_exec(req, u, in[0], req->pty ? in[0] : outp[1], req->pty ? in[0] : err[1], ep[1]);
     }
     close_fd(&in[0]);
     close_fd(&outp[1]);
@@ -317,10 +341,12 @@ int exec_spawn(struct agent_conn *c, const struct proto_exec_req *req, struct ex
     out->in_fd = in[1];
     out->out_fd = outp[0];
     out->err_fd = err[0];
+    out->pty = req->pty;
     in[1] = outp[0] = err[0] = -1;
     fcntl(out->in_fd, F_SETFL, O_NONBLOCK);
     fcntl(out->out_fd, F_SETFL, O_NONBLOCK);
-    fcntl(out->err_fd, F_SETFL, O_NONBLOCK);
+    if (out->err_fd >= 0)
+        fcntl(out->err_fd, F_SETFL, O_NONBLOCK);
     r = 0;
 out:
     close_fd(&in[0]);
@@ -360,7 +386,8 @@ int exec_serve(struct agent_conn *c, const struct proto_exec_req *req)
                      .pidfd = ch.pidfd,
                      .in_fd = ch.in_fd,
                      .out_fd = ch.out_fd,
-                     .err_fd = ch.err_fd};
+                     .err_fd = ch.err_fd,
+                     .pty = ch.pty};
     p.buf = malloc(PROTO_DATA_CHUNK);
     if (!p.buf) {
         kill(-p.pid, SIGKILL);

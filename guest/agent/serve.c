@@ -342,6 +342,25 @@ int serve_conn(struct agent_conn *c, int *shutdown)
         proto_exec_req_free(&req);
         return r;
     }
+    case PROTO_PTY: {
+        struct proto_exec_req req;
+        r = proto_pty_req_decode(f.payload, f.len, &req);
+        if (r < 0)
+            return conn_send_error(c, -r, "pty: bad request: %s", strerror(-r));
+        r = exec_serve(c, &req);
+        proto_exec_req_free(&req);
+        return r;
+    }
+    case PROTO_RESIZE: { /* a background pty's size, by pid (in a PTY session it is a frame) */
+        struct proto_pid_req req;
+        uint16_t cols, rows;
+        r = proto_pid_req_decode(f.payload, f.len, &req);
+        if (r == 0)
+            r = proto_winsize_decode(f.payload, f.len, &cols, &rows);
+        if (r < 0)
+            return conn_send_error(c, -r, "resize: bad request: %s", strerror(-r));
+        return bg_forward(c, &f, req.pid);
+    }
     case PROTO_READ_FILE:
     case PROTO_WRITE_FILE: {
         struct proto_path_req req;
@@ -371,6 +390,8 @@ int serve_conn(struct agent_conn *c, int *shutdown)
     case PROTO_RENAME:
     case PROTO_MKDIR:
         return fileops_serve(c, &f);
+    case PROTO_WATCH:
+        return watch_serve(c, &f);
     default:
         return conn_send_error(c, EPROTO, "frame type 0x%02x is not a request", f.type);
     }

@@ -34,6 +34,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 proto_exec_req_free(&req);
             if (proto_path_req_decode(f.payload, f.len, &path) == 0)
                 proto_path_req_free(&path);
+            if (proto_pty_req_decode(f.payload, f.len, &req) == 0)
+                proto_exec_req_free(&req);
+            uint16_t cols, rows;
+            proto_winsize_decode(f.payload, f.len, &cols, &rows);
             struct proto_pid_req pid;
             proto_pid_req_decode(f.payload, f.len, &pid);
             struct proto_fs_req fs;

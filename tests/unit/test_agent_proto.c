@@ -290,13 +290,58 @@ static void test_passwd_lines(void **state)
 /* v1 additions: the new request and reply types are known, so a reader accepts their frames. */
 static void test_new_types_known(void **state)
 {
-    const uint8_t types[] = {PROTO_ATTACH, PROTO_KILL,     PROTO_LIST_PROCS,
-                             PROTO_STAT,   PROTO_LIST_DIR, PROTO_REMOVE,
-                             PROTO_RENAME, PROTO_MKDIR,    PROTO_ENTRY};
+    const uint8_t types[] = {PROTO_ATTACH,   PROTO_KILL,   PROTO_LIST_PROCS, PROTO_STAT,
+                             PROTO_LIST_DIR, PROTO_REMOVE, PROTO_RENAME,     PROTO_MKDIR,
+                             PROTO_ENTRY,    PROTO_PTY,    PROTO_WATCH,      PROTO_RESIZE};
     for (size_t i = 0; i < sizeof(types); i++)
         assert_true(proto_type_known(types[i]));
-    assert_false(proto_type_known(0x0e));
+    assert_false(proto_type_known(0x13));
     assert_false(proto_type_known(0x26));
+}
+
+/* PTY and RESIZE sizes: both sides required once, 1 .. PROTO_MAX_WINSIZE, 8-byte integers. */
+static void test_winsize_decode(void **state)
+{
+    uint8_t buf[256];
+    struct proto_buf b = {buf, 0, sizeof(buf)};
+    uint16_t cols = 0, rows = 0;
+    (void)state;
+    proto_tlv_put_u64(&b, TAG_COLS, 120);
+    proto_tlv_put_u64(&b, TAG_ROWS, 40);
+    assert_int_equal(proto_winsize_decode(b.data, b.len, &cols, &rows), 0);
+    assert_int_equal(cols, 120);
+    assert_int_equal(rows, 40);
+    struct proto_exec_req req;
+    assert_int_equal(proto_pty_req_decode(b.data, b.len, &req), -EINVAL); /* no command */
+    put_str(&b, TAG_SHELL, "stty size");
+    assert_int_equal(proto_pty_req_decode(b.data, b.len, &req), 0);
+    assert_true(req.pty);
+    assert_int_equal(req.cols, 120);
+    assert_int_equal(req.rows, 40);
+    proto_exec_req_free(&req);
+
+    const uint64_t bad_sides[] = {0, PROTO_MAX_WINSIZE + 1, 1ull << 32, UINT64_MAX};
+    for (size_t i = 0; i < sizeof(bad_sides) / sizeof(bad_sides[0]); i++) {
+        b.len = 0;
+        proto_tlv_put_u64(&b, TAG_COLS, 80);
+        proto_tlv_put_u64(&b, TAG_ROWS, bad_sides[i]);
+        assert_int_equal(proto_winsize_decode(b.data, b.len, &cols, &rows), -EINVAL);
+    }
+    b.len = 0; /* ROWS missing */
+    proto_tlv_put_u64(&b, TAG_COLS, 80);
+    assert_int_equal(proto_winsize_decode(b.data, b.len, &cols, &rows), -EINVAL);
+    proto_tlv_put_u64(&b, TAG_COLS, 81); /* COLS twice */
+    proto_tlv_put_u64(&b, TAG_ROWS, 24);
+    assert_int_equal(proto_winsize_decode(b.data, b.len, &cols, &rows), -EBADMSG);
+    b.len = 0; /* a 4-byte integer */
+    uint8_t four[4] = {0, 0, 0, 80};
+    proto_tlv_put(&b, TAG_COLS, four, sizeof(four));
+    proto_tlv_put_u64(&b, TAG_ROWS, 24);
+    assert_int_equal(proto_winsize_decode(b.data, b.len, &cols, &rows), -EBADMSG);
+    b.len = 0; /* a TLV running past the payload */
+    proto_tlv_put_u64(&b, TAG_COLS, 80);
+    proto_tlv_put_u64(&b, TAG_ROWS, 24);
+    assert_int_equal(proto_winsize_decode(b.data, b.len - 1, &cols, &rows), -EBADMSG);
 }
 
 static void test_exec_background_tag(void **state)
@@ -435,6 +480,7 @@ int main(void)
         cmocka_unit_test(test_passwd_lines),
         cmocka_unit_test(test_new_types_known),
         cmocka_unit_test(test_exec_background_tag),
+        cmocka_unit_test(test_winsize_decode),
         cmocka_unit_test(test_pid_decode),
         cmocka_unit_test(test_fs_decode),
     };

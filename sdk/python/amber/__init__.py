@@ -16,6 +16,8 @@ from .commands import CommandHandle, CommandResult, ProcessInfo
 from .errors import SandboxFileNotFoundError, SandboxFileTypeError
 from .files import EntryInfo, WriteInfo
 from .aio import AsyncCommandHandle, AsyncSandbox
+from .pty import PtyHandle
+from .watch import FilesystemEvent, WatchHandle
 from .proto import ExecResult
 from .sandbox import Sandbox
 from .runtime import runtime_root, timeout_scale
@@ -25,5 +27,5 @@ __all__ = [
     "SandboxUnavailableError", "SandboxTimeoutError", "runtime_root", "timeout_scale",
     "CommandExitError", "CommandNotFoundError", "StdinClosedError", "CommandHandle", "CommandResult",
     "ProcessInfo", "SandboxFileNotFoundError", "SandboxFileTypeError", "EntryInfo", "WriteInfo",
-    "AsyncSandbox", "AsyncCommandHandle",
+    "AsyncSandbox", "AsyncCommandHandle", "PtyHandle", "FilesystemEvent", "WatchHandle",
 ]

@@ -73,6 +73,12 @@ class AsyncSandbox:
         self.files = AsyncFiles(self)
 
     @property
+    def pty(self):
+        """Commands on a pseudo-terminal (aio_pty.py)."""
+        from .aio_pty import AsyncPty
+        return AsyncPty(self)
+
+    @property
     def id(self):
         return self._s.id
 

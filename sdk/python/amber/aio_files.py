@@ -112,6 +112,11 @@ class AsyncFiles:
                                      sandbox_id=a.id)
         return await a._guest("write", write(), path=path)
 
+    async def watch_dir(self, path, recursive=False):
+        """As Files.watch_dir, as an AsyncWatchHandle (aio_watch.py): `async for event in h`."""
+        from .aio_watch import watch_dir
+        return await watch_dir(self, path, recursive)
+
     async def get_info(self, path):
         return fs.EntryInfo(path, await self._request("get_info", path, proto.STAT, proto.tlv(proto.TAG_PATH, path)))
 

@@ -212,6 +212,14 @@ class Files:
         return self._call("get_info", path,
                           lambda: EntryInfo(path, self._request(proto.STAT, proto.tlv(proto.TAG_PATH, path))))
 
+    def watch_dir(self, path, on_event=None, recursive=False):
+        """Watches guest directory path (and its subdirectories if recursive) for create,
+        write, remove, rename and chmod; returns a WatchHandle (watch.py): stop(),
+        get_new_events(). on_event(FilesystemEvent) runs on the handle's reader thread.
+        A missing path raises SandboxFileNotFoundError, a non-directory SandboxFileTypeError."""
+        from .watch import watch_dir
+        return watch_dir(self, path, on_event, recursive)
+
     def exists(self, path):
         """True if path exists in the guest (a dangling symlink does not)."""
         try:

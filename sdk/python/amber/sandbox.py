@@ -345,6 +345,12 @@ class Sandbox:
         from .files import Files
         return Files(self)
 
+    @property
+    def pty(self):
+        """Commands on a pseudo-terminal (pty.py): create(), connect(), resize(), kill()."""
+        from .pty import Pty
+        return Pty(self)
+
     @staticmethod
     def _scaled_s(seconds):
         return _scaled(seconds)
