@@ -14,7 +14,8 @@ A run fails at its first error (a stream that stops, errs or closes, a pause or 
 the VMM gone). For amber, the evidence goes to build/test-results/soak-cmp/amber-LOAD-NvCPU-runN-HHMMSS.txt at once, while
 the VM still runs: amber's SIGUSR2 state report (vCPUs, virtqueue indices, vsock credit
 counters) with KVM's counters, the guest's /proc/interrupts and the tail of its kernel log (if
-the agent still answers), and the console and amber's stderr (also in soak-cmp.log there).
+the agent still answers), the console and amber's stderr (also in soak-cmp.log there), and the
+agent's own log ring (tests/e2e/evidence.py).
 """
 import os
 import random
@@ -26,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
 import vms  # noqa: E402
 from lib import harness  # noqa: E402
+import evidence  # noqa: E402  (tests/e2e, on the path through lib)
 
 RESULTS = os.path.join(harness.BUILD, "test-results", "soak-cmp")
 WRITER = ("mkdir -p /load; setsid sh -c 'i=0; while :; do dd if=/dev/urandom of=/load/f$((i%20)) "
@@ -47,6 +49,8 @@ def evidence(vm, kind, tag, cycle, errors):
     except Exception as e:  # noqa: BLE001
         parts.append("--- guest: the agent did not answer (%s) ---" % e)
     parts.append(vm.vm.tail(80))
+    if kind == "amber":
+        parts.append(evidence.agent_log_section(vm.vm))
     with open(path, "w") as f:
         f.write("\n".join(parts) + "\n")
     return path
