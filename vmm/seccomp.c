@@ -132,6 +132,7 @@ static const struct allow vmm_allow[] = {
     ALLOW(mincore, "snapshot/create: skip guest pages that were never touched"),
     ALLOW(pwrite64, "snapshot/create: resident, non-zero guest pages to the memory file"),
     ALLOW(fsync, "snapshot/create with fsync requested"),
+    ALLOW(pread64, "the SIGUSR2 stall report reads each vCPU's KVM counters (its stats fd)"),
     /* END vmm */
 };
 

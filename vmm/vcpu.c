@@ -125,6 +125,11 @@ int vcpu_create(struct vcpu *v, struct vm *vm, unsigned index, const struct kvm_
         return ret;
     }
     v->run = run;
+    /* Before the thread starts: the ioctl takes the vCPU's mutex, which KVM_RUN holds. The
+     * stall report works without it (it says so). */
+    int stats_rc = vcpu_stats_open(&v->stats, v->fd);
+    if (stats_rc)
+        log_debug("vcpu%u: no KVM stats fd: %s", index, strerror(-stats_rc));
 
     int ret = set_cpuid(v, supported, err, errlen);
     if (!ret)
@@ -132,6 +137,7 @@ int vcpu_create(struct vcpu *v, struct vm *vm, unsigned index, const struct kvm_
     if (!ret)
         ret = set_fpu_and_lapic(v, err, errlen);
     if (ret) {
+        vcpu_stats_close(&v->stats);
         munmap(v->run, (size_t)vm->run_size);
         close(v->fd);
         v->fd = -1;
@@ -312,9 +318,13 @@ static void *vcpu_thread(void *arg)
         return NULL;
     }
     for (;;) {
+        atomic_store_explicit(&v->at_barrier, true, memory_order_relaxed);
         enum pause_outcome next = pause_checkpoint(&vm->barrier, &v->run->immediate_exit);
+        atomic_store_explicit(&v->at_barrier, false, memory_order_relaxed);
         if (next == PAUSE_STOP)
             break;
+        if (next == PAUSE_RESUMED)
+            atomic_fetch_add_explicit(&v->resumes, 1, memory_order_relaxed);
         /* Back from a pause: tell the guest's watchdogs the gap was one (as QEMU does on
          * resume; off the pause path). A guest without kvmclock answers EINVAL: harmless. */
         if (next == PAUSE_RESUMED)
@@ -347,12 +357,18 @@ static void *vcpu_thread(void *arg)
 void vcpu_dump(const struct vcpu *v)
 {
     uint32_t reason = atomic_load_explicit(&v->last_exit, memory_order_relaxed);
-    log_info("state: vcpu%u: %llu exits, last %s at %#llx, %s", v->index,
+    const char *where = atomic_load_explicit(&v->in_exit, memory_order_relaxed) ? "handling it now"
+                        : atomic_load_explicit(&v->at_barrier, memory_order_relaxed)
+                            ? "at the pause barrier"
+                            : "in KVM_RUN";
+    log_info("state: vcpu%u: %llu exits, last %s at %#llx, %s; back from %llu pauses", v->index,
              (unsigned long long)atomic_load_explicit(&v->exits, memory_order_relaxed),
              exit_name(reason),
-             (unsigned long long)atomic_load_explicit(&v->last_addr, memory_order_relaxed),
-             atomic_load_explicit(&v->in_exit, memory_order_relaxed) ? "handling it now"
-                                                                     : "in KVM_RUN or parked");
+             (unsigned long long)atomic_load_explicit(&v->last_addr, memory_order_relaxed), where,
+             (unsigned long long)atomic_load_explicit(&v->resumes, memory_order_relaxed));
+    char kvm[512];
+    vcpu_stats_format(&v->stats, kvm, sizeof(kvm));
+    log_info("state: vcpu%u kvm: %s", v->index, kvm);
 }
 
 #ifdef AMBER_TEST_HOOKS
@@ -398,6 +414,7 @@ void vcpu_destroy(struct vcpu *v)
         pthread_join(v->thread, NULL);
         v->started = false;
     }
+    vcpu_stats_close(&v->stats);
     if (v->run) {
         munmap(v->run, (size_t)v->vm->run_size);
         v->run = NULL;

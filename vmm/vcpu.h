@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "vmm/vcpu_stats.h"
+
 struct vm;
 
 #define VCPU_KICK_SIGNAL SIGUSR1
@@ -24,6 +26,9 @@ struct vcpu {
     _Atomic uint32_t last_exit; /* KVM_EXIT_* of the latest one */
     _Atomic uint64_t last_addr; /* its port or MMIO address */
     _Atomic bool in_exit;       /* handling an exit now (false: in KVM_RUN or parked) */
+    _Atomic bool at_barrier;    /* in pause_checkpoint now (parked, or passing through) */
+    _Atomic uint64_t resumes;   /* pauses this vCPU was parked for and released from */
+    struct vcpu_stats stats;    /* KVM's own counters for this vCPU (opened at create) */
 };
 
 /*
@@ -56,8 +61,10 @@ int vcpu_start(struct vcpu *v);
 void vcpu_kick(struct vcpu *v);
 
 /*
- * Log one "state: vcpuN ..." line: exits handled in userspace, the latest exit's reason and
- * address, and whether the thread is handling one now. Any thread; the figures are racy.
+ * Log two "state: vcpuN ..." lines: exits handled in userspace, the latest exit's reason and
+ * address, where the thread is (KVM_RUN, an exit, the pause barrier) and how many pauses it
+ * came back from; then KVM's own counters for this vCPU (exits, injected interrupts, halts,
+ * emulated instructions...). Any thread; the figures are racy.
  */
 void vcpu_dump(const struct vcpu *v);
 
