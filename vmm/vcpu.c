@@ -18,6 +18,10 @@
 
 #define MSR_MAX_BOOT 32
 
+/* The stall report waits here for the register samples it asked for (vcpu_sample_wait). */
+static pthread_mutex_t sample_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sample_cond = PTHREAD_COND_INITIALIZER;
+
 /* LAPIC register offsets and delivery modes for LINT0/LINT1. */
 #define APIC_LVT0        0x350
 #define APIC_LVT1        0x360
@@ -305,6 +309,34 @@ static void complete_io_before_pause(struct vcpu *v)
     }
 }
 
+/* Answer the stall report's request for a register sample (vcpu_sample_request). */
+static void take_sample(struct vcpu *v, uint64_t req)
+{
+    struct kvm_regs r;
+    struct kvm_sregs sr;
+    struct kvm_mp_state mp;
+    uint64_t rip = 0, rsp = 0, rflags = 0;
+    uint32_t cpl = UINT32_MAX, mp_state = UINT32_MAX;
+    if (ioctl(v->fd, KVM_GET_REGS, &r) == 0) {
+        rip = r.rip;
+        rsp = r.rsp;
+        rflags = r.rflags;
+    }
+    if (ioctl(v->fd, KVM_GET_SREGS, &sr) == 0)
+        cpl = sr.cs.dpl;
+    if (ioctl(v->fd, KVM_GET_MP_STATE, &mp) == 0)
+        mp_state = mp.mp_state;
+    atomic_store(&v->sample_rip, rip);
+    atomic_store(&v->sample_rsp, rsp);
+    atomic_store(&v->sample_rflags, rflags);
+    atomic_store(&v->sample_cpl, cpl);
+    atomic_store(&v->sample_mp_state, mp_state);
+    pthread_mutex_lock(&sample_lock);
+    atomic_store(&v->sample_done, req);
+    pthread_cond_broadcast(&sample_cond);
+    pthread_mutex_unlock(&sample_lock);
+}
+
 static void *vcpu_thread(void *arg)
 {
     struct vcpu *v = arg;
@@ -318,6 +350,9 @@ static void *vcpu_thread(void *arg)
         return NULL;
     }
     for (;;) {
+        uint64_t req = atomic_load(&v->sample_req);
+        if (req != atomic_load_explicit(&v->sample_done, memory_order_relaxed))
+            take_sample(v, req);
         atomic_store_explicit(&v->at_barrier, true, memory_order_relaxed);
         enum pause_outcome next = pause_checkpoint(&vm->barrier, &v->run->immediate_exit);
         atomic_store_explicit(&v->at_barrier, false, memory_order_relaxed);
@@ -369,6 +404,53 @@ void vcpu_dump(const struct vcpu *v)
     char kvm[512];
     vcpu_stats_format(&v->stats, kvm, sizeof(kvm));
     log_info("state: vcpu%u kvm: %s", v->index, kvm);
+    uint64_t req = atomic_load(&v->sample_req);
+    if (req == 0 || atomic_load(&v->sample_done) != req) {
+        log_info("state: vcpu%u regs: no sample (%s)", v->index,
+                 req == 0                                                     ? "none asked"
+                 : atomic_load_explicit(&v->at_barrier, memory_order_relaxed) ? "parked"
+                                                                              : "did not answer");
+        return;
+    }
+    uint64_t rflags = atomic_load(&v->sample_rflags);
+    log_info("state: vcpu%u regs: rip %#llx rsp %#llx rflags %#llx (IF %d) cpl %u mp_state %u",
+             v->index, (unsigned long long)atomic_load(&v->sample_rip),
+             (unsigned long long)atomic_load(&v->sample_rsp), (unsigned long long)rflags,
+             (int)((rflags >> 9) & 1), atomic_load(&v->sample_cpl),
+             atomic_load(&v->sample_mp_state));
+}
+
+void vcpu_sample_request(struct vcpu *v)
+{
+    if (!v->started)
+        return;
+    atomic_fetch_add(&v->sample_req, 1);
+    pthread_kill(v->thread, VCPU_KICK_SIGNAL);
+}
+
+void vcpu_sample_wait(struct vcpu *vcpus, unsigned n, unsigned timeout_ms)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&sample_lock);
+    for (;;) {
+        bool waiting = false;
+        for (unsigned i = 0; i < n; i++) {
+            struct vcpu *v = &vcpus[i];
+            /* A parked vCPU answers only when released: not worth waiting for. */
+            waiting |= v->started && atomic_load(&v->sample_done) != atomic_load(&v->sample_req) &&
+                       !atomic_load_explicit(&v->at_barrier, memory_order_relaxed);
+        }
+        if (!waiting || pthread_cond_timedwait(&sample_cond, &sample_lock, &deadline) != 0)
+            break;
+    }
+    pthread_mutex_unlock(&sample_lock);
 }
 
 #ifdef AMBER_TEST_HOOKS
