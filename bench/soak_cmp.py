@@ -118,8 +118,11 @@ def soak(session, kind, cycles, run=0, load="both", vcpus=2, pause=True):
             where = ", evidence in %s" % evidence(vm, kind, tag, done, errors)
             with open(os.path.join(RESULTS, "kallsyms-%s.txt" % tag), "w") as f:
                 f.write(syms)
+        variant = "" if pause else ", no pause"
+        if kind == "amber" and os.environ.get("AMBER_TEST_FREEZE_CLOCK") == "1":
+            variant += ", kvmclock frozen across pauses (%s)" % os.path.relpath(lib.AMBER, harness.REPO)
         line = "%s run %d (%s, %d vCPUs%s): %d of %d cycles in %.0f s, %d MiB streamed, %s%s" % (
-            kind, run, load, vcpus, "" if pause else ", no pause", done, cycles, time.monotonic() - t0, streamed[0] >> 20,
+            kind, run, load, vcpus, variant, done, cycles, time.monotonic() - t0, streamed[0] >> 20,
             "first error: %s" % errors[0] if errors else "no error", where)
         return not errors, line
     finally:

@@ -163,7 +163,12 @@ static const struct allow vcpu_allow[] = {
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
-static const unsigned long vmm_ioctls[] = {KVM_IRQ_LINE, TUNSETOFFLOAD, BLKGETSIZE64, TCSETS};
+static const unsigned long vmm_ioctls[] = {KVM_IRQ_LINE, TUNSETOFFLOAD, BLKGETSIZE64, TCSETS,
+#ifdef AMBER_TEST_HOOKS
+                                           /* AMBER_TEST_FREEZE_CLOCK (vmm/vm.c), tests only */
+                                           KVM_GET_CLOCK, KVM_SET_CLOCK
+#endif
+};
 /* snapshot/create reads a paused VM's state (vmm/x86/cpu_state.c, vm_state.c); only reads. */
 static const unsigned long vmm_snapshot_ioctls[] = {
     KVM_GET_REGS,  KVM_GET_SREGS,          KVM_GET_FPU,         KVM_GET_XSAVE,     KVM_GET_XSAVE2,
