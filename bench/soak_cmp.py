@@ -56,6 +56,19 @@ def evidence(vm, kind, tag, cycle, errors):
     return path
 
 
+def clock_offset(vm):
+    """The guest's wall clock minus the host's, as "+0.012 s", or "?" if the agent does not
+    answer: about 0 when the guest's clock runs on through pauses (amber), the time spent
+    paused behind when kvmclock stands still (QEMU, and AMBER_TEST_FREEZE_CLOCK)."""
+    try:
+        t0 = time.time()
+        out = vm.sh("date +%s.%N", timeout_s=30).stdout
+        t1 = time.time()
+        return "%+.3f s" % (float(out.strip()) - (t0 + t1) / 2)
+    except Exception:  # noqa: BLE001 - a figure for the log line only
+        return "?"
+
+
 def soak(session, kind, cycles, run=0, load="both", vcpus=2, pause=True):
     """Runs the soak against one VMM; returns (passed, report line)."""
     root = session.path("%s-root.ext4" % kind)
@@ -112,6 +125,7 @@ def soak(session, kind, cycles, run=0, load="both", vcpus=2, pause=True):
             if t.is_alive():
                 errors.append("stream: still running 90 s after the last cycle")
         stop.set()
+        offset = clock_offset(vm)
         where = ""
         if errors and kind == "amber":
             tag = "%s-%dvcpu%s-run%d" % (load, vcpus, "" if pause else "-nopause", run)
@@ -121,8 +135,8 @@ def soak(session, kind, cycles, run=0, load="both", vcpus=2, pause=True):
         variant = "" if pause else ", no pause"
         if kind == "amber" and os.environ.get("AMBER_TEST_FREEZE_CLOCK") == "1":
             variant += ", kvmclock frozen across pauses (%s)" % os.path.relpath(lib.AMBER, harness.REPO)
-        line = "%s run %d (%s, %d vCPUs%s): %d of %d cycles in %.0f s, %d MiB streamed, %s%s" % (
-            kind, run, load, vcpus, variant, done, cycles, time.monotonic() - t0, streamed[0] >> 20,
+        line = "%s run %d (%s, %d vCPUs%s): %d of %d cycles in %.0f s, %d MiB streamed, guest clock %s, %s%s" % (
+            kind, run, load, vcpus, variant, done, cycles, time.monotonic() - t0, streamed[0] >> 20, offset,
             "first error: %s" % errors[0] if errors else "no error", where)
         return not errors, line
     finally:
