@@ -42,7 +42,7 @@ class ResumeLoop(unittest.TestCase):
         for sub in ("tests/testhost", "tests/e2e"):
             os.makedirs(os.path.join(self.root, sub))
         for path in ("tests/testhost/run-e2e.sh", "tests/testhost/e2e.py", "tests/e2e/run_tests.py",
-                     "tests/e2e/harness.py"):
+                     "tests/e2e/harness.py", "tests/e2e/evidence.py"):
             shutil.copy(os.path.join(REPO, path), os.path.join(self.root, path))
         stub = os.path.join(self.root, "tests/testhost/testhost.sh")
         with open(stub, "w") as f:
