@@ -438,7 +438,11 @@ class TestPauseEdgesBoot(harness.AmberTestCase):
         vm.wait_for(harness.READY)
         U.wait_agent(vsock)
         self.assertEqual(U.guest_sh(vsock, "echo alive"), "alive\n")
-        harness.log("%d pauses during boot; ready after %.1f s" % (pauses, vm.elapsed_s()))
+        # For comparison with a boot that hangs: what a healthy boot's vCPUs look like (amber's
+        # userspace exits per vCPU, KVM's own counters, MP state).
+        vcpus = [ln for ln in vm.state_report().splitlines() if re.search(r"state: vcpu\d", ln)]
+        harness.log("%d pauses during boot; ready after %.1f s\n    %s"
+                    % (pauses, vm.elapsed_s(), "\n    ".join(vcpus)))
 
 
 class TestPauseEdgesEightVcpus(harness.AmberTestCase):
