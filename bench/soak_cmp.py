@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
 import vms  # noqa: E402
 from lib import harness  # noqa: E402
-import evidence  # noqa: E402  (tests/e2e, on the path through lib)
+import evidence as e2e_evidence  # noqa: E402  (tests/e2e, on the path through lib)
 
 RESULTS = os.path.join(harness.BUILD, "test-results", "soak-cmp")
 WRITER = ("mkdir -p /load; setsid sh -c 'i=0; while :; do dd if=/dev/urandom of=/load/f$((i%20)) "
@@ -50,7 +50,7 @@ def evidence(vm, kind, tag, cycle, errors):
         parts.append("--- guest: the agent did not answer (%s) ---" % e)
     parts.append(vm.vm.tail(80))
     if kind == "amber":
-        parts.append(evidence.agent_log_section(vm.vm))
+        parts.append(e2e_evidence.agent_log_section(vm.vm))
     with open(path, "w") as f:
         f.write("\n".join(parts) + "\n")
     return path
