@@ -39,18 +39,25 @@ def evidence(vm, kind, tag, cycle, errors):
     os.makedirs(RESULTS, exist_ok=True)
     path = os.path.join(RESULTS, "%s-%s-%s.txt" % (kind, tag, time.strftime("%H%M%S")))
     parts = ["%s %s failed at cycle %d: %s" % (kind, tag, cycle, "; ".join(errors))]
-    try:
-        parts.append(vm.vm.state_report())
-    except Exception as e:  # noqa: BLE001 - evidence is best effort
-        parts.append("state report failed: %s" % e)
+    # Two reports 2 s apart: the per-vCPU KVM counters' growth tells a vCPU that loops in
+    # exits (emulated instructions, no interrupts) from one that halts or runs.
+    for n in (1, 2):
+        try:
+            parts.append(vm.vm.state_report().replace("amber state (SIGUSR2)",
+                                                      "amber state (SIGUSR2), report %d" % n))
+        except Exception as e:  # noqa: BLE001 - evidence is best effort
+            parts.append("state report failed: %s" % e)
+        if n == 1:
+            time.sleep(2)
+    # The agent's ring first: it answers on its own port even when the command port does not.
+    if kind == "amber":
+        parts.append(e2e_evidence.agent_log_section(vm.vm))
     try:
         r = vm.agent().exec("cat /proc/interrupts; dmesg | tail -n 60", timeout=15.0)
         parts.append("--- guest: /proc/interrupts, dmesg ---\n%s" % r.stdout)
     except Exception as e:  # noqa: BLE001
         parts.append("--- guest: the agent did not answer (%s) ---" % e)
     parts.append(vm.vm.tail(80))
-    if kind == "amber":
-        parts.append(e2e_evidence.agent_log_section(vm.vm))
     with open(path, "w") as f:
         f.write("\n".join(parts) + "\n")
     return path
