@@ -19,7 +19,9 @@ sys.path.insert(0, os.path.join(REPO, "sdk", "python"))
 import harness  # noqa: E402
 from amber import api, proto  # noqa: E402
 
-AMBER = harness.AMBER
+# AMBER_BENCH_BIN runs the benches on another amber build, e.g. build/test-hooks/amber for
+# issue 13's clock experiment (docs/pause.md).
+AMBER = os.environ.get("AMBER_BENCH_BIN") or harness.AMBER
 AMBERCTL = os.path.join(harness.BUILD, "amberctl")
 QEMU = "qemu-system-x86_64"
 READY = re.compile(harness.READY)

@@ -14,7 +14,8 @@ A run fails at its first error (a stream that stops, errs or closes, a pause or 
 the VMM gone). For amber, the evidence goes to build/test-results/soak-cmp/amber-LOAD-NvCPU-runN-HHMMSS.txt at once, while
 the VM still runs: amber's SIGUSR2 state report (vCPUs, virtqueue indices, vsock credit
 counters) with KVM's counters, the guest's /proc/interrupts and the tail of its kernel log (if
-the agent still answers), and the console and amber's stderr (also in soak-cmp.log there).
+the agent still answers), the console and amber's stderr (also in soak-cmp.log there), and the
+agent's own log ring (tests/e2e/evidence.py).
 """
 import os
 import random
@@ -26,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
 import vms  # noqa: E402
 from lib import harness  # noqa: E402
+import evidence as e2e_evidence  # noqa: E402  (tests/e2e, on the path through lib)
 
 RESULTS = os.path.join(harness.BUILD, "test-results", "soak-cmp")
 WRITER = ("mkdir -p /load; setsid sh -c 'i=0; while :; do dd if=/dev/urandom of=/load/f$((i%20)) "
@@ -37,10 +39,19 @@ def evidence(vm, kind, tag, cycle, errors):
     os.makedirs(RESULTS, exist_ok=True)
     path = os.path.join(RESULTS, "%s-%s-%s.txt" % (kind, tag, time.strftime("%H%M%S")))
     parts = ["%s %s failed at cycle %d: %s" % (kind, tag, cycle, "; ".join(errors))]
-    try:
-        parts.append(vm.vm.state_report())
-    except Exception as e:  # noqa: BLE001 - evidence is best effort
-        parts.append("state report failed: %s" % e)
+    # Two reports 2 s apart: the per-vCPU KVM counters' growth tells a vCPU that loops in
+    # exits (emulated instructions, no interrupts) from one that halts or runs.
+    for n in (1, 2):
+        try:
+            parts.append(vm.vm.state_report().replace("amber state (SIGUSR2)",
+                                                      "amber state (SIGUSR2), report %d" % n))
+        except Exception as e:  # noqa: BLE001 - evidence is best effort
+            parts.append("state report failed: %s" % e)
+        if n == 1:
+            time.sleep(2)
+    # The agent's ring first: it answers on its own port even when the command port does not.
+    if kind == "amber":
+        parts.append(e2e_evidence.agent_log_section(vm.vm))
     try:
         r = vm.agent().exec("cat /proc/interrupts; dmesg | tail -n 60", timeout=15.0)
         parts.append("--- guest: /proc/interrupts, dmesg ---\n%s" % r.stdout)
@@ -52,6 +63,19 @@ def evidence(vm, kind, tag, cycle, errors):
     return path
 
 
+def clock_offset(vm):
+    """The guest's wall clock minus the host's, as "+0 s" (to a second), or "?" if the agent does not
+    answer: about 0 when the guest's clock runs on through pauses (amber), the time spent
+    paused behind when kvmclock stands still (QEMU, and AMBER_TEST_FREEZE_CLOCK)."""
+    try:
+        t0 = time.time()
+        out = vm.sh("date +%s", timeout_s=30).stdout  # busybox: whole seconds
+        t1 = time.time()
+        return "%+.0f s" % (float(out.strip()) - (t0 + t1) / 2)
+    except Exception:  # noqa: BLE001 - a figure for the log line only
+        return "?"
+
+
 def soak(session, kind, cycles, run=0, load="both", vcpus=2, pause=True):
     """Runs the soak against one VMM; returns (passed, report line)."""
     root = session.path("%s-root.ext4" % kind)
@@ -59,14 +83,18 @@ def soak(session, kind, cycles, run=0, load="both", vcpus=2, pause=True):
     vm = vms.GuestVm(session, kind, vcpus=vcpus, drive=root, vsock=True, control=True,
                      cmdline=lib.CMDLINE + " root=/dev/vda").start()
     try:
-        vm.wait_ready()
-        vm.wait_agent()
-        # The guest kernel's text symbols for this boot (KASLR moves them), so that a fault's RIP
-        # in KVM's trace or amber's report can be placed; kept only if the run fails.
-        syms = vm.sh("grep -E ' [tT] ' /proc/kallsyms; true", timeout_s=120).stdout if kind == "amber" else ""
-        if load in ("both", "writes"):
-            vm.sh(WRITER)
-        stop, streamed, errors = threading.Event(), [0], []
+        stop, streamed, errors, syms = threading.Event(), [0], [], ""
+        try:
+            vm.wait_ready()
+            vm.wait_agent()
+            # The guest kernel's text symbols for this boot (KASLR moves them), so that a fault's
+            # RIP in KVM's trace or amber's report can be placed; kept only if the run fails. Read
+            # under both VMMs, so that both guests go through the same steps.
+            syms = vm.sh("grep -E ' [tT] ' /proc/kallsyms; true", timeout_s=120).stdout
+            if load in ("both", "writes"):
+                vm.sh(WRITER)
+        except Exception as e:  # noqa: BLE001 - a guest lost before the first cycle fails the run
+            errors.append("setup, before any pause: %s" % e)
 
         def streamer():
             while not stop.is_set():
@@ -78,7 +106,7 @@ def soak(session, kind, cycles, run=0, load="both", vcpus=2, pause=True):
                     return
 
         t = threading.Thread(target=streamer, daemon=True)
-        if load in ("both", "streams"):
+        if load in ("both", "streams") and not errors:
             t.start()
         rng = random.Random(1)
         t0, done = time.monotonic(), 0
@@ -108,14 +136,19 @@ def soak(session, kind, cycles, run=0, load="both", vcpus=2, pause=True):
             if t.is_alive():
                 errors.append("stream: still running 90 s after the last cycle")
         stop.set()
+        offset = clock_offset(vm)
         where = ""
         if errors and kind == "amber":
             tag = "%s-%dvcpu%s-run%d" % (load, vcpus, "" if pause else "-nopause", run)
             where = ", evidence in %s" % evidence(vm, kind, tag, done, errors)
-            with open(os.path.join(RESULTS, "kallsyms-%s.txt" % tag), "w") as f:
-                f.write(syms)
-        line = "%s run %d (%s, %d vCPUs%s): %d of %d cycles in %.0f s, %d MiB streamed, %s%s" % (
-            kind, run, load, vcpus, "" if pause else ", no pause", done, cycles, time.monotonic() - t0, streamed[0] >> 20,
+            if syms:
+                with open(os.path.join(RESULTS, "kallsyms-%s.txt" % tag), "w") as f:
+                    f.write(syms if isinstance(syms, str) else syms.decode("utf-8", "replace"))
+        variant = "" if pause else ", no pause"
+        if kind == "amber" and os.environ.get("AMBER_TEST_FREEZE_CLOCK") == "1":
+            variant += ", kvmclock frozen across pauses (%s)" % os.path.relpath(lib.AMBER, harness.REPO)
+        line = "%s run %d (%s, %d vCPUs%s): %d of %d cycles in %.0f s, %d MiB streamed, guest clock %s, %s%s" % (
+            kind, run, load, vcpus, variant, done, cycles, time.monotonic() - t0, streamed[0] >> 20, offset,
             "first error: %s" % errors[0] if errors else "no error", where)
         return not errors, line
     finally:

@@ -30,6 +30,8 @@
 
 #define EXIT_BAD_INPUT       2
 #define CONFIG_FILE_MAX_SIZE (1 << 20)
+/* How long a stall report waits for the running vCPUs' register samples. */
+#define STATE_SAMPLE_WAIT_MS 200
 
 struct vmm {
     struct vm_config *cfg;
@@ -127,9 +129,14 @@ static void on_signal(void *opaque, uint32_t events)
     if (si.ssi_signo == SIGUSR2) {
         /* A stall report, not an ending: log every device's state and carry on. */
         if (vmm->vm_created) {
+            /* Each running vCPU samples its own registers (only its thread can); the devices
+             * are dumped meanwhile, and a vCPU that does not answer in time is said so. */
+            for (unsigned i = 0; i < vmm->vm.nvcpus; i++)
+                vcpu_sample_request(&vmm->vm.vcpus[i]);
+            devices_dump(&vmm->board);
+            vcpu_sample_wait(vmm->vm.vcpus, vmm->vm.nvcpus, STATE_SAMPLE_WAIT_MS);
             for (unsigned i = 0; i < vmm->vm.nvcpus; i++)
                 vcpu_dump(&vmm->vm.vcpus[i]);
-            devices_dump(&vmm->board);
         } else {
             log_info("state: SIGUSR2 before boot: no devices yet");
         }

@@ -133,6 +133,7 @@ static const struct allow vmm_allow[] = {
     ALLOW(pwrite64, "snapshot/create: resident, non-zero guest pages to the memory file"),
     ALLOW(fsync, "snapshot/create with fsync requested"),
     ALLOW(lseek, "snapshot/create Diff: SEEK_DATA/SEEK_HOLE check that the holes were kept"),
+    ALLOW(pread64, "the SIGUSR2 stall report reads each vCPU's KVM counters (its stats fd)"),
     /* END vmm */
 };
 
@@ -146,7 +147,8 @@ static const struct allow vcpu_allow[] = {
     ALLOW(futex, "device locks and the pause barrier"),
     ALLOW(io_uring_enter, "a virtio-blk reset waits for in-flight I/O"),
     ALLOW_IF(ioctl, IOCTL,
-             "KVM_RUN, KVM_KVMCLOCK_CTRL, KVM_IRQ_LINE, and reading state for a fault report"),
+             "KVM_RUN, KVM_KVMCLOCK_CTRL, KVM_IRQ_LINE, and reading state for a fault or "
+             "stall report"),
     ALLOW(madvise, "malloc trimming and the stack release at thread exit"),
     ALLOW_IF(mmap, NO_EXEC, "a malloc arena for this thread, without PROT_EXEC"),
     ALLOW_IF(mprotect, NO_EXEC, "growing that arena, without PROT_EXEC"),
@@ -162,15 +164,21 @@ static const struct allow vcpu_allow[] = {
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
-static const unsigned long vmm_ioctls[] = {KVM_IRQ_LINE, TUNSETOFFLOAD, BLKGETSIZE64, TCSETS};
+static const unsigned long vmm_ioctls[] = {KVM_IRQ_LINE, TUNSETOFFLOAD, BLKGETSIZE64, TCSETS,
+#ifdef AMBER_TEST_HOOKS
+                                           /* AMBER_TEST_FREEZE_CLOCK (vmm/vm.c), tests only */
+                                           KVM_GET_CLOCK, KVM_SET_CLOCK
+#endif
+};
 /* snapshot/create reads a paused VM's state (vmm/x86/cpu_state.c, vm_state.c); only reads. */
 static const unsigned long vmm_snapshot_ioctls[] = {
     KVM_GET_REGS,  KVM_GET_SREGS,          KVM_GET_FPU,         KVM_GET_XSAVE,     KVM_GET_XSAVE2,
     KVM_GET_XCRS,  KVM_GET_LAPIC,          KVM_GET_VCPU_EVENTS, KVM_GET_DEBUGREGS, KVM_GET_MP_STATE,
     KVM_GET_MSRS,  KVM_GET_MSR_INDEX_LIST, KVM_GET_CPUID2,      KVM_GET_IRQCHIP,   KVM_GET_PIT2,
     KVM_GET_CLOCK, KVM_CHECK_EXTENSION,    KVM_GET_DIRTY_LOG};
-static const unsigned long vcpu_ioctls[] = {KVM_RUN,       KVM_KVMCLOCK_CTRL,   KVM_GET_REGS,
-                                            KVM_GET_SREGS, KVM_GET_VCPU_EVENTS, KVM_IRQ_LINE};
+static const unsigned long vcpu_ioctls[] = {KVM_RUN,         KVM_KVMCLOCK_CTRL,   KVM_GET_REGS,
+                                            KVM_GET_SREGS,   KVM_GET_VCPU_EVENTS, KVM_IRQ_LINE,
+                                            KVM_GET_MP_STATE};
 
 static const struct allow *table(enum seccomp_kind kind, unsigned *n)
 {

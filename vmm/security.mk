@@ -15,16 +15,22 @@ $(BUILD)/vmm/seccomp.o: $(SYSCALL_NAMES_H)
 $(BUILD)/vmm/seccomp.o: CFLAGS += -I$(BUILD)/gen
 
 # build/test-hooks/amber: amber whose seccomp.c calls a forbidden syscall on request
-# (--id seccomp-violate-vmm / seccomp-violate-vcpu) and whose vcpu.c fails to start a vCPU on
-# request (--id vcpu-start-fail-N). Never installed or shipped.
+# (--id seccomp-violate-vmm / seccomp-violate-vcpu), whose vcpu.c fails to start a vCPU on
+# request (--id vcpu-start-fail-N), and whose vm.c stops kvmclock across a pause with
+# AMBER_TEST_FREEZE_CLOCK=1 (issue 13's clock experiment). Never installed or shipped.
 TEST_HOOKS_DIR := $(BUILD)/test-hooks
-TEST_HOOKS_OBJS := vmm/seccomp.o vmm/vcpu.o
+TEST_HOOKS_OBJS := vmm/seccomp.o vmm/vcpu.o vmm/vm.o
 $(TEST_HOOKS_DIR)/vmm/seccomp.o: vmm/seccomp.c $(SYSCALL_NAMES_H) | $(SETUP_STAMP)
 	@mkdir -p $(dir $@)
 	@[ "$(V)" = 0 ] && echo "  CC      $< (test hooks)" || true
 	$(Q)$(CC) $(CFLAGS) -I$(BUILD)/gen -DAMBER_TEST_HOOKS -c -o $@ $<
 
 $(TEST_HOOKS_DIR)/vmm/vcpu.o: vmm/vcpu.c | $(SETUP_STAMP)
+	@mkdir -p $(dir $@)
+	@[ "$(V)" = 0 ] && echo "  CC      $< (test hooks)" || true
+	$(Q)$(CC) $(CFLAGS) -DAMBER_TEST_HOOKS -c -o $@ $<
+
+$(TEST_HOOKS_DIR)/vmm/vm.o: vmm/vm.c | $(SETUP_STAMP)
 	@mkdir -p $(dir $@)
 	@[ "$(V)" = 0 ] && echo "  CC      $< (test hooks)" || true
 	$(Q)$(CC) $(CFLAGS) -DAMBER_TEST_HOOKS -c -o $@ $<

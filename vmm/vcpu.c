@@ -18,6 +18,10 @@
 
 #define MSR_MAX_BOOT 32
 
+/* The stall report waits here for the register samples it asked for (vcpu_sample_wait). */
+static pthread_mutex_t sample_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sample_cond = PTHREAD_COND_INITIALIZER;
+
 /* LAPIC register offsets and delivery modes for LINT0/LINT1. */
 #define APIC_LVT0        0x350
 #define APIC_LVT1        0x360
@@ -125,6 +129,11 @@ int vcpu_create(struct vcpu *v, const struct vcpu_env *env, unsigned index,
         return ret;
     }
     v->run = run;
+    /* Before the thread starts: the ioctl takes the vCPU's mutex, which KVM_RUN holds. The
+     * stall report works without it (it says so). */
+    int stats_rc = vcpu_stats_open(&v->stats, v->fd);
+    if (stats_rc)
+        log_debug("vcpu%u: no KVM stats fd: %s", index, strerror(-stats_rc));
 
     int ret = set_cpuid(v, supported, err, errlen);
     if (!ret)
@@ -132,6 +141,7 @@ int vcpu_create(struct vcpu *v, const struct vcpu_env *env, unsigned index,
     if (!ret)
         ret = set_fpu_and_lapic(v, err, errlen);
     if (ret) {
+        vcpu_stats_close(&v->stats);
         munmap(v->run, (size_t)env->run_size);
         close(v->fd);
         v->fd = -1;
@@ -313,6 +323,34 @@ static void complete_io_before_pause(struct vcpu *v)
     }
 }
 
+/* Answer the stall report's request for a register sample (vcpu_sample_request). */
+static void take_sample(struct vcpu *v, uint64_t req)
+{
+    struct kvm_regs r;
+    struct kvm_sregs sr;
+    struct kvm_mp_state mp;
+    uint64_t rip = 0, rsp = 0, rflags = 0;
+    uint32_t cpl = UINT32_MAX, mp_state = UINT32_MAX;
+    if (ioctl(v->fd, KVM_GET_REGS, &r) == 0) {
+        rip = r.rip;
+        rsp = r.rsp;
+        rflags = r.rflags;
+    }
+    if (ioctl(v->fd, KVM_GET_SREGS, &sr) == 0)
+        cpl = sr.cs.dpl;
+    if (ioctl(v->fd, KVM_GET_MP_STATE, &mp) == 0)
+        mp_state = mp.mp_state;
+    atomic_store(&v->sample_rip, rip);
+    atomic_store(&v->sample_rsp, rsp);
+    atomic_store(&v->sample_rflags, rflags);
+    atomic_store(&v->sample_cpl, cpl);
+    atomic_store(&v->sample_mp_state, mp_state);
+    pthread_mutex_lock(&sample_lock);
+    atomic_store(&v->sample_done, req);
+    pthread_cond_broadcast(&sample_cond);
+    pthread_mutex_unlock(&sample_lock);
+}
+
 static void *vcpu_thread(void *arg)
 {
     struct vcpu *v = arg;
@@ -326,9 +364,16 @@ static void *vcpu_thread(void *arg)
         return NULL;
     }
     for (;;) {
+        uint64_t req = atomic_load(&v->sample_req);
+        if (req != atomic_load_explicit(&v->sample_done, memory_order_relaxed))
+            take_sample(v, req);
+        atomic_store_explicit(&v->at_barrier, true, memory_order_relaxed);
         enum pause_outcome next = pause_checkpoint(env->barrier, &v->run->immediate_exit);
+        atomic_store_explicit(&v->at_barrier, false, memory_order_relaxed);
         if (next == PAUSE_STOP)
             break;
+        if (next == PAUSE_RESUMED)
+            atomic_fetch_add_explicit(&v->resumes, 1, memory_order_relaxed);
         /* Back from a pause: tell the guest's watchdogs the gap was one (as QEMU does on
          * resume; off the pause path). A guest without kvmclock answers EINVAL: harmless. */
         if (next == PAUSE_RESUMED)
@@ -361,12 +406,65 @@ static void *vcpu_thread(void *arg)
 void vcpu_dump(const struct vcpu *v)
 {
     uint32_t reason = atomic_load_explicit(&v->last_exit, memory_order_relaxed);
-    log_info("state: vcpu%u: %llu exits, last %s at %#llx, %s", v->index,
+    const char *where = atomic_load_explicit(&v->in_exit, memory_order_relaxed) ? "handling it now"
+                        : atomic_load_explicit(&v->at_barrier, memory_order_relaxed)
+                            ? "at the pause barrier"
+                            : "in KVM_RUN";
+    log_info("state: vcpu%u: %llu exits, last %s at %#llx, %s; back from %llu pauses", v->index,
              (unsigned long long)atomic_load_explicit(&v->exits, memory_order_relaxed),
              exit_name(reason),
-             (unsigned long long)atomic_load_explicit(&v->last_addr, memory_order_relaxed),
-             atomic_load_explicit(&v->in_exit, memory_order_relaxed) ? "handling it now"
-                                                                     : "in KVM_RUN or parked");
+             (unsigned long long)atomic_load_explicit(&v->last_addr, memory_order_relaxed), where,
+             (unsigned long long)atomic_load_explicit(&v->resumes, memory_order_relaxed));
+    char kvm[512];
+    vcpu_stats_format(&v->stats, kvm, sizeof(kvm));
+    log_info("state: vcpu%u kvm: %s", v->index, kvm);
+    uint64_t req = atomic_load(&v->sample_req);
+    if (req == 0 || atomic_load(&v->sample_done) != req) {
+        log_info("state: vcpu%u regs: no sample (%s)", v->index,
+                 req == 0                                                     ? "none asked"
+                 : atomic_load_explicit(&v->at_barrier, memory_order_relaxed) ? "parked"
+                                                                              : "did not answer");
+        return;
+    }
+    uint64_t rflags = atomic_load(&v->sample_rflags);
+    log_info("state: vcpu%u regs: rip %#llx rsp %#llx rflags %#llx (IF %d) cpl %u mp_state %u",
+             v->index, (unsigned long long)atomic_load(&v->sample_rip),
+             (unsigned long long)atomic_load(&v->sample_rsp), (unsigned long long)rflags,
+             (int)((rflags >> 9) & 1), atomic_load(&v->sample_cpl),
+             atomic_load(&v->sample_mp_state));
+}
+
+void vcpu_sample_request(struct vcpu *v)
+{
+    if (!v->started)
+        return;
+    atomic_fetch_add(&v->sample_req, 1);
+    pthread_kill(v->thread, VCPU_KICK_SIGNAL);
+}
+
+void vcpu_sample_wait(struct vcpu *vcpus, unsigned n, unsigned timeout_ms)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&sample_lock);
+    for (;;) {
+        bool waiting = false;
+        for (unsigned i = 0; i < n; i++) {
+            struct vcpu *v = &vcpus[i];
+            /* A parked vCPU answers only when released: not worth waiting for. */
+            waiting |= v->started && atomic_load(&v->sample_done) != atomic_load(&v->sample_req) &&
+                       !atomic_load_explicit(&v->at_barrier, memory_order_relaxed);
+        }
+        if (!waiting || pthread_cond_timedwait(&sample_cond, &sample_lock, &deadline) != 0)
+            break;
+    }
+    pthread_mutex_unlock(&sample_lock);
 }
 
 #ifdef AMBER_TEST_HOOKS
@@ -412,6 +510,7 @@ void vcpu_destroy(struct vcpu *v)
         pthread_join(v->thread, NULL);
         v->started = false;
     }
+    vcpu_stats_close(&v->stats);
     if (v->run) {
         munmap(v->run, (size_t)v->env->run_size);
         v->run = NULL;

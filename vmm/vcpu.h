@@ -11,6 +11,7 @@
 #include "config/config.h"
 #include "vmm/bus.h"
 #include "vmm/pause.h"
+#include "vmm/vcpu_stats.h"
 
 /* Why the VM stopped; the first reason recorded wins. */
 enum vm_exit {
@@ -52,6 +53,15 @@ struct vcpu {
     _Atomic uint32_t last_exit; /* KVM_EXIT_* of the latest one */
     _Atomic uint64_t last_addr; /* its port or MMIO address */
     _Atomic bool in_exit;       /* handling an exit now (false: in KVM_RUN or parked) */
+    _Atomic bool at_barrier;    /* in pause_checkpoint now (parked, or passing through) */
+    _Atomic uint64_t resumes;   /* pauses this vCPU was parked for and released from */
+    struct vcpu_stats stats;    /* KVM's own counters for this vCPU (opened at create) */
+    /* A register sample for the stall report, taken by the vCPU thread itself (the only one
+     * that can: KVM_RUN holds the vCPU's mutex). The report bumps sample_req and kicks; the
+     * thread answers at its next turn of the loop and sets sample_done to the request. */
+    _Atomic uint64_t sample_req, sample_done;
+    _Atomic uint64_t sample_rip, sample_rsp, sample_rflags;
+    _Atomic uint32_t sample_cpl, sample_mp_state;
 };
 
 /*
@@ -84,10 +94,23 @@ int vcpu_start(struct vcpu *v);
 void vcpu_kick(struct vcpu *v);
 
 /*
- * Log one "state: vcpuN ..." line: exits handled in userspace, the latest exit's reason and
- * address, and whether the thread is handling one now. Any thread; the figures are racy.
+ * Log three "state: vcpuN ..." lines: exits handled in userspace, the latest exit's reason and
+ * address, where the thread is (KVM_RUN, an exit, the pause barrier) and how many pauses it
+ * came back from; KVM's own counters for this vCPU (exits, injected interrupts, halts,
+ * emulated instructions...); and the register sample asked by vcpu_sample_request, or why
+ * there is none. Any thread; the figures are racy.
  */
 void vcpu_dump(const struct vcpu *v);
+
+/*
+ * Ask the vCPU's thread for a register sample (RIP, RSP, RFLAGS, CPL, MP state): bumps the
+ * request and sends the kick signal, leaving immediate_exit alone, so a vCPU in KVM_RUN leaves
+ * it once and goes back in. Any thread. vcpu_dump prints the sample if it came in time.
+ */
+void vcpu_sample_request(struct vcpu *v);
+
+/* Wait up to timeout_ms for the samples asked of vcpus[0..n) (those not parked). */
+void vcpu_sample_wait(struct vcpu *vcpus, unsigned n, unsigned timeout_ms);
 
 /* Join the thread (after the barrier was told to stop) and release the vCPU's fd and map. */
 void vcpu_destroy(struct vcpu *v);

@@ -301,6 +301,36 @@ int vm_start(struct vm *vm, char *err, size_t errlen)
     return 0;
 }
 
+#ifdef AMBER_TEST_HOOKS
+/*
+ * build/test-hooks/amber only, an experiment for issue 13 (docs/pause.md): with
+ * AMBER_TEST_FREEZE_CLOCK=1 in its environment, kvmclock stands still across a pause as it does
+ * under QEMU's stop/cont (KVM_GET_CLOCK once every vCPU is parked, KVM_SET_CLOCK at resume,
+ * before any is released). amber itself lets the guest's clock run on.
+ */
+static bool test_hook_freeze_clock(void)
+{
+    const char *v = getenv("AMBER_TEST_FREEZE_CLOCK");
+    return v && !strcmp(v, "1");
+}
+
+static void test_hook_clock_stop(struct vm *vm)
+{
+    struct kvm_clock_data clk = {0};
+    vm->frozen_clock_ns = 0;
+    if (test_hook_freeze_clock() && ioctl(vm->vm_fd, KVM_GET_CLOCK, &clk) == 0)
+        vm->frozen_clock_ns = clk.clock;
+}
+
+static void test_hook_clock_cont(struct vm *vm)
+{
+    struct kvm_clock_data clk = {.clock = vm->frozen_clock_ns};
+    if (vm->frozen_clock_ns && ioctl(vm->vm_fd, KVM_SET_CLOCK, &clk) < 0)
+        log_warn("test hook: KVM_SET_CLOCK: %s", strerror(errno));
+    vm->frozen_clock_ns = 0;
+}
+#endif
+
 int vm_pause(struct vm *vm, unsigned timeout_ms)
 {
     if (vm->paused)
@@ -318,6 +348,9 @@ int vm_pause(struct vm *vm, unsigned timeout_ms)
         return -EBUSY;
     }
     vm->paused = true;
+#ifdef AMBER_TEST_HOOKS
+    test_hook_clock_stop(vm);
+#endif
     return 0;
 }
 
@@ -334,6 +367,9 @@ int vm_resume(struct vm *vm)
     if (!vm->paused)
         return -EALREADY;
     RUN_HOOK(vm, resume);
+#ifdef AMBER_TEST_HOOKS
+    test_hook_clock_cont(vm); /* the vCPUs are still parked: release_vcpus comes later */
+#endif
     vm->paused = false;
     /* Woken vCPU threads preempt the loop thread, and the API answer would wait behind them
      * for a scheduler slice: wake them on the loop's next turn, after the answer is sent. */

@@ -61,7 +61,8 @@ struct vm {
     unsigned nvcpus;
     struct pause_barrier barrier;
     bool paused;
-    bool running; /* vCPU threads started */
+    uint64_t frozen_clock_ns; /* build/test-hooks/amber's AMBER_TEST_FREEZE_CLOCK (vm.c) */
+    bool running;             /* vCPU threads started */
 
     atomic_int exit_reason; /* enum vm_exit */
     char exit_detail[256];  /* the one-line reason printed at exit */

@@ -1,5 +1,6 @@
 /* amber-agent: the guest's command server (and PID 1): listens, forks a handler per connection. */
 #include "guest/agent/agent.h"
+#include "guest/agent/logring.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -109,7 +110,9 @@ static int handle_conn(int fd, const struct agent_opts *o)
     int shutdown_action = -1;
     if (proto_rx_init(&c.rx) < 0)
         return 1;
+    agent_trace("connection %d: serving", fd);
     int r = serve_conn(&c, &shutdown_action);
+    agent_trace("connection %d: done (%s)", fd, r < 0 ? strerror(-r) : "ok");
     /* A request cut short (the peer reset, a write failed) ends up on the console, where the
      * host's logs keep it: without it a stream the agent dropped leaves no trace in the guest.
      * A peer that leaves without a request (-ECONNRESET) or an idle one is the normal end. */
@@ -214,6 +217,7 @@ int main(int argc, char **argv)
         }
     }
     o.init = getpid() == 1 && !no_init;
+    agent_logring(); /* shared with every process forked from here on */
     o.test_mode = o.unix_path != NULL;
     if (o.init) {
         init_mounts();
@@ -259,6 +263,7 @@ int main(int argc, char **argv)
         }
         return 1;
     }
+    logring_serve_start(&o);
     announce_ready(&o);
 
     int power = -1, status = -1;

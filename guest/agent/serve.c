@@ -1,5 +1,6 @@
 /* amber-agent: one connection's request dispatch, the frame I/O helpers, ping and file ops. */
 #include "guest/agent/agent.h"
+#include "guest/agent/logring.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +28,7 @@ void agent_log(const char *fmt, ...)
     if (len > sizeof(line) - 2)
         len = sizeof(line) - 2;
     line[len++] = '\n';
+    agent_trace("%.*s", (int)len - 1, line);
     if (write(STDERR_FILENO, line, len) < 0) {
         /* nowhere left to report it */
     }
@@ -330,6 +332,7 @@ int serve_conn(struct agent_conn *c, int *shutdown)
     if (r < 0)
         return r;
     c->id = f.id;
+    agent_trace("connection %d: request type %#x, %u bytes", c->fd, f.type, (unsigned)f.len);
     switch (f.type) {
     case PROTO_PING:
         return serve_ping(c);

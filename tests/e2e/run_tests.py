@@ -20,6 +20,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import evidence  # noqa: E402
 import harness  # noqa: E402
 
 
@@ -65,6 +66,7 @@ class CountingResult(unittest.TextTestResult):
     """Records each start and outcome in `outcomes`, and arms the per-test watchdog."""
 
     outcomes = None
+    results_dir = None  # a failure's evidence goes to RESULTS/<test id>/ (tests/e2e/evidence.py)
     test_timeout_s = 300.0
     # Inside the test host: a callable(live_vms) -> reason or None, asked every 30 s after a
     # test's first minute, that ends a test early (an exit livelock below the guest).
@@ -94,7 +96,7 @@ class CountingResult(unittest.TextTestResult):
                 if not why:
                     continue
             print("\ne2e: watchdog: %s %s; its VMs' state, then killing them" % (name, why), flush=True)
-            report_live()
+            report_live(name, self.results_dir)
             kill_live()
             return
 
@@ -102,7 +104,8 @@ class CountingResult(unittest.TextTestResult):
         reason = one_line(self._exc_info_to_string(err, test)) if err else "unexpected success"
         print("\ne2e: FAIL %s: %s" % (name, reason), flush=True)
         self.outcomes.record("fail", name, reason)
-        report_live()  # a class's shared VM is still up: what it looks like after the failure
+        # The test's VMs are still up (cleanups run after this): what they look like now.
+        report_live(name, self.results_dir)
 
     def addSuccess(self, test):
         super().addSuccess(test)
@@ -167,15 +170,21 @@ def live_vms():
         return list(harness.LIVE)
 
 
-def report_live():
-    """Prints each live VM's console tail and amber's state report."""
+def report_live(test_id=None, results_dir=None):
+    """Prints each live VM's console tail and amber's state report; with test_id and
+    results_dir, also saves them with the guest agent's log to RESULTS/<test id>/."""
+    state = {}
     for vm in live_vms():
         try:
+            state[vm] = vm.state_report()
             print("e2e: live %s (pid %d), console tail:\n%s%s"
                   % (os.path.basename(vm.argv[0]), vm.proc.pid, "\n".join(vm.lines[-15:]),
-                     vm.state_report()), flush=True)
+                     state[vm]), flush=True)
         except Exception as e:  # noqa: BLE001 - a report must never stop the run
             print("e2e: no state from pid %d: %s" % (vm.proc.pid, e), flush=True)
+    if test_id and results_dir:
+        for path in evidence.save(list(state), results_dir, test_id, state):
+            print("e2e: evidence in %s" % path, flush=True)
 
 
 def descendants(pid):
@@ -239,6 +248,7 @@ def main():
     th = testhost_module()
     outcomes = th.Journal(os.path.join(results_dir, "e2e-journal.txt")) if th else Outcomes()
     CountingResult.outcomes = outcomes
+    CountingResult.results_dir = results_dir
     CountingResult.test_timeout_s = harness.scaled(float(os.environ.get("AMBER_E2E_TEST_TIMEOUT_S", "300")))
     extra = []
     try:

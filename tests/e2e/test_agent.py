@@ -13,6 +13,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import evidence  # noqa: E402
 import harness  # noqa: E402
 import util_amber as U  # noqa: E402
 
@@ -214,6 +215,14 @@ class TestAgent(unittest.TestCase):
             report = self.vm.state_report(timeout=30)
             want = [r"state: vcpu0: \d+ exits, last KVM_EXIT_\w+ at 0x[0-9a-f]+, ",
                     r"state: vcpu1: \d+ exits",
+                    # each vCPU's own KVM counters (its stats fd), read under the loop's seccomp
+                    r"state: vcpu0 kvm: exits [1-9]\d* halt_exits \d+ .*irq_injections \d+ .*"
+                    r"insn_emulation \d+ ",
+                    r"state: vcpu1 kvm: exits [1-9]\d* ",
+                    # and the registers each running vCPU sampled on its own thread
+                    r"state: vcpu0 regs: rip 0x[0-9a-f]+ rsp 0x[0-9a-f]+ rflags 0x[0-9a-f]+ \(IF [01]\) "
+                    r"cpl [0-3] mp_state \d+",
+                    r"state: vcpu1 regs: rip 0x[0-9a-f]+ ",
                     r"state: \d+ virtio devices",
                     r"state: virtio-vsock @0x[0-9a-f]+ gsi \d+: status 0xf ",
                     r"state: virtio-vsock queue 1: size \d+ ready 1 avail \d+ last_avail \d+",
@@ -230,6 +239,17 @@ class TestAgent(unittest.TestCase):
         self.assertTrue(self.vm.alive(), "SIGUSR2 ended amber\n%s" % self.vm.tail())
         res = self.exec(["true"])
         self.assertEqual(res.returncode, 0, "the agent should still answer after SIGUSR2")
+
+    def test_agent_log_ring_over_its_port(self):
+        # The agent's own log (guest/agent/logring.c): a ring in guest memory, handed over on
+        # port 1025 to whoever connects, with a line for every connection it served.
+        self.exec(["true"])
+        text = evidence.fetch_agent_log(self.vsock)
+        self.assertRegex(text, r"^amber-agent log: lines \d+-\d+ of \d+ written \(\d+ lost to wrap\)\n")
+        self.assertRegex(text, r"\] \d+: log port: serving the ring on vsock port 1025")
+        self.assertRegex(text, r"\] \d+: connection \d+: request type 0x2, \d+ bytes\n")
+        self.assertRegex(text, r"\] \d+: connection \d+: done \(ok\)\n")
+        self.assertTrue(self.vm.alive())
 
     def test_sequential_connections_leak_no_fd(self):
         # 2,000 connections one after another. Every 10th is a full agent round trip (CONNECT,

@@ -1,0 +1,63 @@
+/* One vCPU's own KVM counters (KVM_GET_STATS_FD), for the stall report: which vCPU does what. */
+#ifndef AMBER_VMM_VCPU_STATS_H
+#define AMBER_VMM_VCPU_STATS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* The counters the report prints, in this order (KVM's names). */
+#define VCPU_STATS_NAMES                                                                           \
+    X(exits)                                                                                       \
+    X(halt_exits)                                                                                  \
+    X(halt_wakeup)                                                                                 \
+    X(irq_injections)                                                                              \
+    X(nmi_injections)                                                                              \
+    X(irq_window_exits)                                                                            \
+    X(signal_exits)                                                                                \
+    X(io_exits)                                                                                    \
+    X(mmio_exits)                                                                                  \
+    X(insn_emulation)                                                                              \
+    X(insn_emulation_fail)                                                                         \
+    X(hypercalls)                                                                                  \
+    X(pf_taken)                                                                                    \
+    X(blocking)
+
+enum vcpu_stat {
+#define X(name) VCPU_STAT_##name,
+    VCPU_STATS_NAMES
+#undef X
+        VCPU_STAT_COUNT
+};
+
+/* All zero (as in a calloc'd vCPU) is a closed one. */
+struct vcpu_stats {
+    bool open;                        /* fd is ours */
+    int fd;                           /* the stats fd */
+    bool have[VCPU_STAT_COUNT];       /* KVM lists this counter */
+    uint64_t offset[VCPU_STAT_COUNT]; /* its byte offset in the fd */
+};
+
+/*
+ * Parse the binary statistics behind stats_fd (KVM's header and descriptors, read with pread,
+ * every offset and size checked) and note where each counter of VCPU_STATS_NAMES lives. Takes
+ * ownership of stats_fd (closed by vcpu_stats_close). Returns 0, or a negative errno for a
+ * malformed file (s is then closed, and so is stats_fd).
+ */
+int vcpu_stats_parse(struct vcpu_stats *s, int stats_fd);
+
+/* KVM_GET_STATS_FD on vcpu_fd, then vcpu_stats_parse. Call before the vCPU thread starts: the
+ * ioctl takes the vCPU's mutex, which KVM_RUN holds. Returns 0 or a negative errno. */
+int vcpu_stats_open(struct vcpu_stats *s, int vcpu_fd);
+
+/*
+ * Format the current values as "name N name N ..." into out[size] (counters KVM does not list
+ * are left out). Any thread, no vCPU lock: it only preads the stats fd. Returns 0, or a
+ * negative errno with out holding "unavailable (reason)".
+ */
+int vcpu_stats_format(const struct vcpu_stats *s, char *out, size_t size);
+
+/* Close the stats fd (safe on a closed or never opened one). */
+void vcpu_stats_close(struct vcpu_stats *s);
+
+#endif
