@@ -31,9 +31,9 @@ static const struct ctl_cmd commands[] = {
      "template create --id ID NAME | template list [--json] | "
      "template delete NAME"},
     {"fork", ctl_fork, "fork --id ID [-n N]   (prints the new ids)"},
-    {"create", ctl_create_any,
     {"watch", ctl_watch,
      "watch TARGET PATH [--recursive] [--count N] [--for S] [--json]   (guest file events)"},
+    {"create", ctl_create_any,
      "create [--id ID] [--vcpus N] [--mem-mib N] [--timeout S] [--on-timeout kill|pause]\n"
      "                  [--metadata K=V]... [--env K=V]... [--boot-timeout S] [--json]\n"
      "         amberctl create --template NAME [--id ID]"},
