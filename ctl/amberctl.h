@@ -95,13 +95,10 @@ int ctl_watch(int argc, char **argv);
 int ctl_create(int argc, char **argv);
 
 /* Hibernate (ctl_hibernate.c): pause/resume/delete that also handle sandboxes on disk
- * (pause --to-disk; resume and delete of a hibernated id; else ctl_pause/resume/delete), and
- * the hibernated rows for list. */
+ * (pause --to-disk; resume and delete of a hibernated id; else ctl_pause/resume/delete). */
 int ctl_pause_any(int argc, char **argv);
 int ctl_resume_any(int argc, char **argv);
 int ctl_delete_any(int argc, char **argv);
-struct json_object;
-void ctl_list_hibernated(struct json_object *arr);
 /* Templates and fork (ctl_template.c): template create|list|delete, create --template NAME
  * (else ctl_create), fork --id ID -n N. */
 int ctl_template(int argc, char **argv);

@@ -1,5 +1,6 @@
 /* amberctl sandbox commands: list, status, pause, resume, logs, delete (runtime dir + API). */
 #include "ctl/amberctl.h"
+#include "ctl/ctl_store.h"
 #include "ctl/http_client.h"
 
 #include <dirent.h>

@@ -285,3 +285,30 @@ uint32_t store_new_cid(void)
         ;
     return cid < 3 || cid == UINT32_MAX ? 3 : cid;
 }
+
+void ctl_list_hibernated(struct json_object *arr)
+{
+    char root[PATH_MAX], run[400];
+    if (store_root(root, sizeof(root)) < 0 || ctl_runtime_root(run, sizeof(run)) < 0)
+        return;
+    DIR *d = opendir(root);
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        char live[600], sdir[PATH_MAX];
+        struct stat st;
+        if (!ctl_id_valid(de->d_name) || !store_is_hibernated(de->d_name))
+            continue;
+        snprintf(live, sizeof(live), "%s/%s", run, de->d_name);
+        if (stat(live, &st) == 0)
+            continue; /* a live amber wins */
+        snprintf(sdir, sizeof(sdir), "%s/%s", root, de->d_name);
+        struct json_object *o = json_object_new_object();
+        json_object_object_add(o, "id", json_object_new_string(de->d_name));
+        json_object_object_add(o, "state", json_object_new_string("Hibernated"));
+        json_object_object_add(o, "pid", json_object_new_int(0));
+        json_object_object_add(o, "dir", json_object_new_string(sdir));
+        json_object_array_add(arr, o);
+    }
+    if (d)
+        closedir(d);
+}

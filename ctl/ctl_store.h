@@ -77,4 +77,8 @@ int store_restore(const struct store_restore *r);
  * harmless: each amber has its own host socket). */
 uint32_t store_new_cid(void);
 
+/* The hibernated sandboxes in the store that no live amber has taken over, appended to arr as
+ * list rows {id, state "Hibernated", pid 0, dir}. Silent when there is no store. */
+void ctl_list_hibernated(struct json_object *arr);
+
 #endif
