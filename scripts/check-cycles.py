@@ -29,7 +29,7 @@ KNOWN = [
     {"board/snapshot", "board/snapshot_mem"},
     {"config/json", "config/sections"},
     {"devices/virtio/blk", "devices/virtio/blk_io", "devices/virtio/blk_req"},
-    {"guest/agent/bg", "guest/agent/bg_handoff", "guest/agent/exec", "guest/agent/fileops", "guest/agent/serve"},
+    {"guest/agent/bg", "guest/agent/exec"},
 ]
 NOISE = re.compile(r'/\*.*?\*/|//[^\n]*|"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'', re.S)
 

@@ -1,5 +1,6 @@
 # amber-agent: the static guest binary (build/amber-agent), plus its codec's unit test and fuzzer.
-AGENT_OBJS := guest/agent/main.o guest/agent/serve.o guest/agent/exec.o guest/agent/init.o \
+AGENT_OBJS := guest/agent/main.o guest/agent/serve.o guest/agent/conn.o guest/agent/exec.o \
+              guest/agent/init.o \
               guest/agent/user.o proto/agent.o guest/agent/vsock_send.o \
               guest/agent/bg.o guest/agent/bg_handoff.o \
               guest/agent/fileops.o guest/agent/reseed.o guest/agent/pty.o guest/agent/watch.o \
