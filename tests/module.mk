@@ -61,6 +61,7 @@ test-stack2: $(SETUP_STAMP) all guest
 		bash tests/e2e/run.sh $(RESULTS)/stack2 $(STACK2_TESTS)
 
 # The real-kernel unit tests (test_boot, test_kernel) load build/guest: it is built first.
+# e2e runs its quick tier: tests marked harness.long_tier are skipped with their reason (make e2e runs them).
 test: setup
 	$(Q)rm -rf $(RESULTS); mkdir -p $(RESULTS)
 	-$(Q)$(MAKE) --no-print-directory check-layers
@@ -71,7 +72,7 @@ test: setup
 	-$(Q)$(MAKE) --no-print-directory sdk-test
 	-$(Q)$(MAKE) --no-print-directory test-runner
 	-$(Q)$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=5
-	-$(Q)$(MAKE) --no-print-directory e2e
+	-$(Q)AMBER_E2E_TIER=quick $(MAKE) --no-print-directory e2e
 	$(Q)bash tests/summary.sh $(RESULTS)
 
 # The e2e runner's own accounting (tests/e2e/run_tests.py), on mock suites: no VM.
