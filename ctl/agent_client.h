@@ -43,7 +43,8 @@ struct agent_exec_io {
     int stdin_fd;
     int stdout_fd;
     int stderr_fd;
-    /* pty only: when resize_fd is readable (e.g. a SIGWINCH signalfd) it is drained and
+    /* pty only (ignored unless spec->pty_cols and pty_rows are set, so a zeroed struct is safe
+     * for a plain exec): when resize_fd is readable (e.g. a SIGWINCH signalfd) it is drained and
      * size_fd's window size (TIOCGWINSZ) is sent as RESIZE. -1: no resizes. */
     int resize_fd;
     int size_fd;

@@ -49,6 +49,7 @@ struct xpump {
     bool stdin_done;  /* EOF frame queued */
     bool send_broken; /* the agent stopped reading: keep listening for its verdict */
     bool exited;
+    bool pty; /* a PTY request: io->resize_fd is honoured (never for a plain exec) */
 };
 
 static void queue_frame(struct xpump *p, uint8_t type, size_t payload_len)
@@ -172,7 +173,7 @@ static int pump_loop(struct xpump *p, uint64_t deadline_ms)
         struct pollfd fds[3];
         nfds_t nfds = 1;
         bool want_stdin = !p->stdin_done && !p->send_broken && p->out_len == 0;
-        bool want_resize = p->io->resize_fd >= 0 && !p->send_broken && p->out_len == 0;
+        bool want_resize = p->pty && p->io->resize_fd >= 0 && !p->send_broken && p->out_len == 0;
         int i_stdin = -1, i_resize = -1;
         fds[0] = (struct pollfd){.fd = p->sock, .events = POLLIN};
         if (p->out_len && !p->send_broken)
@@ -224,7 +225,8 @@ static int pump_loop(struct xpump *p, uint64_t deadline_ms)
 int agent_exec(const struct agent_addr *a, const struct agent_exec_spec *spec,
                const struct agent_exec_io *io, struct agent_exec_result *res, struct agent_error *e)
 {
-    struct xpump p = {.sock = -1, .io = io, .res = res, .e = e};
+    struct xpump p = {
+        .sock = -1, .io = io, .res = res, .e = e, .pty = spec->pty_cols && spec->pty_rows};
     memset(res, 0, sizeof(*res));
     uint8_t *req = malloc(PROTO_MAX_PAYLOAD);
     p.out = malloc(PROTO_HDR_LEN + PROTO_DATA_CHUNK);

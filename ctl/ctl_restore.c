@@ -125,7 +125,8 @@ static int identity(const struct store_restore *r, const char *vsock)
     const char *argv[] = {"/bin/sh", "-c", IDENTITY_SCRIPT, "sh", mid, r->id, NULL};
     struct agent_addr a = {.path = vsock, .hybrid = true, .timeout_ms = 10000};
     struct agent_exec_spec spec = {.argv = argv, .timeout_ms = 60000};
-    struct agent_exec_io io = {.stdin_fd = fds[0], .stdout_fd = -1, .stderr_fd = 2};
+    struct agent_exec_io io = {
+        .stdin_fd = fds[0], .stdout_fd = -1, .stderr_fd = 2, .resize_fd = -1, .size_fd = -1};
     struct agent_exec_result res;
     struct agent_error err = {0};
     int rc = w == (ssize_t)sizeof(seed) ? agent_exec(&a, &spec, &io, &res, &err) : -EIO;

@@ -33,3 +33,24 @@ def restore_env():
 
 needs_agent = unittest.skipUnless(os.access(AGENT, os.X_OK),
                                   "build/amber-agent is missing (make build/amber-agent)")
+
+
+def kill_leftovers(*dirs):
+    """Cleanup: SIGKILL every process whose command line names one of dirs (the fake amber
+    stops its agent to 'pause' it, and a hibernate kills the fake amber, so a stopped agent of
+    a hibernated sandbox would otherwise outlive the test)."""
+    import signal  # noqa: PLC0415
+
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                cmd = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        if any(d and d in cmd for d in dirs):
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                pass

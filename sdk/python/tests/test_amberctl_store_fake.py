@@ -60,6 +60,7 @@ class TestAmberctlStore(unittest.TestCase):
             except Exception:  # noqa: BLE001
                 pass
         os.environ.pop("AMBER_STATE_DIR", None)
+        fakeenv.kill_leftovers(self.tmp)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def ctl(self, *args, want=0):

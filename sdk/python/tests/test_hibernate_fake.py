@@ -9,6 +9,7 @@ import sys
 import tempfile
 import unittest
 
+import fakeenv  # noqa: E402
 from fakeenv import SDK, needs_agent  # noqa: E402 (puts the SDK on sys.path)
 
 from amber import Sandbox, SandboxClientError, SandboxNotFoundError  # noqa: E402
@@ -47,6 +48,7 @@ class HibernateCase(unittest.TestCase):
             except Exception:  # noqa: BLE001
                 pass
         os.environ.pop("AMBER_STATE_DIR", None)
+        fakeenv.kill_leftovers(self.root, self.state)
         for d in (self.root, self.state, self.work):
             shutil.rmtree(d, ignore_errors=True)
 

@@ -40,6 +40,7 @@ class TestLifecycle(unittest.TestCase):
                 sbx.delete()
             except Exception:  # noqa: BLE001
                 pass
+        fakeenv.kill_leftovers(self.root)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def create(self, **kw):
