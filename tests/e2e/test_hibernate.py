@@ -217,6 +217,7 @@ class TestTemplateAndForkE2E(StoreCase):
             k.delete()
         Sandbox.delete_template("e2e-tpl", runtime_dir=self.run_root)
 
+    @harness.long_tier("amberctl's fork: the SDK's fork, which amberctl's shares its store with, runs in make test")
     def test_amberctl_fork(self):
         out = amberctl(self.run_root, "fork", "--id", self.sbx.id, "-n", "1")
         kid = Sandbox.get(out.split()[0], runtime_dir=self.run_root)

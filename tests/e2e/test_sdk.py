@@ -294,6 +294,7 @@ class TestSdkEndings(unittest.TestCase):
         self.assertFalse(os.path.exists(sbx.dir), "the stale runtime directory was not cleaned up")
 
 
+@harness.long_tier("four cold sandboxes at once: test_hibernate's four template children check isolation")
 class TestSdkParallel(unittest.TestCase):
     def test_four_sandboxes_are_isolated(self):
         need_vm()

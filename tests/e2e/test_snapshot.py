@@ -453,6 +453,7 @@ class TestSnapshot2Vcpus(SnapshotCase):
     test_network_override = None
 
 
+@harness.long_tier("4 vCPUs: 1 and 2 vCPUs, with amberctl, run in make test")
 class TestSnapshot4Vcpus(SnapshotCase):
     vcpus = 4
 
