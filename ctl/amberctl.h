@@ -5,6 +5,7 @@
 #include "ctl/agent_client.h"
 
 #include <stdbool.h>
+#include <sys/types.h>
 #include <stddef.h>
 
 /* Exit codes (also listed by `amberctl --help`). exec passes the command's own status
@@ -93,6 +94,16 @@ int ctl_kill(int argc, char **argv);
 int ctl_watch(int argc, char **argv);
 /* amberctl create (ctl_create.c): launch a sandbox, print its id. */
 int ctl_create(int argc, char **argv);
+
+/* The path of a build artefact into out: $env if set, else NAME beside amberctl (build/NAME). */
+void ctl_artefact(char *out, size_t len, const char *env, const char *name);
+
+/*
+ * Start amber (argv[0]) detached in dir: its own session, stdin /dev/null, output to
+ * dir/amber.stdout and dir/amber.stderr. Returns its pid or -errno (the child exits 126 when
+ * its files cannot be opened, 127 when amber cannot be executed).
+ */
+pid_t ctl_spawn_amber(const char *dir, char *const argv[]);
 
 /* Hibernate (ctl_hibernate.c): pause/resume/delete that also handle sandboxes on disk
  * (pause --to-disk; resume and delete of a hibernated id; else ctl_pause/resume/delete). */

@@ -57,8 +57,7 @@ static double timeout_scale(void)
     return testhost || !hw ? 10.0 : 1.0;
 }
 
-/* path of a build artefact: $env, else beside amberctl (build/NAME). */
-static void artefact(char *out, size_t len, const char *env, const char *name)
+void ctl_artefact(char *out, size_t len, const char *env, const char *name)
 {
     const char *v = getenv(env);
     if (v && *v) {
@@ -197,8 +196,7 @@ static int run_wait(char *const argv[])
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-/* Start amber detached in dir with argv; returns its pid or -errno. */
-static pid_t spawn_amber(const char *dir, char *const argv[])
+pid_t ctl_spawn_amber(const char *dir, char *const argv[])
 {
     pid_t pid = fork();
     if (pid < 0)
@@ -254,10 +252,10 @@ int ctl_create(int argc, char **argv)
         snprintf(o.id, sizeof(o.id), "sbx-%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);
     }
     char amber[PATH_MAX], kernel[PATH_MAX], initrd[PATH_MAX], base[PATH_MAX];
-    artefact(amber, sizeof(amber), "AMBER_BIN", "amber");
-    artefact(kernel, sizeof(kernel), "AMBER_KERNEL", "guest/vmlinuz");
-    artefact(initrd, sizeof(initrd), "AMBER_INITRD", "guest/initramfs.cpio.gz");
-    artefact(base, sizeof(base), "AMBER_ROOTFS", "guest/rootfs.ext4");
+    ctl_artefact(amber, sizeof(amber), "AMBER_BIN", "amber");
+    ctl_artefact(kernel, sizeof(kernel), "AMBER_KERNEL", "guest/vmlinuz");
+    ctl_artefact(initrd, sizeof(initrd), "AMBER_INITRD", "guest/initramfs.cpio.gz");
+    ctl_artefact(base, sizeof(base), "AMBER_ROOTFS", "guest/rootfs.ext4");
     const char *need[] = {amber, kernel, initrd, base};
     for (int i = 0; i < 4; i++) {
         if (access(need[i], R_OK) < 0) {
@@ -333,7 +331,7 @@ int ctl_create(int argc, char **argv)
         fail_cleanup(dir, 0);
         return CTL_FAIL;
     }
-    pid_t pid = spawn_amber(dir, av);
+    pid_t pid = ctl_spawn_amber(dir, av);
     if (pid < 0) {
         fprintf(stderr, "amberctl: cannot start %s: %s\n", amber, strerror(-pid));
         fail_cleanup(dir, 0);

@@ -34,40 +34,15 @@ static long long now_ms(void)
 /* amber with only an API socket, detached in dir (its own session). Returns its pid or -errno. */
 static pid_t spawn_empty(const char *dir, const char *id)
 {
-    char self[PATH_MAX], amber[PATH_MAX + 8], api[PATH_MAX], pid[PATH_MAX], con[PATH_MAX],
-        exitf[PATH_MAX];
-    const char *env = getenv("AMBER_BIN");
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    if (n <= 0)
-        return -errno;
-    self[n] = '\0';
-    *strrchr(self, '/') = '\0';
-    snprintf(amber, sizeof(amber), "%s", env && *env ? env : strcat(self, "/amber"));
+    char amber[PATH_MAX], api[PATH_MAX], pid[PATH_MAX], con[PATH_MAX], exitf[PATH_MAX];
+    ctl_artefact(amber, sizeof(amber), "AMBER_BIN", "amber");
     snprintf(api, sizeof(api), "%s/api.sock", dir);
     snprintf(pid, sizeof(pid), "%s/amber.pid", dir);
     snprintf(con, sizeof(con), "%s/console.log", dir);
     snprintf(exitf, sizeof(exitf), "%s/exit.json", dir);
-    pid_t child = fork();
-    if (child < 0)
-        return -errno;
-    if (child == 0) {
-        char out[PATH_MAX], err[PATH_MAX];
-        snprintf(out, sizeof(out), "%s/amber.stdout", dir);
-        snprintf(err, sizeof(err), "%s/amber.stderr", dir);
-        setsid();
-        int in = open("/dev/null", O_RDONLY);
-        int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int e = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (in < 0 || o < 0 || e < 0 || chdir(dir) < 0)
-            _exit(126);
-        dup2(in, 0);
-        dup2(o, 1);
-        dup2(e, 2);
-        execl(amber, amber, "--id", id, "--api-sock", api, "--console", con, "--pid-file", pid,
-              "--exit-file", exitf, (char *)NULL);
-        _exit(127);
-    }
-    return child;
+    char *const argv[] = {amber, "--id",       (char *)id, "--api-sock",  api,   "--console",
+                          con,   "--pid-file", pid,        "--exit-file", exitf, NULL};
+    return ctl_spawn_amber(dir, argv);
 }
 
 static int load(const char *api, const struct store_restore *r, const char *vsock,

@@ -155,41 +155,20 @@ static int wait_socket(const char *path)
     return -ETIMEDOUT;
 }
 
-/* Start amber for sandbox dir d in the background (its own session, output to amber.log). */
+/* Start amber for sandbox dir d in the background (ctl_spawn_amber) and wait for its API socket. */
 static int spawn_amber(const char *d, const char *id, pid_t *child_out)
 {
-    char self[PATH_MAX], amber[PATH_MAX + 8], api[PATH_MAX], pid[PATH_MAX], console[PATH_MAX],
-        exitf[PATH_MAX], logf[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    if (n <= 0)
-        return -errno;
-    self[n] = '\0';
-    char *slash = strrchr(self, '/');
-    *slash = '\0';
-    snprintf(amber, sizeof(amber), "%s/amber", self);
+    char amber[PATH_MAX], api[PATH_MAX], pid[PATH_MAX], console[PATH_MAX], exitf[PATH_MAX];
+    ctl_artefact(amber, sizeof(amber), "AMBER_BIN", "amber");
     snprintf(api, sizeof(api), "%s/api.sock", d);
     snprintf(pid, sizeof(pid), "%s/amber.pid", d);
     snprintf(console, sizeof(console), "%s/console.log", d);
     snprintf(exitf, sizeof(exitf), "%s/exit.json", d);
-    snprintf(logf, sizeof(logf), "%s/amber.log", d);
-    pid_t child = fork();
+    char *const argv[] = {amber,   "--id",       (char *)id, "--api-sock",  api,   "--console",
+                          console, "--pid-file", pid,        "--exit-file", exitf, NULL};
+    pid_t child = ctl_spawn_amber(d, argv);
     if (child < 0)
-        return -errno;
-    if (child == 0) {
-        setsid();
-        int null = open("/dev/null", O_RDONLY);
-        int out = open(logf, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        if (null < 0 || out < 0)
-            _exit(127);
-        dup2(null, 0);
-        dup2(out, 1);
-        dup2(out, 2);
-        if (chdir(d) < 0)
-            _exit(127);
-        execl(amber, amber, "--id", id, "--api-sock", api, "--console", console, "--pid-file", pid,
-              "--exit-file", exitf, (char *)NULL);
-        _exit(127);
-    }
+        return (int)child;
     *child_out = child;
     return wait_socket(api);
 }
@@ -219,7 +198,7 @@ int ctl_restore(int argc, char **argv)
         goto out;
     }
     if (spawn_amber(d, t.id, &child) < 0) {
-        fprintf(stderr, "amberctl: amber did not start (see %s/amber.log)\n", d);
+        fprintf(stderr, "amberctl: amber did not start (see %s/amber.stderr)\n", d);
         goto out;
     }
     snprintf(api, sizeof(api), "%s/api.sock", d);
