@@ -7,7 +7,6 @@ import contextlib
 import errno
 import os
 import signal
-import subprocess
 import time
 
 from . import api, runtime, store
@@ -148,23 +147,10 @@ def _wait_api(proc, path, deadline):
 
 def _launch_empty(sbx, amber):
     """Starts amber with only an API socket in sbx.dir (its own session), as create() does."""
-    sdk = _sdk()
     d = sbx.dir
     argv = [amber, "--id", sbx.id, "--api-sock", sbx.api_sock, "--console", sbx.console_path,
             "--pid-file", os.path.join(d, "amber.pid"), "--exit-file", os.path.join(d, "exit.json")]
-    out = open(os.path.join(d, "amber.stdout"), "wb")
-    err = open(os.path.join(d, "amber.stderr"), "wb")
-    try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=d,
-                                start_new_session=True, close_fds=True)
-    except OSError as e:
-        raise SandboxUnavailableError("cannot start %s: %s" % (amber, e), sbx.id) from None
-    finally:
-        out.close()
-        err.close()
-    with sdk._CHILDREN_LOCK:
-        sdk._CHILDREN[proc.pid] = proc
-    sbx._proc = proc
+    sbx._spawn(argv)
     return argv
 
 

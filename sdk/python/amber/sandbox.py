@@ -631,13 +631,19 @@ class Sandbox:
             f.write("\n")
         os.replace(tmp, os.path.join(d, "config.json"))
 
+        self._spawn(argv)
+
+    def _spawn(self, argv):
+        """Starts amber (argv[0]) detached in this sandbox's directory: its own session, output to
+        amber.stdout and amber.stderr, reaped by this module. Raises SandboxUnavailableError."""
+        d = self.dir
         out = open(os.path.join(d, "amber.stdout"), "wb")
         err = open(os.path.join(d, "amber.stderr"), "wb")
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=d,
                                     start_new_session=True, close_fds=True)
         except OSError as e:
-            raise SandboxUnavailableError("cannot start %s: %s" % (amber, e), self.id) from None
+            raise SandboxUnavailableError("cannot start %s: %s" % (argv[0], e), self.id) from None
         finally:
             out.close()
             err.close()
