@@ -139,16 +139,17 @@ class CommandHandle:
     iteration over its output as (stdout, stderr) pairs, one of them None. A reader thread drains
     the connection, so an unread handle never stalls the command."""
 
-    def __init__(self, commands, conn, pid, on_stdout=None, on_stderr=None, dropped=0):
+    def __init__(self, commands, conn, pid, on_stdout=None, on_stderr=None, dropped=0, out=None,
+                 kind="cmd"):
         self._commands = commands
         self._sbx = commands._sbx
         self._conn = conn
         self.pid = pid
-        self._out = _Output(on_stdout, on_stderr, queue=True, dropped=dropped)
+        self._out = out or _Output(on_stdout, on_stderr, queue=True, dropped=dropped)
         self._stdin_closed = False
         self._detached = False
         self._send_lock = threading.Lock()
-        self._thread = threading.Thread(target=self._read, name="amber-cmd-%d" % pid, daemon=True)
+        self._thread = threading.Thread(target=self._read, name="amber-%s-%d" % (kind, pid), daemon=True)
         self._thread.start()
 
     def _read(self):
@@ -193,8 +194,8 @@ class CommandHandle:
         """The exit code once the command has ended (negative: killed by that signal), else None."""
         return self._out.result(self.pid).exit_code if self._out.exit else None
 
-    def __iter__(self):
-        """Yields (stdout_text, None) or (None, stderr_text) as output arrives, until it ends."""
+    def _queued(self):
+        """Yields (frame type, data) from the output queue as it arrives, until the command ends."""
         o = self._out
         while True:
             with o.cond:
@@ -202,8 +203,13 @@ class CommandHandle:
                     o.cond.wait(0.5)
                 if not o.queue:
                     return
-                ftype, text = o.queue.popleft()
-                o.queued -= len(text)
+                ftype, data = o.queue.popleft()
+                o.queued -= len(data)
+            yield ftype, data
+
+    def __iter__(self):
+        """Yields (stdout_text, None) or (None, stderr_text) as output arrives, until it ends."""
+        for ftype, text in self._queued():
             yield (text, None) if ftype == proto.STDOUT else (None, text)
 
     def wait(self, timeout=None):

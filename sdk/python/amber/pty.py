@@ -6,7 +6,6 @@ guest's last 1 MiB of output replayed. Output is raw terminal bytes (escape sequ
 given to on_data and to iteration as bytes; memory here is bounded as for commands
 (commands.OUTPUT_KEEP kept for the result, commands.QUEUE_KEEP queued unread).
 """
-import threading
 import time
 
 from . import commands as cmds
@@ -52,28 +51,11 @@ class PtyHandle(cmds.CommandHandle):
 
     def __init__(self, commands, conn, pid, on_data=None, dropped=0):
         # CommandHandle's set-up, with output kept as bytes.
-        self._commands = commands
-        self._sbx = commands._sbx
-        self._conn = conn
-        self.pid = pid
-        self._out = _PtyOutput(on_data, dropped=dropped)
-        self._stdin_closed = False
-        self._detached = False
-        self._send_lock = threading.Lock()
-        self._thread = threading.Thread(target=self._read, name="amber-pty-%d" % pid, daemon=True)
-        self._thread.start()
+        super().__init__(commands, conn, pid, out=_PtyOutput(on_data, dropped=dropped), kind="pty")
 
     def __iter__(self):
         """Yields the terminal's output as bytes chunks until the command ends."""
-        o = self._out
-        while True:
-            with o.cond:
-                while not o.queue and not o.done:
-                    o.cond.wait(0.5)
-                if not o.queue:
-                    return
-                _ftype, data = o.queue.popleft()
-                o.queued -= len(data)
+        for _ftype, data in self._queued():
             yield data
 
     def send_input(self, data):
