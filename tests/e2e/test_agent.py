@@ -251,6 +251,7 @@ class TestAgent(unittest.TestCase):
         self.assertRegex(text, r"\] \d+: connection \d+: done \(ok\)\n")
         self.assertTrue(self.vm.alive())
 
+    @harness.long_tier('hundreds of sequential connections: test_32_concurrent_execs runs')
     def test_sequential_connections_leak_no_fd(self):
         # 2,000 connections one after another. Every 10th is a full agent round trip (CONNECT,
         # OK, PING, RESULT, close); the others CONNECT to a guest port nobody listens on, which

@@ -63,6 +63,7 @@ class TestBoot(harness.AmberTestCase):
         self.assertTrue(ok, "exit line %r does not say the guest %s\n%s" % (exits[0], what, vm.tail()))
         harness.log("%s: exit 0 after %.1f s" % (what, vm.elapsed_s()))
 
+    @harness.long_tier('5 GiB of RAM: the 2- and 4-vCPU boots run')
     def test_bzimage_1vcpu_5gib_poweroff(self):
         vm = self.boot(harness.VMLINUZ, 1, 5120, "nproc,meminfo,poweroff")
         self.check_nproc(vm, 1)

@@ -87,6 +87,7 @@ class EvilGuests(harness.AmberTestCase):
             with self.subTest(case=case):
                 self.run_evil("plain", harness.AMBER, [], case)
 
+    @harness.long_tier('the sanitizer build of the evil guests: test_evil_plain runs the same guests')
     def test_evil_asan(self):
         """Every case against the ASan+UBSan build (LeakSanitizer needs ptrace: seccomp off)."""
         if not os.access(SAN_AMBER, os.X_OK):

@@ -437,6 +437,7 @@ class TestPauseEdgesBoot(harness.AmberTestCase):
                     % (pauses, vm.elapsed_s(), "\n    ".join(vcpus)))
 
 
+@harness.long_tier("8 spinning vCPUs paused 100 times on the test host's 2 CPUs: test_pause's 2-vCPU pause tests run")
 class TestPauseEdgesEightVcpus(harness.AmberTestCase):
     def test_eight_spinning_vcpus(self):
         U.arm_watchdog(600)

@@ -181,6 +181,7 @@ class TestLifetimeE2E(unittest.TestCase):
         _SBX.resume()
         self.assertEqual(_SBX.commands.run("echo back").stdout, "back\n")
 
+    @harness.long_tier("amberctl create's lifetime: the SDK's timeout tests run")
     def test_amberctl_create_and_kill_on_timeout_after_it_exited(self):
         root = os.path.dirname(_SBX.dir)
         out = subprocess.run([os.path.join(REPO, "build", "amberctl"), "create", "--timeout", "3",

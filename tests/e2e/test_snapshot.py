@@ -254,6 +254,7 @@ class SnapshotCase(harness.AmberTestCase):
         self.assertIn("Uffd", reply["fault_message"])
         self.assertTrue(vm.alive())
 
+    @harness.long_tier('Diff chain: the Diff writer and merge are unit-tested (test_snapshot.c)')
     def test_diff_round_trip(self):
         """Full base, then two Diffs from a restore with track_dirty_pages, merged over the base."""
         vm, api, vsock = self.boot_source_vm()
@@ -373,6 +374,7 @@ class SnapshotCase(harness.AmberTestCase):
         harness.log("%d blocks checked (%d before the snapshot)" % (checked, n_before))
         self.assertGreater(checked, n_before)
 
+    @harness.long_tier("another TAP after restore: test_devices' TAP ping and TCP run in make test")
     def test_network_override(self):
         """Restore onto another TAP (network_overrides), then ping the guest."""
         if os.geteuid() != 0 or not os.path.exists("/dev/net/tun"):
@@ -441,6 +443,7 @@ class SnapshotCase(harness.AmberTestCase):
         self.assertEqual(U.guest_sh(vsock, "cat /tmp/keep").strip(), "before")
 
 
+@harness.long_tier('2 vCPUs through amberctl: the same checks run with 1 vCPU through the API')
 class TestSnapshot2Vcpus(SnapshotCase):
     vcpus = 2
     use_amberctl = True

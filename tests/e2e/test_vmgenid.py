@@ -41,6 +41,9 @@ def probe(vsock):
     return facts
 
 
+@harness.long_tier("a second guest kernel (Debian's generic one; the default cloud kernel has no "
+                   "CONFIG_VMGENID): test_vmgenid.c and test_acpi.c check the device, its ACPI "
+                   "objects and the restore edge")
 class TestVmGenId(harness.AmberTestCase):
 
     def setUp(self):
