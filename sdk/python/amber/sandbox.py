@@ -23,6 +23,9 @@ from .errors import (SandboxClientError, SandboxError, SandboxNotFoundError, San
 
 AGENT_PORT = proto.DEFAULT_PORT
 CREATE_TIMEOUT_S = 30.0  # multiplied by the timeout scale
+# ...up to this: a guest that has not answered in 2 minutes is not booting (under TCG it is
+# usually stuck; the e2e suite lost 300 s of its budget waiting for one)
+CREATE_TIMEOUT_CAP_S = 120.0
 DOWNLOAD_TIMEOUT_S = 120.0  # multiplied by the timeout scale
 API_TIMEOUT_S = 10.0
 POWEROFF_GRACE_S = 5.0
@@ -553,7 +556,7 @@ class Sandbox:
         if not runtime.valid_id(sandbox_id):
             raise SandboxClientError("bad sandbox id %r: ids match [A-Za-z0-9_-]{1,64}" % (sandbox_id,),
                                      status=400)
-        timeout = _scaled(CREATE_TIMEOUT_S) if timeout is None else float(timeout)
+        timeout = _scaled(CREATE_TIMEOUT_S, cap=CREATE_TIMEOUT_CAP_S) if timeout is None else float(timeout)
         paths = runtime.default_paths()
         kernel = kernel or paths["kernel"]
         rootfs = rootfs or paths["rootfs"]
