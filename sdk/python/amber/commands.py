@@ -389,21 +389,27 @@ class Commands:
             if writer is not None:
                 writer.join(1)
 
-    def _start_background(self, payload, stdin, on_stdout, on_stderr):
+    def _start(self, ftype, payload, what):
+        """Sends a background request (EXEC or PTY) on a new connection and waits for STARTED.
+        Returns (connection, pid); the connection is closed on any failure."""
         c = self._open(None)
         try:
             c.deadline = time.monotonic() + self._sbx._scaled_s(10.0)
-            c.send(proto.EXEC, payload)
-            ftype, data = c.recv()
-            if ftype == proto.ERROR:
+            c.send(ftype, payload)
+            rtype, data = c.recv()
+            if rtype == proto.ERROR:
                 proto._raise_error(data)
-            if ftype != proto.STARTED:
-                raise proto.ProtocolError("exec: expected STARTED, got frame type 0x%02x" % ftype)
+            if rtype != proto.STARTED:
+                raise proto.ProtocolError("%s: expected STARTED, got frame type 0x%02x" % (what, rtype))
             pid = proto.Tlvs(data).int(proto.TAG_PID)
             c.deadline = None
         except BaseException:
             c.close()
             raise
+        return c, pid
+
+    def _start_background(self, payload, stdin, on_stdout, on_stderr):
+        c, pid = self._start(proto.EXEC, payload, "exec")
         h = CommandHandle(self, c, pid, on_stdout, on_stderr)
         if stdin:
             h.send_stdin(stdin)

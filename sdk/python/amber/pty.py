@@ -105,20 +105,7 @@ class Pty:
         sbx._refuse_if_paused("pty.create()")
 
         def start():
-            c = self._commands._open(None)
-            try:
-                c.deadline = time.monotonic() + sbx._scaled_s(10.0)
-                c.send(proto.PTY, payload)
-                ftype, data = c.recv()
-                if ftype == proto.ERROR:
-                    proto._raise_error(data)
-                if ftype != proto.STARTED:
-                    raise proto.ProtocolError("pty: expected STARTED, got frame type 0x%02x" % ftype)
-                pid = proto.Tlvs(data).int(proto.TAG_PID)
-                c.deadline = None
-            except BaseException:
-                c.close()
-                raise
+            c, pid = self._commands._start(proto.PTY, payload, "pty")
             return PtyHandle(self._commands, c, pid, on_data)
 
         return sbx._guest_call("pty.create", start)
