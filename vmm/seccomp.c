@@ -148,7 +148,7 @@ static const struct allow vcpu_allow[] = {
     ALLOW(io_uring_enter, "a virtio-blk reset waits for in-flight I/O"),
     ALLOW_IF(ioctl, IOCTL,
              "KVM_RUN, KVM_KVMCLOCK_CTRL, KVM_IRQ_LINE, and reading state for a fault or "
-             "stall report"),
+             "stall report (KVM_TRANSLATE: the bytes at RIP)"),
     ALLOW(madvise, "malloc trimming and the stack release at thread exit"),
     ALLOW_IF(mmap, NO_EXEC, "a malloc arena for this thread, without PROT_EXEC"),
     ALLOW_IF(mprotect, NO_EXEC, "growing that arena, without PROT_EXEC"),
@@ -176,9 +176,9 @@ static const unsigned long vmm_snapshot_ioctls[] = {
     KVM_GET_XCRS,  KVM_GET_LAPIC,          KVM_GET_VCPU_EVENTS, KVM_GET_DEBUGREGS, KVM_GET_MP_STATE,
     KVM_GET_MSRS,  KVM_GET_MSR_INDEX_LIST, KVM_GET_CPUID2,      KVM_GET_IRQCHIP,   KVM_GET_PIT2,
     KVM_GET_CLOCK, KVM_CHECK_EXTENSION,    KVM_GET_DIRTY_LOG};
-static const unsigned long vcpu_ioctls[] = {KVM_RUN,         KVM_KVMCLOCK_CTRL,   KVM_GET_REGS,
-                                            KVM_GET_SREGS,   KVM_GET_VCPU_EVENTS, KVM_IRQ_LINE,
-                                            KVM_GET_MP_STATE};
+static const unsigned long vcpu_ioctls[] = {KVM_RUN,          KVM_KVMCLOCK_CTRL,   KVM_GET_REGS,
+                                            KVM_GET_SREGS,    KVM_GET_VCPU_EVENTS, KVM_IRQ_LINE,
+                                            KVM_GET_MP_STATE, KVM_TRANSLATE};
 
 static const struct allow *table(enum seccomp_kind kind, unsigned *n)
 {

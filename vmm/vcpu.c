@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "vmm/log.h"
+#include "vmm/mem.h"
 #include "vmm/seccomp.h"
 #include "vmm/x86/cpuid.h"
 
@@ -323,29 +324,57 @@ static void complete_io_before_pause(struct vcpu *v)
     }
 }
 
+/* Read the instruction bytes at the sample's RIP, up to the end of its page (KVM_TRANSLATE walks
+ * the guest's page tables; mem_read checks the address against guest RAM). */
+static void sample_insn(struct vcpu *v, struct vcpu_sample *s)
+{
+    struct kvm_translation tr = {.linear_address = s->rip};
+    if (ioctl(v->fd, KVM_TRANSLATE, &tr) < 0 || !tr.valid)
+        return;
+    s->rip_mapped = true;
+    s->rip_gpa = tr.physical_address;
+    uint64_t to_page_end = 4096 - (tr.physical_address & 4095);
+    unsigned len = to_page_end < VCPU_SAMPLE_INSN ? (unsigned)to_page_end : VCPU_SAMPLE_INSN;
+    if (v->env->mem && mem_read(v->env->mem, tr.physical_address, s->insn, len) == 0)
+        s->insn_len = len;
+}
+
 /* Answer the stall report's request for a register sample (vcpu_sample_request). */
 static void take_sample(struct vcpu *v, uint64_t req)
 {
+    struct vcpu_sample s = {.cpl = UINT32_MAX, .mp_state = UINT32_MAX};
     struct kvm_regs r;
     struct kvm_sregs sr;
     struct kvm_mp_state mp;
-    uint64_t rip = 0, rsp = 0, rflags = 0;
-    uint32_t cpl = UINT32_MAX, mp_state = UINT32_MAX;
+    struct kvm_vcpu_events ev;
     if (ioctl(v->fd, KVM_GET_REGS, &r) == 0) {
-        rip = r.rip;
-        rsp = r.rsp;
-        rflags = r.rflags;
+        s.rip = r.rip;
+        s.rsp = r.rsp;
+        s.rflags = r.rflags;
+        sample_insn(v, &s);
     }
-    if (ioctl(v->fd, KVM_GET_SREGS, &sr) == 0)
-        cpl = sr.cs.dpl;
+    if (ioctl(v->fd, KVM_GET_SREGS, &sr) == 0) {
+        s.cpl = sr.cs.dpl;
+        s.cr0 = sr.cr0;
+        s.cr3 = sr.cr3;
+        s.cr4 = sr.cr4;
+        s.efer = sr.efer;
+    }
     if (ioctl(v->fd, KVM_GET_MP_STATE, &mp) == 0)
-        mp_state = mp.mp_state;
-    atomic_store(&v->sample_rip, rip);
-    atomic_store(&v->sample_rsp, rsp);
-    atomic_store(&v->sample_rflags, rflags);
-    atomic_store(&v->sample_cpl, cpl);
-    atomic_store(&v->sample_mp_state, mp_state);
+        s.mp_state = mp.mp_state;
+    if (ioctl(v->fd, KVM_GET_VCPU_EVENTS, &ev) == 0) {
+        s.have_events = true;
+        s.exc_injected = ev.exception.injected;
+        s.exc_pending = (ev.flags & KVM_VCPUEVENT_VALID_PAYLOAD) && ev.exception.pending;
+        s.exc_nr = ev.exception.nr;
+        s.exc_has_error = ev.exception.has_error_code;
+        s.exc_error = ev.exception.error_code;
+        s.irq_injected = ev.interrupt.injected;
+        s.irq_nr = ev.interrupt.nr;
+        s.nmi_injected = ev.nmi.injected;
+    }
     pthread_mutex_lock(&sample_lock);
+    v->sample = s;
     atomic_store(&v->sample_done, req);
     pthread_cond_broadcast(&sample_cond);
     pthread_mutex_unlock(&sample_lock);
@@ -426,12 +455,22 @@ void vcpu_dump(const struct vcpu *v)
                                                                               : "did not answer");
         return;
     }
-    uint64_t rflags = atomic_load(&v->sample_rflags);
+    pthread_mutex_lock(&sample_lock);
+    struct vcpu_sample smp = v->sample;
+    pthread_mutex_unlock(&sample_lock);
     log_info("state: vcpu%u regs: rip %#llx rsp %#llx rflags %#llx (IF %d) cpl %u mp_state %u",
-             v->index, (unsigned long long)atomic_load(&v->sample_rip),
-             (unsigned long long)atomic_load(&v->sample_rsp), (unsigned long long)rflags,
-             (int)((rflags >> 9) & 1), atomic_load(&v->sample_cpl),
-             atomic_load(&v->sample_mp_state));
+             v->index, (unsigned long long)smp.rip, (unsigned long long)smp.rsp,
+             (unsigned long long)smp.rflags, (int)((smp.rflags >> 9) & 1), smp.cpl, smp.mp_state);
+    char more[256];
+    vcpu_sample_format(&smp, more, sizeof(more));
+    char *line = more, *nl;
+    while (line) {
+        nl = strchr(line, '\n');
+        if (nl)
+            *nl = '\0';
+        log_info("state: vcpu%u %s", v->index, line);
+        line = nl ? nl + 1 : NULL;
+    }
 }
 
 void vcpu_sample_request(struct vcpu *v)

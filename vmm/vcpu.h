@@ -26,6 +26,8 @@ enum vm_exit {
  * What a vCPU needs of its VM. vm.c fills one in for all its vCPUs, and vcpu.c knows no
  * struct vm: the VM depends on its vCPUs, not the other way round.
  */
+struct guest_mem;
+
 struct vcpu_env {
     int vm_fd;
     int run_size; /* bytes to mmap for each vCPU's kvm_run */
@@ -34,6 +36,7 @@ struct vcpu_env {
     const struct vm_config *cfg;
     struct bus *pio, *mmio; /* where port and MMIO exits are dispatched */
     struct pause_barrier *barrier;
+    const struct guest_mem *mem; /* guest RAM, read by the stall report's sample */
     /* End the VM for why, with a one-line detail (the VM's vm_request_exit); any thread. */
     void (*request_exit)(void *opaque, enum vm_exit why, const char *detail);
     void *opaque;
@@ -60,8 +63,7 @@ struct vcpu {
      * that can: KVM_RUN holds the vCPU's mutex). The report bumps sample_req and kicks; the
      * thread answers at its next turn of the loop and sets sample_done to the request. */
     _Atomic uint64_t sample_req, sample_done;
-    _Atomic uint64_t sample_rip, sample_rsp, sample_rflags;
-    _Atomic uint32_t sample_cpl, sample_mp_state;
+    struct vcpu_sample sample; /* under vcpu.c's sample lock */
 };
 
 /*

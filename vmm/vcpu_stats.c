@@ -115,3 +115,45 @@ void vcpu_stats_close(struct vcpu_stats *s)
         close(s->fd);
     s->open = false;
 }
+
+int vcpu_sample_format(const struct vcpu_sample *s, char *out, size_t size)
+{
+    if (size == 0)
+        return -EINVAL;
+    char ev[96] = "event unknown";
+    if (s->have_events) {
+        if (s->exc_injected || s->exc_pending)
+            snprintf(ev, sizeof(ev), "event exception %u %s error %#x", s->exc_nr,
+                     s->exc_injected ? "injected" : "pending", s->exc_has_error ? s->exc_error : 0);
+        else if (s->nmi_injected)
+            snprintf(ev, sizeof(ev), "event nmi injected");
+        else if (s->irq_injected)
+            snprintf(ev, sizeof(ev), "event irq %u injected", s->irq_nr);
+        else
+            snprintf(ev, sizeof(ev), "event none");
+    }
+    int n = snprintf(out, size, "cr0 %#llx cr3 %#llx cr4 %#llx efer %#llx %s\n",
+                     (unsigned long long)s->cr0, (unsigned long long)s->cr3,
+                     (unsigned long long)s->cr4, (unsigned long long)s->efer, ev);
+    if (n < 0 || (size_t)n >= size)
+        return -ENOSPC;
+    size_t used = (size_t)n;
+    if (!s->rip_mapped)
+        n = snprintf(out + used, size - used, "insn: rip not mapped in the guest's page tables");
+    else if (s->insn_len == 0)
+        n = snprintf(out + used, size - used, "insn at gpa %#llx: outside guest RAM",
+                     (unsigned long long)s->rip_gpa);
+    else
+        n = snprintf(out + used, size - used, "insn at gpa %#llx:", (unsigned long long)s->rip_gpa);
+    if (n < 0 || (size_t)n >= size - used)
+        return -ENOSPC;
+    used += (size_t)n;
+    unsigned len = s->rip_mapped && s->insn_len <= VCPU_SAMPLE_INSN ? s->insn_len : 0;
+    for (unsigned i = 0; i < len; i++) {
+        n = snprintf(out + used, size - used, " %02x", s->insn[i]);
+        if (n < 0 || (size_t)n >= size - used)
+            return -ENOSPC;
+        used += (size_t)n;
+    }
+    return 0;
+}

@@ -60,4 +60,31 @@ int vcpu_stats_format(const struct vcpu_stats *s, char *out, size_t size);
 /* Close the stats fd (safe on a closed or never opened one). */
 void vcpu_stats_close(struct vcpu_stats *s);
 
+#define VCPU_SAMPLE_INSN 16 /* instruction bytes kept from the guest's RIP */
+
+/*
+ * What a vCPU thread reads of itself for the stall report: registers, the event KVM is about to
+ * deliver, and the bytes at RIP (KVM_TRANSLATE, then guest RAM), which place a guest spinning
+ * in exits that never reach amber (insn_emulation without mmio_exits: issue 13).
+ */
+struct vcpu_sample {
+    uint64_t rip, rsp, rflags, cr0, cr3, cr4, efer;
+    uint32_t cpl, mp_state; /* UINT32_MAX: unknown */
+    bool have_events;       /* KVM_GET_VCPU_EVENTS answered */
+    bool exc_injected, exc_pending, exc_has_error, irq_injected, nmi_injected;
+    uint8_t exc_nr, irq_nr;
+    uint32_t exc_error;
+    bool rip_mapped;   /* KVM_TRANSLATE found RIP in the guest's page tables */
+    uint64_t rip_gpa;  /* then: its guest-physical address */
+    unsigned insn_len; /* bytes read at rip_gpa (to the page's end, at most VCPU_SAMPLE_INSN) */
+    uint8_t insn[VCPU_SAMPLE_INSN];
+};
+
+/*
+ * Format the sample's second and third report lines into out[size]: "cr0 .. cr3 .. cr4 ..
+ * efer .. event ..." and "insn at gpa ..: 0f 01 ..." (or why there are no bytes). Lines are
+ * separated by '\n'. Truncates to size; returns 0, or -ENOSPC when it had to.
+ */
+int vcpu_sample_format(const struct vcpu_sample *s, char *out, size_t size);
+
 #endif

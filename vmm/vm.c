@@ -194,6 +194,7 @@ static int create_vcpus(struct vm *vm, char *err, size_t errlen)
                                      .pio = &vm->pio,
                                      .mmio = &vm->mmio,
                                      .barrier = &vm->barrier,
+                                     .mem = &vm->mem,
                                      .request_exit = request_exit,
                                      .opaque = vm};
     for (unsigned i = 0; i < vm->nvcpus && !ret; i++)

@@ -223,6 +223,11 @@ class TestAgent(unittest.TestCase):
                     r"state: vcpu0 regs: rip 0x[0-9a-f]+ rsp 0x[0-9a-f]+ rflags 0x[0-9a-f]+ \(IF [01]\) "
                     r"cpl [0-3] mp_state \d+",
                     r"state: vcpu1 regs: rip 0x[0-9a-f]+ ",
+                    # its control registers and pending event, and the bytes at its RIP
+                    # (KVM_TRANSLATE through the guest's page tables, then guest RAM)
+                    r"state: vcpu0 cr0 0x[0-9a-f]+ cr3 0x[0-9a-f]+ cr4 0x[0-9a-f]+ efer 0x[0-9a-f]+ "
+                    r"event (none|irq \d+ injected|nmi injected|exception \d+ \w+ error 0x[0-9a-f]+)",
+                    r"state: vcpu0 insn at gpa 0x[0-9a-f]+:( [0-9a-f]{2}){1,16}(\n|$)",
                     r"state: \d+ virtio devices",
                     r"state: virtio-vsock @0x[0-9a-f]+ gsi \d+: status 0xf ",
                     r"state: virtio-vsock queue 1: size \d+ ready 1 avail \d+ last_avail \d+",

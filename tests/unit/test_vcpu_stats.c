@@ -127,12 +127,53 @@ static void test_closed_stats_say_so(void **state)
     assert_true(fcntl(0, F_GETFD) >= 0 || errno != EBADF);
 }
 
+/* The sample lines: control registers, the pending event, and the bytes at RIP or why none. */
+static void test_sample_lines(void **state)
+{
+    (void)state;
+    struct vcpu_sample s = {.cr0 = 0x80050033,
+                            .cr3 = 0x1000,
+                            .cr4 = 0x3606f0,
+                            .efer = 0xd01,
+                            .have_events = true,
+                            .exc_injected = true,
+                            .exc_nr = 14,
+                            .exc_has_error = true,
+                            .exc_error = 0x11,
+                            .rip_mapped = true,
+                            .rip_gpa = 0x1234,
+                            .insn_len = 3,
+                            .insn = {0x0f, 0x01, 0xd9}};
+    char out[256];
+    assert_int_equal(vcpu_sample_format(&s, out, sizeof(out)), 0);
+    assert_string_equal(out, "cr0 0x80050033 cr3 0x1000 cr4 0x3606f0 efer 0xd01 event exception 14 "
+                             "injected error 0x11\ninsn at gpa 0x1234: 0f 01 d9");
+    s.exc_injected = false;
+    s.irq_injected = true;
+    s.irq_nr = 236;
+    s.rip_mapped = false;
+    assert_int_equal(vcpu_sample_format(&s, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "event irq 236 injected\ninsn: rip not mapped"));
+    /* A length past the buffer (a corrupted sample) prints no bytes rather than read past. */
+    s.rip_mapped = true;
+    s.insn_len = 1000;
+    assert_int_equal(vcpu_sample_format(&s, out, sizeof(out)), 0);
+    assert_null(strstr(out, " 0f"));
+    s.have_events = false;
+    s.insn_len = 0;
+    assert_int_equal(vcpu_sample_format(&s, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "event unknown\ninsn at gpa 0x1234: outside guest RAM"));
+    char tiny[20];
+    assert_int_equal(vcpu_sample_format(&s, tiny, sizeof(tiny)), -ENOSPC);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reads_the_listed_counters),
         cmocka_unit_test(test_rejects_malformed_files),
         cmocka_unit_test(test_closed_stats_say_so),
+        cmocka_unit_test(test_sample_lines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
