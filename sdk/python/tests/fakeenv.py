@@ -54,3 +54,30 @@ def kill_leftovers(*dirs):
                 os.kill(int(pid), signal.SIGKILL)
             except OSError:
                 pass
+
+
+@needs_agent
+class SharedSandboxCase(unittest.TestCase):
+    """A test class whose tests share one fake sandbox, self.sbx, created in a temporary runtime
+    directory (self.root, removed afterwards; the sandbox's runtime directory is RUNTIME_SUB
+    below it, or root itself)."""
+    RUNTIME_SUB = None
+
+    @classmethod
+    def setUpClass(cls):
+        import tempfile  # noqa: PLC0415
+
+        from amber import Sandbox  # noqa: PLC0415
+
+        cls.root = tempfile.mkdtemp(prefix="amber-%s-" % cls.__name__.lower())
+        rt = os.path.join(cls.root, cls.RUNTIME_SUB) if cls.RUNTIME_SUB else cls.root
+        cls.sbx = Sandbox.create(runtime_dir=rt)
+
+    @classmethod
+    def tearDownClass(cls):
+        import shutil  # noqa: PLC0415
+
+        try:
+            cls.sbx.delete()
+        finally:
+            shutil.rmtree(cls.root, ignore_errors=True)

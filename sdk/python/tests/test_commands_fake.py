@@ -1,10 +1,8 @@
 """sbx.commands against tests/fake_amber.py (a real amber-agent on a Unix socket): streaming,
 background commands, reattach from another process, bad input and bounded memory."""
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
@@ -19,19 +17,7 @@ setUpModule = fakeenv.set_env
 tearDownModule = fakeenv.restore_env
 
 
-@needs_agent
-class TestCommands(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.root = tempfile.mkdtemp(prefix="amber-cmd-test-")
-        cls.sbx = Sandbox.create(runtime_dir=cls.root)
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.sbx.delete()
-        finally:
-            shutil.rmtree(cls.root, ignore_errors=True)
+class TestCommands(fakeenv.SharedSandboxCase):
 
     def test_run_streams_before_exit(self):
         t0 = time.monotonic()

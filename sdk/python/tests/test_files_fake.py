@@ -10,7 +10,7 @@ import unittest
 
 from fakeenv import AGENT, FAKE, HERE, REPO, SDK, needs_agent  # noqa: E402,F401 (puts the SDK on sys.path)
 
-from amber import (Sandbox, SandboxClientError, SandboxError, SandboxFileNotFoundError,  # noqa: E402
+from amber import (SandboxClientError, SandboxError, SandboxFileNotFoundError,  # noqa: E402
                    SandboxFileTypeError, files, proto)
 
 import fakeenv  # noqa: E402
@@ -19,19 +19,7 @@ setUpModule = fakeenv.set_env
 tearDownModule = fakeenv.restore_env
 
 
-@needs_agent
-class TestFiles(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.root = tempfile.mkdtemp(prefix="amber-files-test-")
-        cls.sbx = Sandbox.create(runtime_dir=cls.root)
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.sbx.delete()
-        finally:
-            shutil.rmtree(cls.root, ignore_errors=True)
+class TestFiles(fakeenv.SharedSandboxCase):
 
     def setUp(self):
         self.g = tempfile.mkdtemp(prefix="amber-guest-")

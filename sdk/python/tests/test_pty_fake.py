@@ -7,7 +7,7 @@ import unittest
 
 from fakeenv import needs_agent  # noqa: F401 (puts the SDK on sys.path)
 
-from amber import CommandExitError, CommandNotFoundError, Sandbox, SandboxClientError, StdinClosedError  # noqa: E402
+from amber import CommandExitError, CommandNotFoundError, SandboxClientError, StdinClosedError  # noqa: E402
 
 import fakeenv  # noqa: E402
 
@@ -31,19 +31,7 @@ def read_until(h, needle, limit_s=10):
     return seen.decode("utf-8", "replace")
 
 
-@needs_agent
-class TestPty(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.root = tempfile.mkdtemp(prefix="amber-pty-test-")
-        cls.sbx = Sandbox.create(runtime_dir=cls.root)
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.sbx.delete()
-        finally:
-            shutil.rmtree(cls.root, ignore_errors=True)
+class TestPty(fakeenv.SharedSandboxCase):
 
     def test_shell_input_resize_exit(self):
         chunks = []

@@ -8,7 +8,7 @@ import unittest
 
 from fakeenv import needs_agent  # noqa: F401 (puts the SDK on sys.path)
 
-from amber import Sandbox, SandboxFileNotFoundError, SandboxFileTypeError, watch  # noqa: E402
+from amber import SandboxFileNotFoundError, SandboxFileTypeError, watch  # noqa: E402
 
 import fakeenv  # noqa: E402
 
@@ -25,19 +25,8 @@ def wait_for(pred, limit_s=5):
     return pred()
 
 
-@needs_agent
-class TestWatch(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.root = tempfile.mkdtemp(prefix="amber-watch-test-")
-        cls.sbx = Sandbox.create(runtime_dir=os.path.join(cls.root, "rt"))
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.sbx.delete()
-        finally:
-            shutil.rmtree(cls.root, ignore_errors=True)
+class TestWatch(fakeenv.SharedSandboxCase):
+    RUNTIME_SUB = "rt"
 
     def setUp(self):
         self.d = tempfile.mkdtemp(dir=self.root)
