@@ -162,6 +162,21 @@ int jf_enum(struct json_object *o, const char *key, const char *const *vals, int
     return -EINVAL;
 }
 
+int jf_enum_subset(struct json_object *o, const char *key, const char *const *fc_vals,
+                   int n_supported, char *err, size_t errlen)
+{
+    int i;
+    int e = jf_enum(o, key, fc_vals, -1, false, &i, err, errlen);
+    if (e || i < n_supported)
+        return e;
+    int n = snprintf(err, errlen, "field '%s' is not supported by amber (only", key);
+    for (int k = 0; k < n_supported && n >= 0 && (size_t)n < errlen; k++)
+        n += snprintf(err + n, errlen - (size_t)n, "%s \"%s\"", k ? " or" : "", fc_vals[k]);
+    if (n >= 0 && (size_t)n < errlen)
+        snprintf(err + n, errlen - (size_t)n, ")");
+    return -EINVAL;
+}
+
 int jf_unsupported(struct json_object *o, const char *key, const char *dflt_str, char *err,
                    size_t errlen)
 {
