@@ -89,8 +89,8 @@ static bool run_row(struct fix *f, const struct row *w, unsigned i)
 {
     static char body[8192], raw[9000];
     expand(w->body ? w->body : "", f->dir, body, sizeof(body));
-    int n = snprintf(raw, sizeof(raw), "%s %s HTTP/1.1\r\nContent-Length: %zu\r\n\r\n%s",
-                     w->method, w->path, strlen(body), body);
+    int n = snprintf(raw, sizeof(raw), "%s %s HTTP/1.1\r\nContent-Length: %zu\r\n\r\n%s", w->method,
+                     w->path, strlen(body), body);
     struct http_parser p;
     struct http_request hr;
     struct api_response r;
@@ -98,9 +98,8 @@ static bool run_row(struct fix *f, const struct row *w, unsigned i)
     assert_int_equal(http_parse(&p, raw, (size_t)n, &hr), n);
     api_core_route(&f->core, &hr, &r);
     struct json_object *j = r.body ? json_tokener_parse(r.body) : NULL, *fm = NULL;
-    const char *msg = json_object_object_get_ex(j, "fault_message", &fm)
-                          ? json_object_get_string(fm)
-                          : "";
+    const char *msg =
+        json_object_object_get_ex(j, "fault_message", &fm) ? json_object_get_string(fm) : "";
     bool ok = r.status == w->status && (r.status < 400) == !fm &&
               (!w->words || strstr(msg, w->words) != NULL);
     if (!ok)
@@ -120,7 +119,7 @@ static void run_table(struct fix *f, const struct row *rows, size_t n)
 }
 
 #define DRIVE(id, extra) "{'drive_id':'" id "','path_on_host':'/d.img'," extra "}"
-#define NOT_AMBER "not supported by amber"
+#define NOT_AMBER        "not supported by amber"
 
 /* Request bodies and routes, in the order the swagger lists the objects. */
 static const struct row schema_rows[] = {
@@ -138,8 +137,8 @@ static const struct row schema_rows[] = {
      NOT_AMBER},
     {"PUT", "/snapshot/load", "{'snapshot_path':'/s','mem_file_path':'/m','huge_pages':'4M'}", 400,
      "unsupported value '4M'"},
-    {"PUT", "/snapshot/load", "{'snapshot_path':'/s','mem_file_path':'/m','huge_pages':false}",
-     400, "must be a string"},
+    {"PUT", "/snapshot/load", "{'snapshot_path':'/s','mem_file_path':'/m','huge_pages':false}", 400,
+     "must be a string"},
     {"PUT", "/snapshot/load", "{'snapshot_path':'/s','mem_file_path':'/m','huge_pages':'Snapshot'}",
      500, "not implemented"},
     {"PUT", "/snapshot/load", "{'snapshot_path':'/s','mem_file_path':'/m','resume_vm':1}", 400,
@@ -190,8 +189,7 @@ static const struct row schema_rows[] = {
      "printable ASCII (byte 0x0a at offset 1)"},
     {"PUT", "/boot-source", "{'kernel_image_path':'/k','boot_args':'caf\\u00e9'}", 400,
      "printable ASCII"},
-    {"PUT", "/boot-source", "{'kernel_image_path':'/k','boot_args':'\\t'}", 400,
-     "printable ASCII"},
+    {"PUT", "/boot-source", "{'kernel_image_path':'/k','boot_args':'\\t'}", 400, "printable ASCII"},
     {"PUT", "/boot-source", "{'kernel_image_path':'/k','initrd_path':false}", 400,
      "must be a string"},
     {"PUT", "/boot-source", "{'kernel_image_path':'/k','initrd':'/i'}", 400,
@@ -309,8 +307,7 @@ static const struct row booted_rows[] = {
     {"PATCH", "/network-interfaces/eth0", "{'iface_id':'eth0','host_dev_name':'tap1'}", 400,
      "unknown field 'host_dev_name'"},
     {"PATCH", "/network-interfaces/eth9", "{'iface_id':'eth9'}", 400, "no network interface"},
-    {"PUT", "/snapshot/create", "{'snapshot_path':'/s'}", 400,
-     "not supported in VM state Running"},
+    {"PUT", "/snapshot/create", "{'snapshot_path':'/s'}", 400, "not supported in VM state Running"},
 };
 
 static void test_schema(void **state)
@@ -376,8 +373,8 @@ static const struct row file_rows[] = {
     {"PUT", "/drives/d", "{'drive_id':'d','path_on_host':'DIR/fifo','is_root_device':false}", 400,
      "not a regular file or a block device"},
     {"PUT", "/drives/d",
-     "{'drive_id':'d','path_on_host':'/dev/null','is_root_device':false,'is_read_only':true}",
-     400, "not a regular file or a block device"},
+     "{'drive_id':'d','path_on_host':'/dev/null','is_root_device':false,'is_read_only':true}", 400,
+     "not a regular file or a block device"},
     {"PUT", "/drives/d", "{'drive_id':'d','path_on_host':'DIR/f/x','is_root_device':false}", 400,
      "Not a directory"},
     {"PUT", "/drives/d", "{'drive_id':'d','path_on_host':'DIR/f','is_root_device':false}", 204,
@@ -416,8 +413,8 @@ static const struct row unreadable_rows[] = {
     {"PUT", "/drives/d", "{'drive_id':'d','path_on_host':'DIR/ro','is_root_device':false}", 400,
      "cannot be opened for reading and writing"},
     {"PUT", "/drives/d",
-     "{'drive_id':'d','path_on_host':'DIR/secret','is_root_device':false,'is_read_only':true}",
-     400, "cannot be opened for reading"},
+     "{'drive_id':'d','path_on_host':'DIR/secret','is_root_device':false,'is_read_only':true}", 400,
+     "cannot be opened for reading"},
     {"PUT", "/drives/d",
      "{'drive_id':'d','path_on_host':'DIR/ro','is_root_device':false,'is_read_only':true}", 204,
      NULL},
