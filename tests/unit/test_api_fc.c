@@ -28,6 +28,11 @@ static int m_start(void *ctx, const struct vm_config *cfg, char *err, size_t n)
     return 0;
 }
 
+static int m_pause(void *ctx, char *err, size_t n)
+{
+    return 0;
+}
+
 /* Metrics and log sinks never touch a real path here. */
 static int open_null(const char *path)
 {
@@ -46,6 +51,7 @@ static int setup(void **state)
 {
     struct fix *f = calloc(1, sizeof(*f));
     f->be.start = m_start;
+    f->be.pause = m_pause;
     f->cfg.vcpus = 1;
     f->cfg.mem_mib = 128;
     snprintf(f->cfg.id, sizeof(f->cfg.id), "fc");
@@ -251,6 +257,10 @@ static const struct row schema_rows[] = {
      "already used by 'eth0'"},
     {"PUT", "/network-interfaces/eth1", "{'iface_id':'eth0','host_dev_name':'tap1'}", 400,
      "does not match"},
+    {"PUT", "/network-interfaces/eth1", "{'iface_id':'eth1','host_dev_name':'tap_name_16_byte'}",
+     400, "'host_dev_name' is too long"},
+    {"PUT", "/network-interfaces/eth1", "{'iface_id':'eth1','host_dev_name':'../tap'}", 400,
+     "not a valid interface name"},
     {"PATCH", "/network-interfaces/eth0", "{'iface_id':'eth0'}", 400,
      "not supported in VM state Not started"},
 
@@ -308,6 +318,19 @@ static const struct row booted_rows[] = {
      "unknown field 'host_dev_name'"},
     {"PATCH", "/network-interfaces/eth9", "{'iface_id':'eth9'}", 400, "no network interface"},
     {"PUT", "/snapshot/create", "{'snapshot_path':'/s'}", 400, "not supported in VM state Running"},
+    {"PATCH", "/vm", "{'state':'Paused'}", 204, NULL},
+    /* SnapshotCreateParams; no back end, so 500 after validation means the body passed. */
+    {"PUT", "/snapshot/create", "{'snapshot_path':'/s'}", 400,
+     "missing required field 'mem_file_path'"},
+    {"PUT", "/snapshot/create", "{'mem_file_path':'/m'}", 400,
+     "missing required field 'snapshot_path'"},
+    {"PUT", "/snapshot/create",
+     "{'snapshot_path':'/s','mem_file_path':'/m','snapshot_type':'full'}", 400,
+     "unsupported value 'full'"},
+    {"PUT", "/snapshot/create", "{'snapshot_path':'/s','mem_file_path':'/m','compress':true}", 400,
+     "unknown field 'compress'"},
+    {"PUT", "/snapshot/create",
+     "{'snapshot_path':'/s','mem_file_path':'/m','snapshot_type':'Full'}", 500, "not implemented"},
 };
 
 static void test_schema(void **state)
