@@ -129,6 +129,19 @@ static void run_table(struct fix *f, const struct row *rows, size_t n)
 
 /* Request bodies and routes, in the order the swagger lists the objects. */
 static const struct row schema_rows[] = {
+    /* Any object: a field given twice (json-c alone would keep the last). */
+    {"PUT", "/snapshot/load",
+     "{'snapshot_path':'/s','mem_backend':{'backend_type':'File','backend_path':'/m',"
+     "'backend_type':'Uffd'}}",
+     400, "duplicate field in the JSON object at byte 36"},
+    {"PUT", "/snapshot/load",
+     "{'snapshot_path':'/s','mem_file_path':'/m','network_overrides':[{'iface_id':'a',"
+     "'host_dev_name':'t'},{'iface_id':'b','host_dev_name':'t','iface_id':'c'}]}",
+     400, "duplicate field in the JSON object at byte 101"},
+    {"PUT", "/machine-config", "{'vcpu_count':1,'mem_size_mib':128,'vcpu_count':2}", 400,
+     "duplicate field in the JSON object at byte 0"},
+    {"PUT", "/machine-config", "{'vcpu_count':1,'mem_size_mib':{'a':1},'mem_size_mib':64}", 400,
+     "duplicate field"},
     /* Snapshot load first: any configuration PUT makes it refused. No back end: 500 after
      * validation means the body passed. */
     {"PUT", "/snapshot/load", "{'snapshot_path':'/s','mem_backend':{'backend_path':'/m'}}", 400,
@@ -201,6 +214,11 @@ static const struct row schema_rows[] = {
     {"PUT", "/boot-source", "{'kernel_image_path':'/k','initrd':'/i'}", 400,
      "unknown field 'initrd'"},
     {"PUT", "/boot-source", "{'kernel_image_path':'/k','boot_args':'console=ttyS0 ro ~'}", 204,
+     NULL},
+    /* Quotes, colons and braces inside strings are not keys. */
+    {"PUT", "/boot-source", "{'kernel_image_path':'/k','boot_args':'a\\':x'}", 204, NULL},
+    {"PUT", "/boot-source",
+     "{'kernel_image_path':'/k\\\\','boot_args':'a:b \\'c\\': {d} \\'kernel_image_path\\':'}", 204,
      NULL},
 
     /* Drive */
