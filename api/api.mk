@@ -14,3 +14,4 @@ API_FUZZ_SRCS := $(patsubst %.o,%.c,$(API_CORE_OBJS) $(API_CONFIG_OBJS)) vmm/log
 $(eval $(call fuzz_target,fuzz_http,$(API_FUZZ_SRCS),-ljson-c))
 $(eval $(call unit_test,test_api_seccomp,$(API_CORE_OBJS) $(API_CONFIG_OBJS) vmm/seccomp.o vmm/log.o,-ljson-c -lseccomp))
 $(eval $(call unit_test,test_api_snapshot,$(API_OBJS) $(API_CONFIG_OBJS) vmm/loop.o vmm/log.o,-ljson-c))
+$(eval $(call unit_test,test_api_fc,$(API_OBJS) $(API_CONFIG_OBJS) vmm/loop.o vmm/log.o,-ljson-c))

@@ -180,6 +180,11 @@ void h_put_metrics(struct api_core *c, struct json_object *b, const char *id,
     char err[256];
     char old_path[CONFIG_PATH_MAX];
     bool old_emit = c->cfg->metrics_emit_id;
+    if (c->cfg->metrics_path[0]) { /* as in Firecracker: the metrics system starts once */
+        resp_error(r, 400, "metrics are already configured (metrics_path '%s')",
+                   c->cfg->metrics_path);
+        return;
+    }
     memcpy(old_path, c->cfg->metrics_path, sizeof(old_path));
     int e = cfgjson_metrics(c->cfg, b, err, sizeof(err));
     if (!e)

@@ -85,6 +85,10 @@ static int parse_mem(struct json_object *b, char *out, size_t cap, char *err, si
             jf_enum(mb, "backend_type", kinds, -1, false, &kind, err, errlen) ||
             jf_str(mb, "backend_path", true, &path, err, errlen))
             return -EINVAL;
+        if (kind < 0) {
+            snprintf(err, errlen, "missing required field 'mem_backend.backend_type'");
+            return -EINVAL;
+        }
         if (kind == 1) {
             *uffd = true;
             return 0;
@@ -204,6 +208,8 @@ void h_put_snapshot_load(struct api_core *c, struct json_object *b, const char *
         "snapshot_path",     "mem_file_path",     "mem_backend",           "resume_vm",
         "track_dirty_pages", "network_overrides", "vsock_override",        "drive_overrides",
         "clock_realtime",    "huge_pages",        "enable_diff_snapshots", NULL};
+    /* Firecracker's huge-page choices on restore; amber's snapshots never use huge pages. */
+    static const char *const huge[] = {"Snapshot", "None", "Transparent", "2M", NULL};
     static struct api_snapshot_load p; /* 4 KiB paths: not on the loop's stack */
     char err[512];
     const char *spath;
@@ -219,7 +225,7 @@ void h_put_snapshot_load(struct api_core *c, struct json_object *b, const char *
     TRY(jf_bool(b, "clock_realtime", false, true, &p.clock_realtime, err, sizeof(err)));
     TRY(jf_bool(b, "track_dirty_pages", false, false, &dirty, err, sizeof(err)));
     TRY(jf_bool(b, "enable_diff_snapshots", false, false, &old_dirty, err, sizeof(err)));
-    TRY(jf_unsupported(b, "huge_pages", "None", err, sizeof(err)));
+    TRY(jf_enum_subset(b, "huge_pages", huge, 2, err, sizeof(err)));
     TRY(parse_overrides(b, &p, err, sizeof(err)));
     if (uffd) {
         resp_error(r, 400,

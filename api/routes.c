@@ -75,9 +75,10 @@ static const struct route routes[] = {
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
 static const char *const method_names[] = {"GET", "PUT", "PATCH", "POST"};
 
-/* Firecracker endpoints amber does not offer: 400 rather than 404, so the reason is clear. */
+/* Firecracker endpoints amber does not offer, each with what lies under it: 400 rather than 404,
+ * so the reason is clear. (/snapshot/create and /snapshot/load are routes above.) */
 static const char *const unsupported_prefixes[] = {
-    "/balloon", "/mmds", "/snapshot/", "/cpu-config", "/serial", "/hotplug/", "/pmem/", NULL};
+    "/balloon", "/mmds", "/snapshot", "/cpu-config", "/serial", "/hotplug", "/pmem", NULL};
 
 void api_response_free(struct api_response *r)
 {
@@ -184,7 +185,8 @@ static void route(struct api_core *c, const struct http_request *req, struct api
     const struct route *rt = find_route(req->path, &id);
     if (!rt) {
         for (const char *const *p = unsupported_prefixes; *p; p++) {
-            if (strncmp(req->path, *p, strlen(*p)) == 0) {
+            size_t n = strlen(*p);
+            if (strncmp(req->path, *p, n) == 0 && (!req->path[n] || req->path[n] == '/')) {
                 resp_error(r, 400, "%s is not supported by amber", *p);
                 return;
             }

@@ -4,9 +4,95 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+
+#define JF_MAX_DEPTH 32 /* the tokener's nesting limit */
+
+/*
+ * The number of keys of each object in text (valid JSON), objects in the order their '{'
+ * appears, into counts[] and their offsets into starts[]; returns how many objects there are.
+ * A key is a string followed by ':'.
+ */
+static size_t text_key_counts(const char *text, size_t len, uint32_t *counts, uint32_t *starts)
+{
+    uint32_t open[JF_MAX_DEPTH + 1];
+    size_t depth = 0, n = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] == '"') {
+            for (i++; i < len && text[i] != '"'; i++)
+                i += text[i] == '\\';
+            size_t j = i + 1;
+            while (j < len &&
+                   (text[j] == ' ' || text[j] == '\t' || text[j] == '\r' || text[j] == '\n'))
+                j++;
+            if (j < len && text[j] == ':' && depth)
+                counts[open[depth - 1]]++;
+        } else if (text[i] == '{') {
+            counts[n] = 0;
+            starts[n] = (uint32_t)i;
+            if (depth <= JF_MAX_DEPTH)
+                open[depth++] = (uint32_t)n;
+            n++;
+        } else if (text[i] == '}' && depth) {
+            depth--;
+        }
+    }
+    return n;
+}
+
+/* Walk o in the same order as text_key_counts; false at the first object (index *k) whose key
+ * count differs from the text's: a key was given twice there and json-c kept the last. */
+static bool tree_matches(struct json_object *o, const uint32_t *counts, size_t n, size_t *k)
+{
+    if (json_object_is_type(o, json_type_array)) {
+        for (size_t i = 0; i < json_object_array_length(o); i++)
+            if (!tree_matches(json_object_array_get_idx(o, i), counts, n, k))
+                return false;
+        return true;
+    }
+    if (!json_object_is_type(o, json_type_object))
+        return true;
+    if (*k >= n || counts[*k] != (uint32_t)json_object_object_length(o))
+        return false;
+    (*k)++;
+    json_object_object_foreach(o, key, val)
+    {
+        (void)key;
+        if (!tree_matches(val, counts, n, k))
+            return false;
+    }
+    return true;
+}
+
+/* 0, or -EINVAL naming where a key appears twice in one object (Firecracker refuses that;
+ * json-c would silently keep the last value). */
+static int check_duplicate_keys(const char *text, size_t len, struct json_object *o, char *err,
+                                size_t errlen)
+{
+    size_t braces = 0;
+    for (size_t i = 0; i < len; i++)
+        braces += text[i] == '{';
+    if (!braces)
+        return 0;
+    uint32_t *counts = calloc(2 * braces, sizeof(*counts));
+    if (!counts) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    uint32_t *starts = counts + braces;
+    size_t n = text_key_counts(text, len, counts, starts), k = 0;
+    int ret = 0;
+    if (!tree_matches(o, counts, n, &k) || k != n) {
+        snprintf(err, errlen, "duplicate field in the JSON object at byte %u",
+                 k < n ? starts[k] : 0);
+        ret = -EINVAL;
+    }
+    free(counts);
+    return ret;
+}
 
 struct json_object *jf_parse(const char *text, size_t len, char *err, size_t errlen)
 {
@@ -14,7 +100,7 @@ struct json_object *jf_parse(const char *text, size_t len, char *err, size_t err
         snprintf(err, errlen, "the request needs a JSON body");
         return NULL;
     }
-    struct json_tokener *tok = json_tokener_new_ex(32);
+    struct json_tokener *tok = json_tokener_new_ex(JF_MAX_DEPTH);
     if (!tok) {
         snprintf(err, errlen, "out of memory");
         return NULL;
@@ -41,6 +127,10 @@ struct json_object *jf_parse(const char *text, size_t len, char *err, size_t err
         }
     }
     json_tokener_free(tok);
+    if (o && check_duplicate_keys(text, len, o, err, errlen)) {
+        json_object_put(o);
+        o = NULL;
+    }
     return o;
 }
 
@@ -159,6 +249,21 @@ int jf_enum(struct json_object *o, const char *key, const char *const *vals, int
         }
     }
     snprintf(err, errlen, "field '%s' has an unsupported value '%.64s'", key, s);
+    return -EINVAL;
+}
+
+int jf_enum_subset(struct json_object *o, const char *key, const char *const *fc_vals,
+                   int n_supported, char *err, size_t errlen)
+{
+    int i;
+    int e = jf_enum(o, key, fc_vals, -1, false, &i, err, errlen);
+    if (e || i < n_supported)
+        return e;
+    int n = snprintf(err, errlen, "field '%s' is not supported by amber (only", key);
+    for (int k = 0; k < n_supported && n >= 0 && (size_t)n < errlen; k++)
+        n += snprintf(err + n, errlen - (size_t)n, "%s \"%s\"", k ? " or" : "", fc_vals[k]);
+    if (n >= 0 && (size_t)n < errlen)
+        snprintf(err + n, errlen - (size_t)n, ")");
     return -EINVAL;
 }
 

@@ -42,6 +42,15 @@ int jf_enum(struct json_object *o, const char *key, const char *const *vals, int
             int *out, char *err, size_t errlen);
 
 /*
+ * o[key] as one of Firecracker's values fc_vals (NULL-terminated, case-sensitive), of which amber
+ * implements only the first n_supported: another type or an unknown value is refused as
+ * Firecracker refuses it, a value past n_supported as "not supported by amber". Missing or null
+ * is accepted.
+ */
+int jf_enum_subset(struct json_object *o, const char *key, const char *const *fc_vals,
+                   int n_supported, char *err, size_t errlen);
+
+/*
  * A field Firecracker defines but amber does not implement: accepted when missing, null, or
  * equal to its default (dflt_str for strings, false for booleans, {} for objects, when the
  * respective argument allows it). Else -EINVAL "field 'k' is not supported by amber".

@@ -2,6 +2,7 @@
  * --config-file: every check happens before cfg changes. */
 #include "config/json.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -27,6 +28,44 @@ static int copy_str(char *dst, size_t cap, const char *s, const char *field, cha
     return 0;
 }
 
+/* True when o has a key whose value is not null (a PATCH that changes something). */
+static bool has_value(struct json_object *o)
+{
+    json_object_object_foreach(o, key, val)
+    {
+        (void)key;
+        if (val)
+            return true;
+    }
+    return false;
+}
+
+/* A string field amber does not implement: a string (Firecracker's type), and then only null. */
+static int unsupported_str(struct json_object *o, const char *key, char *err, size_t errlen)
+{
+    const char *s;
+    TRY(jf_str(o, key, false, &s, err, errlen));
+    return jf_unsupported(o, key, NULL, err, errlen);
+}
+
+/* Kernel command lines are printable ASCII (what Firecracker's command-line builder accepts). */
+static int check_boot_args(const char *args, size_t cap, char *err, size_t errlen)
+{
+    for (const char *c = args; *c; c++) {
+        if (*c < ' ' || *c > '~') {
+            snprintf(err, errlen,
+                     "field 'boot_args' must be printable ASCII (byte 0x%02x at offset %zu)",
+                     (unsigned char)*c, (size_t)(c - args));
+            return -EINVAL;
+        }
+    }
+    if (strlen(args) >= cap) {
+        snprintf(err, errlen, "field 'boot_args' is too long (max %zu bytes)", cap - 1);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 /* A boolean amber supports only as false. */
 static int false_only(struct json_object *o, const char *key, char *err, size_t errlen)
 {
@@ -44,18 +83,27 @@ int cfgjson_machine(struct vm_config *cfg, struct json_object *o, bool partial, 
 {
     static const char *const known[] = {"vcpu_count",   "mem_size_mib", "smt", "track_dirty_pages",
                                         "cpu_template", "huge_pages",   NULL};
+    /* Firecracker's CPU templates and huge-page modes; amber implements the first of each. */
+    static const char *const templates[] = {"None", "C3", "T2", "T2S", "T2CL", "T2A", "V1N1", NULL};
+    static const char *const huge[] = {"None", "Transparent", "2M", NULL};
     TRY(jf_object(o, "machine-config", err, errlen));
     TRY(jf_known(o, known, err, errlen));
+    if (partial && !has_value(o)) {
+        snprintf(err, errlen, "PATCH /machine-config needs at least one field to change");
+        return -EINVAL;
+    }
     bool has_vcpus, has_mem;
     uint64_t vcpus, mem;
     TRY(jf_uint(o, "vcpu_count", !partial, 1, CONFIG_MAX_VCPUS, &has_vcpus, &vcpus, err, errlen));
-    TRY(jf_uint(o, "mem_size_mib", !partial, 1, CONFIG_MEM_MIB_MAX, &has_mem, &mem, err, errlen));
+    /* amber's floor (CONFIG_MIN_MEM_MIB), checked now rather than at InstanceStart. */
+    TRY(jf_uint(o, "mem_size_mib", !partial, CONFIG_MIN_MEM_MIB, CONFIG_MEM_MIB_MAX, &has_mem, &mem,
+                err, errlen));
     TRY(false_only(o, "smt", err, errlen));
     bool dirty; /* PUT sets every field (missing: false); PATCH keeps what is not given */
     TRY(jf_bool(o, "track_dirty_pages", false, partial && cfg->track_dirty_pages, &dirty, err,
                 errlen));
-    TRY(jf_unsupported(o, "cpu_template", "None", err, errlen));
-    TRY(jf_unsupported(o, "huge_pages", "None", err, errlen));
+    TRY(jf_enum_subset(o, "cpu_template", templates, 1, err, errlen));
+    TRY(jf_enum_subset(o, "huge_pages", huge, 1, err, errlen));
     if (has_vcpus)
         cfg->vcpus = (unsigned)vcpus;
     if (has_mem)
@@ -77,11 +125,8 @@ int cfgjson_boot_source(struct vm_config *cfg, struct json_object *o, char *err,
     TRY(jf_path(kernel, "kernel_image_path", kpath, sizeof(kpath), err, errlen));
     if (initrd)
         TRY(jf_path(initrd, "initrd_path", ipath, sizeof(ipath), err, errlen));
-    if (args && strlen(args) >= sizeof(cfg->cmdline)) {
-        snprintf(err, errlen, "field 'boot_args' is too long (max %zu bytes)",
-                 sizeof(cfg->cmdline) - 1);
-        return -EINVAL;
-    }
+    if (args)
+        TRY(check_boot_args(args, sizeof(cfg->cmdline), err, errlen));
     memcpy(cfg->kernel, kpath, sizeof(kpath));
     memcpy(cfg->initrd, ipath, sizeof(ipath));
     cfg->cmdline_set = args != NULL;
@@ -126,7 +171,7 @@ int cfgjson_drive(struct vm_config *cfg, struct json_object *o, const char *path
     TRY(jf_enum(o, "cache_type", caches, 0, false, &cache, err, errlen));
     TRY(jf_enum(o, "io_engine", engines, 0, false, &engine, err, errlen));
     TRY(jf_rate_limiter(o, "rate_limiter", err, errlen));
-    TRY(jf_unsupported(o, "socket", NULL, err, errlen));
+    TRY(unsupported_str(o, "socket", err, errlen));
     TRY(jf_path(path, "path_on_host", d.path, sizeof(d.path), err, errlen));
     if (partuuid)
         TRY(copy_str(d.partuuid, sizeof(d.partuuid), partuuid, "partuuid", err, errlen));
@@ -190,13 +235,13 @@ int cfgjson_drive_patch(const struct vm_config *cfg, struct json_object *o, cons
 static int parse_mac(const char *s, uint8_t mac[6])
 {
     unsigned v[6];
-    char tail;
-    if (strlen(s) != 17 || sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3], &v[4],
-                                  &v[5], &tail) != 6)
+    if (strlen(s) != 17)
         return -EINVAL;
-    for (int i = 0; i < 17; i++)
-        if ((i % 3 == 2) != (s[i] == ':'))
+    for (int i = 0; i < 17; i++) /* sscanf alone would take signs and spaces */
+        if (i % 3 == 2 ? s[i] != ':' : !isxdigit((unsigned char)s[i]))
             return -EINVAL;
+    if (sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]) != 6)
+        return -EINVAL;
     for (int i = 0; i < 6; i++)
         mac[i] = (uint8_t)v[i];
     return 0;
@@ -216,6 +261,9 @@ int cfgjson_net(struct vm_config *cfg, struct json_object *o, const char *path_i
     TRY(check_path_id("iface_id", id, path_id, err, errlen));
     TRY(jf_str(o, "host_dev_name", true, &tap, err, errlen));
     TRY(jf_str(o, "guest_mac", false, &mac, err, errlen));
+    bool has_mtu;
+    uint64_t mtu;
+    TRY(jf_uint(o, "mtu", false, 68, 65535, &has_mtu, &mtu, err, errlen));
     TRY(jf_unsupported(o, "mtu", NULL, err, errlen));
     TRY(jf_rate_limiter(o, "rx_rate_limiter", err, errlen));
     TRY(jf_rate_limiter(o, "tx_rate_limiter", err, errlen));
@@ -240,6 +288,9 @@ int cfgjson_net(struct vm_config *cfg, struct json_object *o, const char *path_i
         } else if (strcmp(cfg->net[i].tap, n.tap) == 0) {
             snprintf(err, errlen, "host_dev_name '%s' is already used by '%s'", n.tap,
                      cfg->net[i].id);
+            return -EINVAL;
+        } else if (n.has_mac && cfg->net[i].has_mac && !memcmp(n.mac, cfg->net[i].mac, 6)) {
+            snprintf(err, errlen, "guest_mac '%s' is already used by '%s'", mac, cfg->net[i].id);
             return -EINVAL;
         }
     }
@@ -305,7 +356,7 @@ int cfgjson_logger(struct vm_config *cfg, struct json_object *o, char *err, size
     TRY(jf_enum(o, "level", levels, 2, true, &level, err, errlen));
     TRY(jf_bool(o, "show_level", false, false, &show_level, err, errlen));
     TRY(jf_bool(o, "show_log_origin", false, false, &show_origin, err, errlen));
-    TRY(jf_unsupported(o, "module", NULL, err, errlen));
+    TRY(unsupported_str(o, "module", err, errlen));
     char p[CONFIG_PATH_MAX] = "";
     if (path)
         TRY(jf_path(path, "log_path", p, sizeof(p), err, errlen));
@@ -314,6 +365,27 @@ int cfgjson_logger(struct vm_config *cfg, struct json_object *o, char *err, size
     cfg->log_show_level = show_level;
     cfg->log_show_origin = show_origin;
     return 0;
+}
+
+/* Metrics "properties": an object of strings in Firecracker; amber takes only null or {}. */
+static int check_properties(struct json_object *o, char *err, size_t errlen)
+{
+    struct json_object *p = NULL;
+    if (!json_object_object_get_ex(o, "properties", &p) || !p)
+        return 0;
+    bool strings = json_object_is_type(p, json_type_object);
+    if (strings) {
+        json_object_object_foreach(p, key, val)
+        {
+            (void)key;
+            strings &= json_object_is_type(val, json_type_string);
+        }
+    }
+    if (!strings) {
+        snprintf(err, errlen, "field 'properties' must be an object of strings");
+        return -EINVAL;
+    }
+    return jf_unsupported(o, "properties", NULL, err, errlen);
 }
 
 int cfgjson_metrics(struct vm_config *cfg, struct json_object *o, char *err, size_t errlen)
@@ -325,7 +397,7 @@ int cfgjson_metrics(struct vm_config *cfg, struct json_object *o, char *err, siz
     bool emit_id;
     TRY(jf_str(o, "metrics_path", true, &path, err, errlen));
     TRY(jf_bool(o, "emit_id", false, false, &emit_id, err, errlen));
-    TRY(jf_unsupported(o, "properties", NULL, err, errlen));
+    TRY(check_properties(o, err, errlen));
     char p[CONFIG_PATH_MAX];
     TRY(jf_path(path, "metrics_path", p, sizeof(p), err, errlen));
     memcpy(cfg->metrics_path, p, sizeof(p));

@@ -147,6 +147,53 @@ class TestRoutes(harness.AmberTestCase):
             self.check_route(vm, api, PRE, method, path, body, phases)
             self.assertEqual(self.assert_survived(vm, api, "%s %s" % (method, path)), PRE)
 
+    def test_file_checks_at_put_and_at_start(self):
+        """Firecracker's contract: a kernel, initrd or drive file that is missing, a directory or
+        a FIFO is refused by the PUT that names it; InstanceStart checks again, so a file that
+        vanished or was swapped for a FIFO in between is a 400 naming it, never a hang. Pre-boot
+        only: no guest runs."""
+        d = self.session.dir
+        api_sock = self.session.path("files.sock")
+        vm = self.start([AMBER_BIN, "--api-sock", api_sock, "--id", "routes-files"], cwd=d)
+        U.wait_for_path(api_sock, vm=vm)
+        api = U.Api(api_sock)
+        self.addCleanup(api.close)
+        kernel, disk, fifo = (os.path.join(d, n) for n in ("k.bin", "disk.img", "f.fifo"))
+        for name in (kernel, disk):
+            with open(name, "wb") as f:
+                f.truncate(1 << 20)
+        os.mkfifo(fifo)
+
+        def expect(method, path, body, status, *words):
+            got, reply = api.call(method, path, body)
+            harness.log("%s %s %r -> %d %r" % (method, path, body, got, reply))
+            self.assertEqual(got, status, "%s %s %r: %r" % (method, path, body, reply))
+            for w in words:
+                self.assertIn(w, reply["fault_message"], "%s %s %r" % (method, path, body))
+
+        drive = {"drive_id": "d", "is_root_device": False, "path_on_host": disk}
+        for bad, words in ((os.path.join(d, "none"), "No such file"), (d, "is a directory"),
+                           (fifo, "not a regular file")):
+            expect("PUT", "/boot-source", {"kernel_image_path": bad}, 400, "kernel_image_path",
+                   words)
+            expect("PUT", "/boot-source", {"kernel_image_path": kernel, "initrd_path": bad}, 400,
+                   "initrd_path", words)
+            expect("PUT", "/drives/d", dict(drive, path_on_host=bad), 400, "path_on_host", words)
+        expect("PUT", "/boot-source", {"kernel_image_path": kernel}, 204)
+        expect("PUT", "/drives/d", drive, 204)
+        start = {"action_type": "InstanceStart"}
+        os.unlink(disk)  # the drive vanishes after its PUT
+        expect("PUT", "/actions", start, 400, "drive", disk, "No such file")
+        os.mkfifo(disk)  # ... and comes back as a FIFO, which a boot would block on
+        expect("PUT", "/actions", start, 400, "drive", disk, "not a regular file")
+        os.unlink(disk)
+        with open(disk, "wb") as f:
+            f.truncate(1 << 20)
+        os.unlink(kernel)
+        os.mkfifo(kernel)  # the kernel is swapped for a FIFO
+        expect("PUT", "/actions", start, 400, "kernel", kernel, "not a regular file")
+        self.assertEqual(self.assert_survived(vm, api, "the refused starts"), PRE)
+
 
 if __name__ == "__main__":
     unittest.main()

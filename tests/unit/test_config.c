@@ -495,6 +495,20 @@ static void test_validate(void **state)
     assert_int_equal(config_validate(&cfg, errbuf, sizeof(errbuf)), -EISDIR);
     strcpy(cfg.initrd, initrd);
 
+    /* A file swapped for a FIFO after its PUT: refused at InstanceStart, never opened. */
+    char fifo[256];
+    snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    char *const slots[] = {cfg.kernel, cfg.initrd, cfg.drive[0].path};
+    const char *const saved[] = {kernel, initrd, drive};
+    for (int i = 0; i < 3; i++) {
+        strcpy(slots[i], fifo);
+        assert_int_equal(config_validate(&cfg, errbuf, sizeof(errbuf)), -EINVAL);
+        assert_non_null(strstr(errbuf, "not a regular file"));
+        strcpy(slots[i], saved[i]);
+    }
+    unlink(fifo);
+
     strcpy(cfg.kernel, "/nonexistent/vmlinux");
     assert_int_equal(config_validate(&cfg, errbuf, sizeof(errbuf)), -ENOENT);
     assert_non_null(strstr(errbuf, "kernel"));

@@ -392,6 +392,9 @@ static void test_config_file(void **state)
         {"{\"boot-source\":{\"kernel_image_path\":\"/k\"}} x", "malformed"},
         {"{\"boot-source\":", "malformed"},
         {"[]", "object"},
+        {"{\"boot-source\":{\"kernel_image_path\":\"/k\"},\"boot-source\":{"
+         "\"kernel_image_path\":\"/j\"}}",
+         "duplicate field"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct vm_config *c3 = new_cfg();
