@@ -11,11 +11,11 @@ run back to back over vsock ("streams"). The VM is paused and resumed $AMBER_SOA
 line per run (cycles done, MiB streamed, the first error) and a pass count per VMM.
 
 A run fails at its first error (a stream that stops, errs or closes, a pause or resume refused,
-the VMM gone). For amber, the evidence goes to build/test-results/soak-cmp/amber-LOAD-NvCPU-runN-HHMMSS.txt at once, while
-the VM still runs: amber's SIGUSR2 state report (vCPUs, virtqueue indices, vsock credit
-counters) with KVM's counters, the guest's /proc/interrupts and the tail of its kernel log (if
-the agent still answers), the console and amber's stderr (also in soak-cmp.log there), and the
-agent's own log ring (tests/e2e/evidence.py).
+the VMM gone). Its evidence goes to build/test-results/soak-cmp/VMM-LOAD-NvCPU-runN-HHMMSS.txt at
+once, while the VM still runs: for both VMMs the exit status if it ended, the guest's
+/proc/interrupts and the tail of its kernel log (if the agent still answers) and the console;
+for amber also its SIGUSR2 state report (vCPUs with the bytes at RIP, virtqueue indices, vsock
+credit counters) with KVM's counters, and the agent's own log ring (tests/e2e/evidence.py).
 """
 import os
 import random
@@ -35,13 +35,19 @@ WRITER = ("mkdir -p /load; setsid sh -c 'i=0; while :; do dd if=/dev/urandom of=
 
 
 def evidence(vm, kind, tag, cycle, errors):
-    """Saves what amber and the guest show of a failed run; returns the file's path."""
+    """Saves what the VMM and the guest show of a failed run (amber's stall reports and agent
+    ring; for both VMMs the exit status, the guest's dmesg if its agent answers, and the
+    console); returns the file's path."""
     os.makedirs(RESULTS, exist_ok=True)
     path = os.path.join(RESULTS, "%s-%s-%s.txt" % (kind, tag, time.strftime("%H%M%S")))
     parts = ["%s %s failed at cycle %d: %s" % (kind, tag, cycle, "; ".join(errors))]
+    if vm.vm.proc.poll() is not None:
+        parts.append("%s exited with status %s" % (kind, vm.vm.proc.returncode))
     # Two reports 2 s apart: the per-vCPU KVM counters' growth tells a vCPU that loops in
-    # exits (emulated instructions, no interrupts) from one that halts or runs.
-    for n in (1, 2):
+    # exits (emulated instructions, no interrupts) from one that halts or runs. QEMU has no
+    # such report (SIGUSR2 is not one of its signals): its console and exit status say what
+    # they can (with -no-reboot, a guest triple fault ends QEMU).
+    for n in (1, 2) if kind == "amber" else ():
         try:
             parts.append(vm.vm.state_report().replace("amber state (SIGUSR2)",
                                                       "amber state (SIGUSR2), report %d" % n))
@@ -138,10 +144,10 @@ def soak(session, kind, cycles, run=0, load="both", vcpus=2, pause=True):
         stop.set()
         offset = clock_offset(vm)
         where = ""
-        if errors and kind == "amber":
+        if errors:
             tag = "%s-%dvcpu%s-run%d" % (load, vcpus, "" if pause else "-nopause", run)
             where = ", evidence in %s" % evidence(vm, kind, tag, done, errors)
-            if syms:
+            if syms and kind == "amber":
                 with open(os.path.join(RESULTS, "kallsyms-%s.txt" % tag), "w") as f:
                     f.write(syms if isinstance(syms, str) else syms.decode("utf-8", "replace"))
         variant = "" if pause else ", no pause"
