@@ -18,4 +18,12 @@
 int rng_create(struct virtio_dev *d, const struct guest_mem *mem, struct loop *loop,
                uint64_t mmio_base, unsigned gsi);
 
+/*
+ * Limit d (from rng_create) by rl, PUT /entropy's rate_limiter: requests the buckets cannot
+ * pay for wait in the ring for a timer. The first call creates that timer on d's loop (before
+ * seccomp: it makes an fd). Loop thread. Returns 0 or -errno.
+ */
+struct rl_config;
+int rng_set_rate_limit(struct virtio_dev *d, const struct rl_config *rl);
+
 #endif
