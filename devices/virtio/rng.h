@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 
+#include "config/config.h"
 #include "devices/virtio/virtio.h"
 
 /* Largest number of bytes given to one request; the rest of a bigger buffer stays unused. */
@@ -23,7 +24,6 @@ int rng_create(struct virtio_dev *d, const struct guest_mem *mem, struct loop *l
  * pay for wait in the ring for a timer. The first call creates that timer on d's loop (before
  * seccomp: it makes an fd). Loop thread. Returns 0 or -errno.
  */
-struct rl_config;
 int rng_set_rate_limit(struct virtio_dev *d, const struct rl_config *rl);
 
 #endif
