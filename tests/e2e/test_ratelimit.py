@@ -3,7 +3,8 @@
 One boot through the API: a data drive limited to 1 MiB/s holds a guest `dd` with O_DIRECT to
 within 10 % of 1 MiB/s; PATCH /drives raises the limit to 2 MiB/s while the guest runs and the
 next `dd` follows it; a pause in the middle of a throttled `dd` loses nothing. The rate is timed
-in the guest (/proc/uptime around dd), so exec round trips do not count.
+in the guest (/proc/uptime around dd), so exec round trips do not count. The entropy device's
+limiter (256 B/s) makes reading 1 KiB of /dev/hwrng take at least 2.5 s.
 """
 import os
 import re
@@ -78,6 +79,8 @@ class TestRateLimit(harness.AmberTestCase):
                                                "is_root_device": False, "is_read_only": False,
                                                "rate_limiter": bucket(1 * MIB)})
         self.call(api, "PUT", "/vsock", {"guest_cid": 3, "uds_path": vsock})
+        self.call(api, "PUT", "/entropy", {"rate_limiter": {"bandwidth": {"size": 256,
+                                                                          "refill_time": 1000}}})
         self.call(api, "PUT", "/actions", {"action_type": "InstanceStart"})
         vm.wait_for(harness.READY)
         U.wait_agent(vsock)
@@ -117,4 +120,19 @@ class TestRateLimit(harness.AmberTestCase):
         self.assertFalse(t.is_alive(), "dd did not finish after the pause")
         self.assertNotIn("error", result, result.get("error"))
         harness.log("throttled dd across a pause: %.3f MiB/s" % result["rate"])
+
+        # Entropy: 256 B/s, the bucket holding at most 256. Whatever sizes the guest's driver asks
+        # for (and the kernel's own hwrng thread takes its share too), 1 KiB cannot come faster
+        # than (1024 - 256 - 128) / 256 = 2.5 s: Linux keeps at most 64 bytes in the virtio-rng
+        # driver and 64 in the hw_random core from before dd starts.
+        out = U.guest_sh(vsock, "cat /sys/class/misc/hw_random/rng_current; "
+                         "a=$(cut -d' ' -f1 /proc/uptime); "
+                         "dd if=/dev/hwrng of=/dev/null bs=64 count=16 2>&1; "
+                         "b=$(cut -d' ' -f1 /proc/uptime); echo \"uptime $a $b\"", timeout=120)
+        self.assertIn("virtio_rng", out, "the guest's hwrng is not virtio-rng: %r" % out)
+        self.assertIn("16+0 records in", out, out)
+        m = re.search(r"uptime ([0-9.]+) ([0-9.]+)", out)
+        seconds = float(m.group(2)) - float(m.group(1))
+        harness.log("1 KiB of /dev/hwrng at 256 B/s took %.2f s" % seconds)
+        self.assertGreaterEqual(seconds, 2.4, "the entropy limiter did not hold: %r" % out)
         self.assertTrue(vm.alive(), "amber should still run\n%s" % vm.tail())
