@@ -50,6 +50,9 @@ struct api_snapshot_load {
     } drive_overrides[CONFIG_MAX_DRIVES];
 };
 
+/* Which limiter of a device a PATCH changes (api_backend.rate_limit). */
+enum api_rl_target { API_RL_DRIVE, API_RL_NET_RX, API_RL_NET_TX };
+
 struct api_backend {
     void *ctx;
     /* InstanceStart: build and start the VM from cfg. */
@@ -80,6 +83,13 @@ struct api_backend {
     /* The sandbox's /timeout deadline passed with on_timeout kill: end amber, recording why
      * (the exit file's reason). */
     void (*stop)(void *ctx, const char *why);
+    /*
+     * PATCH /drives/{id} or /network-interfaces/{id} after boot: give the buckets of rl that set
+     * names (RL_SET_*) to the device's limiter t, full, at once; a throttled queue is looked at
+     * again under the new limits.
+     */
+    int (*rate_limit)(void *ctx, enum api_rl_target t, const char *id, const struct rl_config *rl,
+                      unsigned set, char *err, size_t errlen);
 };
 
 struct api;

@@ -61,32 +61,60 @@ void h_put_drive(struct api_core *c, struct json_object *b, const char *id, stru
     finish(r, e ? e : cfgjson_drive(c->cfg, b, id, err, sizeof(err)), err);
 }
 
+/* Apply a PATCH's rate limiter buckets (set != 0) to the device, then record them in cfg.
+ * Returns 0, or -errno after filling r with the error. */
+static int patch_rl(struct api_core *c, enum api_rl_target t, const char *id,
+                    const struct rl_config *rl, unsigned set, struct rl_config *in_cfg,
+                    struct api_response *r)
+{
+    if (!set)
+        return 0;
+    if (!c->be.rate_limit) {
+        resp_error(r, 500, "rate limiter update is not implemented");
+        return -ENOSYS;
+    }
+    char err[256] = "";
+    int e = c->be.rate_limit(c->be.ctx, t, id, rl, set, err, sizeof(err));
+    if (e) {
+        resp_error(r, api_backend_status(e), "rate limiter update failed: %s",
+                   err[0] ? err : strerror(-e));
+        return e;
+    }
+    cfgjson_rl_merge(in_cfg, rl, set);
+    return 0;
+}
+
 void h_patch_drive(struct api_core *c, struct json_object *b, const char *id,
                    struct api_response *r)
 {
     char err[256], path[CONFIG_PATH_MAX];
-    int e = cfgjson_drive_patch(c->cfg, b, id, path, err, sizeof(err));
+    struct rl_config rl;
+    unsigned rl_set;
+    int e = cfgjson_drive_patch(c->cfg, b, id, path, &rl, &rl_set, err, sizeof(err));
     if (e) {
         resp_error(r, 400, "%s", err);
         return;
     }
-    if (!path[0]) { /* only a (null/{}) rate limiter: nothing to do */
-        resp_empty(r);
-        return;
-    }
-    if (!c->be.drive_swap) {
-        resp_error(r, 500, "drive swap is not implemented");
-        return;
-    }
-    err[0] = '\0';
-    e = c->be.drive_swap(c->be.ctx, id, path, err, sizeof(err));
-    if (e) {
-        resp_error(r, api_backend_status(e), "drive swap failed: %s", err[0] ? err : strerror(-e));
-        return;
-    }
+    struct drive_config *dc = NULL;
     for (unsigned i = 0; i < c->cfg->ndrives; i++)
         if (strcmp(c->cfg->drive[i].id, id) == 0)
-            snprintf(c->cfg->drive[i].path, sizeof(c->cfg->drive[i].path), "%s", path);
+            dc = &c->cfg->drive[i];
+    if (path[0]) {
+        if (!c->be.drive_swap) {
+            resp_error(r, 500, "drive swap is not implemented");
+            return;
+        }
+        err[0] = '\0';
+        e = c->be.drive_swap(c->be.ctx, id, path, err, sizeof(err));
+        if (e) {
+            resp_error(r, api_backend_status(e), "drive swap failed: %s",
+                       err[0] ? err : strerror(-e));
+            return;
+        }
+        snprintf(dc->path, sizeof(dc->path), "%s", path);
+    }
+    if (patch_rl(c, API_RL_DRIVE, id, &rl, rl_set, &dc->rl, r))
+        return;
     resp_empty(r);
 }
 
@@ -98,30 +126,22 @@ void h_put_net(struct api_core *c, struct json_object *b, const char *id, struct
 
 void h_patch_net(struct api_core *c, struct json_object *b, const char *id, struct api_response *r)
 {
-    static const char *const known[] = {"iface_id", "rx_rate_limiter", "tx_rate_limiter", NULL};
     char err[256];
-    const char *iid;
-    int e = jf_object(b, "network interface", err, sizeof(err));
-    if (!e)
-        e = jf_known(b, known, err, sizeof(err));
-    if (!e)
-        e = jf_str(b, "iface_id", true, &iid, err, sizeof(err));
-    if (!e && strcmp(iid, id) != 0) {
-        snprintf(err, sizeof(err), "field 'iface_id' does not match the id in the path");
-        e = -EINVAL;
+    struct rl_config rl[2];
+    unsigned set[2];
+    int e = cfgjson_net_patch(c->cfg, b, id, rl, set, err, sizeof(err));
+    if (e) {
+        resp_error(r, 400, "%s", err);
+        return;
     }
-    if (!e)
-        e = jf_rate_limiter(b, "rx_rate_limiter", err, sizeof(err));
-    if (!e)
-        e = jf_rate_limiter(b, "tx_rate_limiter", err, sizeof(err));
-    bool found = false;
-    for (unsigned i = 0; !e && i < c->cfg->nnets; i++)
-        found |= strcmp(c->cfg->net[i].id, id) == 0;
-    if (!e && !found) {
-        snprintf(err, sizeof(err), "no network interface with id '%s'", id);
-        e = -EINVAL;
-    }
-    finish(r, e, err);
+    struct net_config *nc = NULL;
+    for (unsigned i = 0; i < c->cfg->nnets; i++)
+        if (strcmp(c->cfg->net[i].id, id) == 0)
+            nc = &c->cfg->net[i];
+    if (patch_rl(c, API_RL_NET_RX, id, &rl[0], set[0], &nc->rx_rl, r) ||
+        patch_rl(c, API_RL_NET_TX, id, &rl[1], set[1], &nc->tx_rl, r))
+        return;
+    resp_empty(r);
 }
 
 void h_put_vsock(struct api_core *c, struct json_object *b, const char *id, struct api_response *r)

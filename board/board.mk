@@ -5,7 +5,7 @@ VMM_OBJS += board/devices.o board/process.o
 # Snapshot and restore of the whole board (docs/snapshot.md): state file, memory file, restore.
 VMM_OBJS += board/snapshot.o board/snapshot_mem.o board/snapshot_boot.o
 SNAP_TEST_OBJS := board/snapshot.o board/snapshot_mem.o vmm/snapshot_fmt.o vmm/x86/cpu_state.o \
-                  vmm/x86/vm_state.o devices/virtio/virtio_snap.o devices/virtio/rng.o \
+                  vmm/x86/vm_state.o devices/virtio/virtio_snap.o devices/virtio/rng.o devices/virtio/ratelimit.o \
                   devices/virtio/mmio.o devices/virtio/virtq.o devices/serial.o devices/i8042.o \
                   devices/vmgenid.o \
                   config/config.o config/args.o config/specs.o vmm/mem.o vmm/loop.o vmm/log.o \

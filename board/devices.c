@@ -376,6 +376,12 @@ static int setup_virtio(struct board *b, char *err, size_t errlen)
         if (ret)
             snprintf(err, errlen, "cannot create virtio-rng: %s", strerror(-ret));
         ret = commit_slot(b, d, ret, NULL, err, errlen);
+        if (!ret) {
+            ret = rng_set_rate_limit(d, &cfg->entropy_rl);
+            if (ret)
+                snprintf(err, errlen, "virtio-rng: cannot set its rate limiter: %s",
+                         strerror(-ret));
+        }
     }
     return ret;
 }
@@ -499,6 +505,21 @@ struct virtio_dev *devices_find_drive(struct board *b, const char *id)
 {
     for (unsigned i = 0; i < b->nvirtio; i++)
         if (b->drive_ids[i] && strcmp(b->drive_ids[i], id) == 0)
+            return b->virtio[i];
+    return NULL;
+}
+
+struct virtio_dev *devices_find_net(struct board *b, const char *id)
+{
+    /* Interfaces take slots in cfg->net order: the k-th net device is cfg->net[k]. */
+    const struct vm_config *cfg = b->vm->cfg;
+    unsigned k = 0;
+    while (k < cfg->nnets && strcmp(cfg->net[k].id, id) != 0)
+        k++;
+    if (k == cfg->nnets)
+        return NULL;
+    for (unsigned i = 0; i < b->nvirtio; i++)
+        if (b->virtio[i]->ops && b->virtio[i]->ops->device_id == VIRTIO_ID_NET && k-- == 0)
             return b->virtio[i];
     return NULL;
 }

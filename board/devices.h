@@ -28,6 +28,9 @@ void devices_dump(struct board *b);
 /* The virtio-blk device for drive id, or NULL. */
 struct virtio_dev *devices_find_drive(struct board *b, const char *id);
 
+/* The virtio-net device for interface id (vm->cfg->net order), or NULL. */
+struct virtio_dev *devices_find_net(struct board *b, const char *id);
+
 /* Queue Ctrl-Alt-Del on the i8042. Returns 0 or a negative errno. */
 int devices_ctrl_alt_del(struct board *b);
 

@@ -16,6 +16,7 @@
 #include "api/api.h"
 #include "config/json.h"
 #include "devices/virtio/blk.h"
+#include "devices/virtio/net.h"
 #include "devices/virtio/vsock.h"
 #include "board/devices.h"
 #include "vmm/jail.h"
@@ -292,6 +293,23 @@ static int be_drive_swap(void *ctx, const char *drive_id, const char *path, char
     return blk_swap_backing(d, path, err, errlen);
 }
 
+static int be_rate_limit(void *ctx, enum api_rl_target t, const char *id,
+                         const struct rl_config *rl, unsigned set, char *err, size_t errlen)
+{
+    struct vmm *vmm = ctx;
+    struct virtio_dev *d =
+        t == API_RL_DRIVE ? devices_find_drive(&vmm->board, id) : devices_find_net(&vmm->board, id);
+    if (!d) {
+        snprintf(err, errlen, "no %s '%s'", t == API_RL_DRIVE ? "drive" : "network interface", id);
+        return -ENOENT;
+    }
+    if (t == API_RL_DRIVE)
+        blk_set_rate_limit(d, rl, set);
+    else
+        net_set_rate_limit(d, t == API_RL_NET_TX, rl, set);
+    return 0;
+}
+
 static int be_vsock_bind(void *ctx, const struct vsock_config *vsock, char *err, size_t errlen)
 {
     struct vmm *vmm = ctx;
@@ -354,6 +372,7 @@ static const struct api_backend backend_ops = {
     .resume = be_resume,
     .ctrl_alt_del = be_ctrl_alt_del,
     .drive_swap = be_drive_swap,
+    .rate_limit = be_rate_limit,
     .vsock_bind = be_vsock_bind,
     .snapshot_create = be_snapshot_create,
     .snapshot_load = be_snapshot_load,

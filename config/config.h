@@ -25,6 +25,30 @@
 #define CONFIG_PARSE_EXIT 1
 
 enum console_mode { CONSOLE_STDIO, CONSOLE_NONE, CONSOLE_FILE };
+
+/* Bounds on a token bucket's fields (Firecracker's TokenBucket; docs/rate-limiter.md). */
+#define CONFIG_RL_SIZE_MAX   (1ULL << 40) /* tokens: 1 TiB of bytes, or 2^40 operations */
+#define CONFIG_RL_REFILL_MAX 3600000ULL   /* refill_time: one hour, in ms */
+
+/*
+ * One token bucket of a rate limiter: size tokens refill evenly over refill_time_ms, and
+ * one_time_burst extra tokens are there once at the start. size or refill_time_ms 0: no limit.
+ */
+struct tb_config {
+    uint64_t size;
+    uint64_t one_time_burst;
+    uint64_t refill_time_ms;
+};
+
+/* A Firecracker RateLimiter: bytes (bandwidth) and operations (ops), each bucket optional. */
+struct rl_config {
+    struct tb_config bandwidth;
+    struct tb_config ops;
+};
+
+/* Which buckets a rate_limiter object named (RL_SET_*): a PATCH changes only these. */
+#define RL_SET_BANDWIDTH 1u
+#define RL_SET_OPS       2u
 enum on_reboot { ON_REBOOT_EXIT, ON_REBOOT_RESTART };
 
 struct drive_config {
@@ -37,6 +61,7 @@ struct drive_config {
     char partuuid[CONFIG_ID_MAX + 1]; /* "" = none; root=PARTUUID=... when root */
     bool cache_writeback;             /* cache_type "Writeback" (honour flush); else "Unsafe" */
     bool io_async;                    /* io_engine "Async"; else "Sync" */
+    struct rl_config rl;              /* rate_limiter; zero = none */
 };
 
 struct net_config {
@@ -44,6 +69,7 @@ struct net_config {
     char tap[16]; /* IFNAMSIZ */
     uint8_t mac[6];
     bool has_mac;
+    struct rl_config rx_rl, tx_rl; /* rx_rate_limiter, tx_rate_limiter; zero = none */
 };
 
 struct vsock_config {
@@ -75,6 +101,7 @@ struct vm_config {
     unsigned nnets;
     struct vsock_config vsock;
     bool entropy;
+    struct rl_config entropy_rl; /* PUT /entropy's rate_limiter; zero = none */
 
     /* PUT /logger and PUT /metrics (or the config file's "logger"/"metrics"). */
     char log_path[CONFIG_PATH_MAX]; /* "" = none */

@@ -9,6 +9,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "config/config.h"
+
 #define JF_MAX_DEPTH 32 /* the tokener's nesting limit */
 
 /*
@@ -297,21 +299,65 @@ int jf_unsupported(struct json_object *o, const char *key, const char *dflt_str,
     return -EINVAL;
 }
 
-int jf_rate_limiter(struct json_object *o, const char *key, char *err, size_t errlen)
+/* One TokenBucket object at o[key] (rate limiter field rl). Missing or null: 0, *given false. */
+static int token_bucket(struct json_object *o, const char *rl, const char *key,
+                        struct tb_config *out, bool *given, char *err, size_t errlen)
 {
+    static const char *const known[] = {"size", "one_time_burst", "refill_time", NULL};
     struct json_object *v = get(o, key);
+    char why[160];
+    bool has;
+    *out = (struct tb_config){0};
+    *given = false;
     if (!v)
         return 0;
-    if (json_object_is_type(v, json_type_object)) {
-        static const char *const known[] = {"bandwidth", "ops", NULL};
-        if (jf_known(v, known, err, errlen))
-            return -EINVAL;
-        if (!jf_unsupported(v, "bandwidth", NULL, err, errlen) &&
-            !jf_unsupported(v, "ops", NULL, err, errlen))
-            return 0;
+    int e = jf_object(v, "a token bucket", why, sizeof(why));
+    if (!e)
+        e = jf_known(v, known, why, sizeof(why));
+    if (!e)
+        e = jf_uint(v, "size", true, 0, CONFIG_RL_SIZE_MAX, &has, &out->size, why, sizeof(why));
+    if (!e)
+        e = jf_uint(v, "one_time_burst", false, 0, CONFIG_RL_SIZE_MAX, &has, &out->one_time_burst,
+                    why, sizeof(why));
+    if (!e)
+        e = jf_uint(v, "refill_time", true, 0, CONFIG_RL_REFILL_MAX, &has, &out->refill_time_ms,
+                    why, sizeof(why));
+    if (e) {
+        snprintf(err, errlen, "field '%s.%s': %s", rl, key, why);
+        return e;
     }
-    snprintf(err, errlen, "field '%s' is not supported by amber (only null or {})", key);
-    return -EINVAL;
+    *given = true;
+    return 0;
+}
+
+int jf_rate_limiter(struct json_object *o, const char *key, struct rl_config *out, unsigned *set,
+                    char *err, size_t errlen)
+{
+    static const char *const known[] = {"bandwidth", "ops", NULL};
+    struct json_object *v = get(o, key);
+    struct rl_config rl = {0};
+    char why[160];
+    bool bw, ops;
+    *set = 0;
+    *out = rl;
+    if (!v)
+        return 0;
+    if (!json_object_is_type(v, json_type_object)) {
+        snprintf(err, errlen, "field '%s' must be a JSON object or null", key);
+        return -EINVAL;
+    }
+    if (jf_known(v, known, why, sizeof(why))) {
+        snprintf(err, errlen, "field '%s': %s", key, why);
+        return -EINVAL;
+    }
+    int e = token_bucket(v, key, "bandwidth", &rl.bandwidth, &bw, err, errlen);
+    if (!e)
+        e = token_bucket(v, key, "ops", &rl.ops, &ops, err, errlen);
+    if (e)
+        return e;
+    *out = rl;
+    *set = (bw ? RL_SET_BANDWIDTH : 0) | (ops ? RL_SET_OPS : 0);
+    return 0;
 }
 
 /* The process's working directory, recorded once: amber never changes it after the jail. */

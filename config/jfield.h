@@ -58,8 +58,17 @@ int jf_enum_subset(struct json_object *o, const char *key, const char *const *fc
 int jf_unsupported(struct json_object *o, const char *key, const char *dflt_str, char *err,
                    size_t errlen);
 
-/* A rate limiter: null, {} or {"bandwidth": null|{}, "ops": null|{}} only ("unlimited"). */
-int jf_rate_limiter(struct json_object *o, const char *key, char *err, size_t errlen);
+/*
+ * o[key] as a Firecracker RateLimiter: {"bandwidth": TokenBucket, "ops": TokenBucket}, each
+ * optional or null, a TokenBucket being {"size", "refill_time" (both required), "one_time_burst"}:
+ * integers from 0 to CONFIG_RL_SIZE_MAX (refill_time: CONFIG_RL_REFILL_MAX ms). Fills *out
+ * (zero for what is absent: no limit) and *set with the RL_SET_* bits of the buckets given.
+ * Missing or null: *out zero, *set 0. Anything else (a wrong type, an unknown key, a value out
+ * of bounds): -EINVAL, err naming the field as "key.bucket.field".
+ */
+struct rl_config;
+int jf_rate_limiter(struct json_object *o, const char *key, struct rl_config *out, unsigned *set,
+                    char *err, size_t errlen);
 
 /*
  * Copy path (a file path from a client) into out[cap]: absolute paths as given, relative ones

@@ -120,6 +120,28 @@ struct json_object *config_json_machine(const struct vm_config *cfg)
     return m;
 }
 
+/* A rate limiter as Firecracker's RateLimiter, or NULL (JSON null) for none. */
+static struct json_object *export_rl(const struct rl_config *rl)
+{
+    const struct tb_config *tb[2] = {&rl->bandwidth, &rl->ops};
+    static const char *const names[2] = {"bandwidth", "ops"};
+    struct json_object *o = NULL;
+    for (int i = 0; i < 2; i++) {
+        if (tb[i]->size == 0 || tb[i]->refill_time_ms == 0)
+            continue;
+        struct json_object *b = json_object_new_object();
+        json_object_object_add(b, "size", json_object_new_int64((int64_t)tb[i]->size));
+        json_object_object_add(b, "one_time_burst",
+                               json_object_new_int64((int64_t)tb[i]->one_time_burst));
+        json_object_object_add(b, "refill_time",
+                               json_object_new_int64((int64_t)tb[i]->refill_time_ms));
+        if (!o)
+            o = json_object_new_object();
+        json_object_object_add(o, names[i], b);
+    }
+    return o;
+}
+
 static struct json_object *export_drive(const struct drive_config *d)
 {
     struct json_object *o = json_object_new_object();
@@ -131,7 +153,7 @@ static struct json_object *export_drive(const struct drive_config *d)
                            d->partuuid[0] ? json_object_new_string(d->partuuid) : NULL);
     add_str(o, "cache_type", d->cache_writeback ? "Writeback" : "Unsafe");
     add_str(o, "io_engine", d->io_async ? "Async" : "Sync");
-    json_object_object_add(o, "rate_limiter", NULL);
+    json_object_object_add(o, "rate_limiter", export_rl(&d->rl));
     return o;
 }
 
@@ -146,8 +168,8 @@ static struct json_object *export_net(const struct net_config *n)
                  n->mac[3], n->mac[4], n->mac[5]);
         add_str(o, "guest_mac", mac);
     }
-    json_object_object_add(o, "rx_rate_limiter", NULL);
-    json_object_object_add(o, "tx_rate_limiter", NULL);
+    json_object_object_add(o, "rx_rate_limiter", export_rl(&n->rx_rl));
+    json_object_object_add(o, "tx_rate_limiter", export_rl(&n->tx_rl));
     return o;
 }
 
@@ -185,7 +207,14 @@ struct json_object *config_json_export(const struct vm_config *cfg)
             add_str(vsock, "vsock_id", cfg->vsock.vsock_id);
     }
     json_object_object_add(o, "vsock", vsock);
-    json_object_object_add(o, "entropy", cfg->entropy ? json_object_new_object() : NULL);
+    struct json_object *entropy = NULL;
+    if (cfg->entropy) {
+        entropy = json_object_new_object();
+        struct json_object *rl = export_rl(&cfg->entropy_rl);
+        if (rl)
+            json_object_object_add(entropy, "rate_limiter", rl);
+    }
+    json_object_object_add(o, "entropy", entropy);
 
     struct json_object *logger = NULL;
     if (cfg->log_path[0] || cfg->log_level[0]) {

@@ -36,14 +36,28 @@ int cfgjson_drive(struct vm_config *cfg, struct json_object *o, const char *path
 
 /*
  * A PATCH /drives/{id} body (PartialDrive) for an existing drive. On success *new_path holds the
- * resolved path_on_host (CONFIG_PATH_MAX bytes) or "" when the body has none. cfg is not changed.
+ * resolved path_on_host (CONFIG_PATH_MAX bytes) or "" when the body has none, and *rl and
+ * *rl_set the rate_limiter's buckets and which of them it names (jf_rate_limiter; 0: leave the
+ * limiter as it is). cfg is not changed.
  */
 int cfgjson_drive_patch(const struct vm_config *cfg, struct json_object *o, const char *path_id,
-                        char *new_path, char *err, size_t errlen);
+                        char *new_path, struct rl_config *rl, unsigned *rl_set, char *err,
+                        size_t errlen);
 
 /* One "network-interfaces" entry, added or replaced by iface_id (path_id as for drives). */
 int cfgjson_net(struct vm_config *cfg, struct json_object *o, const char *path_id, char *err,
                 size_t errlen);
+
+/*
+ * A PATCH /network-interfaces/{id} body (PartialNetworkInterface) for an existing interface:
+ * rl[0], rl_set[0] get rx_rate_limiter and rl[1], rl_set[1] tx_rate_limiter (as
+ * cfgjson_drive_patch). cfg is not changed.
+ */
+int cfgjson_net_patch(const struct vm_config *cfg, struct json_object *o, const char *path_id,
+                      struct rl_config rl[2], unsigned rl_set[2], char *err, size_t errlen);
+
+/* Copy into dst the buckets of src that set names (RL_SET_*): how a PATCH updates a limiter. */
+void cfgjson_rl_merge(struct rl_config *dst, const struct rl_config *src, unsigned set);
 
 /* "vsock", validated into *out (not into cfg, so that the caller can bind before committing). */
 int cfgjson_vsock(struct vsock_config *out, struct json_object *o, char *err, size_t errlen);

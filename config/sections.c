@@ -170,7 +170,8 @@ int cfgjson_drive(struct vm_config *cfg, struct json_object *o, const char *path
     TRY(jf_str(o, "partuuid", false, &partuuid, err, errlen));
     TRY(jf_enum(o, "cache_type", caches, 0, false, &cache, err, errlen));
     TRY(jf_enum(o, "io_engine", engines, 0, false, &engine, err, errlen));
-    TRY(jf_rate_limiter(o, "rate_limiter", err, errlen));
+    unsigned rl_set;
+    TRY(jf_rate_limiter(o, "rate_limiter", &d.rl, &rl_set, err, errlen));
     TRY(unsupported_str(o, "socket", err, errlen));
     TRY(jf_path(path, "path_on_host", d.path, sizeof(d.path), err, errlen));
     if (partuuid)
@@ -209,7 +210,8 @@ int cfgjson_drive(struct vm_config *cfg, struct json_object *o, const char *path
 }
 
 int cfgjson_drive_patch(const struct vm_config *cfg, struct json_object *o, const char *path_id,
-                        char *new_path, char *err, size_t errlen)
+                        char *new_path, struct rl_config *rl, unsigned *rl_set, char *err,
+                        size_t errlen)
 {
     static const char *const known[] = {"drive_id", "path_on_host", "rate_limiter", NULL};
     TRY(jf_object(o, "drive", err, errlen));
@@ -218,7 +220,7 @@ int cfgjson_drive_patch(const struct vm_config *cfg, struct json_object *o, cons
     TRY(jf_str(o, "drive_id", true, &id, err, errlen));
     TRY(check_path_id("drive_id", id, path_id, err, errlen));
     TRY(jf_str(o, "path_on_host", false, &path, err, errlen));
-    TRY(jf_rate_limiter(o, "rate_limiter", err, errlen));
+    TRY(jf_rate_limiter(o, "rate_limiter", rl, rl_set, err, errlen));
     bool found = false;
     for (unsigned i = 0; i < cfg->ndrives; i++)
         found |= strcmp(cfg->drive[i].id, id) == 0;
@@ -265,8 +267,9 @@ int cfgjson_net(struct vm_config *cfg, struct json_object *o, const char *path_i
     uint64_t mtu;
     TRY(jf_uint(o, "mtu", false, 68, 65535, &has_mtu, &mtu, err, errlen));
     TRY(jf_unsupported(o, "mtu", NULL, err, errlen));
-    TRY(jf_rate_limiter(o, "rx_rate_limiter", err, errlen));
-    TRY(jf_rate_limiter(o, "tx_rate_limiter", err, errlen));
+    unsigned rl_set;
+    TRY(jf_rate_limiter(o, "rx_rate_limiter", &n.rx_rl, &rl_set, err, errlen));
+    TRY(jf_rate_limiter(o, "tx_rate_limiter", &n.tx_rl, &rl_set, err, errlen));
     if (!tap[0] || strchr(tap, '/')) {
         snprintf(err, errlen, "field 'host_dev_name' is not a valid interface name");
         return -EINVAL;
@@ -305,6 +308,32 @@ int cfgjson_net(struct vm_config *cfg, struct json_object *o, const char *path_i
     return 0;
 }
 
+int cfgjson_net_patch(const struct vm_config *cfg, struct json_object *o, const char *path_id,
+                      struct rl_config rl[2], unsigned rl_set[2], char *err, size_t errlen)
+{
+    static const char *const known[] = {"iface_id", "rx_rate_limiter", "tx_rate_limiter", NULL};
+    TRY(jf_object(o, "network interface", err, errlen));
+    TRY(jf_known(o, known, err, errlen));
+    const char *id;
+    TRY(jf_str(o, "iface_id", true, &id, err, errlen));
+    TRY(check_path_id("iface_id", id, path_id, err, errlen));
+    TRY(jf_rate_limiter(o, "rx_rate_limiter", &rl[0], &rl_set[0], err, errlen));
+    TRY(jf_rate_limiter(o, "tx_rate_limiter", &rl[1], &rl_set[1], err, errlen));
+    for (unsigned i = 0; i < cfg->nnets; i++)
+        if (strcmp(cfg->net[i].id, id) == 0)
+            return 0;
+    snprintf(err, errlen, "no network interface with id '%s'", id);
+    return -EINVAL;
+}
+
+void cfgjson_rl_merge(struct rl_config *dst, const struct rl_config *src, unsigned set)
+{
+    if (set & RL_SET_BANDWIDTH)
+        dst->bandwidth = src->bandwidth;
+    if (set & RL_SET_OPS)
+        dst->ops = src->ops;
+}
+
 int cfgjson_vsock(struct vsock_config *out, struct json_object *o, char *err, size_t errlen)
 {
     static const char *const known[] = {"guest_cid", "uds_path", "vsock_id", NULL};
@@ -337,8 +366,11 @@ int cfgjson_entropy(struct vm_config *cfg, struct json_object *o, char *err, siz
     static const char *const known[] = {"rate_limiter", NULL};
     TRY(jf_object(o, "entropy", err, errlen));
     TRY(jf_known(o, known, err, errlen));
-    TRY(jf_rate_limiter(o, "rate_limiter", err, errlen));
+    struct rl_config rl;
+    unsigned rl_set;
+    TRY(jf_rate_limiter(o, "rate_limiter", &rl, &rl_set, err, errlen));
     cfg->entropy = true;
+    cfg->entropy_rl = rl;
     return 0;
 }
 

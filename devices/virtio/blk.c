@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "vmm/clock.h"
 #include "vmm/log.h"
 
 /* Config space we expose: everything up to (not including) the secure-erase fields. */
@@ -150,8 +151,9 @@ static void blk_config_read(struct virtio_dev *d, uint32_t off, uint8_t *data, u
 
 static void blk_queue_notify(struct virtio_dev *d, unsigned q)
 {
-    if (q == 0)
-        blk_process_queue(blk_of(d));
+    struct blk *b = blk_of(d);
+    if (q == 0 && !b->throttled) /* throttled: the limiter's timer comes back to the queue */
+        blk_process_queue(b);
 }
 
 static void blk_reset(struct virtio_dev *d)
@@ -184,6 +186,8 @@ static void blk_resume(struct virtio_dev *d)
     struct blk *b = blk_of(d);
     pthread_mutex_lock(&d->lock);
     b->paused = false;
+    if (b->throttled) /* its timer may have fired during the pause and found the device paused */
+        rl_timer_arm(&b->rl_timer, 1);
     pthread_mutex_unlock(&d->lock);
 }
 
@@ -208,6 +212,7 @@ static void blk_destroy(struct virtio_dev *d)
         return;
     if (b->ev_fd >= 0)
         loop_del(d->loop, b->ev_fd);
+    rl_timer_fini(&b->rl_timer, d->loop);
     blk_free(b);
     d->priv = NULL;
 }
@@ -221,6 +226,7 @@ int blk_create(struct virtio_dev *d, const struct drive_config *cfg, const struc
         return -ENOMEM;
     }
     b->ev_fd = -1;
+    b->rl_timer.fd = -1;
     b->d = d;
     snprintf(b->id, sizeof(b->id), "%s", cfg->id);
     b->read_only = cfg->read_only;
@@ -273,6 +279,14 @@ int blk_create(struct virtio_dev *d, const struct drive_config *cfg, const struc
         virtio_dev_destroy(d); /* calls blk_destroy, which frees b */
         return rc;
     }
+    rl_set(&b->rl, &cfg->rl, RL_SET_BANDWIDTH | RL_SET_OPS, clock_now_ns());
+    rc = rl_timer_init(&b->rl_timer, loop, blk_rl_event, b);
+    if (rc < 0) {
+        snprintf(err, errlen, "drive %s: cannot create the rate limiter's timer: %s", b->id,
+                 strerror(-rc));
+        virtio_dev_destroy(d);
+        return rc;
+    }
     log_info("drive %s: %s, %llu sectors%s%s", b->id, cfg->path,
              (unsigned long long)b->capacity_sectors, b->read_only ? ", read-only" : "",
              b->direct ? ", O_DIRECT" : "");
@@ -314,6 +328,17 @@ int blk_swap_backing(struct virtio_dev *d, const char *path, char *err, size_t e
     log_info("drive %s: backing file now %s, %llu sectors", b->id, path,
              (unsigned long long)k.capacity_sectors);
     return 0;
+}
+
+void blk_set_rate_limit(struct virtio_dev *d, const struct rl_config *rl, unsigned set)
+{
+    struct blk *b = blk_of(d);
+    pthread_mutex_lock(&d->lock);
+    rl_set(&b->rl, rl, set, clock_now_ns());
+    if (b->throttled)
+        rl_timer_arm(&b->rl_timer, 1); /* look at the deferred request under the new limits */
+    pthread_mutex_unlock(&d->lock);
+    log_info("drive %s: rate limiter updated", b->id);
 }
 
 uint64_t blk_capacity_sectors(struct virtio_dev *d)

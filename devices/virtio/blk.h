@@ -70,6 +70,12 @@ int blk_create(struct virtio_dev *d, const struct drive_config *cfg, const struc
  */
 int blk_swap_backing(struct virtio_dev *d, const char *path, char *err, size_t errlen);
 
+/*
+ * PATCH /drives rate_limiter: set the buckets of rl named in set (RL_SET_*), full; a request
+ * deferred by the old limits is looked at again. Loop thread; takes d->lock.
+ */
+void blk_set_rate_limit(struct virtio_dev *d, const struct rl_config *rl, unsigned set);
+
 /* Current capacity in 512-byte sectors. */
 uint64_t blk_capacity_sectors(struct virtio_dev *d);
 

@@ -1,6 +1,7 @@
 /* virtio-blk I/O: a restricted io_uring per drive; requests in, completions to the used ring. */
 #include "devices/virtio/blk_priv.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <linux/falloc.h>
 #include <linux/virtio_blk.h>
@@ -190,6 +191,35 @@ static bool start_io(struct blk *b, const struct blk_req *r, uint16_t head)
     return true;
 }
 
+/* Bytes a request moves, for the bandwidth bucket: the data of a read or write (the chain less
+ * its 16-byte header and status byte); 0 for the other types. */
+static uint64_t rl_bytes(const struct virtq_chain *c)
+{
+    uint32_t type = 0;
+    if (virtq_chain_read(c, 0, &type, sizeof(type)) != sizeof(type))
+        return 0;
+    type = le32toh(type);
+    if (type != VIRTIO_BLK_T_IN && type != VIRTIO_BLK_T_OUT)
+        return 0;
+    uint64_t total = c->out_len + c->in_len;
+    return total > 17 ? total - 17 : 0;
+}
+
+/* True if the rate limiter lets chain c go now; else c goes back to the ring and the timer is
+ * armed for when the buckets can pay for it. */
+static bool rl_admit(struct blk *b, const struct virtq_chain *c)
+{
+    if (!rl_enabled(&b->rl))
+        return true;
+    uint64_t now = clock_now_ns(), bytes = rl_bytes(c);
+    if (rl_consume(&b->rl, now, bytes, 1))
+        return true;
+    virtq_unpop(&b->d->vq[0]);
+    b->throttled = true;
+    rl_timer_arm(&b->rl_timer, rl_wait_ns(&b->rl, now, bytes, 1));
+    return false;
+}
+
 /* Handle one chain. Returns true if it was completed (pushed) at once. */
 static bool handle_chain(struct blk *b, const struct virtq_chain *c)
 {
@@ -242,6 +272,8 @@ void blk_process_queue(struct blk *b)
             virtio_set_needs_reset(d, "virtio-blk: malformed descriptor chain");
             break;
         }
+        if (!rl_admit(b, &b->chain))
+            break;
         pushed |= handle_chain(b, &b->chain);
     }
     io_uring_submit(&b->ring);
@@ -349,6 +381,18 @@ int blk_drain_within(struct blk *b, unsigned timeout_ms)
 {
     /* At least 1 ns: a deadline of 0 means none. */
     return drain_until(b, clock_now_ns() + (uint64_t)timeout_ms * 1000000u + 1);
+}
+
+void blk_rl_event(void *opaque, uint32_t events)
+{
+    struct blk *b = opaque;
+    rl_timer_ack(&b->rl_timer);
+    pthread_mutex_lock(&b->d->lock);
+    if (!b->paused) { /* paused: blk_resume arms the timer again */
+        b->throttled = false;
+        blk_process_queue(b);
+    }
+    pthread_mutex_unlock(&b->d->lock);
 }
 
 void blk_ring_event(void *opaque, uint32_t events)

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "devices/virtio/blk.h"
+#include "devices/virtio/ratelimit.h"
 
 /* Fixed-file slots in the ring: the main fd and a page-cached fd for misaligned O_DIRECT I/O. */
 #define BLK_FIXED_MAIN     0
@@ -48,6 +49,12 @@ struct blk {
     bool zero_range_unsupported;
     unsigned inflight;
 
+    /* rate_limiter: a request the buckets cannot pay for stays in the avail ring (unpopped)
+     * and throttled holds off kicks until rl_timer fires; nothing is in flight for it. */
+    struct rate_limiter rl;
+    struct rl_timer rl_timer;
+    bool throttled;
+
     struct virtq_chain chain; /* scratch for virtq_pop */
     struct blk_req req;       /* scratch for blk_parse_request */
     struct blk_slot slot[BLK_QUEUE_SIZE];
@@ -72,6 +79,9 @@ void blk_drain(struct blk *b);
  * d->lock held.
  */
 int blk_drain_within(struct blk *b, unsigned timeout_ms);
+
+/* Loop callback for the rate limiter's timer: the buckets may pay for the next request now. */
+void blk_rl_event(void *opaque, uint32_t events);
 
 /* Loop callback for the ring's eventfd. */
 void blk_ring_event(void *opaque, uint32_t events);

@@ -3,7 +3,8 @@ BLK_OBJS := devices/virtio/blk.o devices/virtio/blk_io.o devices/virtio/blk_req.
 NET_OBJS := devices/virtio/net.o devices/virtio/net_rx.o devices/virtio/tap.o
 VMM_OBJS += $(BLK_OBJS) $(NET_OBJS)
 
-BLKNET_CORE_OBJS := devices/virtio/virtq.o devices/virtio/mmio.o vmm/mem.o vmm/loop.o vmm/log.o
+BLKNET_CORE_OBJS := devices/virtio/virtq.o devices/virtio/mmio.o vmm/mem.o vmm/loop.o vmm/log.o \
+                    devices/virtio/ratelimit.o
 
 $(eval $(call unit_test,test_blk,$(BLK_OBJS) $(BLKNET_CORE_OBJS),-luring))
 $(eval $(call unit_test,test_net,$(NET_OBJS) $(BLKNET_CORE_OBJS) vmm/seccomp.o,-lseccomp))

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "devices/virtio/tap.h"
+#include "vmm/clock.h"
 #include "vmm/log.h"
 
 #define NET_CONFIG_SIZE 10 /* mac, status, max_virtqueue_pairs */
@@ -126,13 +127,29 @@ int net_tx_iov(const struct virtq_chain *c, const uint8_t hdr[NET_HDR_LEN], stru
     return n;
 }
 
+/* True if the TX limiter lets frame c go now; else c goes back to the ring and the timer is
+ * armed for when the buckets can pay for it. */
+static bool tx_admit(struct net *n, const struct virtq_chain *c)
+{
+    if (!rl_enabled(&n->tx_rl))
+        return true;
+    uint64_t now = clock_now_ns();
+    uint64_t bytes = c->out_len > NET_HDR_LEN ? c->out_len - NET_HDR_LEN : 0;
+    if (rl_consume(&n->tx_rl, now, bytes, 1))
+        return true;
+    virtq_unpop(&n->d->vq[NET_TXQ]);
+    n->tx_throttled = true;
+    rl_timer_arm(&n->rl_timer, rl_wait_ns(&n->tx_rl, now, bytes, 1));
+    return false;
+}
+
 /* Send TX chains to the back-end until the queue is empty or the back-end is full. */
 static void tx_process(struct net *n)
 {
     struct virtio_dev *d = n->d;
     struct virtq *q = &d->vq[NET_TXQ];
     bool pushed = false;
-    while (net_running(n) && !n->broken && q->ready && !n->tx_blocked) {
+    while (net_running(n) && !n->broken && q->ready && !n->tx_blocked && !n->tx_throttled) {
         struct virtq_chain *c = &n->tx_chain;
         if (!n->tx_pending) {
             int rc = virtq_pop(q, c);
@@ -142,6 +159,8 @@ static void tx_process(struct net *n)
                 virtio_set_needs_reset(d, "virtio-net: malformed TX chain");
                 break;
             }
+            if (!tx_admit(n, c))
+                break;
             n->tx_pending = true;
         }
         /* The header is checked on a copy and the copy is what goes out (net_tx_iov). */
@@ -190,11 +209,39 @@ static void tap_event(void *opaque, uint32_t events)
     pthread_mutex_unlock(&n->d->lock);
 }
 
+/* The rate limiters' timer: whichever side was throttled may go on. */
+static void net_rl_event(void *opaque, uint32_t events)
+{
+    struct net *n = opaque;
+    rl_timer_ack(&n->rl_timer);
+    pthread_mutex_lock(&n->d->lock);
+    if (!n->paused) { /* paused: net_resume arms the timer again */
+        net_sync(n);
+        n->tx_throttled = false;
+        n->rx_throttled = false;
+        tx_process(n);
+        net_rx_process(n);
+        update_watch(n);
+    }
+    pthread_mutex_unlock(&n->d->lock);
+}
+
+void net_set_rate_limit(struct virtio_dev *d, bool tx, const struct rl_config *rl, unsigned set)
+{
+    struct net *n = net_of(d);
+    pthread_mutex_lock(&d->lock);
+    rl_set(tx ? &n->tx_rl : &n->rx_rl, rl, set, clock_now_ns());
+    if (n->tx_throttled || n->rx_throttled)
+        rl_timer_arm(&n->rl_timer, 1); /* look again under the new limits */
+    pthread_mutex_unlock(&d->lock);
+    log_info("%s: %s rate limiter updated", n->name, tx ? "tx" : "rx");
+}
+
 static void net_queue_notify(struct virtio_dev *d, unsigned q)
 {
     struct net *n = net_of(d);
     net_sync(n);
-    if (q == NET_RXQ)
+    if (q == NET_RXQ && !n->rx_throttled)
         net_rx_process(n); /* new RX buffers: pending or queued frames can flow again */
     else if (q == NET_TXQ)
         tx_process(n);
@@ -259,7 +306,10 @@ static void net_resume(struct virtio_dev *d)
     pthread_mutex_lock(&d->lock);
     n->paused = false;
     net_sync(n);
-    net_rx_process(n); /* re-arms EPOLLIN if the guest has buffers */
+    if (n->tx_throttled || n->rx_throttled) /* the timer may have fired during the pause */
+        rl_timer_arm(&n->rl_timer, 1);
+    else
+        net_rx_process(n); /* re-arms EPOLLIN if the guest has buffers */
     update_watch(n);
     pthread_mutex_unlock(&d->lock);
 }
@@ -280,6 +330,7 @@ static void net_destroy(struct virtio_dev *d)
         return;
     if (n->watched)
         loop_del(d->loop, n->fd);
+    rl_timer_fini(&n->rl_timer, d->loop);
     close(n->fd);
     free(n);
     d->priv = NULL;
@@ -297,6 +348,7 @@ int net_create_with_fd(struct virtio_dev *d, const struct net_config *cfg, int f
     }
     n->d = d;
     n->fd = fd;
+    n->rl_timer.fd = -1;
     n->is_tap = is_tap;
     snprintf(n->name, sizeof(n->name), "net %s (%s)", cfg->id, cfg->tap);
     if (cfg->has_mac) {
@@ -333,6 +385,16 @@ int net_create_with_fd(struct virtio_dev *d, const struct net_config *cfg, int f
         snprintf(err, errlen, "%s: virtio transport setup failed: %s", n->name, strerror(-rc));
         close(fd);
         free(n);
+        return rc;
+    }
+    uint64_t now = clock_now_ns();
+    rl_set(&n->rx_rl, &cfg->rx_rl, RL_SET_BANDWIDTH | RL_SET_OPS, now);
+    rl_set(&n->tx_rl, &cfg->tx_rl, RL_SET_BANDWIDTH | RL_SET_OPS, now);
+    rc = rl_timer_init(&n->rl_timer, loop, net_rl_event, n);
+    if (rc < 0) {
+        snprintf(err, errlen, "%s: cannot create the rate limiters' timer: %s", n->name,
+                 strerror(-rc));
+        virtio_dev_destroy(d); /* calls net_destroy: closes fd, frees n */
         return rc;
     }
     return 0;

@@ -54,4 +54,11 @@ int net_create_with_fd(struct virtio_dev *d, const struct net_config *cfg, int f
                        const struct guest_mem *mem, struct loop *loop, uint64_t mmio_base,
                        unsigned gsi, char *err, size_t errlen);
 
+/*
+ * PATCH /network-interfaces rx_rate_limiter (tx false) or tx_rate_limiter (tx true): set the
+ * buckets of rl named in set (RL_SET_*), full; a throttled side is looked at again. Loop thread;
+ * takes d->lock.
+ */
+void net_set_rate_limit(struct virtio_dev *d, bool tx, const struct rl_config *rl, unsigned set);
+
 #endif

@@ -3,6 +3,7 @@
 #define AMBER_DEVICES_VIRTIO_NET_PRIV_H
 
 #include "devices/virtio/net.h"
+#include "devices/virtio/ratelimit.h"
 
 struct net {
     struct virtio_dev *d;
@@ -28,6 +29,13 @@ struct net {
     /* TX chain popped but not yet accepted by the back-end. */
     bool tx_pending;
     struct virtq_chain tx_chain;
+
+    /* rx_rate_limiter and tx_rate_limiter. A TX chain the buckets cannot pay for goes back to
+     * the ring; RX leaves frames in the TAP while its buckets are empty and charges each frame
+     * once read. Either sets its throttled flag (no EPOLLIN, no TX kicks) until rl_timer. */
+    struct rate_limiter rx_rl, tx_rl;
+    struct rl_timer rl_timer;
+    bool rx_throttled, tx_throttled;
 
     /* RX frame read from the back-end, possibly partly placed into guest buffers. */
     bool rx_have;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "vmm/clock.h"
 #include "vmm/log.h"
 
 #define NET_RX_BUDGET 64 /* frames per call, so one busy TAP cannot starve the loop */
@@ -111,6 +112,16 @@ void net_rx_process(struct net *n)
                 n->rx_armed = false; /* no buffers: leave frames in the kernel queue */
                 break;
             }
+            uint64_t now = clock_now_ns();
+            if (rl_enabled(&n->rx_rl)) {
+                uint64_t wait = rl_wait_ns(&n->rx_rl, now, 1, 1);
+                if (wait) { /* frames stay in the TAP; no EPOLLIN until the timer */
+                    n->rx_throttled = true;
+                    n->rx_armed = false;
+                    rl_timer_arm(&n->rl_timer, wait);
+                    break;
+                }
+            }
             ssize_t len = read(n->fd, n->rx_buf, sizeof(n->rx_buf));
             if (len < 0) {
                 if (errno != EAGAIN && errno != EINTR) {
@@ -121,6 +132,7 @@ void net_rx_process(struct net *n)
             }
             if (len < NET_HDR_LEN)
                 continue; /* nothing a guest could use */
+            rl_charge(&n->rx_rl, now, (uint64_t)len - NET_HDR_LEN, 1);
             n->rx_have = true;
             n->rx_len = (uint32_t)len;
             n->rx_placed = 0;

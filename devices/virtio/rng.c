@@ -7,14 +7,38 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "devices/virtio/ratelimit.h"
+#include "vmm/clock.h"
 #include "vmm/log.h"
 
 /* Chains served per kick before yielding the loop to other work. */
 #define RNG_CHAINS_PER_KICK 64
 
 struct rng {
+    struct virtio_dev *d;
     struct virtq_chain chain; /* big (one iovec per possible descriptor): kept off the stack */
+    /* rate_limiter: a request the buckets cannot pay for goes back to the ring, and kicks are
+     * ignored (throttled) until the timer says they can. */
+    struct rate_limiter rl;
+    struct rl_timer rl_timer;
+    bool throttled;
+    bool paused;
 };
+
+/* True if the limiter lets chain c (bytes it would get) go now; else c goes back to the ring
+ * and the timer is armed for when the buckets can pay for it. */
+static bool rng_admit(struct rng *r, struct virtq *vq, uint64_t bytes)
+{
+    if (!rl_enabled(&r->rl))
+        return true;
+    uint64_t now = clock_now_ns();
+    if (rl_consume(&r->rl, now, bytes, 1))
+        return true;
+    virtq_unpop(vq);
+    r->throttled = true;
+    rl_timer_arm(&r->rl_timer, rl_wait_ns(&r->rl, now, bytes, 1));
+    return false;
+}
 
 /* Fill [p, p+len) with random bytes. Returns bytes written (short only if getrandom fails). */
 static size_t rng_fill(uint8_t *p, size_t len)
@@ -39,6 +63,8 @@ static void rng_queue_notify(struct virtio_dev *d, unsigned q)
     struct virtq *vq = &d->vq[q];
     bool pushed = false;
     unsigned served = 0;
+    if (r->throttled)
+        return; /* the limiter's timer comes back to the queue */
 
     for (;;) {
         if (served == RNG_CHAINS_PER_KICK) {
@@ -58,6 +84,9 @@ static void rng_queue_notify(struct virtio_dev *d, unsigned q)
             break;
         uint32_t written = 0;
         const struct virtq_chain *c = &r->chain;
+        if (!rng_admit(r, vq,
+                       c->in_len < RNG_MAX_REQUEST_BYTES ? c->in_len : RNG_MAX_REQUEST_BYTES))
+            break;
         for (unsigned i = c->nout; i < c->nout + c->nin && written < RNG_MAX_REQUEST_BYTES; i++) {
             size_t want = c->iov[i].iov_len;
             if (want > RNG_MAX_REQUEST_BYTES - written)
@@ -78,19 +107,48 @@ static void rng_queue_notify(struct virtio_dev *d, unsigned q)
         virtio_notify_used(d, q);
 }
 
-/* Requests are served synchronously inside queue_notify, so nothing is ever in flight. */
+/* The limiter's timer: serve the queue again (queue 0, the only one). */
+static void rng_rl_event(void *opaque, uint32_t events)
+{
+    struct rng *r = opaque;
+    rl_timer_ack(&r->rl_timer);
+    pthread_mutex_lock(&r->d->lock);
+    if (!r->paused) { /* paused: rng_resume arms the timer again */
+        r->throttled = false;
+        if (r->d->vq[0].ready)
+            rng_queue_notify(r->d, 0);
+    }
+    pthread_mutex_unlock(&r->d->lock);
+}
+
+/* Requests are served synchronously inside queue_notify, and a deferred one is still in the
+ * ring, so nothing is ever in flight. */
 static int rng_quiesce(struct virtio_dev *d, unsigned timeout_ms)
 {
+    struct rng *r = d->priv;
+    pthread_mutex_lock(&d->lock);
+    r->paused = true;
+    pthread_mutex_unlock(&d->lock);
     return 0;
 }
 
 static void rng_resume(struct virtio_dev *d)
 {
+    struct rng *r = d->priv;
+    pthread_mutex_lock(&d->lock);
+    r->paused = false;
+    if (r->throttled) /* its timer may have fired during the pause */
+        rl_timer_arm(&r->rl_timer, 1);
+    pthread_mutex_unlock(&d->lock);
 }
 
 static void rng_destroy(struct virtio_dev *d)
 {
-    free(d->priv);
+    struct rng *r = d->priv;
+    if (!r)
+        return;
+    rl_timer_fini(&r->rl_timer, d->loop);
+    free(r);
     d->priv = NULL;
 }
 
@@ -111,10 +169,26 @@ int rng_create(struct virtio_dev *d, const struct guest_mem *mem, struct loop *l
     struct rng *r = calloc(1, sizeof(*r));
     if (!r)
         return -ENOMEM;
+    r->d = d;
+    r->rl_timer.fd = -1;
     int err = virtio_dev_init(d, &rng_ops, r, mem, loop, mmio_base, gsi);
     if (err) {
         free(r);
         return err;
     }
+    return 0;
+}
+
+int rng_set_rate_limit(struct virtio_dev *d, const struct rl_config *rl)
+{
+    struct rng *r = d->priv;
+    if (r->rl_timer.fd < 0) {
+        int err = rl_timer_init(&r->rl_timer, d->loop, rng_rl_event, r);
+        if (err)
+            return err;
+    }
+    pthread_mutex_lock(&d->lock);
+    rl_set(&r->rl, rl, RL_SET_BANDWIDTH | RL_SET_OPS, clock_now_ns());
+    pthread_mutex_unlock(&d->lock);
     return 0;
 }

@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 
+#include "config/config.h"
 #include "devices/virtio/virtio.h"
 
 /* Largest number of bytes given to one request; the rest of a bigger buffer stays unused. */
@@ -17,5 +18,12 @@
  */
 int rng_create(struct virtio_dev *d, const struct guest_mem *mem, struct loop *loop,
                uint64_t mmio_base, unsigned gsi);
+
+/*
+ * Limit d (from rng_create) by rl, PUT /entropy's rate_limiter: requests the buckets cannot
+ * pay for wait in the ring for a timer. The first call creates that timer on d's loop (before
+ * seccomp: it makes an fd). Loop thread. Returns 0 or -errno.
+ */
+int rng_set_rate_limit(struct virtio_dev *d, const struct rl_config *rl);
 
 #endif

@@ -280,6 +280,11 @@ int virtq_pop(struct virtq *q, struct virtq_chain *c)
     return 1;
 }
 
+void virtq_unpop(struct virtq *q)
+{
+    q->last_avail--;
+}
+
 int virtq_push_elem(struct virtq *q, uint16_t head, uint32_t written)
 {
     if (!ring_sane(q) || head >= q->size) {

@@ -64,6 +64,13 @@ void virtq_reset(struct virtq *q);
 int virtq_pop(struct virtq *q, struct virtq_chain *c);
 
 /*
+ * Give back the chain the last virtq_pop returned, unused: the next virtq_pop walks it again
+ * (from the guest's memory, checked anew). For a device that defers a request it popped, such
+ * as a rate-limited one; nothing of the chain may have been pushed or kept.
+ */
+void virtq_unpop(struct virtq *q);
+
+/*
  * Write a used element (head, written bytes) without publishing it: the driver cannot see it
  * until virtq_publish. Use it for entries that must appear together (the buffers of one merged
  * RX frame) or to batch many completions behind one index store. Every element written must

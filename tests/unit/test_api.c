@@ -25,6 +25,11 @@ struct mock {
     char swap_id[80], swap_path[256], bind_path[128];
     int stops;
     char stop_why[128];
+    int rls; /* rate_limit calls, and the last one's arguments */
+    enum api_rl_target rl_target;
+    char rl_id[80];
+    struct rl_config rl;
+    unsigned rl_set;
 };
 
 static int m_start(void *ctx, const struct vm_config *cfg, char *err, size_t n)
@@ -72,6 +77,17 @@ static void m_stop(void *ctx, const char *why)
     m->stops++;
     snprintf(m->stop_why, sizeof(m->stop_why), "%s", why);
 }
+static int m_rl(void *ctx, enum api_rl_target t, const char *id, const struct rl_config *rl,
+                unsigned set, char *err, size_t n)
+{
+    struct mock *m = ctx;
+    m->rls++;
+    m->rl_target = t;
+    snprintf(m->rl_id, sizeof(m->rl_id), "%s", id);
+    m->rl = *rl;
+    m->rl_set = set;
+    return 0;
+}
 static void m_metrics(void *ctx, struct json_object *out)
 {
     json_object_object_add(out, "mock", json_object_new_int(1));
@@ -89,8 +105,8 @@ struct fix {
 static int setup(void **state)
 {
     struct fix *f = calloc(1, sizeof(*f));
-    f->be = (struct api_backend){&f->m,  m_start,   m_pause, m_resume, m_cad, m_swap,
-                                 m_bind, m_metrics, NULL,    NULL,     m_stop};
+    f->be = (struct api_backend){&f->m,  m_start,   m_pause, m_resume, m_cad,  m_swap,
+                                 m_bind, m_metrics, NULL,    NULL,     m_stop, m_rl};
     f->cfg.vcpus = 1;
     f->cfg.mem_mib = 128;
     snprintf(f->cfg.id, sizeof(f->cfg.id), "sbx1");
@@ -320,6 +336,89 @@ static void test_configure_and_start(void **state)
                      204);
     assert_int_equal(req(f, "PUT", "/actions", "{\"action_type\":\"SendCtrlAltDel\"}"), 204);
     assert_int_equal(f->m.cads, 1);
+}
+
+/* PATCH of a drive's or interface's rate limiters after boot: every bucket field is checked
+ * before the back end hears of it, and what it accepted lands in GET /vm/config. */
+static void test_patch_rate_limiters(void **state)
+{
+    struct fix *f = *state;
+    assert_int_equal(req(f, "PUT", "/drives/d1",
+                         "{\"drive_id\":\"d1\",\"path_on_host\":\"/d1\",\"is_root_device\":false,"
+                         "\"rate_limiter\":{\"ops\":{\"size\":100,\"refill_time\":1000}}}"),
+                     204);
+    assert_int_equal(f->cfg.drive[0].rl.ops.size, 100);
+    assert_int_equal(req(f, "PUT", "/network-interfaces/eth0",
+                         "{\"iface_id\":\"eth0\",\"host_dev_name\":\"tap0\"}"),
+                     204);
+    start_vm(f);
+    /* Only the named bucket changes; ops stays as PUT set it. */
+    assert_int_equal(req(f, "PATCH", "/drives/d1",
+                         "{\"drive_id\":\"d1\",\"rate_limiter\":{\"bandwidth\":{\"size\":1048576,"
+                         "\"one_time_burst\":0,\"refill_time\":1000}}}"),
+                     204);
+    assert_int_equal(f->m.rls, 1);
+    assert_int_equal(f->m.rl_target, API_RL_DRIVE);
+    assert_string_equal(f->m.rl_id, "d1");
+    assert_int_equal(f->m.rl_set, RL_SET_BANDWIDTH);
+    assert_int_equal(f->m.rl.bandwidth.size, 1048576);
+    assert_int_equal(f->cfg.drive[0].rl.bandwidth.size, 1048576);
+    assert_int_equal(f->cfg.drive[0].rl.bandwidth.refill_time_ms, 1000);
+    assert_int_equal(f->cfg.drive[0].rl.ops.size, 100);
+    assert_int_equal(f->m.swaps, 0);
+    /* A limiter that names nothing changes nothing and calls nobody. */
+    assert_int_equal(req(f, "PATCH", "/drives/d1", "{\"drive_id\":\"d1\",\"rate_limiter\":{}}"),
+                     204);
+    assert_int_equal(f->m.rls, 1);
+    /* Interfaces: rx and tx go to their own limiter. */
+    assert_int_equal(req(f, "PATCH", "/network-interfaces/eth0",
+                         "{\"iface_id\":\"eth0\",\"tx_rate_limiter\":{\"ops\":{\"size\":5,"
+                         "\"refill_time\":10}}}"),
+                     204);
+    assert_int_equal(f->m.rls, 2);
+    assert_int_equal(f->m.rl_target, API_RL_NET_TX);
+    assert_int_equal(f->cfg.net[0].tx_rl.ops.size, 5);
+    assert_int_equal(f->cfg.net[0].rx_rl.ops.size, 0);
+    /* GET /vm/config shows them. */
+    assert_int_equal(req(f, "GET", "/vm/config", NULL), 200);
+    struct json_object *drives, *rl, *bw, *size;
+    assert_true(json_object_object_get_ex(f->json, "drives", &drives));
+    assert_true(
+        json_object_object_get_ex(json_object_array_get_idx(drives, 0), "rate_limiter", &rl));
+    assert_true(json_object_object_get_ex(rl, "bandwidth", &bw));
+    assert_true(json_object_object_get_ex(bw, "size", &size));
+    assert_int_equal(json_object_get_int64(size), 1048576);
+    /* Hostile values: one 400 each, naming the field, and the back end never called. */
+    static const char *const bad[] = {
+        "{\"drive_id\":\"d1\",\"rate_limiter\":5}",
+        "{\"drive_id\":\"d1\",\"rate_limiter\":[]}",
+        "{\"drive_id\":\"d1\",\"rate_limiter\":{\"bandwidth\":{\"size\":-1,\"refill_time\":1}}}",
+        "{\"drive_id\":\"d1\",\"rate_limiter\":{\"bandwidth\":{\"size\":1.5,\"refill_time\":1}}}",
+        "{\"drive_id\":\"d1\",\"rate_limiter\":{\"bandwidth\":{\"size\":\"1\",\"refill_time\":1}}}",
+        "{\"drive_id\":\"d1\",\"rate_limiter\":{\"ops\":{\"size\":1,\"refill_time\":true}}}",
+        "{\"drive_id\":\"d1\",\"rate_limiter\":{\"ops\":{\"size\":1}}}",
+        "{\"drive_id\":\"d1\",\"rate_limiter\":{\"ops\":{\"refill_time\":1}}}",
+        "{\"drive_id\":\"d1\",\"rate_limiter\":{\"ops\":{\"size\":1,\"refill_time\":1,\"x\":1}}}",
+        "{\"drive_id\":\"d1\",\"rate_limiter\":{\"ops\":{\"size\":1,\"refill_time\":1,"
+        "\"one_time_burst\":-5}}}",
+        "{\"drive_id\":\"d1\",\"rate_limiter\":{\"ops\":{\"size\":18446744073709551615,"
+        "\"refill_time\":1}}}",
+        "{\"drive_id\":\"d1\",\"rate_limiter\":{\"ops\":{\"size\":1,\"refill_time\":3600001}}}",
+        "{\"drive_id\":\"d1\",\"rate_limiter\":{\"ops\":[]}}",
+        "{\"drive_id\":\"d1\",\"rate_limiter\":{\"iops\":{\"size\":1,\"refill_time\":1}}}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(req(f, "PATCH", "/drives/d1", bad[i]), 400);
+        assert_non_null(strstr(fault(f), "rate_limiter"));
+    }
+    assert_int_equal(req(f, "PATCH", "/network-interfaces/eth0",
+                         "{\"iface_id\":\"eth0\",\"rx_rate_limiter\":{\"bandwidth\":{\"size\":"
+                         "1099511627777,\"refill_time\":1}}}"),
+                     400);
+    assert_non_null(strstr(fault(f), "rx_rate_limiter.bandwidth"));
+    assert_int_equal(req(f, "PATCH", "/network-interfaces/eth9", "{\"iface_id\":\"eth9\"}"), 400);
+    assert_int_equal(f->m.rls, 2);
+    assert_int_equal(f->cfg.drive[0].rl.bandwidth.size, 1048576);
 }
 
 static void test_patch_vm_idempotent(void **state)
@@ -787,6 +886,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_router_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_before_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_configure_and_start, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_patch_rate_limiters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_patch_vm_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sandbox_routes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout_route, setup, teardown),

@@ -20,6 +20,7 @@
 #include "devices/virtio/blk.h"
 #include "devices/virtio/blk_priv.h"
 #include "devices/virtio/virtio.h"
+#include "vmm/clock.h"
 #include "vmm/loop.h"
 #include "vmm/mem.h"
 
@@ -553,6 +554,43 @@ static void test_quiesce_waits(void **state)
     assert_true(irq_pending(e));
 }
 
+/*
+ * A drive's rate_limiter (64 KiB per 100 ms): a read the bucket cannot pay for stays in the
+ * ring, a pause meanwhile finds nothing in flight, and it completes once the bucket refills;
+ * the limits change live (PATCH /drives): a read waiting on an hour-long refill goes as soon as
+ * the limit is lifted.
+ */
+static void test_rate_limited(void **state)
+{
+    struct env *e = *state;
+    assert_int_equal(env_open(e, false, false), 0);
+    struct rl_config rl = {.bandwidth = {.size = 65536, .refill_time_ms = 100}};
+    blk_set_rate_limit(&e->d, &rl, RL_SET_BANDWIDTH);
+    assert_int_equal(rw(e, VIRTIO_BLK_T_IN, 0, G_DATA, 65536), VIRTIO_BLK_S_OK); /* full */
+
+    uint64_t t0 = clock_now_ns();
+    build(e, VIRTIO_BLK_T_IN, 0, G_DATA, 65536, true);
+    kick(e);
+    loop_run_once(&e->loop, 0);
+    assert_int_equal(get16(e, G_USED + 2), e->used_seen); /* deferred */
+    virtio_dev_quiesce(&e->d);                            /* nothing in flight to wait for */
+    virtio_dev_resume(&e->d);
+    assert_int_equal(wait_used(e), VIRTIO_BLK_S_OK);
+    assert_true(clock_now_ns() - t0 >= 50000000ULL); /* it had to wait for tokens */
+
+    rl.bandwidth.refill_time_ms = 3600000; /* a fresh, full bucket, then an hour per 64 KiB */
+    blk_set_rate_limit(&e->d, &rl, RL_SET_BANDWIDTH);
+    assert_int_equal(rw(e, VIRTIO_BLK_T_IN, 0, G_DATA, 65536), VIRTIO_BLK_S_OK);
+    build(e, VIRTIO_BLK_T_IN, 0, G_DATA, 65536, true);
+    kick(e);
+    for (int i = 0; i < 5; i++)
+        loop_run_once(&e->loop, 10);
+    assert_int_equal(get16(e, G_USED + 2), e->used_seen);
+    struct rl_config none = {0};
+    blk_set_rate_limit(&e->d, &none, RL_SET_BANDWIDTH | RL_SET_OPS);
+    assert_int_equal(wait_used(e), VIRTIO_BLK_S_OK);
+}
+
 static uint64_t now_ms(void)
 {
     struct timespec ts;
@@ -751,6 +789,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_read_only_and_truncated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_direct_misaligned, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quiesce_waits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rate_limited, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quiesce_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_swap_backing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),

@@ -204,7 +204,7 @@ static void test_drives(void **state)
         "{\"drive_id\":\"x\",\"path_on_host\":\"/r\",\"is_root_device\":false,"
         "\"io_engine\":\"Uring\"}",
         "{\"drive_id\":\"x\",\"path_on_host\":\"/r\",\"is_root_device\":false,"
-        "\"rate_limiter\":{\"bandwidth\":{\"size\":1,\"refill_time\":1}}}",
+        "\"rate_limiter\":{\"bandwidth\":{\"size\":1}}}",
         "{\"drive_id\":\"x\",\"path_on_host\":\"/r\",\"is_root_device\":false,"
         "\"socket\":\"/s\"}",
     };
@@ -229,16 +229,21 @@ static void test_drives(void **state)
                      -ENOSPC);
     /* PATCH validation. */
     char path[CONFIG_PATH_MAX];
+    struct rl_config rl;
+    unsigned rl_set;
     struct json_object *o = json_tokener_parse("{\"drive_id\":\"d1\",\"path_on_host\":\"/new\"}");
-    assert_int_equal(cfgjson_drive_patch(c, o, "d1", path, err, sizeof(err)), 0);
+    assert_int_equal(cfgjson_drive_patch(c, o, "d1", path, &rl, &rl_set, err, sizeof(err)), 0);
     assert_string_equal(path, "/new");
-    assert_int_equal(cfgjson_drive_patch(c, o, "d2", path, err, sizeof(err)), -EINVAL);
+    assert_int_equal(cfgjson_drive_patch(c, o, "d2", path, &rl, &rl_set, err, sizeof(err)),
+                     -EINVAL);
     json_object_put(o);
     o = json_tokener_parse("{\"drive_id\":\"nope\",\"path_on_host\":\"/new\"}");
-    assert_int_equal(cfgjson_drive_patch(c, o, "nope", path, err, sizeof(err)), -EINVAL);
+    assert_int_equal(cfgjson_drive_patch(c, o, "nope", path, &rl, &rl_set, err, sizeof(err)),
+                     -EINVAL);
     json_object_put(o);
     o = json_tokener_parse("{\"drive_id\":\"d1\",\"is_read_only\":true}");
-    assert_int_equal(cfgjson_drive_patch(c, o, "d1", path, err, sizeof(err)), -EINVAL);
+    assert_int_equal(cfgjson_drive_patch(c, o, "d1", path, &rl, &rl_set, err, sizeof(err)),
+                     -EINVAL);
     json_object_put(o);
     free(c);
 }
@@ -312,9 +317,158 @@ static void test_vsock_entropy(void **state)
     assert_int_equal(run(cfgjson_entropy, c, "{\"rate_limiter\":null}", err), 0);
     assert_int_equal(run(cfgjson_entropy, c,
                          "{\"rate_limiter\":{\"ops\":{\"size\":1,\"refill_time\":100}}}", err),
+                     0);
+    assert_int_equal(c->entropy_rl.ops.size, 1);
+    assert_int_equal(c->entropy_rl.ops.refill_time_ms, 100);
+    assert_int_equal(run(cfgjson_entropy, c,
+                         "{\"rate_limiter\":{\"ops\":{\"size\":-1,\"refill_time\":100}}}", err),
                      -EINVAL);
-    assert_non_null(strstr(err, "rate_limiter"));
+    assert_non_null(strstr(err, "rate_limiter.ops"));
+    assert_int_equal(c->entropy_rl.ops.size, 1); /* a refused PUT changes nothing */
     assert_int_equal(run(cfgjson_entropy, c, "{\"foo\":1}", err), -EINVAL);
+    free(c);
+}
+
+/* jf_rate_limiter on {"rl": TEXT}: its return, *out and *set. */
+static int parse_rl(const char *text, struct rl_config *out, unsigned *set, char *err)
+{
+    char doc[512];
+    snprintf(doc, sizeof(doc), "{\"rl\":%s}", text);
+    struct json_object *o = json_tokener_parse(doc);
+    assert_non_null(o);
+    int e = jf_rate_limiter(o, "rl", out, set, err, 256);
+    json_object_put(o);
+    return e;
+}
+
+static void test_rate_limiter(void **state)
+{
+    char err[256];
+    struct rl_config rl;
+    unsigned set;
+    /* Absent, null and {} mean no limit and name no bucket. */
+    struct json_object *o = json_tokener_parse("{}");
+    assert_int_equal(jf_rate_limiter(o, "rl", &rl, &set, err, sizeof(err)), 0);
+    json_object_put(o);
+    assert_int_equal(set, 0);
+    assert_int_equal(parse_rl("null", &rl, &set, err), 0);
+    assert_int_equal(set, 0);
+    assert_int_equal(parse_rl("{}", &rl, &set, err), 0);
+    assert_int_equal(set, 0);
+    assert_int_equal(parse_rl("{\"bandwidth\":null,\"ops\":null}", &rl, &set, err), 0);
+    assert_int_equal(set, 0);
+    /* Both buckets, every field. */
+    assert_int_equal(parse_rl("{\"bandwidth\":{\"size\":1048576,\"one_time_burst\":4096,"
+                              "\"refill_time\":1000},\"ops\":{\"size\":100,\"refill_time\":10}}",
+                              &rl, &set, err),
+                     0);
+    assert_int_equal(set, RL_SET_BANDWIDTH | RL_SET_OPS);
+    assert_int_equal(rl.bandwidth.size, 1048576);
+    assert_int_equal(rl.bandwidth.one_time_burst, 4096);
+    assert_int_equal(rl.bandwidth.refill_time_ms, 1000);
+    assert_int_equal(rl.ops.size, 100);
+    assert_int_equal(rl.ops.one_time_burst, 0);
+    assert_int_equal(rl.ops.refill_time_ms, 10);
+    /* One bucket; zeros (Firecracker's "disabled") and the bounds themselves are accepted. */
+    assert_int_equal(parse_rl("{\"ops\":{\"size\":0,\"refill_time\":0}}", &rl, &set, err), 0);
+    assert_int_equal(set, RL_SET_OPS);
+    assert_int_equal(parse_rl("{\"bandwidth\":{\"size\":1099511627776,\"one_time_burst\":"
+                              "1099511627776,\"refill_time\":3600000}}",
+                              &rl, &set, err),
+                     0);
+    assert_int_equal(rl.bandwidth.size, CONFIG_RL_SIZE_MAX);
+    /* Hostile values: each refused, naming where. */
+    static const struct {
+        const char *text, *names;
+    } bad[] = {
+        {"5", "'rl'"},
+        {"\"fast\"", "'rl'"},
+        {"[]", "'rl'"},
+        {"true", "'rl'"},
+        {"{\"iops\":{}}", "iops"},
+        {"{\"bandwidth\":5}", "rl.bandwidth"},
+        {"{\"bandwidth\":{}}", "size"},
+        {"{\"bandwidth\":{\"size\":1}}", "refill_time"},
+        {"{\"bandwidth\":{\"refill_time\":1}}", "size"},
+        {"{\"bandwidth\":{\"size\":-1,\"refill_time\":1}}", "size"},
+        {"{\"bandwidth\":{\"size\":1,\"refill_time\":-1}}", "refill_time"},
+        {"{\"bandwidth\":{\"size\":1,\"refill_time\":1,\"one_time_burst\":-1}}", "one_time_burst"},
+        {"{\"ops\":{\"size\":1.5,\"refill_time\":1}}", "size"},
+        {"{\"ops\":{\"size\":1e3,\"refill_time\":1}}", "size"},
+        {"{\"ops\":{\"size\":\"10\",\"refill_time\":1}}", "size"},
+        {"{\"ops\":{\"size\":null,\"refill_time\":1}}", "size"},
+        {"{\"ops\":{\"size\":1099511627777,\"refill_time\":1}}", "size"},
+        {"{\"ops\":{\"size\":9223372036854775807,\"refill_time\":1}}", "size"},
+        {"{\"ops\":{\"size\":18446744073709551615,\"refill_time\":1}}", "size"},
+        {"{\"ops\":{\"size\":99999999999999999999999,\"refill_time\":1}}", "size"},
+        {"{\"ops\":{\"size\":1,\"refill_time\":3600001}}", "refill_time"},
+        {"{\"ops\":{\"size\":1,\"refill_time\":1,\"one_time_burst\":1099511627777}}",
+         "one_time_burst"},
+        {"{\"ops\":{\"size\":1,\"refill_time\":1,\"burst\":1}}", "burst"},
+        {"{\"ops\":{\"size\":1,\"refill_time\":{}}}", "refill_time"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        rl.ops.size = 77;
+        set = 77;
+        int e = parse_rl(bad[i].text, &rl, &set, err);
+        if (e != -EINVAL || !strstr(err, bad[i].names))
+            fail_msg("%s: got %d '%s', wanted -EINVAL naming %s", bad[i].text, e, err,
+                     bad[i].names);
+        assert_int_equal(set, 0);
+        assert_int_equal(rl.ops.size, 0); /* nothing half-parsed is left behind */
+    }
+}
+
+static void test_rate_limiter_sections(void **state)
+{
+    struct vm_config *c = new_cfg();
+    char err[256];
+    assert_int_equal(run(drive_any, c,
+                         "{\"drive_id\":\"d1\",\"path_on_host\":\"/d1\",\"is_root_device\":false,"
+                         "\"rate_limiter\":{\"bandwidth\":{\"size\":1000,\"refill_time\":100}}}",
+                         err),
+                     0);
+    assert_int_equal(c->drive[0].rl.bandwidth.size, 1000);
+    assert_int_equal(run(net_eth0, c,
+                         "{\"iface_id\":\"eth0\",\"host_dev_name\":\"tap0\","
+                         "\"rx_rate_limiter\":{\"ops\":{\"size\":5,\"refill_time\":1}},"
+                         "\"tx_rate_limiter\":{\"bandwidth\":{\"size\":6,\"refill_time\":2}}}",
+                         err),
+                     0);
+    assert_int_equal(c->net[0].rx_rl.ops.size, 5);
+    assert_int_equal(c->net[0].tx_rl.bandwidth.size, 6);
+    assert_int_equal(c->net[0].tx_rl.bandwidth.refill_time_ms, 2);
+    /* A refused PUT leaves the interface as it was. */
+    assert_int_equal(run(net_eth0, c,
+                         "{\"iface_id\":\"eth0\",\"host_dev_name\":\"tap0\","
+                         "\"tx_rate_limiter\":{\"bandwidth\":{\"size\":6,\"refill_time\":0.5}}}",
+                         err),
+                     -EINVAL);
+    assert_non_null(strstr(err, "tx_rate_limiter.bandwidth"));
+    assert_int_equal(c->net[0].rx_rl.ops.size, 5);
+    /* PATCH bodies: the limiter and which buckets it names. */
+    struct rl_config rl[2];
+    unsigned set[2];
+    struct json_object *o = json_tokener_parse(
+        "{\"iface_id\":\"eth0\",\"tx_rate_limiter\":{\"ops\":{\"size\":9,\"refill_time\":9}}}");
+    assert_int_equal(cfgjson_net_patch(c, o, "eth0", rl, set, err, sizeof(err)), 0);
+    assert_int_equal(set[0], 0);
+    assert_int_equal(set[1], RL_SET_OPS);
+    assert_int_equal(cfgjson_net_patch(c, o, "eth1", rl, set, err, sizeof(err)), -EINVAL);
+    json_object_put(o);
+    o = json_tokener_parse("{\"iface_id\":\"eth0\",\"host_dev_name\":\"tap1\"}");
+    assert_int_equal(cfgjson_net_patch(c, o, "eth0", rl, set, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "host_dev_name"));
+    json_object_put(o);
+    /* The merge a PATCH applies: only the named bucket. */
+    cfgjson_rl_merge(&c->net[0].tx_rl, &rl[1], RL_SET_OPS);
+    assert_int_equal(c->net[0].tx_rl.bandwidth.size, 6);
+    /* GET /vm/config (and a snapshot's configuration) carries them. */
+    struct json_object *ex = config_json_export(c);
+    const char *text = json_object_to_json_string_ext(ex, JSON_C_TO_STRING_PLAIN);
+    assert_non_null(strstr(text, "\"rate_limiter\":{\"bandwidth\":{\"size\":1000"));
+    json_object_put(ex);
     free(c);
 }
 
@@ -411,9 +565,14 @@ static void test_config_file(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_machine),       cmocka_unit_test(test_boot_source),
-        cmocka_unit_test(test_drives),        cmocka_unit_test(test_net),
-        cmocka_unit_test(test_vsock_entropy), cmocka_unit_test(test_logger_metrics),
+        cmocka_unit_test(test_machine),
+        cmocka_unit_test(test_boot_source),
+        cmocka_unit_test(test_drives),
+        cmocka_unit_test(test_net),
+        cmocka_unit_test(test_vsock_entropy),
+        cmocka_unit_test(test_rate_limiter),
+        cmocka_unit_test(test_rate_limiter_sections),
+        cmocka_unit_test(test_logger_metrics),
         cmocka_unit_test(test_config_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

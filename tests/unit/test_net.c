@@ -22,6 +22,7 @@
 
 #include "devices/virtio/net.h"
 #include "devices/virtio/net_priv.h"
+#include "vmm/clock.h"
 #include "devices/virtio/virtio.h"
 #include "vmm/log.h"
 #include "vmm/loop.h"
@@ -359,6 +360,72 @@ static void test_rx_flood_waits(void **state)
     assert_int_equal(used_idx(e, NET_RXQ), 5);
     uint8_t *last = mem_ptr(&e->mem, 0x100000 + 4 * 0x10000, 100);
     assert_int_equal(last[12], (uint8_t)(4 + 12));
+}
+
+/* Run the loop until queue q has used want chains (at most 5 s); returns the loop's wake-ups. */
+static unsigned run_until_used(struct env *e, unsigned q, uint16_t want)
+{
+    unsigned wakeups = 0;
+    uint64_t t0 = clock_now_ns();
+    while (used_idx(e, q) < want && clock_now_ns() - t0 < 5000000000ULL)
+        if (loop_run_once(&e->loop, 50) > 0)
+            wakeups++;
+    return wakeups;
+}
+
+/* tx_rate_limiter, one frame per 100 ms: the first goes, the rest wait in the ring (extra kicks
+ * send nothing) and leave one by one on the limiter's timer, in order, without a busy loop. */
+static void test_tx_rate_limited(void **state)
+{
+    struct env *e = *state;
+    env_start(e, 0);
+    struct rl_config rl = {.ops = {.size = 1, .refill_time_ms = 100}};
+    net_set_rate_limit(&e->d, true, &rl, RL_SET_OPS);
+    uint8_t frame[12 + 60] = {0};
+    for (uint64_t i = 0; i < 3; i++) {
+        frame[12] = (uint8_t)i;
+        mem_write(&e->mem, 0x200000 + i * 0x1000, frame, sizeof(frame));
+        uint64_t g = 0x200000 + i * 0x1000;
+        uint32_t l = sizeof(frame);
+        add_chain(e, NET_TXQ, 1, &g, &l, false);
+    }
+    kick(e, NET_TXQ);
+    kick(e, NET_TXQ);
+    assert_int_equal(used_idx(e, NET_TXQ), 1);
+    assert_true(net_of_env(e)->tx_throttled);
+    uint64_t t0 = clock_now_ns();
+    assert_true(run_until_used(e, NET_TXQ, 3) <= 6);
+    assert_int_equal(used_idx(e, NET_TXQ), 3);
+    assert_true(clock_now_ns() - t0 >= 100000000ULL); /* two more at one per 100 ms */
+    uint8_t got[256];
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(recv(e->peer, got, sizeof(got), 0), sizeof(frame));
+        assert_int_equal(got[12], i);
+    }
+}
+
+/* rx_rate_limiter, 100 bytes per 100 ms: a frame is read while the bucket holds anything and
+ * charged its length, so the second 88-byte frame overdraws it and the third stays in the
+ * back-end, unwatched (no EPOLLIN, no spinning), until the timer. */
+static void test_rx_rate_limited(void **state)
+{
+    struct env *e = *state;
+    env_start(e, 0);
+    struct net *n = net_of_env(e);
+    struct rl_config rl = {.bandwidth = {.size = 100, .refill_time_ms = 100}};
+    net_set_rate_limit(&e->d, false, &rl, RL_SET_BANDWIDTH);
+    for (int i = 0; i < 3; i++) {
+        send_frame(e, 100, (uint8_t)i);
+        add_rx_buffer(e, 1600);
+    }
+    kick(e, NET_RXQ);
+    assert_int_equal(used_idx(e, NET_RXQ), 2);
+    assert_true(n->rx_throttled);
+    assert_false(n->watched && (n->watch_events & EPOLLIN));
+    assert_true(run_until_used(e, NET_RXQ, 3) <= 4);
+    assert_int_equal(used_idx(e, NET_RXQ), 3);
+    uint8_t *last = mem_ptr(&e->mem, 0x100000 + 2 * 0x10000, 100);
+    assert_int_equal(last[12], (uint8_t)(2 + 12));
 }
 
 /* The stall report (SIGUSR2) says why RX stopped: here, frames wait in the back-end while the
@@ -756,6 +823,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tx, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rx_merged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rx_flood_waits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tx_rate_limited, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rx_rate_limited, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rx_no_mrg, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quiesce_resume, setup, teardown),

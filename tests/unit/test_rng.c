@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "devices/virtio/rng.h"
+#include "vmm/clock.h"
 #include "tests/unit/virtio_test_ring.h"
 
 #define RAM_BYTES (4ULL << 20)
@@ -192,6 +193,45 @@ static void test_quiesce_resume(void **state)
     assert_int_equal(tr_used_len(&f->r, 0), 32);
 }
 
+/*
+ * PUT /entropy's rate_limiter: one request per 100 ms. The first goes at once (the bucket starts
+ * full); the others stay in the ring, extra kicks neither serve them nor make the loop spin, a
+ * pause in between holds nothing in flight, and the limiter's timer serves them afterwards.
+ */
+static void test_rate_limited(void **state)
+{
+    struct fix *f = *state;
+    struct rl_config rl = {.ops = {.size = 1, .refill_time_ms = 100}};
+    assert_int_equal(rng_set_rate_limit(&f->d, &rl), 0);
+    for (uint16_t i = 0; i < 3; i++) {
+        tr_desc(&f->r, i, TR_DATA + i * 0x1000ULL, 16, VIRTQ_DESC_F_WRITE, 0);
+        tr_publish(&f->r, i);
+    }
+    uint64_t t0 = clock_now_ns();
+    kick(f);
+    assert_int_equal(tr_used_idx(&f->r), 1);
+    kick(f);
+    kick(f);
+    assert_int_equal(tr_used_idx(&f->r), 1);
+
+    /* Paused across the timer's expiry: nothing is served, and nothing was in flight. */
+    assert_int_equal(virtio_dev_quiesce_within(&f->d, 0), 0);
+    assert_true(loop_run_once(&f->loop, 300) > 0); /* the timer */
+    assert_int_equal(tr_used_idx(&f->r), 1);
+    virtio_dev_resume(&f->d);
+
+    unsigned wakeups = 0;
+    while (tr_used_idx(&f->r) < 3 && clock_now_ns() - t0 < 5000000000ULL)
+        if (loop_run_once(&f->loop, 50) > 0)
+            wakeups++;
+    assert_int_equal(tr_used_idx(&f->r), 3);
+    assert_int_equal(tr_used_id(&f->r, 2), 2);
+    /* Three requests at one per 100 ms cannot finish before 200 ms, and waiting took a handful
+     * of timer expiries, not a busy loop. */
+    assert_true(clock_now_ns() - t0 >= 200000000ULL);
+    assert_true(wakeups <= 6);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -203,6 +243,7 @@ int main(void)
         T(test_big_batch_yields_but_completes),
         T(test_malformed_request),
         T(test_quiesce_resume),
+        T(test_rate_limited),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
