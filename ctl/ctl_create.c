@@ -346,7 +346,7 @@ int ctl_create(int argc, char **argv)
     }
     struct net_info net;
     if (o.network) {
-        char err[700];
+        char err[1400];
         if (net_up(o.id, dir, &o.net, &net, err, sizeof(err)) < 0) {
             fprintf(stderr, "amberctl: sandbox %s: network set-up failed: %s\n", o.id, err);
             fail_cleanup(dir, 0);

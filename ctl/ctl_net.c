@@ -163,7 +163,7 @@ int ctl_net(int argc, char **argv)
         rc = net_down(id) < 0 ? CTL_FAIL : CTL_OK;
     } else if (strcmp(verb, "up") == 0 && id && dir) {
         struct net_info info;
-        char err[700];
+        char err[1400];
         if (net_up(id, dir, p, &info, err, sizeof(err)) < 0) {
             fprintf(stderr, "amberctl: sandbox %s: network set-up failed: %s\n", id, err);
             rc = CTL_FAIL;

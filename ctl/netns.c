@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #define RULESET_MAX 32768
-#define ERR_TAIL    512
+#define ERR_TAIL    1024
 
 const char *net_state_dir(void)
 {
@@ -48,7 +48,7 @@ static void exec_tool(char *const argv[])
 
 /*
  * Run argv (in namespace ns when not NULL), with input on its stdin. Returns 0 when it exits
- * 0, else -EIO with its stderr's last bytes in err ("ip: ...": the command and its words).
+ * 0, else -EIO with the command and the start of its stderr in err.
  */
 static int run(const char *ns, const char *const argv[], const char *input, char *err,
                size_t errlen)
@@ -101,20 +101,15 @@ static int run(const char *ns, const char *const argv[], const char *input, char
         signal(SIGPIPE, old);
     }
     close(in[1]);
-    char tail[ERR_TAIL];
+    char tail[ERR_TAIL]; /* the first bytes: nft names the first rule it refused first */
     size_t have = 0;
     for (;;) {
         char chunk[256];
         ssize_t n = read(errp[0], chunk, sizeof(chunk));
         if (n <= 0)
             break;
-        for (ssize_t i = 0; i < n; i++) { /* keep the last ERR_TAIL - 1 bytes */
-            if (have == sizeof(tail) - 1) {
-                memmove(tail, tail + 1, have - 1);
-                have--;
-            }
+        for (ssize_t i = 0; i < n && have < sizeof(tail) - 1; i++)
             tail[have++] = chunk[i];
-        }
     }
     close(errp[0]);
     tail[have] = '\0';
