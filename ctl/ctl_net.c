@@ -85,6 +85,22 @@ int ctl_net_guest_setup(const char *vsock_path, const struct net_info *info)
     return 0;
 }
 
+bool ctl_net_refuse(const char *id, const char *what)
+{
+    struct ctl_target t = {.id = id};
+    if (ctl_target_dir(&t) < 0)
+        return false;
+    char path[700];
+    snprintf(path, sizeof(path), "%s/config.json", t.dir);
+    struct json_object *cfg = json_object_from_file(path);
+    bool net = cfg && json_object_object_get_ex(cfg, "network", NULL);
+    json_object_put(cfg);
+    if (net)
+        fprintf(stderr, "amberctl: sandbox %s: %s is not supported for a sandbox with --network\n",
+                id, what);
+    return net;
+}
+
 static int net_exec(int argc, char **argv, const char *id)
 {
     if (!id || optind >= argc) {
