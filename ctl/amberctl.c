@@ -33,9 +33,11 @@ static const struct ctl_cmd commands[] = {
     {"fork", ctl_fork, "fork --id ID [-n N]   (prints the new ids)"},
     {"watch", ctl_watch,
      "watch TARGET PATH [--recursive] [--count N] [--for S] [--json]   (guest file events)"},
+    {"net", ctl_net, "net up|down|gc|check|exec ...   (sandbox networking, docs/network.md)"},
     {"create", ctl_create_any,
      "create [--id ID] [--vcpus N] [--mem-mib N] [--timeout S] [--on-timeout kill|pause]\n"
      "                  [--metadata K=V]... [--env K=V]... [--boot-timeout S] [--json]\n"
+     "                  [--network [--allow-out CIDR[:PORT]]... [--deny-out CIDR[:PORT]]...]\n"
      "         amberctl create --template NAME [--id ID]"},
 };
 

@@ -94,6 +94,8 @@ int ctl_kill(int argc, char **argv);
 int ctl_watch(int argc, char **argv);
 /* amberctl create (ctl_create.c): launch a sandbox, print its id. */
 int ctl_create(int argc, char **argv);
+/* amberctl net (ctl_net.c): sandbox networking's up|down|gc|check|exec (docs/network.md). */
+int ctl_net(int argc, char **argv);
 
 /* The path of a build artefact into out: $env if set, else NAME beside amberctl (build/NAME). */
 void ctl_artefact(char *out, size_t len, const char *env, const char *name);

@@ -1,6 +1,7 @@
 /* amberctl create: launch a sandbox in the runtime directory (the SDK's layout), wait for its
  * agent, set its lifetime, and print its id. */
 #include "ctl/amberctl.h"
+#include "ctl/ctl_net.h"
 #include "ctl/http_client.h"
 
 #include <errno.h>
@@ -8,6 +9,7 @@
 #include <getopt.h>
 #include <json-c/json.h>
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,11 +23,21 @@
 
 #define CREATE_USAGE                                                                               \
     "create [--id ID] [--vcpus N] [--mem-mib N] [--timeout S] [--on-timeout kill|pause]\n"         \
-    "                  [--metadata K=V]... [--env K=V]... [--boot-timeout S] [--json]"
+    "                  [--metadata K=V]... [--env K=V]... [--boot-timeout S] [--json]\n"           \
+    "                  [--network [--allow-out CIDR[:PORT]]... [--deny-out CIDR[:PORT]]...]"
 #define MAX_PAIRS   64
 #define BOOT_WAIT_S 30.0
 
-enum { OPT_VCPUS = 0x200, OPT_MEM, OPT_ON_TIMEOUT, OPT_META, OPT_BOOT_TIMEOUT };
+enum {
+    OPT_VCPUS = 0x200,
+    OPT_MEM,
+    OPT_ON_TIMEOUT,
+    OPT_META,
+    OPT_BOOT_TIMEOUT,
+    OPT_NETWORK,
+    OPT_ALLOW_OUT,
+    OPT_DENY_OUT
+};
 
 struct create_opts {
     char id[65];
@@ -35,6 +47,8 @@ struct create_opts {
     const char *meta[MAX_PAIRS], *env[MAX_PAIRS];
     int nmeta, nenv;
     bool json;
+    bool network;
+    struct net_policy net; /* --allow-out, --deny-out (need --network) */
 };
 
 /* $AMBER_TIMEOUT_SCALE, else 10 inside the test host or without vmx/svm, else 1 (as the SDK). */
@@ -98,6 +112,9 @@ static int parse(int argc, char **argv, struct create_opts *o)
         {"env", required_argument, NULL, OPT_ENV},
         {"boot-timeout", required_argument, NULL, OPT_BOOT_TIMEOUT},
         {"json", no_argument, NULL, OPT_JSON},
+        {"network", no_argument, NULL, OPT_NETWORK},
+        {"allow-out", required_argument, NULL, OPT_ALLOW_OUT},
+        {"deny-out", required_argument, NULL, OPT_DENY_OUT},
         {NULL, 0, NULL, 0},
     };
     int ch;
@@ -158,12 +175,24 @@ static int parse(int argc, char **argv, struct create_opts *o)
         case OPT_JSON:
             o->json = true;
             break;
+        case OPT_NETWORK:
+            o->network = true;
+            break;
+        case OPT_ALLOW_OUT:
+        case OPT_DENY_OUT:
+            if (ctl_net_opt(&o->net, ch == OPT_ALLOW_OUT, optarg) < 0)
+                return -1;
+            break;
         default:
             return -1;
         }
     }
     if (optind != argc) {
         fprintf(stderr, "amberctl: create takes no arguments, only options\n");
+        return -1;
+    }
+    if (!o->network && (o->net.nallow || o->net.ndeny)) {
+        fprintf(stderr, "amberctl: --allow-out and --deny-out need --network\n");
         return -1;
     }
     return 0;
@@ -226,7 +255,31 @@ static void fail_cleanup(const char *dir, pid_t pid)
         kill(-pid, SIGKILL);
         waitpid(pid, NULL, 0);
     }
+    const char *slash = strrchr(dir, '/');
+    net_down(slash ? slash + 1 : dir); /* its network, if --network made one */
     ctl_remove_tree(dir);
+}
+
+/* Start amber inside sandbox id's network namespace (network) or this one. */
+static pid_t spawn_in(const char *dir, char *const argv[], bool network, const char *id)
+{
+    if (!network)
+        return ctl_spawn_amber(dir, argv);
+    int self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    int r = self < 0 ? -errno : net_enter(id);
+    pid_t pid = r < 0 ? r : ctl_spawn_amber(dir, argv);
+    if (r == 0 && setns(self, CLONE_NEWNET) < 0) {
+        fprintf(stderr, "amberctl: cannot return to the host network namespace: %s\n",
+                strerror(errno));
+        if (pid > 0) {
+            kill(-pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+        }
+        pid = -EIO;
+    }
+    if (self >= 0)
+        close(self);
+    return pid;
 }
 
 static int write_config(const char *dir, struct json_object *cfg)
@@ -291,7 +344,16 @@ int ctl_create(int argc, char **argv)
         fail_cleanup(dir, 0);
         return CTL_FAIL;
     }
-    char drive[760], vsock[760], vcpus[16], mem[24];
+    struct net_info net;
+    if (o.network) {
+        char err[1400];
+        if (net_up(o.id, dir, &o.net, &net, err, sizeof(err)) < 0) {
+            fprintf(stderr, "amberctl: sandbox %s: network set-up failed: %s\n", o.id, err);
+            fail_cleanup(dir, 0);
+            return CTL_FAIL;
+        }
+    }
+    char drive[760], vsock[760], vcpus[16], mem[24], net_arg[64];
     snprintf(drive, sizeof(drive), "path=%s,root", p_rootfs);
     snprintf(vsock, sizeof(vsock), "cid=3,uds=%s", p_vsock);
     snprintf(vcpus, sizeof(vcpus), "%ld", o.vcpus);
@@ -299,7 +361,13 @@ int ctl_create(int argc, char **argv)
     char *av[] = {amber,  "--id",       o.id,   "--api-sock",  p_api,  "--kernel",
                   kernel, "--initrd",   initrd, "--drive",     drive,  "--vsock",
                   vsock,  "--vcpus",    vcpus,  "--mem-mib",   mem,    "--console",
-                  p_con,  "--pid-file", p_pid,  "--exit-file", p_exit, NULL};
+                  p_con,  "--pid-file", p_pid,  "--exit-file", p_exit, NULL,
+                  NULL,   NULL};
+    if (o.network) {
+        snprintf(net_arg, sizeof(net_arg), "tap=%s,mac=%s", NET_TAP, NET_GUEST_MAC);
+        av[sizeof(av) / sizeof(av[0]) - 3] = "--net";
+        av[sizeof(av) / sizeof(av[0]) - 2] = net_arg;
+    }
     struct json_object *cfg = json_object_new_object(), *jargv = json_object_new_array();
     for (char **a = av; *a; a++)
         json_object_array_add(jargv, json_object_new_string(*a));
@@ -324,6 +392,8 @@ int ctl_create(int argc, char **argv)
     json_object_object_add(cfg, "created_at", json_object_new_string(created));
     json_object_object_add(cfg, "metadata", pairs(o.meta, o.nmeta));
     json_object_object_add(cfg, "envs", pairs(o.env, o.nenv));
+    if (o.network)
+        json_object_object_add(cfg, "network", ctl_net_json(&net, &o.net));
     int r = write_config(dir, cfg);
     json_object_put(cfg);
     if (r < 0) {
@@ -331,7 +401,7 @@ int ctl_create(int argc, char **argv)
         fail_cleanup(dir, 0);
         return CTL_FAIL;
     }
-    pid_t pid = ctl_spawn_amber(dir, av);
+    pid_t pid = spawn_in(dir, av, o.network, o.id);
     if (pid < 0) {
         fprintf(stderr, "amberctl: cannot start %s: %s\n", amber, strerror(-pid));
         fail_cleanup(dir, 0);
@@ -358,7 +428,7 @@ int ctl_create(int argc, char **argv)
             run_wait(tail);
             dup2(saved, 1);
             close(saved);
-            ctl_remove_tree(dir);
+            fail_cleanup(dir, 0);
             return CTL_FAIL;
         }
         if (access(p_vsock, F_OK) == 0 && agent_ping(&a, &info, NULL) == 0)
@@ -371,6 +441,11 @@ int ctl_create(int argc, char **argv)
             return CTL_FAIL;
         }
         usleep(200 * 1000);
+    }
+    if (o.network && ctl_net_guest_setup(p_vsock, &net) < 0) {
+        fprintf(stderr, "amberctl: sandbox %s: the guest's network set-up failed\n", o.id);
+        fail_cleanup(dir, pid);
+        return CTL_FAIL;
     }
     if (o.timeout_ms) {
         char body[96];

@@ -1,5 +1,6 @@
 /* amberctl pause --to-disk, resume of a hibernated sandbox, and hibernated ones in list/delete. */
 #include "ctl/amberctl.h"
+#include "ctl/ctl_net.h"
 #include "ctl/ctl_store.h"
 
 #include <dirent.h>
@@ -174,6 +175,8 @@ int ctl_pause_any(int argc, char **argv)
     struct ctl_target t = {0};
     if (parse_id(argc, argv, "pause --to-disk --id ID [--json]", &t) < 0)
         return CTL_USAGE;
+    if (ctl_net_refuse(t.id, "pause --to-disk"))
+        return CTL_CONFLICT;
     return hibernate(&t);
 }
 

@@ -1,5 +1,6 @@
 /* amberctl: runtime-directory helpers: liveness through amber.pid's flock, stale cleanup. */
 #include "ctl/amberctl.h"
+#include "ctl/netns.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -74,5 +75,6 @@ int ctl_sandbox_reap(const char *dir, const char *id, bool quiet)
         }
         json_object_put(o);
     }
+    net_down(id); /* its network, if it had one (docs/network.md) */
     return ctl_remove_tree(dir);
 }

@@ -2,6 +2,7 @@
 #include "ctl/amberctl.h"
 #include "ctl/ctl_store.h"
 #include "ctl/http_client.h"
+#include "ctl/netns.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -240,6 +241,7 @@ int ctl_list(int argc, char **argv)
     if (d)
         closedir(d);
     ctl_list_hibernated(arr);
+    net_gc(); /* networks whose sandbox is gone (docs/network.md) */
     if (t.json) {
         print_json(arr);
     } else {
@@ -367,6 +369,10 @@ int ctl_delete(int argc, char **argv)
     r = ctl_remove_tree(t.dir);
     if (r < 0) {
         fprintf(stderr, "amberctl: removing %s: %s\n", t.dir, strerror(-r));
+        return CTL_FAIL;
+    }
+    if (net_down(t.id) < 0) {
+        fprintf(stderr, "amberctl: sandbox %s: its network could not be removed\n", t.id);
         return CTL_FAIL;
     }
     if (!t.json)

@@ -1,5 +1,6 @@
 /* amberctl template create|list|delete, create --template and fork: sandboxes from snapshots. */
 #include "ctl/amberctl.h"
+#include "ctl/ctl_net.h"
 #include "ctl/ctl_store.h"
 
 #include <dirent.h>
@@ -52,6 +53,8 @@ static int make_image(const char *id, const char *dir, struct json_object *meta)
         fprintf(stderr, "amberctl: no live sandbox '%s'\n", id);
         return CTL_NOT_FOUND;
     }
+    if (ctl_net_refuse(id, "a template or fork"))
+        return CTL_CONFLICT;
     snprintf(api, sizeof(api), "%s/api.sock", t.dir);
     snprintf(cfgp, sizeof(cfgp), "%s/config.json", t.dir);
     snprintf(rootfs, sizeof(rootfs), "%s/" STORE_ROOTFS, dir);

@@ -31,6 +31,7 @@ PACKAGES=(
     acpica-tools
     qemu-system-x86 busybox-static cpio e2fsprogs lz4 zstd xz-utils kmod binutils
     python3 python3-pytest socat iproute2 strace procps util-linux coreutils tmux
+    nftables # sandbox networking's egress rules and NAT (docs/network.md)
 )
 
 missing=()

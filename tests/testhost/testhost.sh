@@ -37,7 +37,8 @@ thp=${TESTHOST_THP:-never}
 stack=${TESTHOST_STACK:-debian12}
 evidence=${TESTHOST_EVIDENCE:-/dev/null}
 modules=(irqbypass ccp kvm kvm-amd virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev
-    virtio_pci netfs fscache 9pnet 9pnet_virtio 9p tun vhost vhost_iotlb vsock vhost_vsock)
+    virtio_pci netfs fscache 9pnet 9pnet_virtio 9p tun vhost vhost_iotlb vsock vhost_vsock
+    crc32c_generic veth nf_tables nf_conntrack nf_nat nft_ct nft_chain_nat nft_nat nft_masq)
 
 for v in "$timeout_s" "$stall_s" "$mem_mib" "$cpus"; do
     case "$v" in

@@ -18,6 +18,7 @@ import time
 
 from . import commands as cmds
 from . import lifetime, proto, runtime
+from . import network as sbxnet
 from .errors import (CommandNotFoundError, SandboxClientError, SandboxError, SandboxFileNotFoundError,
                      SandboxFileTypeError, SandboxTimeoutError, SandboxUnavailableError, StdinClosedError)
 from .sandbox import Sandbox, _reap_child, _scaled
@@ -105,10 +106,11 @@ class AsyncSandbox:
     @classmethod
     async def create(cls, vcpus=1, mem_mib=256, kernel=None, rootfs=None, timeout=None, max_sandboxes=None,
                      runtime_dir=None, sandbox_id=None, initrd=None, on_timeout="kill", boot_timeout=None,
-                     metadata=None, envs=None):
+                     metadata=None, envs=None, network=False, allow_out=None, deny_out=None):
         """As Sandbox.create, awaiting the boot instead of blocking."""
+        net = sbxnet.check(network, allow_out, deny_out)
         sbx, plan = Sandbox._create_begin(vcpus, mem_mib, kernel, rootfs, timeout, max_sandboxes, runtime_dir,
-                                          sandbox_id, initrd, on_timeout, boot_timeout, metadata, envs)
+                                          sandbox_id, initrd, on_timeout, boot_timeout, metadata, envs, net=net)
         a = cls(sbx)
         try:
             last = None
@@ -123,6 +125,12 @@ class AsyncSandbox:
                         asyncio.TimeoutError) as e:
                     last = e
                 await asyncio.sleep(0.2)
+            if plan.get("network"):
+                try:
+                    await a.commands.run(plan["network"]["guest_script"],
+                                         timeout=sbxnet.GUEST_SETUP_TIMEOUT_S * runtime.timeout_scale())
+                except SandboxError as e:
+                    raise sbxnet.guest_failed(sbx, e) from None
             if plan["lifetime_s"] is not None:
                 await a.set_timeout(plan["lifetime_s"], plan["on_timeout"])
         except BaseException:
@@ -248,6 +256,7 @@ class AsyncSandbox:
                 break
         _reap_child(pid)
         runtime.remove_dir(s.dir)
+        sbxnet.down(s.id)
         s._deleted = True
 
     # ---------------------------------------------------------------- the agent

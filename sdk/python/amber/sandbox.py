@@ -18,6 +18,7 @@ import threading
 import time
 
 from . import api, hibernate, lifetime, proto, runtime, store, template
+from . import network as sbxnet
 from .errors import (SandboxClientError, SandboxError, SandboxNotFoundError, SandboxTimeoutError,
                      SandboxUnavailableError)
 
@@ -174,6 +175,7 @@ class Sandbox:
                 _reap_child(runtime.read_pid(d))
                 runtime.remove_dir(d)
         out += hibernate.list_hibernated(cls, root)
+        sbxnet.gc()  # networks of sandboxes whose amber is gone (docs/network.md)
         return sorted(out, key=lambda s: s.id)
 
     def _read_config(self):
@@ -198,6 +200,7 @@ class Sandbox:
         else:
             why = runtime.describe_exit(None)
         runtime.remove_dir(self.dir)
+        sbxnet.down(self.id)
         self._deleted = True
         self._gone_msg = "sandbox %s %s: %s" % (self.id, prefix, why)
         return SandboxNotFoundError(self._gone_msg, self.id)
@@ -278,6 +281,7 @@ class Sandbox:
         persistent directory and amber ends, freeing its RAM; the record adds "memory": "disk".
         A failure (e.g. a full disk) raises SandboxClientError and leaves it paused in memory."""
         if not keep_memory:
+            sbxnet.refuse(self, "pause(keep_memory=False)")
             return hibernate.hibernate(self)
         return self._api("POST", "/pause")
 
@@ -319,10 +323,12 @@ class Sandbox:
     def snapshot_template(self, name):
         """Snapshots this sandbox as template name (template.py); it is paused only meanwhile.
         Returns the template's record. Sandbox.create(template=name) starts from it."""
+        sbxnet.refuse(self, "snapshot_template()")
         return template.snapshot_template(self, name)
 
     def fork(self, n=1):
         """n new running sandboxes, copies of this one now (each a distinct machine)."""
+        sbxnet.refuse(self, "fork()")
         return template.fork(self, n)
 
     @staticmethod
@@ -487,6 +493,7 @@ class Sandbox:
                 os.close(pidfd)
         _reap_child(pid)
         runtime.remove_dir(self.dir)
+        sbxnet.down(self.id)
         if self.config.get("state_dir"):
             runtime.remove_dir(self.config["state_dir"])
         template.release_image(self.config, os.path.dirname(self.dir))
@@ -506,8 +513,14 @@ class Sandbox:
     @classmethod
     def create(cls, vcpus=1, mem_mib=256, kernel=None, rootfs=None, timeout=None, max_sandboxes=None,
                runtime_dir=None, sandbox_id=None, initrd=None, on_timeout="kill", boot_timeout=None,
-               metadata=None, envs=None, template=None):
+               metadata=None, envs=None, template=None, network=False, allow_out=None, deny_out=None):
         """Boots a new sandbox and returns once its agent answers ping.
+
+        network=True gives the guest eth0 on a TAP in a network namespace of its own, with NAT to
+        the host's uplink and DNS (needs root, ip and nft; docs/network.md). allow_out and
+        deny_out are lists of "A.B.C.D[/N][:PORT[-PORT]]": deny_out's are blocked unless
+        allow_out lists them (E2B's rule). A malformed rule raises SandboxClientError (400)
+        before anything is made.
 
         template: start from that template (snapshot_template) by restore instead of booting;
         vcpus, mem_mib, kernel, rootfs and initrd are then the template's.
@@ -521,14 +534,19 @@ class Sandbox:
         refuses (SandboxClientError, status 429) when that many sandboxes are already running or
         paused in the runtime directory, across processes.
         """
+        net = sbxnet.check(network, allow_out, deny_out)
+        if template is not None and net is not None:
+            raise SandboxClientError("network=True cannot start from a template (docs/network.md)", status=400)
         if template is not None:
             from . import template as tmpl
             return tmpl.create_from_template(cls, template, runtime_dir, max_sandboxes, boot_timeout, timeout,
                                              on_timeout, metadata, envs, sandbox_id)
         sbx, plan = cls._create_begin(vcpus, mem_mib, kernel, rootfs, timeout, max_sandboxes, runtime_dir,
-                                      sandbox_id, initrd, on_timeout, boot_timeout, metadata, envs)
+                                      sandbox_id, initrd, on_timeout, boot_timeout, metadata, envs, net=net)
         try:
             sbx._wait_ready(plan["deadline"], plan["boot_timeout"])
+            if plan.get("network"):
+                sbxnet.configure_guest(sbx, plan["network"])
             if plan["lifetime_s"] is not None:
                 sbx.set_timeout(plan["lifetime_s"], plan["on_timeout"])
         except BaseException:
@@ -539,9 +557,10 @@ class Sandbox:
 
     @classmethod
     def _create_begin(cls, vcpus, mem_mib, kernel, rootfs, timeout, max_sandboxes, runtime_dir, sandbox_id,
-                      initrd, on_timeout, boot_timeout, metadata, envs):
+                      initrd, on_timeout, boot_timeout, metadata, envs, net=None):
         """create() up to amber's start (shared with AsyncSandbox): returns (sbx, plan) for
-        _wait_ready(plan["deadline"], plan["boot_timeout"]), then _create_end or _create_fail."""
+        _wait_ready(plan["deadline"], plan["boot_timeout"]), then _create_end or _create_fail.
+        net: network.check()'s rules, or None; plan["network"] is then `amberctl net up`'s record."""
         lifetime_s = None if timeout is None else lifetime.check_timeout(timeout)
         on_timeout = lifetime.check_on_timeout(on_timeout)
         metadata = lifetime.check_str_map("metadata", metadata)
@@ -593,7 +612,10 @@ class Sandbox:
         plan = {"starting": starting, "deadline": time.monotonic() + timeout, "boot_timeout": timeout,
                 "lifetime_s": lifetime_s, "on_timeout": on_timeout}
         try:
-            sbx._launch(amber, kernel, initrd, rootfs, vcpus, mem_mib, {"metadata": metadata, "envs": envs})
+            extra = {"metadata": metadata, "envs": envs}
+            if net is not None:
+                plan["network"] = extra["network"] = sbxnet.up(sandbox_id, d, net)
+            sbx._launch(amber, kernel, initrd, rootfs, vcpus, mem_mib, extra)
         except BaseException:
             sbx._create_fail(plan)
             raise
@@ -601,8 +623,12 @@ class Sandbox:
 
     def _create_fail(self, plan):
         self._abort_start()
-        plan["starting"].release()
-        runtime.remove_dir(self.dir)
+        try:
+            if plan.get("network"):
+                sbxnet.down(self.id)
+        finally:
+            plan["starting"].release()
+            runtime.remove_dir(self.dir)
 
     def _create_end(self, plan):
         plan["starting"].release()
@@ -619,6 +645,9 @@ class Sandbox:
                 "--vsock", "cid=3,uds=%s" % self.vsock_sock, "--vcpus", str(vcpus),
                 "--mem-mib", str(mem_mib), "--console", self.console_path,
                 "--pid-file", os.path.join(d, "amber.pid"), "--exit-file", os.path.join(d, "exit.json")]
+        net = (extra or {}).get("network")
+        if net:
+            argv += ["--net", net["amber_net_arg"]]
         argv += shlex.split(os.environ.get("AMBER_EXTRA_ARGS", ""))  # operator/test extras
         self.config = {
             "id": self.id, "vcpus": vcpus, "mem_mib": mem_mib, "kernel": kernel, "initrd": initrd,
@@ -634,7 +663,7 @@ class Sandbox:
             f.write("\n")
         os.replace(tmp, os.path.join(d, "config.json"))
 
-        self._spawn(argv)
+        self._spawn(sbxnet.exec_prefix(self.id) + argv if net else argv)
 
     def _spawn(self, argv):
         """Starts amber (argv[0]) detached in this sandbox's directory: its own session, output to

@@ -255,7 +255,7 @@ def die_with_parent():
 def main():
     ap = argparse.ArgumentParser()
     for flag in ("--id", "--api-sock", "--kernel", "--initrd", "--drive", "--vsock", "--console",
-                 "--pid-file", "--exit-file"):
+                 "--pid-file", "--exit-file", "--net"):
         ap.add_argument(flag)
     ap.add_argument("--vcpus", type=int, default=1)
     ap.add_argument("--mem-mib", type=int, default=256)
