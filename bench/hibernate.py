@@ -60,6 +60,11 @@ def idle_pss(sbxs, settle_s=3.0):
     return {k: statistics.median(r[k] for r in rows) for k in ("Pss", "Rss", "Private")}
 
 
+def note(res, key):
+    """Prints one finished figure to stderr at once, so a run cut off by its time limit keeps it."""
+    print("hibernate-bench: %s = %r" % (key, res[key]), file=sys.stderr, flush=True)
+
+
 def measure(runs, cold_runs, fork8_runs):
     tmp = tempfile.mkdtemp(prefix="amber-bench-hib-", dir="/var/tmp")
     saved = os.environ.get("AMBER_STATE_DIR")
@@ -76,6 +81,8 @@ def measure(runs, cold_runs, fork8_runs):
             sbx.delete()
         res["cold_s"] = cold
         res["cold_pss_kib"] = statistics.median(p["Pss"] for p in cold_pss)
+        note(res, "cold_s")
+        note(res, "cold_pss_kib")
 
         parent = Sandbox.create(runtime_dir=root)
         first_exec(parent)
@@ -86,8 +93,11 @@ def measure(runs, cold_runs, fork8_runs):
             tpl.append(s)
             kids.append(sbx)
         res["template_s"] = tpl
+        note(res, "template_s")
         p = idle_pss(kids[:8])
         res["child_pss_kib"], res["child_private_kib"], res["children_alive"] = p["Pss"], p["Private"], len(kids[:8])
+        note(res, "child_pss_kib")
+        note(res, "child_private_kib")
         for k in kids:
             k.delete()
         Sandbox.delete_template("bench-tpl", runtime_dir=root)
@@ -101,6 +111,7 @@ def measure(runs, cold_runs, fork8_runs):
                 for k in made:
                     k.delete()
             res[key] = per
+            note(res, key)
 
         hib, hib_bytes, back = [], [], []
         for _ in range(runs):
@@ -114,6 +125,8 @@ def measure(runs, cold_runs, fork8_runs):
             first_exec(parent)
             back.append(time.monotonic() - t0)
         res["hibernate_s"], res["hibernate_bytes"], res["resume_s"] = hib, hib_bytes, back
+        for key in ("hibernate_s", "hibernate_bytes", "resume_s"):
+            note(res, key)
         parent.delete()
         # 8 GiB over each kind's share: cold sandboxes each pay their PSS; template children
         # pay their private pages plus, once, the template's shared pages (PSS x alive - private x alive).
