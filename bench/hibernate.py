@@ -7,7 +7,9 @@ works (inside scripts/testhost.sh here):
     scripts/testhost.sh -- /usr/bin/python3 bench/hibernate.py
 
 Env: BENCH_HIB_RUNS (default 10) runs per figure, BENCH_HIB_COLD (default the same) cold
-creates, BENCH_HIB_FORK8 (default the same) rounds of fork(n=8).
+creates, BENCH_HIB_FORK8 (default the same) rounds of fork(n=8). With --qemu-ref it prints
+instead the reference: amber's raw snapshot and restore next to QEMU's migrate and -incoming,
+BENCH_HIB_RUNS alternating pairs (qemu_reference()).
 """
 import os
 import shutil
@@ -60,6 +62,11 @@ def idle_pss(sbxs, settle_s=3.0):
     return {k: statistics.median(r[k] for r in rows) for k in ("Pss", "Rss", "Private")}
 
 
+def note(res, key):
+    """Prints one finished figure to stderr at once, so a run cut off by its time limit keeps it."""
+    print("hibernate-bench: %s = %r" % (key, res[key]), file=sys.stderr, flush=True)
+
+
 def measure(runs, cold_runs, fork8_runs):
     tmp = tempfile.mkdtemp(prefix="amber-bench-hib-", dir="/var/tmp")
     saved = os.environ.get("AMBER_STATE_DIR")
@@ -76,6 +83,8 @@ def measure(runs, cold_runs, fork8_runs):
             sbx.delete()
         res["cold_s"] = cold
         res["cold_pss_kib"] = statistics.median(p["Pss"] for p in cold_pss)
+        note(res, "cold_s")
+        note(res, "cold_pss_kib")
 
         parent = Sandbox.create(runtime_dir=root)
         first_exec(parent)
@@ -86,8 +95,11 @@ def measure(runs, cold_runs, fork8_runs):
             tpl.append(s)
             kids.append(sbx)
         res["template_s"] = tpl
+        note(res, "template_s")
         p = idle_pss(kids[:8])
         res["child_pss_kib"], res["child_private_kib"], res["children_alive"] = p["Pss"], p["Private"], len(kids[:8])
+        note(res, "child_pss_kib")
+        note(res, "child_private_kib")
         for k in kids:
             k.delete()
         Sandbox.delete_template("bench-tpl", runtime_dir=root)
@@ -101,6 +113,7 @@ def measure(runs, cold_runs, fork8_runs):
                 for k in made:
                     k.delete()
             res[key] = per
+            note(res, key)
 
         hib, hib_bytes, back = [], [], []
         for _ in range(runs):
@@ -114,6 +127,8 @@ def measure(runs, cold_runs, fork8_runs):
             first_exec(parent)
             back.append(time.monotonic() - t0)
         res["hibernate_s"], res["hibernate_bytes"], res["resume_s"] = hib, hib_bytes, back
+        for key in ("hibernate_s", "hibernate_bytes", "resume_s"):
+            note(res, key)
         parent.delete()
         # 8 GiB over each kind's share: cold sandboxes each pay their PSS; template children
         # pay their private pages plus, once, the template's shared pages (PSS x alive - private x alive).
@@ -175,7 +190,42 @@ def rows(res):
     ]
 
 
+def qemu_reference(runs, mem_mib=256):
+    """The reference the hibernate figures stand next to, as issue 16 asks: amber's raw
+    snapshot and restore (bench/snapshot.py's one_run: pause, PUT /snapshot/create, kill -9, a
+    new amber's PUT /snapshot/load to first exec) and QEMU microvm's migrate to a file and
+    -incoming (qemu_run), same initramfs guest, in alternating pairs. Returns the table rows."""
+    sys.path.insert(0, HERE)
+    import snapshot  # noqa: E402 - bench/snapshot.py (it puts tests/e2e on sys.path)
+    session = snapshot.harness.Session("bench-hib-qemu")
+    pairs = []
+    try:
+        for i in range(runs):
+            pairs.append((snapshot.one_run(session, mem_mib, i), snapshot.qemu_run(session, mem_mib, i)))
+    finally:
+        session.close()
+
+    def col(k, who):
+        return [p[who][k] for p in pairs]
+    out = []
+    for name, k, scale, unit in (("snapshot create / QEMU migrate", "create_s", 1000.0, "ms"),
+                                 ("bytes written", "written", 1.0 / 2**20, "MiB"),
+                                 ("restore / -incoming: start to first exec", "restore_exec_s", 1000.0, "ms"),
+                                 ("cold boot to first exec", "cold_exec_s", 1000.0, "ms")):
+        a, q = col(k, 0), col(k, 1)
+        ratios = [x / y for x, y in zip(a, q) if y]
+        out.append((name + " (%s, %d MiB, %d pairs)" % (unit, mem_mib, runs), rng(a, scale), rng(q, scale),
+                    "%.3f (%.3f-%.3f)" % (statistics.median(ratios), min(ratios), max(ratios))))
+    return out
+
+
 def main():
+    if "--qemu-ref" in sys.argv[1:]:
+        print("| figure | amber | QEMU | amber / QEMU, per pair |")
+        print("|---|---|---|---|")
+        for row in qemu_reference(int(os.environ.get("BENCH_HIB_RUNS", "10"))):
+            print("| %s | %s | %s | %s |" % row)
+        return
     runs = int(os.environ.get("BENCH_HIB_RUNS", "10"))
     res = measure(runs, int(os.environ.get("BENCH_HIB_COLD", str(runs))),
                   int(os.environ.get("BENCH_HIB_FORK8", str(runs))))

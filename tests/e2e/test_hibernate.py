@@ -4,8 +4,10 @@ Two cold-booted sandboxes: one goes to disk and back (a file, a counter's pid, a
 that knows only the id, a state directory on a small tmpfs that fills up); the other is made a
 template with a package of files and a running server, gets 4 children at once, and is forked
 into 3. Children must see the files and the server, keep their writes to themselves, and draw
-different random bytes, uuids and machine-ids.
+different random bytes, uuids and machine-ids. The same sandbox also goes to disk, comes back
+and forks through AsyncSandbox, on one event loop.
 """
+import asyncio
 import concurrent.futures
 import os
 import shutil
@@ -22,7 +24,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, SDK)
 
 import harness  # noqa: E402
-from amber import Sandbox, SandboxClientError  # noqa: E402
+from amber import AsyncSandbox, Sandbox, SandboxClientError  # noqa: E402
 from amber import store  # noqa: E402
 
 COUNTER = "i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.2; done"
@@ -225,6 +227,41 @@ class TestTemplateAndForkE2E(StoreCase):
         self.assertEqual(sh(kid, "wget -qO- http://127.0.0.1:8000/b.txt"), "pkg-b\n")
         self.identities([kid, self.sbx])
         kid.delete()
+
+    def test_async_hibernate_resume_and_fork(self):
+        async def main():
+            a = await AsyncSandbox.connect(self.sbx.id, runtime_dir=self.run_root)
+            await a.commands.run("echo async > /root/amark")
+            pid = a._s.pid
+            rec = await a.pause(keep_memory=False)
+            self.assertEqual((rec["paused"], rec["memory"]), (True, "disk"))
+            self.assertFalse(os.path.exists("/proc/%d" % pid), "amber (pid %d) is still there" % pid)
+            self.assertEqual(await a.state(), "Hibernated")
+            t0 = time.monotonic()
+            await a.resume()
+            self.assertEqual((await a.commands.run("cat /root/amark")).stdout, "async\n")
+            harness.log("async resume from disk to first exec: %.2f s" % (time.monotonic() - t0))
+            self.assertEqual((await a.commands.run("wget -qO- http://127.0.0.1:8000/d.txt")).stdout, "pkg-d\n",
+                             "the server did not survive the hibernate")
+            t0 = time.monotonic()
+            kids = await a.fork(2)
+            harness.log("async fork n=2: %.2f s" % (time.monotonic() - t0))
+            try:
+                self.assertEqual(await a.state(), "Running")
+                outs = await asyncio.gather(*(k.commands.run("cat /root/amark; wget -qO- http://127.0.0.1:8000/a.txt")
+                                              for k in kids))
+                self.assertEqual([o.stdout for o in outs], ["async\npkg-a\n"] * 2)
+                return kids
+            except BaseException:
+                await asyncio.gather(*(k.delete() for k in kids), return_exceptions=True)
+                raise
+
+        kids = asyncio.run(main())
+        try:
+            self.identities([k._s for k in kids] + [self.sbx])
+        finally:
+            for k in kids:
+                k._s.delete()
 
     def test_fork_diverges(self):
         sh(self.sbx, "echo before > /root/fork-mark")

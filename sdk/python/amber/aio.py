@@ -1,13 +1,17 @@
 """AsyncSandbox: the SDK's surface for asyncio, on the caller's event loop with no thread per
 call: every API and agent exchange is an asyncio stream on the Unix socket. Local bookkeeping
 (the runtime directory, liveness by flock, starting amber) reuses the synchronous Sandbox, whose
-steps there are short file-system calls.
+steps there are short file-system calls. Hibernate, resume from disk, templates and fork run
+the flows the blocking SDK runs (flow.py) on this loop; their drive copies and fsynced writes
+go to the loop's default executor, the only work that leaves the loop.
 
     async with await AsyncSandbox.create(timeout=300) as sbx:
         r = await sbx.commands.run("echo hi", on_stdout=print)
         h = await sbx.commands.run("sleep 100", background=True)
         await h.kill()
         await sbx.files.write("/tmp/x", b"data")
+        await sbx.pause(keep_memory=False)  # hibernate; await sbx.resume() or AsyncSandbox.connect(id)
+        kids = await sbx.fork(2)
 """
 import asyncio
 import errno as errno_
@@ -16,12 +20,14 @@ import os
 import signal as signal_
 import time
 
-from . import commands as cmds
-from . import lifetime, proto, runtime
+from . import api, flow, hibernate, lifetime, proto, runtime
 from . import network as sbxnet
+from . import template as templates  # create() has a parameter named template
 from .errors import (CommandNotFoundError, SandboxClientError, SandboxError, SandboxFileNotFoundError,
-                     SandboxFileTypeError, SandboxTimeoutError, SandboxUnavailableError, StdinClosedError)
+                     SandboxFileTypeError, SandboxTimeoutError, SandboxUnavailableError)
 from .sandbox import Sandbox, _reap_child, _scaled
+# AsyncCommandHandle, _raise_async and _result are imported from here by __init__, aio_files, aio_pty.
+from .aio_commands import AsyncCommandHandle, AsyncCommands, _raise_async, _result  # noqa: F401
 
 HTTP_MAX_BODY = 1024 * 1024
 SLICE_S = 0.5
@@ -63,9 +69,57 @@ class _AConn:
         self.writer.close()
 
 
+async def http_request(sock, method, path, body=None, timeout=10.0):
+    """One request on a fresh connection to amber's API socket: api.ApiResponse. Raises OSError
+    and asyncio.TimeoutError as they come."""
+    data = b"" if body is None else json.dumps(body).encode()
+    req = ("%s %s HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\nConnection: close\r\n"
+           "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (method, path, len(data))).encode()
+    reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(sock), timeout)
+    try:
+        writer.write(req + data)
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(HTTP_MAX_BODY + 8192), timeout)
+        while raw and len(raw) <= HTTP_MAX_BODY + 8192:
+            more = await asyncio.wait_for(reader.read(65536), timeout)
+            if not more:
+                break
+            raw += more
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    head, _, text = raw.partition(b"\r\n\r\n")
+    try:
+        status = int(head.split(b" ", 2)[1])
+    except (IndexError, ValueError):
+        raise ConnectionError("%s %s: not an HTTP answer" % (method, path)) from None
+    return api.ApiResponse(status, text.decode("utf-8", "replace"))
+
+
+async def api_call(s, method, path, body=None, timeout=None):
+    """A call on the (blocking) Sandbox s's API, with Sandbox._api's error mapping; its JSON body."""
+    s._ensure()
+    timeout = _scaled(10.0) if timeout is None else timeout
+    try:
+        r = await http_request(s.api_sock, method, path, body, timeout)
+    except asyncio.TimeoutError:
+        s._check_alive()
+        raise SandboxTimeoutError("sandbox %s: %s %s got no answer in %.0f s" % (s.id, method, path, timeout),
+                                  s.id) from None
+    except OSError as e:
+        raise s._after_failure("%s %s" % (method, path), e) from None
+    if 200 <= r.status < 300:
+        return r.body if isinstance(r.body, dict) else {}
+    msg = "sandbox %s: %s" % (s.id, r.fault)
+    if r.status >= 500:
+        raise SandboxUnavailableError(msg, s.id)
+    raise SandboxClientError(msg, status=r.status, sandbox_id=s.id)
+
+
 class AsyncSandbox:
     """The async twin of Sandbox: create(), connect(), list(); commands, files; pause(),
-    resume(), state(), set_timeout(), get_timeout(), delete(). Errors are the same classes."""
+    resume(), state(), set_timeout(), get_timeout(), delete(); hibernate (pause(keep_memory=
+    False)), templates and fork. Errors are the same classes."""
 
     def __init__(self, sync):
         from .aio_files import AsyncFiles
@@ -106,25 +160,20 @@ class AsyncSandbox:
     @classmethod
     async def create(cls, vcpus=1, mem_mib=256, kernel=None, rootfs=None, timeout=None, max_sandboxes=None,
                      runtime_dir=None, sandbox_id=None, initrd=None, on_timeout="kill", boot_timeout=None,
-                     metadata=None, envs=None, network=False, allow_out=None, deny_out=None):
-        """As Sandbox.create, awaiting the boot instead of blocking."""
+                     metadata=None, envs=None, template=None, network=False, allow_out=None, deny_out=None):
+        """As Sandbox.create, awaiting the boot (or, with template=, the restore) instead of blocking."""
         net = sbxnet.check(network, allow_out, deny_out)
+        if template is not None and net is not None:
+            raise SandboxClientError("network=True cannot start from a template (docs/network.md)", status=400)
+        if template is not None:
+            return cls(await flow.run_async(templates.create_from_template_steps(
+                Sandbox, template, runtime_dir, max_sandboxes, boot_timeout, timeout, on_timeout, metadata,
+                envs, sandbox_id)))
         sbx, plan = Sandbox._create_begin(vcpus, mem_mib, kernel, rootfs, timeout, max_sandboxes, runtime_dir,
                                           sandbox_id, initrd, on_timeout, boot_timeout, metadata, envs, net=net)
         a = cls(sbx)
         try:
-            last = None
-            while True:
-                failure = sbx._boot_failure(plan["deadline"], plan["boot_timeout"], last)
-                if failure is not None:
-                    raise failure
-                try:
-                    await a._ping(min(plan["deadline"] - time.monotonic(), _scaled(3.0, cap=30.0)), check=False)
-                    break
-                except (OSError, proto.ProtocolError, proto.AgentTimeout, proto.AgentError,
-                        asyncio.TimeoutError) as e:
-                    last = e
-                await asyncio.sleep(0.2)
+            await a._wait_ready(plan["deadline"], plan["boot_timeout"])
             if plan.get("network"):
                 try:
                     await a.commands.run(plan["network"]["guest_script"],
@@ -139,10 +188,33 @@ class AsyncSandbox:
         sbx._create_end(plan)
         return a
 
+    async def _wait_ready(self, deadline, timeout):
+        """Returns once the agent answers ping; raises if amber exits or deadline passes."""
+        s, last = self._s, None
+        while True:
+            failure = s._boot_failure(deadline, timeout, last)
+            if failure is not None:
+                raise failure
+            try:
+                await self._ping(min(deadline - time.monotonic(), _scaled(3.0, cap=30.0)), check=False)
+                return
+            except (OSError, proto.ProtocolError, proto.AgentTimeout, proto.AgentError,
+                    asyncio.TimeoutError) as e:
+                last = e
+            await asyncio.sleep(0.2)
+
     @classmethod
     async def connect(cls, sandbox_id, runtime_dir=None):
-        """The running sandbox sandbox_id (Sandbox.get)."""
-        return cls(Sandbox.get(sandbox_id, runtime_dir=runtime_dir))
+        """The sandbox sandbox_id, running: a hibernated one is restored from disk and one paused
+        in memory is resumed (Sandbox.connect)."""
+        a = cls(Sandbox.get(sandbox_id, runtime_dir=runtime_dir))
+        if await a.state() in ("Paused", "Hibernated"):
+            try:
+                await a.resume()
+            except SandboxClientError as e:
+                if e.status != 409:  # 409: someone else resumed it meanwhile
+                    raise
+        return a
 
     @classmethod
     async def list(cls, runtime_dir=None, state=None, metadata=None):
@@ -156,50 +228,16 @@ class AsyncSandbox:
 
     # ---------------------------------------------------------------- the API
     async def _api(self, method, path, body=None, timeout=None):
+        return await api_call(self._s, method, path, body, timeout)
+
+    def _hibernated(self):
         s = self._s
-        s._ensure()
-        timeout = _scaled(10.0) if timeout is None else timeout
-        data = b"" if body is None else json.dumps(body).encode()
-        req = ("%s %s HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\nConnection: close\r\n"
-               "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (method, path, len(data))).encode()
-        try:
-            reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(s.api_sock), timeout)
-            try:
-                writer.write(req + data)
-                await writer.drain()
-                raw = await asyncio.wait_for(reader.read(HTTP_MAX_BODY + 8192), timeout)
-                while raw and len(raw) <= HTTP_MAX_BODY + 8192:
-                    more = await asyncio.wait_for(reader.read(65536), timeout)
-                    if not more:
-                        break
-                    raw += more
-            finally:
-                writer.close()
-                await writer.wait_closed()
-        except asyncio.TimeoutError:
-            s._check_alive()
-            raise SandboxTimeoutError("sandbox %s: %s %s got no answer in %.0f s" % (s.id, method, path, timeout),
-                                      s.id) from None
-        except OSError as e:
-            raise s._after_failure("%s %s" % (method, path), e) from None
-        head, _, text = raw.partition(b"\r\n\r\n")
-        try:
-            status = int(head.split(b" ", 2)[1])
-        except (IndexError, ValueError):
-            raise SandboxUnavailableError("sandbox %s: %s %s: not an HTTP answer" % (s.id, method, path), s.id) from None
-        try:
-            obj = json.loads(text) if text.strip() else {}
-        except ValueError:
-            obj = {}
-        if 200 <= status < 300:
-            return obj
-        fault = obj.get("fault_message") if isinstance(obj, dict) else None
-        msg = "sandbox %s: %s" % (s.id, fault or "HTTP %d" % status)
-        if status >= 500:
-            raise SandboxUnavailableError(msg, s.id)
-        raise SandboxClientError(msg, status=status, sandbox_id=s.id)
+        return not s._deleted and hibernate.is_hibernated(s.id, os.path.dirname(s.dir))
 
     async def info(self):
+        """GET /'s record ({"id", "state": "Hibernated", ...} for a hibernated sandbox)."""
+        if self._hibernated():
+            return hibernate.info(self._s)
         return await self._api("GET", "/")
 
     async def state(self):
@@ -211,11 +249,39 @@ class AsyncSandbox:
         except SandboxError:
             return None
 
-    async def pause(self):
+    async def pause(self, keep_memory=True):
+        """As Sandbox.pause: keep_memory=False hibernates it to disk and ends its amber."""
+        if not keep_memory:
+            return await flow.run_async(hibernate.hibernate_steps(self._s))
         return await self._api("POST", "/pause")
 
     async def resume(self):
+        """As Sandbox.resume: a hibernated sandbox is restored from disk in a new amber."""
+        if self._hibernated():
+            s = self._s
+            new, rec = await flow.run_async(hibernate.resume_steps(Sandbox, s.id, os.path.dirname(s.dir)))
+            s.dir, s.config, s._proc = new.dir, new.config, getattr(new, "_proc", None)
+            return rec or {"sandbox_id": s.id, "paused": False}
         return await self._api("POST", "/resume")
+
+    # ---------------------------------------------------------------- templates and fork
+    async def snapshot_template(self, name):
+        """As Sandbox.snapshot_template: this sandbox (paused only meanwhile) as template name."""
+        return await flow.run_async(templates.snapshot_template_steps(self._s, name))
+
+    async def fork(self, n=1):
+        """n new running AsyncSandboxes, copies of this one now (each a distinct machine)."""
+        return [type(self)(k) for k in await flow.run_async(templates.fork_steps(self._s, n))]
+
+    @staticmethod
+    def list_templates():
+        """The templates' records, sorted by name (a directory listing: not a coroutine)."""
+        return templates.list_templates()
+
+    @staticmethod
+    def delete_template(name, runtime_dir=None):
+        """As Sandbox.delete_template (local files under the store's lock: not a coroutine)."""
+        return templates.delete_template(name, runtime_dir)
 
     async def set_timeout(self, timeout, on_timeout=None):
         body = {"timeout_s": lifetime.check_timeout(timeout, self.id)}
@@ -228,8 +294,12 @@ class AsyncSandbox:
 
     async def delete(self):
         """Asks the guest to power off, then (as Sandbox.delete) SIGTERM and SIGKILL; the waits
-        are awaited, not slept."""
+        are awaited, not slept. A hibernated sandbox's files are removed."""
         s = self._s
+        if self._hibernated():
+            hibernate.delete(s.id)
+            s._deleted = True
+            return
         try:
             if await self.state() == "Paused":
                 await self.resume()
@@ -257,6 +327,9 @@ class AsyncSandbox:
         _reap_child(pid)
         runtime.remove_dir(s.dir)
         sbxnet.down(s.id)
+        if s.config.get("state_dir"):
+            runtime.remove_dir(s.config["state_dir"])
+        templates.release_image(s.config, os.path.dirname(s.dir))
         s._deleted = True
 
     # ---------------------------------------------------------------- the agent
@@ -308,243 +381,11 @@ class AsyncSandbox:
 
     async def _refuse_if_paused(self, what):
         st = await self.state()
+        if st == "Hibernated":
+            raise SandboxClientError("sandbox %s is hibernated (paused on disk): resume() it before %s"
+                                     % (self.id, what), status=409, sandbox_id=self.id)
         if st == "Paused":
             raise SandboxClientError("sandbox %s is paused: resume() it before %s" % (self.id, what),
                                      status=409, sandbox_id=self.id)
         if st != "Running":
             raise SandboxUnavailableError("sandbox %s is %s: cannot %s" % (self.id, st, what), self.id)
-
-
-async def _result(c):
-    ftype, data = await c.recv()
-    if ftype == proto.ERROR:
-        proto._raise_error(data)
-    if ftype != proto.RESULT:
-        raise proto.ProtocolError("expected RESULT, got frame type 0x%02x" % ftype)
-    return proto.Tlvs(data)
-
-
-class AsyncCommandHandle:
-    """A background command for asyncio: pid, wait(), kill(), send_stdin(), close_stdin(),
-    disconnect(), and `async for out, err in handle`. Output is read only while you iterate or
-    wait(), under the same bounds as CommandHandle (the guest keeps the last 1 MiB meanwhile,
-    and detaches a client that stops reading for 10 s)."""
-
-    def __init__(self, asbx, conn, pid, on_stdout=None, on_stderr=None, dropped=0):
-        self._a, self._conn, self.pid = asbx, conn, pid
-        self._out = cmds._Output(on_stdout, on_stderr, dropped=dropped)
-        self._stdin_closed = False
-
-    async def _next(self):
-        """One output chunk (ftype, text), or None at the end."""
-        while not self._out.done:
-            try:
-                ftype, data = await self._conn.recv()
-            except Exception as e:  # noqa: BLE001 - wait() reports it
-                self._out.finish(None, e)
-                self._conn.close()
-                return None
-            if ftype in (proto.STDOUT, proto.STDERR):
-                text = self._out.decoders[ftype].decode(data)
-                self._out.tails[ftype].add(data)
-                cb = self._out.callbacks[ftype]
-                if cb is not None and text:
-                    cb(text)
-                if text:
-                    return ftype, text
-            elif ftype == proto.EXIT:
-                self._out.finish(proto.Tlvs(data))
-                self._conn.close()
-            else:
-                failure = proto.ProtocolError("unexpected frame 0x%02x" % ftype)
-                if ftype == proto.ERROR:
-                    t = proto.Tlvs(data)
-                    failure = proto.AgentError(t.int(proto.TAG_ERRNO, 0), t.str(proto.TAG_MESSAGE, "error"))
-                self._out.finish(None, failure)
-                self._conn.close()
-        return None
-
-    def __aiter__(self):
-        return self
-
-    async def __anext__(self):
-        item = await self._next()
-        if item is None:
-            raise StopAsyncIteration
-        return (item[1], None) if item[0] == proto.STDOUT else (None, item[1])
-
-    async def wait(self, timeout=None):
-        """As CommandHandle.wait (CommandExitError on a non-zero exit)."""
-        timeout = cmds._check_timeout(self._a._s, timeout)
-
-        async def drain():
-            while await self._next() is not None:
-                pass
-        try:
-            await asyncio.wait_for(drain(), timeout)
-        except asyncio.TimeoutError:
-            raise SandboxTimeoutError("sandbox %s: command %d still running after %g s"
-                                      % (self._a.id, self.pid, timeout), self._a.id,
-                                      result=self._out.result(self.pid)) from None
-        if self._out.exit is None:
-            f = self._out.failure
-            await self._a._guest("command %d" % self.pid, _raise_async(f))
-        res = self._out.result(self.pid)
-        if res.returncode != 0:
-            raise cmds._exit_error(self._a._s, "command %d" % self.pid, res)
-        return res
-
-    async def kill(self, signal=9):
-        return await self._a.commands.kill(self.pid, signal)
-
-    async def send_stdin(self, data):
-        if isinstance(data, str):
-            data = data.encode("utf-8")
-        if self._stdin_closed or self._out.done:
-            raise StdinClosedError("sandbox %s: command %d: stdin is closed" % (self._a.id, self.pid), self._a.id)
-        data = bytes(data)
-        for off in range(0, len(data), proto.DATA_CHUNK):
-            await self._conn.send(proto.DATA, data[off:off + proto.DATA_CHUNK])
-
-    async def close_stdin(self):
-        if self._stdin_closed or self._out.done:
-            raise StdinClosedError("sandbox %s: command %d: stdin is closed" % (self._a.id, self.pid), self._a.id)
-        await self._conn.send(proto.EOF)
-        self._stdin_closed = True
-
-    def disconnect(self):
-        self._conn.close()
-        self._out.finish(None, None)
-
-    @property
-    def stdout(self):
-        return self._out.result(self.pid).stdout
-
-    @property
-    def stderr(self):
-        return self._out.result(self.pid).stderr
-
-
-async def _raise_async(e):
-    raise e
-
-
-class AsyncCommands:
-    """sbx.commands for AsyncSandbox: run(), connect(), kill(), list()."""
-
-    def __init__(self, asbx):
-        self._a = asbx
-
-    async def run(self, cmd, background=False, env=None, cwd=None, user=None, timeout=cmds.DEFAULT_TIMEOUT_S,
-                  on_stdout=None, on_stderr=None, envs=None):
-        """As Commands.run (stdin: use a background handle's send_stdin)."""
-        a, s = self._a, self._a._s
-        if background and timeout == cmds.DEFAULT_TIMEOUT_S:
-            timeout = None
-        timeout = cmds._check_timeout(s, timeout)
-        env = dict(s.config.get("envs") or {}, **dict(envs or {}, **(env or {})))
-        await a._refuse_if_paused("commands.run()")
-        try:
-            payload = proto.exec_request(cmd, env, cwd, None if timeout is None else max(1, int(timeout * 1000)),
-                                         user, background=background)
-        except ValueError as e:
-            raise SandboxClientError("sandbox %s: commands.run: %s" % (s.id, e), status=400, sandbox_id=s.id) from None
-
-        async def start():
-            c = await a._open(None)
-            try:
-                await c.send(proto.EXEC, payload)
-                if not background:
-                    await c.send(proto.EOF)
-                c.deadline = time.monotonic() + _scaled(10.0)
-                ftype, data = await c.recv()
-                if ftype == proto.ERROR:
-                    proto._raise_error(data)
-                if ftype != proto.STARTED:
-                    raise proto.ProtocolError("exec: expected STARTED, got frame type 0x%02x" % ftype)
-                c.deadline = None if timeout is None else time.monotonic() + timeout + _scaled(10.0)
-                return AsyncCommandHandle(a, c, proto.Tlvs(data).int(proto.TAG_PID), on_stdout, on_stderr)
-            except BaseException:
-                c.close()
-                raise
-        h = await a._guest("commands.run", start())
-        if background:
-            h._conn.deadline = None
-            return h
-        try:
-            while await h._next() is not None:
-                pass
-        finally:
-            h._conn.close()  # before EXIT this kills the command (foreground semantics)
-        if h._out.exit is None:
-            try:
-                await a._guest("commands.run", _raise_async(h._out.failure))
-            except SandboxTimeoutError as e:
-                e.result = h._out.result(h.pid)
-                raise
-        res = h._out.result(h.pid)
-        if res.timed_out:
-            raise SandboxTimeoutError("sandbox %s: command timed out after %g s" % (s.id, timeout), s.id, result=res)
-        if res.returncode != 0:
-            raise cmds._exit_error(s, "commands.run", res)
-        return res
-
-    async def connect(self, pid, on_stdout=None, on_stderr=None):
-        a = self._a
-        pid = cmds.Commands(a._s)._check_pid(pid)
-        await a._refuse_if_paused("commands.connect()")
-
-        async def attach():
-            c = await a._open(None)
-            try:
-                await c.send(proto.ATTACH, proto.tlv(proto.TAG_PID, pid))
-                c.deadline = time.monotonic() + _scaled(10.0)
-                t = await _result(c)
-                c.deadline = None
-                return AsyncCommandHandle(a, c, pid, on_stdout, on_stderr, dropped=t.int(proto.TAG_DROPPED, 0))
-            except BaseException:
-                c.close()
-                raise
-        return await a._guest("commands.connect(%d)" % pid, attach(), pid=pid)
-
-    async def kill(self, pid, signal=9):
-        a = self._a
-        pid = cmds.Commands(a._s)._check_pid(pid)
-        if isinstance(signal, bool) or not isinstance(signal, int) or not 1 <= signal <= 64:
-            raise SandboxClientError("signal must be 1..64, not %r" % (signal,), status=400, sandbox_id=a.id)
-
-        async def kill():
-            c = await a._open(_scaled(10.0))
-            try:
-                await c.send(proto.KILL, proto.tlv(proto.TAG_PID, pid) + proto.tlv(proto.TAG_SIGNAL, signal))
-                t = await _result(c)
-                return t.raw(proto.TAG_EXIT_CODE) is None and t.raw(proto.TAG_SIGNAL) is None
-            finally:
-                c.close()
-        return await a._guest("commands.kill(%d)" % pid, kill(), pid=pid)
-
-    async def list(self, include_exited=False):
-        a = self._a
-
-        async def lst():
-            c = await a._open(_scaled(10.0))
-            out = []
-            try:
-                await c.send(proto.LIST_PROCS)
-                while True:
-                    ftype, data = await c.recv()
-                    if ftype == proto.EOF:
-                        return out
-                    if ftype == proto.ERROR:
-                        proto._raise_error(data)
-                    if ftype != proto.ENTRY or len(out) >= 4096:
-                        raise proto.ProtocolError("list: unexpected frame 0x%02x or too many" % ftype)
-                    t = proto.Tlvs(data)
-                    args = [x.decode("utf-8", "replace") for x in t.all(proto.TAG_ARGV)]
-                    shell, sig = t.str(proto.TAG_SHELL), t.int(proto.TAG_SIGNAL)
-                    out.append(cmds.ProcessInfo(t.int(proto.TAG_PID), shell if shell is not None else " ".join(args),
-                                                args, t.str(proto.TAG_CWD), -sig if sig else t.int(proto.TAG_EXIT_CODE)))
-            finally:
-                c.close()
-        procs = sorted(await a._guest("commands.list", lst()), key=lambda p: p.pid or 0)
-        return procs if include_exited else [p for p in procs if p.running]

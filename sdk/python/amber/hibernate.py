@@ -1,7 +1,8 @@
 """Hibernate: a sandbox paused to disk (snapshot + root drive in its persistent directory, amber
 ended) and brought back in a new amber; and the restored launch that templates and fork share.
 
-See store.py for the layout and docs/hibernate.md for the rules.
+The flows (*_steps) are generators of flow.py steps: Sandbox runs them blocking, AsyncSandbox on
+its event loop. See store.py for the layout and docs/hibernate.md for the rules.
 """
 import contextlib
 import errno
@@ -9,7 +10,8 @@ import os
 import signal
 import time
 
-from . import api, runtime, store
+from . import flow, lifetime, runtime, store
+from . import network as sbxnet
 from .errors import (SandboxClientError, SandboxError, SandboxNotFoundError, SandboxUnavailableError)
 
 SNAPSHOT_TIMEOUT_S = 120.0  # writing guest RAM; multiplied by the timeout scale
@@ -44,22 +46,28 @@ def info(sbx):
 
 
 # --------------------------------------------------------------------------- hibernate
-def _pause_for_snapshot(sbx):
+def pause_for_snapshot_steps(sbx):
     """Pauses sbx unless it is paused; returns (was_running, paused_at)."""
-    rec = sbx.info()
+    rec = yield flow.Api(sbx, "GET", "/")
     if rec.get("state") == "Paused":
         return False, rec.get("paused_at")
-    r = sbx._api("POST", "/pause")
+    r = yield flow.Api(sbx, "POST", "/pause")
     return True, r.get("paused_at")
 
 
-def _snapshot(sbx, d, sync):
+def snapshot_step(sbx, d, sync):
     """PUT /snapshot/create into directory d (vm.snap, vm.mem)."""
     body = {"snapshot_path": os.path.join(d, store.STATE_FILE),
             "mem_file_path": os.path.join(d, store.MEM_FILE), "snapshot_type": "Full"}
     if sync:
         body["fsync"] = True
-    sbx._api("PUT", "/snapshot/create", body=body, timeout=sbx._scaled_s(SNAPSHOT_TIMEOUT_S))
+    return flow.Api(sbx, "PUT", "/snapshot/create", body=body, timeout=sbx._scaled_s(SNAPSHOT_TIMEOUT_S))
+
+
+def set_timeout_step(sbx, timeout, on_timeout):
+    """PUT /timeout, as sbx.set_timeout(timeout, on_timeout)."""
+    return flow.Api(sbx, "PUT", "/timeout", body={"timeout_s": lifetime.check_timeout(timeout, sbx.id),
+                                                  "on_timeout": lifetime.check_on_timeout(on_timeout, sbx.id)})
 
 
 def _no_space(e):
@@ -72,19 +80,25 @@ def hibernate(sbx):
     directory, end amber. Returns {"sandbox_id", "paused": True, "paused_at", "memory": "disk"}.
     On any failure (a full disk among them) the sandbox stays paused in memory and
     SandboxClientError says so (status 507 for a full disk)."""
+    return flow.run_sync(hibernate_steps(sbx))
+
+
+def hibernate_steps(sbx):
+    """hibernate()'s flow."""
+    sbxnet.refuse(sbx, "pause(keep_memory=False)")
     sbx._ensure()
     cfg = sbx._read_config()
-    _, paused_at = _pause_for_snapshot(sbx)
+    _, paused_at = yield from pause_for_snapshot_steps(sbx)
     pd = store.ensure(persistent_dir(sbx.id))
     made = []
     rootfs = os.path.join(pd, store.ROOTFS)
     try:
-        timeout_rec = sbx.get_timeout()
+        timeout_rec = yield flow.Api(sbx, "GET", "/timeout")
         if os.path.realpath(cfg.get("rootfs", "")) != os.path.realpath(rootfs):
             made.append(rootfs)
-            store.clone_file(cfg["rootfs"], rootfs)
+            yield flow.Io(store.clone_file, cfg["rootfs"], rootfs)
         made += [os.path.join(pd, store.STATE_FILE), os.path.join(pd, store.MEM_FILE)]
-        _snapshot(sbx, pd, sync=True)
+        yield snapshot_step(sbx, pd, sync=True)
         cfg = dict(cfg, rootfs=rootfs, state_dir=pd, drive_id=cfg.get("drive_id", DRIVE_ID))
         cfg.pop("image_dir", None)  # a full snapshot of its own: the template may go
         if timeout_rec.get("timeout_s_left") is not None:
@@ -92,12 +106,11 @@ def hibernate(sbx):
             cfg["on_timeout"] = timeout_rec.get("on_timeout", "kill")
         else:
             cfg.pop("timeout_s_left", None)
-        store.write_json(os.path.join(pd, "config.json"), cfg, sync=True)
+        yield flow.Io(store.write_json, os.path.join(pd, "config.json"), cfg, True)
         made.append(os.path.join(pd, "config.json"))
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        store.write_json(os.path.join(pd, store.MARK),
-                         {"sandbox_id": sbx.id, "paused_at": paused_at, "hibernated_at": now},
-                         sync=True)
+        yield flow.Io(store.write_json, os.path.join(pd, store.MARK),
+                      {"sandbox_id": sbx.id, "paused_at": paused_at, "hibernated_at": now}, True)
     except (SandboxError, OSError) as e:
         for p in made:
             try:
@@ -110,11 +123,11 @@ def hibernate(sbx):
             "sandbox %s: hibernate failed: %s. Nothing is lost: the sandbox is still paused in "
             "memory; resume() it, or free space in %s and hibernate again" % (sbx.id, msg, pd),
             status=status, sandbox_id=sbx.id) from None
-    _end_amber(sbx)
+    yield from _end_amber_steps(sbx)
     return {"sandbox_id": sbx.id, "paused": True, "paused_at": paused_at, "memory": "disk"}
 
 
-def _end_amber(sbx):
+def _end_amber_steps(sbx):
     """Ends the paused amber (its state is on disk) and removes the runtime directory."""
     sdk = _sdk()
     pid = runtime.read_pid(sbx.dir)
@@ -127,7 +140,7 @@ def _end_amber(sbx):
             try:
                 if runtime.probe(sbx.dir) == runtime.ALIVE:  # still amber's pid
                     sdk._signal(pidfd, pid, signal.SIGKILL)
-                    sdk._wait_pidfd(pidfd, 10.0)
+                    yield flow.WaitExit(pidfd, 10.0)
             finally:
                 os.close(pidfd)
     sdk._reap_child(pid)
@@ -135,13 +148,13 @@ def _end_amber(sbx):
 
 
 # --------------------------------------------------------------------------- restored launch
-def _wait_api(proc, path, deadline):
+def _wait_api_steps(proc, path, deadline):
     while time.monotonic() < deadline:
         if os.path.exists(path):
             return True
         if proc.poll() is not None:
             return False
-        time.sleep(0.01)
+        yield flow.Sleep(0.01)
     return False
 
 
@@ -154,10 +167,10 @@ def _launch_empty(sbx, amber):
     return argv
 
 
-def _load(sbx, image_dir, drive_id, drive_path, cid, deadline):
+def _load_steps(sbx, image_dir, drive_id, drive_path, cid, deadline):
     """PUT /snapshot/load of image_dir's files onto this sandbox's sockets and drive."""
     snap = os.path.join(image_dir, store.STATE_FILE)
-    if not _wait_api(sbx._proc, sbx.api_sock, deadline):
+    if not (yield from _wait_api_steps(sbx._proc, sbx.api_sock, deadline)):
         raise SandboxUnavailableError(sbx._early_exit_message(sbx._proc.poll() or 0)
                                       if sbx._proc.poll() is not None else
                                       "sandbox %s: amber's API socket did not appear" % sbx.id, sbx.id)
@@ -168,24 +181,24 @@ def _load(sbx, image_dir, drive_id, drive_path, cid, deadline):
             "drive_overrides": [{"drive_id": drive_id, "path_on_host": drive_path}]}
     while True:
         try:
-            r = api.request(sbx.api_sock, "PUT", "/snapshot/load", body=body,
-                            timeout=max(1.0, deadline - time.monotonic()))
+            r = yield flow.Request(sbx.api_sock, "PUT", "/snapshot/load", body,
+                                   max(1.0, deadline - time.monotonic()))
             break
         except ConnectionRefusedError as e:  # bound, not yet listening
             if time.monotonic() >= deadline or sbx._proc.poll() is not None:
                 raise SandboxUnavailableError("sandbox %s: PUT /snapshot/load: %s" % (sbx.id, e), sbx.id) from None
-            time.sleep(0.01)
+            yield flow.Sleep(0.01)
         except OSError as e:
             raise SandboxUnavailableError("sandbox %s: PUT /snapshot/load: %s" % (sbx.id, e), sbx.id) from None
     if r.status >= 300:
         raise SandboxNotFoundError("sandbox %s: cannot restore %s: %s" % (sbx.id, snap, r.fault), sbx.id)
 
 
-def restore(cls, sandbox_id, image_dir, config, prepare_drive, runtime_dir=None, max_sandboxes=None,
-            boot_timeout=None, hold=None, precheck=None):
+def restore_steps(cls, sandbox_id, image_dir, config, prepare_drive, runtime_dir=None, max_sandboxes=None,
+                  boot_timeout=None, hold=None, precheck=None):
     """A new sandbox sandbox_id restored from image_dir's snapshot; returns it running with its
-    agent answering. prepare_drive() is called once the runtime directory is registered (so the
-    image counts as used) and returns the root drive's path. config is the config.json to keep
+    agent answering. prepare_drive() (file work: an Io step) is called once the runtime
+    directory is registered (so the image counts as used) and returns the root drive's path. config is the config.json to keep
     (api/vsock paths, rootfs and argv are filled in). hold, if given, is a context (the store's
     lock) held while precheck() runs and the sandbox is registered. Raises as create() does; nothing is left behind
     on failure except what prepare_drive made."""
@@ -227,13 +240,13 @@ def restore(cls, sandbox_id, image_dir, config, prepare_drive, runtime_dir=None,
         store.write_json(os.path.join(d, "config.json"), sbx.config)
     plan = {"starting": starting, "deadline": time.monotonic() + timeout, "boot_timeout": timeout}
     try:
-        drive = prepare_drive()
+        drive = yield flow.Io(prepare_drive)
         sbx.config["rootfs"] = drive
         sbx.config["argv"] = _launch_empty(sbx, amber)
         store.write_json(os.path.join(d, "config.json"), sbx.config)
-        _load(sbx, image_dir, config.get("drive_id", DRIVE_ID), drive, sbx.config["guest_cid"],
-              plan["deadline"])
-        sbx._wait_ready(plan["deadline"], timeout)
+        yield from _load_steps(sbx, image_dir, config.get("drive_id", DRIVE_ID), drive, sbx.config["guest_cid"],
+                               plan["deadline"])
+        yield flow.Ready(sbx, plan["deadline"], timeout)
     except BaseException:
         sbx._create_fail(plan)
         raise
@@ -247,9 +260,15 @@ def resume(cls, sandbox_id, runtime_dir=None):
     snapshot files are removed once it runs; its root drive stays in the persistent directory.
     Raises SandboxNotFoundError if there is no snapshot, or a file is missing or corrupt (the
     message names it; the files are kept)."""
+    return flow.run_sync(resume_steps(cls, sandbox_id, runtime_dir))
+
+
+def resume_steps(cls, sandbox_id, runtime_dir=None):
+    """resume()'s flow."""
     pd = persistent_dir(sandbox_id)
     t0 = time.monotonic()
-    with runtime.FileLock(os.path.join(store.ensure(store.state_root()), ".resume-%s.lock" % sandbox_id)):
+    held = yield flow.Lock(os.path.join(store.ensure(store.state_root()), ".resume-%s.lock" % sandbox_id))
+    try:
         root = runtime_dir or runtime.runtime_root()
         if not store.is_hibernated(pd):
             if runtime.probe(os.path.join(root, sandbox_id)) in (runtime.ALIVE, runtime.STARTING):
@@ -265,16 +284,18 @@ def resume(cls, sandbox_id, runtime_dir=None):
         if missing:
             raise SandboxNotFoundError("sandbox %s cannot be resumed: missing %s"
                                        % (sandbox_id, ", ".join(missing)), sandbox_id)
-        sbx = restore(cls, sandbox_id, pd, cfg, lambda: os.path.join(pd, store.ROOTFS),
-                      runtime_dir=runtime_dir)
+        sbx = yield from restore_steps(cls, sandbox_id, pd, cfg, lambda: os.path.join(pd, store.ROOTFS),
+                                       runtime_dir=runtime_dir)
         # It runs: the snapshot goes (the commit mark first, so no mark outlives its files).
         for f in (store.MARK, store.STATE_FILE, store.MEM_FILE):
             try:
                 os.unlink(os.path.join(pd, f))
             except OSError:
                 pass
+    finally:
+        held.release()
     if cfg.get("timeout_s_left") is not None:
-        sbx.set_timeout(max(1, cfg["timeout_s_left"]), cfg.get("on_timeout", "kill"))
+        yield set_timeout_step(sbx, max(1, cfg["timeout_s_left"]), cfg.get("on_timeout", "kill"))
     return sbx, {"sandbox_id": sandbox_id, "paused": False, "memory": "disk",
                  "resumed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                  "paused_at": mark.get("paused_at"), "restore_ms": int((time.monotonic() - t0) * 1000)}

@@ -5,15 +5,18 @@ its page cache and pay only for the pages they write. Each child gets its own ro
 reflink clone where the file system can, else a sparse copy), id, vsock CID and socket, and the
 agent gives it a new hostname, /etc/machine-id and host randomness; amber corrects the clock and
 (with the VM Generation ID device) makes the kernel reseed its RNG. See docs/hibernate.md.
+
+The flows (*_steps) are generators of flow.py steps: Sandbox runs them blocking, AsyncSandbox on
+its event loop.
 """
-import concurrent.futures
 import os
 import secrets
 import shutil
 import time
 
-from . import hibernate, lifetime, runtime, store
-from .errors import SandboxClientError, SandboxError, SandboxNotFoundError, SandboxUnavailableError
+from . import flow, hibernate, lifetime, runtime, store
+from . import network as sbxnet
+from .errors import SandboxClientError, SandboxError, SandboxNotFoundError
 
 IDENTITY_TIMEOUT_S = 10.0  # multiplied by the timeout scale
 # Run as root by the agent: host randomness credited to the pool and the CRNG reseeded
@@ -29,26 +32,25 @@ def _now():
 
 
 def set_identity(sbx, hostname, machine_id):
-    """Makes a restored child its own machine through the agent (tests replace this)."""
-    r = sbx.execute(["/bin/sh", "-c", IDENTITY_SCRIPT, "sh", machine_id, hostname],
-                    stdin=secrets.token_bytes(64), timeout=sbx._scaled_s(IDENTITY_TIMEOUT_S))
-    if r.exit_code != 0:
-        raise SandboxUnavailableError("sandbox %s: setting its hostname and machine-id failed "
-                                      "(status %d): %s" % (sbx.id, r.exit_code, r.stderr.strip()), sbx.id)
+    """The step that makes a restored child its own machine through the agent (tests replace
+    this with a step that records the call)."""
+    return flow.Exec(sbx, ["/bin/sh", "-c", IDENTITY_SCRIPT, "sh", machine_id, hostname],
+                     secrets.token_bytes(64), sbx._scaled_s(IDENTITY_TIMEOUT_S),
+                     "setting its hostname and machine-id")
 
 
-def _make_image(sbx, d):
+def _make_image_steps(sbx, d):
     """Snapshot sbx into directory d (vm.snap, vm.mem, rootfs.ext4). A running sandbox is paused
     for it and resumed after; returns (clone kind, pause ms)."""
     cfg = sbx._read_config()
-    was_running, _ = hibernate._pause_for_snapshot(sbx)
+    was_running, _ = yield from hibernate.pause_for_snapshot_steps(sbx)
     t0 = time.monotonic()
     try:
-        kind = store.clone_file(cfg["rootfs"], os.path.join(d, store.ROOTFS))
-        hibernate._snapshot(sbx, d, sync=False)
+        kind = yield flow.Io(store.clone_file, cfg["rootfs"], os.path.join(d, store.ROOTFS))
+        yield hibernate.snapshot_step(sbx, d, sync=False)
     finally:
         if was_running:
-            sbx._api("POST", "/resume")
+            yield flow.Api(sbx, "POST", "/resume")
     return kind, int((time.monotonic() - t0) * 1000)
 
 
@@ -62,6 +64,12 @@ def _image_failed(sbx, what, d, e):
 
 def snapshot_template(sbx, name):
     """sbx.snapshot_template(name): the template record (template.json)."""
+    return flow.run_sync(snapshot_template_steps(sbx, name))
+
+
+def snapshot_template_steps(sbx, name):
+    """snapshot_template()'s flow."""
+    sbxnet.refuse(sbx, "snapshot_template()")
     if not store.valid_name(name):
         raise SandboxClientError("bad template name %r: names match [A-Za-z0-9_-]{1,64}" % (name,),
                                  status=400, sandbox_id=sbx.id)
@@ -74,7 +82,7 @@ def snapshot_template(sbx, name):
     os.mkdir(tmp, 0o700)
     cfg = sbx._read_config()
     try:
-        kind, pause_ms = _make_image(sbx, tmp)
+        kind, pause_ms = yield from _make_image_steps(sbx, tmp)
         meta = {"name": name, "created_at": _now(), "source_id": sbx.id, "vcpus": cfg.get("vcpus"),
                 "mem_mib": cfg.get("mem_mib"), "drive_id": cfg.get("drive_id", hibernate.DRIVE_ID),
                 "envs": cfg.get("envs") or {}, "metadata": cfg.get("metadata") or {},
@@ -119,7 +127,7 @@ def _taken_cids(root):
     return cids
 
 
-def _one_child(cls, image_dir, meta, sid, cid, extra, runtime_dir, max_sandboxes, boot_timeout):
+def _one_child_steps(cls, image_dir, meta, sid, cid, extra, runtime_dir, max_sandboxes, boot_timeout):
     pd = store.sandbox_dir(sid)
 
     def precheck():
@@ -138,25 +146,26 @@ def _one_child(cls, image_dir, meta, sid, cid, extra, runtime_dir, max_sandboxes
               "created_at": _now(), "machine_id": store.new_machine_id()}
     config.update(extra)
     try:
-        sbx = hibernate.restore(cls, sid, image_dir, config, prepare_drive, runtime_dir=runtime_dir,
-                                max_sandboxes=max_sandboxes, boot_timeout=boot_timeout,
-                                hold=store.lock(), precheck=precheck)
+        sbx = yield from hibernate.restore_steps(cls, sid, image_dir, config, prepare_drive,
+                                                 runtime_dir=runtime_dir, max_sandboxes=max_sandboxes,
+                                                 boot_timeout=boot_timeout, hold=store.lock(),
+                                                 precheck=precheck)
     except BaseException:
         shutil.rmtree(pd, ignore_errors=True)
         raise
     try:
-        set_identity(sbx, sid, config["machine_id"])
+        yield set_identity(sbx, sid, config["machine_id"])
     except BaseException:
         try:
-            sbx.delete()
+            yield flow.Delete(sbx)
         except SandboxError:
             pass
         raise
     return sbx
 
 
-def create_children(cls, image_dir, n, extra, runtime_dir=None, max_sandboxes=None, boot_timeout=None,
-                    timeout=None, on_timeout="kill", ids=None):
+def create_children_steps(cls, image_dir, n, extra, runtime_dir=None, max_sandboxes=None, boot_timeout=None,
+                          timeout=None, on_timeout="kill", ids=None):
     """n sandboxes restored from image_dir at once; all or none (the made ones are deleted if one
     fails). extra is merged into each config.json."""
     meta = store.read_json(os.path.join(image_dir, store.TEMPLATE_META))
@@ -174,31 +183,33 @@ def create_children(cls, image_dir, n, extra, runtime_dir=None, max_sandboxes=No
     for _ in ids:
         cids.append(store.new_cid(taken))
         taken.add(cids[-1])
-    made, errors = [], []
-    with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(ids))) as pool:
-        futs = [pool.submit(_one_child, cls, image_dir, meta, sid, cid, extra, runtime_dir, max_sandboxes,
-                            boot_timeout) for sid, cid in zip(ids, cids)]
-        for f in futs:
-            try:
-                made.append(f.result())
-            except BaseException as e:  # noqa: BLE001 (collected, re-raised below)
-                errors.append(e)
+    results = yield flow.Parallel(_one_child_steps(cls, image_dir, meta, sid, cid, extra, runtime_dir,
+                                                   max_sandboxes, boot_timeout) for sid, cid in zip(ids, cids))
+    made = [r for r in results if not isinstance(r, BaseException)]
+    errors = [r for r in results if isinstance(r, BaseException)]
     if errors:
         for s in made:
             try:
-                s.delete()
+                yield flow.Delete(s)
             except SandboxError:
                 pass
         raise errors[0]
     if lifetime_s is not None:
         for s in made:
-            s.set_timeout(lifetime_s, on_timeout)
+            yield hibernate.set_timeout_step(s, lifetime_s, on_timeout)
     return made
 
 
 def create_from_template(cls, name, runtime_dir=None, max_sandboxes=None, boot_timeout=None, timeout=None,
                          on_timeout="kill", metadata=None, envs=None, sandbox_id=None):
     """Sandbox.create(template=name)."""
+    return flow.run_sync(create_from_template_steps(cls, name, runtime_dir, max_sandboxes, boot_timeout,
+                                                    timeout, on_timeout, metadata, envs, sandbox_id))
+
+
+def create_from_template_steps(cls, name, runtime_dir=None, max_sandboxes=None, boot_timeout=None, timeout=None,
+                               on_timeout="kill", metadata=None, envs=None, sandbox_id=None):
+    """create_from_template()'s flow."""
     if not store.valid_name(name):
         raise SandboxClientError("bad template name %r" % (name,), status=400)
     d = store.template_dir(name)
@@ -208,8 +219,9 @@ def create_from_template(cls, name, runtime_dir=None, max_sandboxes=None, boot_t
     extra = {"template": name,
              "metadata": lifetime.check_str_map("metadata", metadata) if metadata is not None else meta.get("metadata", {}),
              "envs": lifetime.check_str_map("envs", envs, env_names=True) if envs is not None else meta.get("envs", {})}
-    return create_children(cls, d, 1, extra, runtime_dir, max_sandboxes, boot_timeout, timeout, on_timeout,
-                           ids=[sandbox_id] if sandbox_id else None)[0]
+    made = yield from create_children_steps(cls, d, 1, extra, runtime_dir, max_sandboxes, boot_timeout, timeout,
+                                            on_timeout, ids=[sandbox_id] if sandbox_id else None)
+    return made[0]
 
 
 def release_image(config, runtime_dir):
@@ -226,6 +238,12 @@ def release_image(config, runtime_dir):
 def fork(sbx, n=1):
     """sbx.fork(n): n new running copies of sbx at this moment. sbx is paused only while its
     memory and root drive are copied, then resumes."""
+    return flow.run_sync(fork_steps(sbx, n))
+
+
+def fork_steps(sbx, n=1):
+    """fork()'s flow."""
+    sbxnet.refuse(sbx, "fork()")
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 64:
         raise SandboxClientError("n must be an integer from 1 to 64, not %r" % (n,), status=400, sandbox_id=sbx.id)
     sbx._ensure()
@@ -234,7 +252,7 @@ def fork(sbx, n=1):
     d = os.path.join(fr, "%s-%s" % (sbx.id, secrets.token_hex(4)))
     os.mkdir(d, 0o700)
     try:
-        kind, pause_ms = _make_image(sbx, d)
+        kind, pause_ms = yield from _make_image_steps(sbx, d)
         meta = {"source_id": sbx.id, "created_at": _now(), "vcpus": cfg.get("vcpus"),
                 "mem_mib": cfg.get("mem_mib"), "drive_id": cfg.get("drive_id", hibernate.DRIVE_ID),
                 "rootfs_copy": kind, "pause_ms": pause_ms}
@@ -243,7 +261,7 @@ def fork(sbx, n=1):
         raise _image_failed(sbx, "fork", d, e) from None
     extra = {"forked_from": sbx.id, "metadata": cfg.get("metadata") or {}, "envs": cfg.get("envs") or {}}
     try:
-        return create_children(type(sbx), d, n, extra, runtime_dir=os.path.dirname(sbx.dir))
+        return (yield from create_children_steps(type(sbx), d, n, extra, runtime_dir=os.path.dirname(sbx.dir)))
     except BaseException:
         shutil.rmtree(d, ignore_errors=True)  # no child uses it
         raise

@@ -12,7 +12,9 @@ agent; FAKE_AMBER_AGENT is the agent binary (default build/amber-agent).
 Snapshots (hibernate, templates, fork): started with --api-sock alone, it waits for PUT
 /snapshot/load; PUT /snapshot/create (paused only) writes a JSON state file and a memory file.
 FAKE_AMBER_SNAP_ENOSPC=1 makes create answer 500 "No space left on device" as amber does. GET /
-reports the last load's overrides as "fake_load".
+reports the last load's overrides as "fake_load". FAKE_AMBER_RESTORE_DELAY_S: after a load, the
+agent starts that much later (its vsock socket refuses meanwhile), as a restored guest's agent
+answers only once the guest runs.
 """
 import argparse
 import datetime
@@ -49,6 +51,7 @@ class State:
         self.deadline = None  # PUT /timeout: time.monotonic() when it fires
         self.on_timeout = "kill"
         self.load = None  # the last PUT /snapshot/load's overrides
+        self.agent_due = None  # after a load: when the agent starts (FAKE_AMBER_RESTORE_DELAY_S)
         self.start_guest = None
         self.pending = []  # a loaded guest's vsock socket, for the main thread to start
 
@@ -279,13 +282,20 @@ def main():
     def start_guest(uds):
         console.write(b"fake-amber: booting\n")
         time.sleep(float(os.environ.get("FAKE_AMBER_BOOT_DELAY_S", "0")))
+        vs = UnixServer(uds, make_vsock_handler(st, agent_sock))
+        socks.append(uds)
+        threading.Thread(target=vs.serve_forever, daemon=True).start()
+        if st.load is not None:
+            st.agent_due = time.monotonic() + float(os.environ.get("FAKE_AMBER_RESTORE_DELAY_S", "0"))
+        else:
+            start_agent()
+
+    def start_agent():
+        st.agent_due = None
         agent_bin = os.environ.get("FAKE_AMBER_AGENT") or os.path.join(REPO, "build", "amber-agent")
         st.agent = subprocess.Popen([agent_bin, "--listen", "unix:" + agent_sock, "--no-init"],
                                     stdin=subprocess.DEVNULL, stdout=console, stderr=console,
                                     start_new_session=True, preexec_fn=die_with_parent)
-        vs = UnixServer(uds, make_vsock_handler(st, agent_sock))
-        socks.append(uds)
-        threading.Thread(target=vs.serve_forever, daemon=True).start()
 
     st.start_guest = start_guest
     if args.vsock:
@@ -298,6 +308,8 @@ def main():
         if st.pending:
             start_guest(st.pending[0])
             st.pending.clear()
+        if st.agent_due is not None and time.monotonic() >= st.agent_due:
+            start_agent()
         if st.agent is not None and st.agent.poll() is not None:
             st.finish("agent exited with status %s" % st.agent.returncode, 1)
         with st.lock:  # the /timeout deadline, kept here as amber keeps it

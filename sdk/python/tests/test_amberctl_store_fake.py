@@ -12,7 +12,7 @@ import unittest
 from fakeenv import REPO, needs_agent  # noqa: E402 (puts the SDK on sys.path)
 
 from amber import Sandbox  # noqa: E402
-from amber import store, template  # noqa: E402
+from amber import flow, store, template  # noqa: E402
 
 import fakeenv  # noqa: E402
 
@@ -50,7 +50,7 @@ class TestAmberctlStore(unittest.TestCase):
         for p in self.etc.values():
             open(p, "w").close()
         os.environ["AMBER_STATE_DIR"] = self.state
-        template.set_identity = lambda *a: None
+        template.set_identity = lambda *a: flow.Sleep(0)
         self.addCleanup(self.cleanup)
 
     def cleanup(self):

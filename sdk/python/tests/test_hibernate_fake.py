@@ -13,7 +13,7 @@ import fakeenv  # noqa: E402
 from fakeenv import SDK, needs_agent  # noqa: E402 (puts the SDK on sys.path)
 
 from amber import Sandbox, SandboxClientError, SandboxNotFoundError  # noqa: E402
-from amber import store, template  # noqa: E402
+from amber import flow, store, template  # noqa: E402
 
 import fakeenv  # noqa: E402
 
@@ -37,7 +37,7 @@ class HibernateCase(unittest.TestCase):
         self.work = tempfile.mkdtemp(prefix="amber-hib-files-")  # the fake guest's files
         os.environ["AMBER_STATE_DIR"] = self.state
         self.identities = []
-        template.set_identity = lambda sbx, host, mid: self.identities.append((sbx.id, host, mid))
+        template.set_identity = lambda sbx, host, mid: flow.Io(self.identities.append, (sbx.id, host, mid))
         self.addCleanup(self.cleanup)
 
     def cleanup(self):
