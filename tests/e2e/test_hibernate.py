@@ -228,6 +228,8 @@ class TestTemplateAndForkE2E(StoreCase):
         self.identities([kid, self.sbx])
         kid.delete()
 
+    @harness.long_tier("AsyncSandbox: the same flows (flow.py) run here through Sandbox, and the async runner "
+                       "is tested against the fake amber (test_aio_hibernate_fake.py)")
     def test_async_hibernate_resume_and_fork(self):
         async def main():
             a = await AsyncSandbox.connect(self.sbx.id, runtime_dir=self.run_root)

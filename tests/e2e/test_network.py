@@ -218,6 +218,8 @@ class TestNetwork(unittest.TestCase):
         Sandbox.list(runtime_dir=self.root)
         self.assert_clean(sid)
 
+    @harness.long_tier("deny_out without allow_out: test_deny_out_blocks_and_allow_out_lets_through runs both "
+                       "lists, and test_netns_rules.c checks the ruleset")
     def test_deny_out_alone(self):
         sbx = self.create(network=True, deny_out=[INET_ADDR + "/32:8081"])
         self.assert_reaches(sbx, 8080)
@@ -225,6 +227,8 @@ class TestNetwork(unittest.TestCase):
         sbx.delete()
         self.assert_clean(sbx.id)
 
+    @harness.long_tier("network=False: the fake SDK test checks that it calls nothing, and the rest of the "
+                       "suite boots without a network")
     def test_no_network_no_interface(self):
         sbx = self.create()
         links = sbx.execute("ls /sys/class/net").stdout.split()
@@ -232,6 +236,7 @@ class TestNetwork(unittest.TestCase):
         self.assertNotIn("network", sbx.config)
         self.assertEqual(leftovers(sbx.id), [])
 
+    @harness.long_tier("amberctl create --network: the SDK drives the same ctl/netns.c through amberctl net up")
     def test_amberctl_create_network(self):
         out = run([AMBERCTL, "create", "--network", "--allow-out", INET_ADDR + ":8081",
                    "--deny-out", INET_ADDR, "--json"], timeout=harness.scaled(120))
