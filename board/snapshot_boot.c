@@ -84,6 +84,7 @@ int snapshot_boot(struct board *b, struct vm *vm, struct vm_config *cfg, struct 
                   int vsock_fd, const struct api_snapshot_load *p, char *err, size_t errlen)
 {
     uint64_t t0 = clock_now_ns();
+    uint64_t step_ns[5] = {0}; /* read and check, VM and memory, devices, state, vCPUs */
     struct snapshot_file f;
     /* A failed restore leaves the process as fresh as it was: cfg goes back to this copy. */
     struct vm_config *saved_cfg = malloc(sizeof(*saved_cfg));
@@ -117,23 +118,28 @@ int snapshot_boot(struct board *b, struct vm *vm, struct vm_config *cfg, struct 
             close(vsock_fd);
         goto out;
     }
+    step_ns[0] = clock_now_ns();
     ret = vm_create_restored(vm, cfg, loop, mem_fd, err, errlen);
+    step_ns[1] = clock_now_ns();
     if (ret) {
         if (vsock_fd >= 0)
             close(vsock_fd);
         goto out;
     }
     ret = devices_create(b, vm, vsock_fd, err, errlen); /* takes vsock_fd */
+    step_ns[2] = clock_now_ns();
     if (ret) {
         vm_destroy(vm);
         goto out;
     }
     bool native = false;
     ret = snapshot_restore(b, &f.r, snapshot_clock_mode(p->clock_realtime), &native, err, errlen);
+    step_ns[3] = clock_now_ns();
     if (!ret && !p->resume_vm)
         start_paused(vm);
     if (!ret)
         ret = vm_start(vm, err, errlen);
+    step_ns[4] = clock_now_ns();
     if (ret) {
         vm_destroy(vm);
         goto out;
@@ -150,6 +156,14 @@ int snapshot_boot(struct board *b, struct vm *vm, struct vm_config *cfg, struct 
              : native           ? "KVM_CLOCK_REALTIME"
                                 : "moved on by amber",
              p->resume_vm ? "running" : "paused");
+    /* Where the time went, for bench/restore_trace.py (docs/snapshot.md, Measured). */
+    log_info("restore steps: read and check %llu us, VM and memory map %llu us, devices %llu us, "
+             "vCPU and device state %llu us, vCPUs started %llu us",
+             (unsigned long long)((step_ns[0] - t0) / 1000),
+             (unsigned long long)((step_ns[1] - step_ns[0]) / 1000),
+             (unsigned long long)((step_ns[2] - step_ns[1]) / 1000),
+             (unsigned long long)((step_ns[3] - step_ns[2]) / 1000),
+             (unsigned long long)((step_ns[4] - step_ns[3]) / 1000));
 out:
     if (mem_fd >= 0)
         close(mem_fd); /* the mapping keeps the file */

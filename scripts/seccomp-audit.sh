@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Audit amber's seccomp allowlists against what a real run calls: a guest boot, agent execs with
-# block, rng and vsock traffic, pause/resume, API status, then SIGTERM, all under strace -ff.
-# Prints, per filter, the syscalls used after the filter went on but not allowed, and those
-# allowed but never used, and the ioctl requests seen. Exit 1 if anything used is not allowed.
+# block, rng and vsock traffic, pause/resume, a Full and a Diff snapshot, API status, then
+# SIGTERM; then a second amber restored from that snapshot (--restore), an exec, a Full snapshot
+# of the restored VM, SIGTERM. All under strace -ff. Prints, per filter (both processes' threads
+# together), the syscalls used after the filter went on but not allowed, and those allowed but
+# never used, and the ioctl requests seen. Exit 1 if anything used is not allowed.
 # usage: scripts/seccomp-audit.sh [--inside]   (re-runs itself in the test host without /dev/kvm)
 # Uses build/test-hooks/amber, whose --id seccomp-audit makes the filters log instead of trap.
 set -euo pipefail
@@ -26,11 +28,21 @@ truncate -s 64M "$work/data.img"
 
 say() { echo "seccomp-audit: $(date +%T) $*" >&2; }
 say "starting amber under strace in $work"
-timeout 900 strace -ff -qq -o "$work/tr" -- "$amber" --id seccomp-audit --vcpus 2 --mem-mib 256 \
-    --kernel "$guest/vmlinuz" --initrd "$guest/initramfs.cpio.gz" \
-    --cmdline "console=ttyS0 reboot=k panic=-1 quiet root=/dev/vda" \
-    --drive "path=$work/root.ext4,root" --drive "path=$work/data.img,id=data" \
-    --vsock "cid=3,uds=$work/v.sock" --entropy --api-sock "$work/api.sock" \
+# A --config-file boot (the same VM as the flags --vcpus 2 --mem-mib 256, two drives, vsock,
+# --entropy) so that dirty page tracking is on and a Diff snapshot can be taken.
+cat >"$work/vm.json" <<JSON
+{"boot-source": {"kernel_image_path": "$guest/vmlinuz", "initrd_path": "$guest/initramfs.cpio.gz",
+                 "boot_args": "console=ttyS0 reboot=k panic=-1 quiet root=/dev/vda"},
+ "machine-config": {"vcpu_count": 2, "mem_size_mib": 256, "smt": false, "track_dirty_pages": true},
+ "drives": [{"drive_id": "rootfs", "path_on_host": "$work/root.ext4", "is_root_device": true,
+             "is_read_only": false},
+            {"drive_id": "data", "path_on_host": "$work/data.img", "is_root_device": false,
+             "is_read_only": false}],
+ "vsock": {"guest_cid": 3, "uds_path": "$work/v.sock"},
+ "entropy": {}}
+JSON
+timeout 900 strace -ff -qq -o "$work/tr1" -- "$amber" --id seccomp-audit --config-file "$work/vm.json" \
+    --api-sock "$work/api.sock" \
     --console "$work/console.log" --exit-file "$work/exit.json" --pid-file "$work/amber.pid" \
     2>"$work/stderr.log" &
 spid=$!
@@ -58,7 +70,11 @@ say "snapshot (docs/snapshot.md), while paused"
 timeout 120 "$ctl" snapshot --api "$work/api.sock" "$work/snap" >/dev/null || say "snapshot failed"
 sleep 1
 timeout 60 "$ctl" resume --api "$work/api.sock" >/dev/null || say "resume failed"
-exec_guest 'echo after resume' >/dev/null
+exec_guest 'echo after resume; head -c 1048576 /dev/urandom > /tmp/dirty' >/dev/null
+say "Diff snapshot (dirty page tracking is on)"
+timeout 120 "$ctl" snapshot --diff --api "$work/api.sock" "$work/diff" >/dev/null || say "Diff snapshot failed"
+timeout 60 "$ctl" resume --api "$work/api.sock" >/dev/null || say "resume failed"
+exec_guest 'echo after the Diff' >/dev/null
 # SIGTERM amber itself (strace's child), not strace.
 apid=$(cat "$work/amber.pid" 2>/dev/null || true)
 say "SIGTERM to amber ($apid)"
@@ -66,6 +82,33 @@ say "SIGTERM to amber ($apid)"
 wait $spid || true
 say "amber ended: $(cat "$work/exit.json" 2>/dev/null)"
 tail -n 3 "$work/stderr.log" >&2
+
+# The restore runs before any filter is installed; what the restored VM does after runs under
+# the same filters (the memory file mapped copy-on-write, the vsock transport reset).
+say "restoring the Full snapshot in a new amber under strace"
+rm -f "$work/v.sock" "$work/api.sock" "$work/exit.json" "$work/amber.pid"
+timeout 600 strace -ff -qq -o "$work/tr2" -- "$amber" --id seccomp-audit \
+    --restore "$work/snap/vm.snap" --mem-file "$work/snap/vm.mem" --api-sock "$work/api.sock" \
+    --console "$work/console2.log" --exit-file "$work/exit.json" --pid-file "$work/amber.pid" \
+    2>"$work/stderr2.log" &
+spid=$!
+for _ in $(seq 1 240); do
+    [ -S "$work/v.sock" ] && break
+    kill -0 $spid 2>/dev/null || { cat "$work/stderr2.log" >&2; exit 1; }
+    sleep 0.5
+done
+exec_guest 'echo restored; head -c 64 /dev/hwrng | wc -c; dd if=/dev/vdb of=/dev/null bs=64k count=4 2>/dev/null'
+timeout 60 "$ctl" pause --api "$work/api.sock" >/dev/null || say "pause failed"
+say "snapshot of the restored VM (its RAM is a private map of the old file)"
+timeout 120 "$ctl" snapshot --api "$work/api.sock" "$work/snap2" >/dev/null || say "snapshot failed"
+timeout 60 "$ctl" resume --api "$work/api.sock" >/dev/null || say "resume failed"
+exec_guest 'echo after the second snapshot' >/dev/null
+apid=$(cat "$work/amber.pid" 2>/dev/null || true)
+say "SIGTERM to the restored amber ($apid)"
+[ -n "$apid" ] && kill -TERM "$apid"
+wait $spid || true
+say "restored amber ended: $(cat "$work/exit.json" 2>/dev/null)"
+grep -h "restore\|snapshot" "$work/stderr.log" "$work/stderr2.log" >&2 || true
 
 python3 - "$work" "$repo/vmm/seccomp.c" <<'EOF'
 import glob, os, re, sys
@@ -76,13 +119,21 @@ def allowlist(kind):
     return set(re.findall(r"ALLOW(?:_IF)?\((\w+)", body))
 allowed = {"vmm": allowlist("vmm"), "vcpu": allowlist("vcpu")}
 def ioctl_list(kind):
-    body = re.search(r"%s_ioctls\[\] = \{(.*?)\};" % kind, text, re.S).group(1)
+    body = re.search(r"\b%s_ioctls\[\] = \{(.*?)\};" % kind, text, re.S).group(1)
+    body = re.sub(r"#\w+[^\n]*|/\*.*?\*/", "", body, flags=re.S)  # #ifdef lines, comments
     return set(re.findall(r"[A-Z][A-Z0-9_]+", body))
-allowed_ioctls = {"vmm": ioctl_list("vmm"), "vcpu": ioctl_list("vcpu")}
+# the loop thread's ioctls include snapshot/create's KVM_GET_* (vmm_snapshot_ioctls)
+allowed_ioctls = {"vmm": ioctl_list("vmm") | ioctl_list("vmm_snapshot"), "vcpu": ioctl_list("vcpu")}
 used = {"vmm": set(), "vcpu": set()}
 ioctls = {"vmm": set(), "vcpu": set()}
-files = sorted(glob.glob(os.path.join(work, "tr.*")), key=lambda p: int(p.rsplit(".", 1)[1]))
-main = files[0]
+files, mains = [], set()
+for run in ("tr1", "tr2"):  # the booted amber, then the restored one; the lowest tid is main
+    fs = sorted(glob.glob(os.path.join(work, run + ".*")), key=lambda p: int(p.rsplit(".", 1)[1]))
+    if not fs:
+        print("no trace of %s" % run)
+        sys.exit(1)
+    files += fs
+    mains.add(fs[0])
 for path in files:
     lines = open(path, errors="replace").read().splitlines()
     # The filter's own load (libseccomp probes with NULL programs first: those fail).
@@ -90,7 +141,7 @@ for path in files:
                   if re.match(r"seccomp\(SECCOMP_SET_MODE_FILTER, \d+, \{len=\d+.*\) = 0$", l)), None)
     if start is None:
         continue  # a thread that never filtered itself (none expected)
-    kind = "vmm" if path == main else "vcpu"
+    kind = "vmm" if path in mains else "vcpu"
     for l in lines[start + 1:]:
         m = re.match(r"(\w+)\(", l)
         if m:

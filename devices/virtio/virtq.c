@@ -376,6 +376,21 @@ void virtq_describe(const struct virtq *q, char *buf, size_t len)
              q->signalled_used, q->signalled_valid ? "" : "(none)", q->event_idx, q->notify_off);
 }
 
+int virtq_avail_idx(const struct virtq *q, uint16_t *idx)
+{
+    return ring_sane(q) ? load_avail_idx(q, idx) : -EINVAL;
+}
+
+int virtq_avail_idx_arm(struct virtq *q, uint16_t *idx)
+{
+    if (virtq_avail_idx(q, idx))
+        return -EINVAL;
+    uint16_t *p = ring_u16(q, q->used_gpa + USED_RING + (uint64_t)USED_ELEM_LEN * q->size);
+    if (q->event_idx && p)
+        __atomic_store_n(p, *idx, __ATOMIC_RELAXED);
+    return 0;
+}
+
 bool virtq_has_work(const struct virtq *q)
 {
     uint16_t idx;

@@ -112,6 +112,16 @@ bool virtq_has_work_or_arm(struct virtq *q);
 void virtq_describe(const struct virtq *q, char *buf, size_t len);
 
 /*
+ * The driver's avail index now, read from guest memory, into *idx. With EVENT_IDX, also publish
+ * avail_event = that index, so the driver kicks us when it adds its next entry even though we
+ * do not pop it. Returns 0, or -EINVAL for a ring outside guest RAM.
+ */
+int virtq_avail_idx_arm(struct virtq *q, uint16_t *idx);
+
+/* The driver's avail index now, into *idx. Returns 0, or -EINVAL for a ring outside RAM. */
+int virtq_avail_idx(const struct virtq *q, uint16_t *idx);
+
+/*
  * With EVENT_IDX, publish avail_event = last_avail so the driver kicks us for the next
  * entry; without it, toggle VIRTQ_USED_F_NO_NOTIFY. Used by devices that poll.
  */

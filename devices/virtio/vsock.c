@@ -23,12 +23,35 @@ static bool queue_live(struct vsock_dev *dev, unsigned q)
            !(d->status & VIRTIO_STATUS_NEEDS_RESET) && d->vq[q].ready;
 }
 
+/* True once the driver has handled the transport reset sent at restore (it refilled the event
+ * buffer), or had VSOCK_RESET_ACK_MAX_MS to; see reset_unacked. */
+static bool vsock_reset_settled(struct vsock_dev *dev)
+{
+    if (!dev->reset_unacked)
+        return true;
+    uint16_t idx;
+    uint64_t now = clock_now_ms();
+    bool moved =
+        virtq_avail_idx(&dev->vdev->vq[VSOCK_EVQ], &idx) == 0 && idx != dev->reset_avail_idx;
+    if (!moved && now < dev->reset_ack_deadline_ms)
+        return false;
+    dev->reset_unacked = false;
+    if (moved)
+        log_info("vsock: the guest handled the transport reset %llu ms after the restore",
+                 (unsigned long long)(now - dev->reset_sent_ms));
+    else
+        log_warn("vsock: the guest did not handle the transport reset within %u ms; host "
+                 "connections go ahead",
+                 VSOCK_RESET_ACK_MAX_MS);
+    return true;
+}
+
 static void vsock_process_rx(struct vsock_dev *dev)
 {
     struct virtio_dev *d = dev->vdev;
     struct virtq *q = &d->vq[VSOCK_RXQ];
     bool pushed = false;
-    if (!queue_live(dev, VSOCK_RXQ))
+    if (!queue_live(dev, VSOCK_RXQ) || !vsock_reset_settled(dev))
         return;
     while (vsock_mux_has_rx(&dev->mux)) {
         if (!dev->rx_held) {
@@ -107,6 +130,7 @@ static bool vsock_finish_reset(struct vsock_dev *dev)
     dev->reset_pending = false;
     vsock_mux_reset(&dev->mux); /* the guest forgot every socket: close the host ends */
     dev->rx_held = false;
+    dev->reset_unacked = false; /* a driver that resets the device starts afresh */
     return true;
 }
 
@@ -120,6 +144,8 @@ static void vsock_arm_timer(struct vsock_dev *dev)
     uint64_t handshake = vsock_clients_next_deadline(dev);
     if (handshake && (!next || handshake < next))
         next = handshake;
+    if (dev->reset_unacked && (!next || dev->reset_ack_deadline_ms < next))
+        next = dev->reset_ack_deadline_ms;
     struct itimerspec its = {0};
     if (next) {
         uint64_t now = clock_now_ms();
@@ -169,9 +195,8 @@ static void vsock_queue_notify(struct virtio_dev *d, unsigned q)
     dev->mux.now_ms = clock_now_ms();
     if (q == VSOCK_TXQ)
         process_tx(dev);
-    else if (q == VSOCK_RXQ)
-        vsock_process_rx(dev);
-    /* the event queue only carries transport resets, which we never send */
+    else
+        vsock_process_rx(dev); /* rx buffers, or (event queue) the driver handled a reset */
     vsock_arm_timer(dev);
 }
 
@@ -212,6 +237,7 @@ static void vsock_resume(struct virtio_dev *d)
     dev->quiesced = false;
     uint64_t paused_ms = clock_now_ms() - dev->quiesced_at_ms; /* not counted against timeouts */
     vsock_mux_shift_deadlines(&dev->mux, paused_ms);
+    dev->reset_ack_deadline_ms += dev->reset_unacked ? paused_ms : 0;
     vsock_host_resume(dev, paused_ms);
     vsock_arm_timer(dev);
     pthread_mutex_unlock(&d->lock);
@@ -249,15 +275,21 @@ static void vsock_restored(struct virtio_dev *d)
     const uint8_t reset_event[4] = {VSOCK_EVENT_RESET, 0, 0, 0};
     uint32_t written = (uint32_t)virtq_chain_write(c, 0, reset_event, sizeof(reset_event));
     virtq_push(q, c->head, written);
+    /* Hold the rx queue until the driver refills the event buffer (reset_unacked), and ask it
+     * to kick the event queue when it does. */
+    dev->reset_unacked = virtq_avail_idx_arm(q, &dev->reset_avail_idx) == 0;
+    dev->reset_sent_ms = clock_now_ms();
+    dev->reset_ack_deadline_ms = dev->reset_sent_ms + VSOCK_RESET_ACK_MAX_MS;
     virtio_notify_used(d, VSOCK_EVQ);
 }
 
 static void vsock_dump(struct virtio_dev *d)
 {
     struct vsock_dev *dev = d->priv;
-    log_info("state: vsock: quiesced %d reset_pending %d rx_held %d listen_watched %d, %u host "
-             "clients in the CONNECT handshake",
-             dev->quiesced, dev->reset_pending, dev->rx_held, dev->listen_watched, dev->nclients);
+    log_info("state: vsock: quiesced %d reset_pending %d rx_held %d listen_watched %d "
+             "reset_unacked %d, %u host clients in the CONNECT handshake",
+             dev->quiesced, dev->reset_pending, dev->rx_held, dev->listen_watched,
+             dev->reset_unacked, dev->nclients);
     vsock_mux_dump(&dev->mux);
 }
 

@@ -15,6 +15,8 @@
 #define VSOCK_HANDSHAKE_TIMEOUT_MS 5000 /* a client must send its CONNECT line within this */
 #define VSOCK_MAX_HANDSHAKES       64
 #define VSOCK_ACCEPT_BATCH         32
+/* After a restore, the longest the rx queue waits for the driver to handle the transport reset. */
+#define VSOCK_RESET_ACK_MAX_MS 3000
 
 enum { VSOCK_RXQ, VSOCK_TXQ, VSOCK_EVQ, VSOCK_NUM_QUEUES };
 
@@ -63,6 +65,14 @@ struct vsock_dev {
     struct vsock_client *clients;
     unsigned nclients;
     bool rx_held; /* rx_chain was popped but not yet filled */
+    /* After a restore, nothing goes to the guest's rx queue (a host connection's request
+     * waits) until the driver has handled the transport reset: it refills the event buffer,
+     * moving the event queue's avail index past reset_avail_idx. Linux resets every connected
+     * socket when it handles the event, so a connection it accepted before would be reset
+     * too. reset_ack_deadline_ms bounds the wait for a driver that never refills. */
+    bool reset_unacked;
+    uint16_t reset_avail_idx;
+    uint64_t reset_sent_ms, reset_ack_deadline_ms;
     struct virtq_chain rx_chain, tx_chain;
     uint8_t pkt[VSOCK_HDR_SIZE + VSOCK_MAX_PKT_BYTES];
 };

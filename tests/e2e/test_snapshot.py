@@ -7,7 +7,8 @@ restored twice at once, and the API's order errors are checked. The 2-vCPU guest
 `amberctl snapshot` and `amberctl restore` for its first round trip; 4 vCPUs do the round trip
 too. With 1 vCPU: a chain of two Diff snapshots merged over their base (`amberctl
 snapshot-merge`), a snapshot under a checksummed virtio-blk writer and a vsock stream, and a
-restore onto another TAP (`network_overrides`) with a ping.
+restore onto another TAP (`network_overrides`) with a ping, and three restores whose first
+connection, made at once, must not be cut by the guest's late handling of the vsock reset.
 """
 import hashlib
 import os
@@ -236,6 +237,33 @@ class SnapshotCase(harness.AmberTestCase):
         self.assertEqual(U.guest_sh(vb, "cat /tmp/keep").strip(), "from-b")
         self.assertEqual(file_sha256(mem), mem_sha, "a restore wrote to the memory file")
 
+    @harness.long_tier("three restores' first connections: test_vsock_snap unit-tests the hold")
+    def test_first_connection_after_restore(self):
+        """An exec sent as soon as the load answers is not cut: the guest handles the vsock
+        transport reset late, and would reset a connection it accepted before (amber holds host
+        connections until it has). Three restores, one connection each, no retry."""
+        vm, api, vsock = self.boot_source_vm()
+        snap, mem = self.path("fc.snap"), self.path("fc.mem")
+        self.snapshot(api, snap, mem)
+        vm.signal(signal.SIGKILL)
+        vm.wait_exit()
+        for i in range(3):
+            v = self.path("vsock-fc%d.sock" % i)
+            vmr, _ = self.restored_vm("fc%d" % i, snap, mem, v)
+            t0 = time.monotonic()
+            conn = U.VsockConn(v, timeout=120)  # the OK line comes once the guest accepted
+            try:
+                conn.send(U.exec_request(argv=["echo", "first-%d" % i]))
+                res = U.read_exec_result(conn)
+            except (EOFError, OSError, AssertionError) as e:
+                self.fail("restore %d: the first connection was cut: %s\n%s" % (i, e, vmr.tail()))
+            finally:
+                conn.close()
+            harness.log("restore %d: first exec answered %.0f ms after the load" % (
+                i, (time.monotonic() - t0) * 1000))
+            self.assertEqual((res["code"], res["stdout"]), (0, b"first-%d\n" % i))
+            vmr.kill()
+
     def test_load_after_config_is_refused(self):
         api_path = self.path("api.sock")
         vm = self.start(harness.amber_argv(kernel=None, api_sock=api_path))
@@ -449,6 +477,7 @@ class TestSnapshot2Vcpus(SnapshotCase):
     use_amberctl = True
 
     # The order errors, the full disk, Diffs, I/O and the network are checked once, with 1 vCPU.
+    test_first_connection_after_restore = None
     test_load_after_config_is_refused = None
     test_disk_full = None
     test_diff_round_trip = None
@@ -460,6 +489,7 @@ class TestSnapshot2Vcpus(SnapshotCase):
 class TestSnapshot4Vcpus(SnapshotCase):
     vcpus = 4
 
+    test_first_connection_after_restore = None
     test_load_after_config_is_refused = None
     test_disk_full = None
     test_diff_round_trip = None

@@ -1,10 +1,13 @@
-/* Unit test: a vsock device restored from a snapshot tells the driver of the transport reset. */
+/* Unit test: a vsock device restored from a snapshot tells the driver of the transport reset,
+ * and holds host connections until the driver has handled it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -13,12 +16,14 @@
 
 #include "devices/virtio/virtio_snap.h"
 #include "devices/virtio/vsock.h"
+#include "devices/virtio/vsock_proto.h"
 #include "tests/unit/virtio_test_ring.h"
 #include "vmm/log.h"
 
 #define RAM_BYTES (4ULL << 20)
 #define QSZ       16
 #define EV_BUF    0x80000ULL
+#define RX_BUF    0x90000ULL
 
 struct dev {
     struct virtio_dev d;
@@ -43,6 +48,26 @@ static void make_dev(struct dev *v, const char *name)
     assert_int_equal(vsock_create(&v->d, &cfg, &mem, &loop, 0xd0000000, 5, err, sizeof(err)), 0);
 }
 
+/* Run the loop until it has had nothing to do for a few rounds (accepts, CONNECT lines, kicks). */
+static void settle(void)
+{
+    for (int idle = 0; idle < 5;)
+        idle = loop_run_once(&loop, 10) > 0 ? 0 : idle + 1;
+}
+
+static int host_connect(const char *path, uint32_t port)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    char line[32];
+    int n = snprintf(line, sizeof(line), "CONNECT %u\n", port);
+    assert_int_equal(write(fd, line, (size_t)n), n);
+    return fd;
+}
+
 static void ring_at(struct test_ring *r, uint64_t base)
 {
     *r = (struct test_ring){
@@ -50,7 +75,7 @@ static void ring_at(struct test_ring *r, uint64_t base)
     memset(mem_ptr(&mem, base, 0x3000), 0, 0x3000);
 }
 
-static void test_restore_sends_transport_reset(void **state)
+static void test_restore_resets_then_holds_until_handled(void **state)
 {
     (void)state;
     log_set_level(LOG_ERROR);
@@ -115,6 +140,25 @@ static void test_restore_sends_transport_reset(void **state)
     const struct vsock_dev *vd = b.d.priv;
     assert_true(vd->mux.next_port > VSOCK_EPHEMERAL_FIRST);
     assert_true(vd->mux.next_port < VSOCK_EPHEMERAL_FIRST + (1u << 29));
+
+    /* A host connection made before the driver handled the reset waits: Linux resets every
+     * connected socket when it handles the event, one it accepted just before included. */
+    tr_desc(&q[0], 0, RX_BUF, 4096, VIRTQ_DESC_F_WRITE, 0);
+    tr_publish(&q[0], 0);
+    int fd = host_connect(b.path, 1024);
+    w32(&b.d, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+    settle();
+    assert_int_equal(tr_used_idx(&q[0]), 0);
+    /* Handling it, the driver gives the event buffer back and kicks; the request goes now. */
+    tr_publish(&q[2], 0);
+    w32(&b.d, VIRTIO_MMIO_QUEUE_NOTIFY, 2);
+    settle();
+    assert_int_equal(tr_used_idx(&q[2]), 1); /* one reset, not two */
+    assert_int_equal(tr_used_idx(&q[0]), 1);
+    assert_int_equal(tr_get32(&mem, RX_BUF + 20), 1024);             /* dst_port */
+    assert_int_equal(tr_get16(&mem, RX_BUF + 30), VSOCK_OP_REQUEST); /* op */
+    assert_false(vd->reset_unacked);
+    close(fd);
     free(buf);
     virtio_dev_destroy(&b.d);
     unlink(a.path);
@@ -127,7 +171,7 @@ static void test_restore_sends_transport_reset(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_restore_sends_transport_reset),
+        cmocka_unit_test(test_restore_resets_then_holds_until_handled),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
