@@ -265,9 +265,9 @@ class TestNetwork(harness.AmberTestCase):
         listener.listen(1)
         self.addCleanup(listener.close)
         timeout_s = harness.scaled(300)
-        # Each transfer takes 5-15 s in the test host: two minutes without the next line is a
+        # Each transfer takes 5-15 s in the test host: a minute without the next line is a
         # stall, reported (with amber's state) well before the test's 300 s watchdog.
-        stall_s = harness.scaled(120)
+        stall_s = harness.scaled(60)
         recv = Receiver(listener, timeout_s)
         recv.start()
 

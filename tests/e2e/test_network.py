@@ -182,6 +182,8 @@ class TestNetwork(unittest.TestCase):
     def assert_clean(self, sandbox_id):
         self.assertEqual(leftovers(sandbox_id), [], "sandbox %s left these behind" % sandbox_id)
 
+    @harness.long_tier("NAT, DNS and delete: test_deny_out_blocks_and_allow_out_lets_through reaches the "
+                       "server through the same NAT and checks that nothing is left after amber dies")
     def test_network_nat_dns_and_delete(self):
         sbx = self.create(network=True)
         addr = sbx.execute("ip -4 -o addr show dev eth0").stdout

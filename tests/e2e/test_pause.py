@@ -409,7 +409,7 @@ class TestPauseLong(PauseGuest):
         out = self.sh("touch /load/stop; i=0; while [ ! -e /load/stopped ] && [ $i -lt 300 ]; do "
                       "usleep 100000; i=$((i+1)); done; cat /load/count; sync; "
                       "echo 3 > /proc/sys/vm/drop_caches; cd /load && for s in f*.sha; do "
-                      "sha256sum -c $s >/dev/null 2>&1 || echo BAD $s; done", timeout=300)
+                      "sha256sum -c $s >/dev/null 2>&1 || echo BAD $s; done", timeout=harness.scaled(90))
         lines = out.split()
         self.assertGreater(int(lines[0]), 10, "the guest writer barely ran during the cycles")
         self.assertNotIn("BAD", out, "files written during the cycles fail their checksums: %s"
