@@ -39,13 +39,9 @@ class AsyncCommandHandle:
                 self._conn.close()
                 return None
             if ftype in (proto.STDOUT, proto.STDERR):
-                text = self._out.decoders[ftype].decode(data)
-                self._out.tails[ftype].add(data)
-                cb = self._out.callbacks[ftype]
-                if cb is not None and text:
-                    cb(text)
-                if text:
-                    return ftype, text
+                item = self._chunk(ftype, data)
+                if item is not None:
+                    return item
             elif ftype == proto.EXIT:
                 self._out.finish(proto.Tlvs(data))
                 self._conn.close()
@@ -57,6 +53,16 @@ class AsyncCommandHandle:
                 self._out.finish(None, failure)
                 self._conn.close()
         return None
+
+    def _chunk(self, ftype, data):
+        """Keeps and hands on one output frame; returns (ftype, text), or None if it decoded to
+        nothing yet (a split UTF-8 sequence)."""
+        text = self._out.decoders[ftype].decode(data)
+        self._out.tails[ftype].add(data)
+        cb = self._out.callbacks[ftype]
+        if cb is not None and text:
+            cb(text)
+        return (ftype, text) if text else None
 
     def __aiter__(self):
         return self

@@ -19,31 +19,12 @@ class AsyncPtyHandle(AsyncCommandHandle):
         super().__init__(asbx, conn, pid, dropped=dropped)
         self._on_data = on_data
 
-    async def _next(self):
-        while not self._out.done:
-            try:
-                ftype, data = await self._conn.recv()
-            except Exception as e:  # noqa: BLE001 - wait() reports it
-                self._out.finish(None, e)
-                self._conn.close()
-                return None
-            if ftype in (proto.STDOUT, proto.STDERR):
-                self._out.tails[proto.STDOUT].add(data)
-                if self._on_data is not None and data:
-                    self._on_data(bytes(data))
-                if data:
-                    return proto.STDOUT, bytes(data)
-            elif ftype == proto.EXIT:
-                self._out.finish(proto.Tlvs(data))
-                self._conn.close()
-            else:
-                failure = proto.ProtocolError("unexpected frame 0x%02x" % ftype)
-                if ftype == proto.ERROR:
-                    t = proto.Tlvs(data)
-                    failure = proto.AgentError(t.int(proto.TAG_ERRNO, 0), t.str(proto.TAG_MESSAGE, "error"))
-                self._out.finish(None, failure)
-                self._conn.close()
-        return None
+    def _chunk(self, ftype, data):
+        """A pty has one byte stream: stdout and stderr frames alike, as bytes."""
+        self._out.tails[proto.STDOUT].add(data)
+        if self._on_data is not None and data:
+            self._on_data(bytes(data))
+        return (proto.STDOUT, bytes(data)) if data else None
 
     async def __anext__(self):
         item = await self._next()

@@ -422,24 +422,30 @@ class Commands:
         pid = self._check_pid(pid)
 
         def attach():
-            c = self._open(None)
-            try:
-                c.deadline = time.monotonic() + self._sbx._scaled_s(10.0)
-                c.send(proto.ATTACH, proto.tlv(proto.TAG_PID, pid))
-                ftype, data = c.recv()
-                if ftype == proto.ERROR:
-                    proto._raise_error(data)
-                if ftype != proto.RESULT:
-                    raise proto.ProtocolError("attach: expected RESULT, got frame type 0x%02x" % ftype)
-                dropped = proto.Tlvs(data).int(proto.TAG_DROPPED, 0)
-                c.deadline = None
-            except BaseException:
-                c.close()
-                raise
+            c, dropped = self._attach(pid)
             return CommandHandle(self, c, pid, on_stdout, on_stderr, dropped=dropped)
 
         self._sbx._refuse_if_paused("commands.connect()")
         return self._call("commands.connect(%d)" % pid, attach, pid)
+
+    def _attach(self, pid):
+        """ATTACH to command pid on a new connection: (connection, bytes the guest dropped before
+        what it kept). Raises the agent's error; the connection is closed on any failure."""
+        c = self._open(None)
+        try:
+            c.deadline = time.monotonic() + self._sbx._scaled_s(10.0)
+            c.send(proto.ATTACH, proto.tlv(proto.TAG_PID, pid))
+            ftype, data = c.recv()
+            if ftype == proto.ERROR:
+                proto._raise_error(data)
+            if ftype != proto.RESULT:
+                raise proto.ProtocolError("attach: expected RESULT, got frame type 0x%02x" % ftype)
+            dropped = proto.Tlvs(data).int(proto.TAG_DROPPED, 0)
+            c.deadline = None
+        except BaseException:
+            c.close()
+            raise
+        return c, dropped
 
     def kill(self, pid, signal=9):
         """Signals background command pid's process group. True if it was running, False if it

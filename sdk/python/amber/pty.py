@@ -6,7 +6,6 @@ guest's last 1 MiB of output replayed. Output is raw terminal bytes (escape sequ
 given to on_data and to iteration as bytes; memory here is bounded as for commands
 (commands.OUTPUT_KEEP kept for the result, commands.QUEUE_KEEP queued unread).
 """
-import time
 
 from . import commands as cmds
 from . import proto
@@ -117,20 +116,7 @@ class Pty:
         sbx = self._sbx
 
         def attach():
-            c = self._commands._open(None)
-            try:
-                c.deadline = time.monotonic() + sbx._scaled_s(10.0)
-                c.send(proto.ATTACH, proto.tlv(proto.TAG_PID, pid))
-                ftype, data = c.recv()
-                if ftype == proto.ERROR:
-                    proto._raise_error(data)
-                if ftype != proto.RESULT:
-                    raise proto.ProtocolError("attach: expected RESULT, got frame type 0x%02x" % ftype)
-                dropped = proto.Tlvs(data).int(proto.TAG_DROPPED, 0)
-                c.deadline = None
-            except BaseException:
-                c.close()
-                raise
+            c, dropped = self._commands._attach(pid)
             return PtyHandle(self._commands, c, pid, on_data, dropped=dropped)
 
         sbx._refuse_if_paused("pty.connect()")
