@@ -81,3 +81,50 @@ class SharedSandboxCase(unittest.TestCase):
             cls.sbx.delete()
         finally:
             shutil.rmtree(cls.root, ignore_errors=True)
+
+
+@needs_agent
+class StoreCase(unittest.TestCase):
+    """A test of hibernate, templates and fork against the fake amber: its own runtime root
+    (self.root), state directory (self.state, set as AMBER_STATE_DIR), a directory for the fake
+    guest's files (self.work), and the guest identity step replaced by a recorder
+    (self.identities). ENV_EXTRA adds environment for the fake amber while each test runs.
+    Cleanup deletes every sandbox left, kills leftover processes and removes the directories."""
+    PREFIX = "amber-hib"
+    ENV_EXTRA = {}
+
+    def setUp(self):
+        import tempfile  # noqa: PLC0415
+
+        from amber import flow, template  # noqa: PLC0415
+
+        self.root = tempfile.mkdtemp(prefix=self.PREFIX + "-run-")
+        self.state = tempfile.mkdtemp(prefix=self.PREFIX + "-state-")
+        self.work = tempfile.mkdtemp(prefix=self.PREFIX + "-files-")
+        os.environ["AMBER_STATE_DIR"] = self.state
+        os.environ.update(self.ENV_EXTRA)
+        self.identities = []
+        template.set_identity = lambda sbx, host, mid: flow.Io(self.identities.append, (sbx.id, host, mid))
+        self.addCleanup(self.cleanup)
+
+    def cleanup(self):
+        import shutil  # noqa: PLC0415
+
+        from amber import Sandbox  # noqa: PLC0415
+
+        os.environ.pop("FAKE_AMBER_SNAP_ENOSPC", None)
+        for k in self.ENV_EXTRA:
+            os.environ.pop(k, None)
+        for sbx in Sandbox.list(runtime_dir=self.root):
+            try:
+                sbx.delete()
+            except Exception:  # noqa: BLE001
+                pass
+        os.environ.pop("AMBER_STATE_DIR", None)
+        kill_leftovers(self.root, self.state)
+        for d in (self.root, self.state, self.work):
+            shutil.rmtree(d, ignore_errors=True)
+
+    def pd(self, sid):
+        """The persistent directory of sandbox sid."""
+        return os.path.join(self.state, sid)

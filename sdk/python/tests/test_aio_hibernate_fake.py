@@ -4,17 +4,14 @@ threads (file copies and fsynced writes) may appear while they run, and the loop
 The guest identity step is replaced by a recorder: the fake's agent runs on this host."""
 import asyncio
 import os
-import shutil
-import tempfile
 import threading
 import time
 import unittest
 
 import fakeenv  # noqa: E402
-from fakeenv import needs_agent  # noqa: E402 (puts the SDK on sys.path)
 
 from amber import AsyncSandbox, Sandbox, SandboxClientError, SandboxNotFoundError  # noqa: E402
-from amber import flow, store, template  # noqa: E402
+from amber import store, template  # noqa: E402
 
 _saved_identity = template.set_identity
 
@@ -53,34 +50,10 @@ class LoopWatch:
             await task
 
 
-@needs_agent
-class TestAsyncHibernate(unittest.TestCase):
-    def setUp(self):
-        self.root = tempfile.mkdtemp(prefix="amber-aio-hib-run-")
-        self.state = tempfile.mkdtemp(prefix="amber-aio-hib-state-")
-        self.work = tempfile.mkdtemp(prefix="amber-aio-hib-files-")  # the fake guest's files
-        os.environ["AMBER_STATE_DIR"] = self.state
-        # A restored agent answers 0.6 s after the load: a blocking wait would stall the loop.
-        os.environ["FAKE_AMBER_RESTORE_DELAY_S"] = "0.6"
-        self.identities = []
-        template.set_identity = lambda sbx, host, mid: flow.Io(self.identities.append, (sbx.id, host, mid))
-        self.addCleanup(self.cleanup)
-
-    def cleanup(self):
-        os.environ.pop("FAKE_AMBER_SNAP_ENOSPC", None)
-        os.environ.pop("FAKE_AMBER_RESTORE_DELAY_S", None)
-        for sbx in Sandbox.list(runtime_dir=self.root):
-            try:
-                sbx.delete()
-            except Exception:  # noqa: BLE001
-                pass
-        os.environ.pop("AMBER_STATE_DIR", None)
-        fakeenv.kill_leftovers(self.root, self.state)
-        for d in (self.root, self.state, self.work):
-            shutil.rmtree(d, ignore_errors=True)
-
-    def pd(self, sid):
-        return os.path.join(self.state, sid)
+class TestAsyncHibernate(fakeenv.StoreCase):
+    PREFIX = "amber-aio-hib"
+    # A restored agent answers 0.6 s after the load: a blocking wait would stall the loop.
+    ENV_EXTRA = {"FAKE_AMBER_RESTORE_DELAY_S": "0.6"}
 
     def assert_loop_only(self, watch, what):
         self.assertLess(watch.gap, 0.4, "%s blocked the event loop for %.2f s" % (what, watch.gap))

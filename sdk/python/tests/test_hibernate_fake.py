@@ -3,19 +3,15 @@ restores by starting a new agent): the store's layout, the SDK's flows and their
 The guest identity step is replaced by a recorder: the fake's agent runs on this host."""
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import unittest
 
 import fakeenv  # noqa: E402
-from fakeenv import SDK, needs_agent  # noqa: E402 (puts the SDK on sys.path)
+from fakeenv import SDK  # noqa: E402
 
 from amber import Sandbox, SandboxClientError, SandboxNotFoundError  # noqa: E402
-from amber import flow, store, template  # noqa: E402
-
-import fakeenv  # noqa: E402
+from amber import store, template  # noqa: E402
 
 _saved_identity = template.set_identity
 
@@ -29,34 +25,9 @@ def tearDownModule():
     template.set_identity = _saved_identity
 
 
-@needs_agent
-class HibernateCase(unittest.TestCase):
-    def setUp(self):
-        self.root = tempfile.mkdtemp(prefix="amber-hib-run-")
-        self.state = tempfile.mkdtemp(prefix="amber-hib-state-")
-        self.work = tempfile.mkdtemp(prefix="amber-hib-files-")  # the fake guest's files
-        os.environ["AMBER_STATE_DIR"] = self.state
-        self.identities = []
-        template.set_identity = lambda sbx, host, mid: flow.Io(self.identities.append, (sbx.id, host, mid))
-        self.addCleanup(self.cleanup)
-
-    def cleanup(self):
-        os.environ.pop("FAKE_AMBER_SNAP_ENOSPC", None)
-        for sbx in Sandbox.list(runtime_dir=self.root):
-            try:
-                sbx.delete()
-            except Exception:  # noqa: BLE001
-                pass
-        os.environ.pop("AMBER_STATE_DIR", None)
-        fakeenv.kill_leftovers(self.root, self.state)
-        for d in (self.root, self.state, self.work):
-            shutil.rmtree(d, ignore_errors=True)
-
+class HibernateCase(fakeenv.StoreCase):
     def create(self, **kw):
         return Sandbox.create(runtime_dir=self.root, **kw)
-
-    def pd(self, sid):
-        return os.path.join(self.state, sid)
 
     def fake_load(self, sbx):
         return sbx.info()["fake_load"]
