@@ -381,64 +381,63 @@ int proto_rx_next(struct proto_rx *rx, struct proto_frame *out)
     return 1;
 }
 
-int proto_pid_req_decode(const uint8_t *payload, size_t len, struct proto_pid_req *out)
+/* Two u64 tags of payload, tags[i] between 1 and max[i]: each may come once (a repeat, or a
+ * value of the wrong size, is -EBADMSG; a value out of range -EINVAL), other tags are skipped.
+ * seen[i] (false on entry) says which came. Returns 0 or a negative errno. */
+static int decode_two_u64(const uint8_t *payload, size_t len, const uint16_t tags[2],
+                          const uint64_t max[2], uint64_t val[2], bool seen[2])
 {
     struct proto_tlv_iter it;
     uint16_t tag;
-    const uint8_t *val;
+    const uint8_t *v;
     uint32_t n;
-    uint64_t v;
-    bool have_pid = false, have_sig = false;
     int r;
+    proto_tlv_iter_init(&it, payload, len);
+    while ((r = proto_tlv_next(&it, &tag, &v, &n)) > 0) {
+        int i = tag == tags[0] ? 0 : tag == tags[1] ? 1 : -1;
+        if (i < 0)
+            continue;
+        if (seen[i] || proto_tlv_u64(v, n, &val[i]) < 0)
+            return -EBADMSG;
+        seen[i] = true;
+        if (val[i] == 0 || val[i] > max[i])
+            return -EINVAL;
+    }
+    return r < 0 ? r : 0;
+}
+
+int proto_pid_req_decode(const uint8_t *payload, size_t len, struct proto_pid_req *out)
+{
+    static const uint16_t tags[2] = {TAG_PID, TAG_SIGNAL};
+    static const uint64_t max[2] = {1u << 22 /* PID_MAX_LIMIT */, 64};
+    uint64_t val[2] = {0, 9};
+    bool seen[2] = {false, false};
     out->pid = 0;
     out->signal = 9;
-    proto_tlv_iter_init(&it, payload, len);
-    while ((r = proto_tlv_next(&it, &tag, &val, &n)) > 0) {
-        if (tag != TAG_PID && tag != TAG_SIGNAL)
-            continue;
-        bool *seen = tag == TAG_PID ? &have_pid : &have_sig;
-        if (*seen || proto_tlv_u64(val, n, &v) < 0)
-            return -EBADMSG;
-        *seen = true;
-        if (tag == TAG_PID) {
-            if (v == 0 || v > (1u << 22)) /* PID_MAX_LIMIT */
-                return -EINVAL;
-            out->pid = (uint32_t)v;
-        } else {
-            if (v == 0 || v > 64)
-                return -EINVAL;
-            out->signal = (int)v;
-        }
-    }
+    int r = decode_two_u64(payload, len, tags, max, val, seen);
     if (r < 0)
         return r;
-    return have_pid ? 0 : -EINVAL;
+    if (!seen[0])
+        return -EINVAL;
+    out->pid = (uint32_t)val[0];
+    out->signal = (int)val[1];
+    return 0;
 }
 
 int proto_winsize_decode(const uint8_t *payload, size_t len, uint16_t *cols, uint16_t *rows)
 {
-    struct proto_tlv_iter it;
-    uint16_t tag;
-    const uint8_t *val;
-    uint32_t n;
-    uint64_t v;
-    bool have_cols = false, have_rows = false;
-    int r;
-    proto_tlv_iter_init(&it, payload, len);
-    while ((r = proto_tlv_next(&it, &tag, &val, &n)) > 0) {
-        if (tag != TAG_COLS && tag != TAG_ROWS)
-            continue;
-        bool *seen = tag == TAG_COLS ? &have_cols : &have_rows;
-        if (*seen || proto_tlv_u64(val, n, &v) < 0)
-            return -EBADMSG;
-        *seen = true;
-        if (v == 0 || v > PROTO_MAX_WINSIZE)
-            return -EINVAL;
-        *(tag == TAG_COLS ? cols : rows) = (uint16_t)v;
-    }
+    static const uint16_t tags[2] = {TAG_COLS, TAG_ROWS};
+    static const uint64_t max[2] = {PROTO_MAX_WINSIZE, PROTO_MAX_WINSIZE};
+    uint64_t val[2] = {0, 0};
+    bool seen[2] = {false, false};
+    int r = decode_two_u64(payload, len, tags, max, val, seen);
     if (r < 0)
         return r;
-    return have_cols && have_rows ? 0 : -EINVAL;
+    if (!seen[0] || !seen[1])
+        return -EINVAL;
+    *cols = (uint16_t)val[0];
+    *rows = (uint16_t)val[1];
+    return 0;
 }
 
 int proto_pty_req_decode(const uint8_t *payload, size_t len, struct proto_exec_req *out)
