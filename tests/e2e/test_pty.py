@@ -5,7 +5,6 @@ and sbx.files.watch_dir (inotify in the guest). One sandbox for the module."""
 import os
 import shutil
 import sys
-import tempfile
 import time
 import unittest
 
@@ -16,8 +15,9 @@ sys.path.insert(0, os.path.join(REPO, "sdk", "python"))
 sys.path.insert(0, os.path.join(REPO, "tests", "agent"))
 
 import harness  # noqa: E402
+import util_amber as U  # noqa: E402
 import tmux_pty  # noqa: E402
-from amber import CommandExitError, CommandNotFoundError, Sandbox, SandboxClientError, timeout_scale  # noqa: E402
+from amber import CommandExitError, CommandNotFoundError, SandboxClientError, timeout_scale  # noqa: E402
 
 _ROOT = None
 _SBX = None
@@ -26,30 +26,11 @@ CTL = os.path.join(REPO, "build", "amberctl")
 
 def setUpModule():
     global _ROOT, _SBX
-    if not os.access(harness.AMBER, os.X_OK):
-        raise unittest.SkipTest("build/amber is missing: run make")
-    if not os.path.exists("/dev/kvm"):
-        raise unittest.SkipTest("no /dev/kvm here (run through scripts/testhost.sh)")
-    _ROOT = tempfile.mkdtemp(prefix="amber-pty-", dir="/tmp")
-    t0 = time.monotonic()
-    _SBX = Sandbox.create(runtime_dir=os.path.join(_ROOT, "amber"))
-    harness.log("sandbox %s up in %.1f s" % (_SBX.id, time.monotonic() - t0))
+    _ROOT, _SBX = U.start_shared_sandbox("pty")
 
 
 def tearDownModule():
-    if _SBX is not None:
-        log_dir = os.environ.get("AMBER_E2E_LOGDIR")
-        if log_dir:
-            try:
-                shutil.copy(_SBX.console_path, os.path.join(log_dir, "pty-%s.console.log" % _SBX.id))
-            except OSError as e:
-                print("  [e2e] no console log of %s to keep: %s" % (_SBX.id, e))
-        try:
-            _SBX.delete()
-        except Exception:  # noqa: BLE001
-            pass
-    if _ROOT:
-        shutil.rmtree(_ROOT, ignore_errors=True)
+    U.end_shared_sandbox("pty", _ROOT, _SBX)
 
 
 def read_until(h, needle, limit_s):

@@ -5,10 +5,8 @@ One sandbox for the whole module (boots cost 15-30 s in the test host); each tes
 what it started in the guest.
 """
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
@@ -19,6 +17,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, SDK)
 
 import harness  # noqa: E402
+import util_amber as U  # noqa: E402
 from amber import (CommandExitError, CommandNotFoundError, Sandbox, SandboxClientError,  # noqa: E402
                    SandboxFileNotFoundError, SandboxFileTypeError, SandboxTimeoutError, StdinClosedError)
 
@@ -28,30 +27,11 @@ _SBX = None
 
 def setUpModule():
     global _ROOT, _SBX
-    if not os.access(harness.AMBER, os.X_OK):
-        raise unittest.SkipTest("build/amber is missing: run make")
-    if not os.path.exists("/dev/kvm"):
-        raise unittest.SkipTest("no /dev/kvm here (run through scripts/testhost.sh)")
-    _ROOT = tempfile.mkdtemp(prefix="amber-sdk-more-", dir="/tmp")
-    t0 = time.monotonic()
-    _SBX = Sandbox.create(runtime_dir=os.path.join(_ROOT, "amber"))
-    harness.log("sandbox %s up in %.1f s" % (_SBX.id, time.monotonic() - t0))
+    _ROOT, _SBX = U.start_shared_sandbox("sdk-more")
 
 
 def tearDownModule():
-    if _SBX is not None:
-        log_dir = os.environ.get("AMBER_E2E_LOGDIR")
-        if log_dir:
-            try:
-                shutil.copy(_SBX.console_path, os.path.join(log_dir, "sdk-more-%s.console.log" % _SBX.id))
-            except OSError as e:  # a sandbox that died took its runtime directory with it
-                print("  [e2e] no console log of %s to keep: %s" % (_SBX.id, e))
-        try:
-            _SBX.delete()
-        except Exception:  # noqa: BLE001
-            pass
-    if _ROOT:
-        shutil.rmtree(_ROOT, ignore_errors=True)
+    U.end_shared_sandbox("sdk-more", _ROOT, _SBX)
 
 
 class TestCommandsE2E(unittest.TestCase):

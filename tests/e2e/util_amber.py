@@ -268,3 +268,45 @@ def guest_ram_rss_kib(pid, guest_mem_mib):
 
 def sha256(data):
     return hashlib.sha256(data).hexdigest()
+
+
+# --- one SDK sandbox shared by a module's tests ---------------------------------------------------
+
+
+def start_shared_sandbox(tag):
+    """setUpModule's part: skips the module without build/amber or /dev/kvm, else creates one
+    sandbox in a new runtime root under /tmp. Returns (root, sandbox)."""
+    import tempfile  # noqa: PLC0415
+    import unittest  # noqa: PLC0415
+
+    from amber import Sandbox  # noqa: PLC0415
+
+    if not os.access(harness.AMBER, os.X_OK):
+        raise unittest.SkipTest("build/amber is missing: run make")
+    if not os.path.exists("/dev/kvm"):
+        raise unittest.SkipTest("no /dev/kvm here (run through scripts/testhost.sh)")
+    root = tempfile.mkdtemp(prefix="amber-%s-" % tag, dir="/tmp")
+    t0 = time.monotonic()
+    sbx = Sandbox.create(runtime_dir=os.path.join(root, "amber"))
+    harness.log("sandbox %s up in %.1f s" % (sbx.id, time.monotonic() - t0))
+    return root, sbx
+
+
+def end_shared_sandbox(tag, root, sbx):
+    """tearDownModule's part: keeps the sandbox's console in AMBER_E2E_LOGDIR as
+    TAG-ID.console.log, deletes the sandbox and removes root (each of them may be None)."""
+    import shutil  # noqa: PLC0415
+
+    if sbx is not None:
+        log_dir = os.environ.get("AMBER_E2E_LOGDIR")
+        if log_dir:
+            try:
+                shutil.copy(sbx.console_path, os.path.join(log_dir, "%s-%s.console.log" % (tag, sbx.id)))
+            except OSError as e:  # a sandbox that died took its runtime directory with it
+                print("  [e2e] no console log of %s to keep: %s" % (sbx.id, e))
+        try:
+            sbx.delete()
+        except Exception:  # noqa: BLE001
+            pass
+    if root:
+        shutil.rmtree(root, ignore_errors=True)
