@@ -41,8 +41,8 @@ class ResumeLoop(unittest.TestCase):
         self.addCleanup(shutil.rmtree, self.root, True)
         for sub in ("tests/testhost", "tests/e2e"):
             os.makedirs(os.path.join(self.root, sub))
-        for path in ("tests/testhost/run-e2e.sh", "tests/testhost/e2e.py", "tests/e2e/run_tests.py",
-                     "tests/e2e/harness.py", "tests/e2e/evidence.py"):
+        for path in ("tests/testhost/run-e2e.sh", "tests/testhost/e2e.py", "tests/testhost/leak.py",
+                     "tests/e2e/run_tests.py", "tests/e2e/harness.py", "tests/e2e/evidence.py"):
             shutil.copy(os.path.join(REPO, path), os.path.join(self.root, path))
         shutil.copytree(os.path.join(REPO, "sdk/python/amber"), os.path.join(self.root, "sdk/python/amber"))
         stub = os.path.join(self.root, "tests/testhost/testhost.sh")

@@ -350,6 +350,48 @@ class Accounting(unittest.TestCase):
         self.assertEqual(len(journal.retried), 1)  # one fault, one retry, whatever it failed
         self.assertEqual(TH.too_many_retries(journal), [])
 
+    def leak_setup(self, rip):
+        """A fake test-host kallsyms with __svm_vcpu_run at 0xffffffffc055a170, and a test log whose
+        stall report shows vcpu1 at rip."""
+        syms = os.path.join(self.dir, "kallsyms")
+        with open(syms, "w") as f:
+            f.write("ffffffffc055a000 t svm_vcpu_free\t[kvm_amd]\nffffffffc055a170 t __svm_vcpu_run\t[kvm_amd]\n"
+                    "ffffffffc055a380 t __svm_sev_es_vcpu_run\t[kvm_amd]\n")
+        for name, value in (("KALLSYMS", syms), ("SHUTDOWN_LOG", os.path.join(self.dir, "none"))):
+            self.addCleanup(setattr, TH.leak, name, getattr(TH.leak, name))
+            setattr(TH.leak, name, value)
+        TH.leak._range.clear()
+        self.addCleanup(TH.leak._range.clear)
+        log = os.path.join(self.dir, "stalled.log")
+        with open(log, "w") as f:
+            f.write("[stderr] amber: info: state: vcpu1 regs: rip %#x rsp 0xffffd18440a63a70\n" % rip)
+        os.utime(log, (time.time() + 60, time.time() + 60))
+
+    def test_a_guest_on_the_test_hosts_vmrun_site_is_retried_with_that_evidence(self):
+        self.leak_setup(0xffffffffc055a20c)
+        journal = self.journal()
+        self.run_testhost(journal, Mocks.FailsOnce)  # no control guest, no plain retry
+        self.assertEqual(journal.totals(), (1, 0, 0))
+        line = list(journal.retried.values())[0]
+        self.assertIn("evidence: amber's stall report shows vcpu1 at rip 0xffffffffc055a20c, inside the test "
+                      "host's own __svm_vcpu_run (0xffffffffc055a170-0xffffffffc055a380)", line)
+
+    def test_a_stall_report_at_an_ordinary_rip_is_no_evidence(self):
+        self.leak_setup(0xffffffffc055a380)  # the next function: not the VMRUN site
+        journal = self.journal()
+        self.run_testhost(journal, Mocks.FailsOnce)
+        self.assertEqual(journal.totals(), (0, 1, 0))
+        self.assertEqual(journal.retried, {})
+
+    def test_a_traced_shutdown_exit_names_its_rip(self):
+        rng = (0xffffffffc055a170, 0xffffffffc055a380)
+        trace = ["vcpu0-172 [001] ..... 16.8: kvm_exit: vcpu 0 reason shutdown rip 0x20001e info1 0x0",
+                 "vcpu1-173 [000] ..... 20.1: kvm_exit: vcpu 1 reason shutdown rip 0xffffffffc055a20c info1 0x0"]
+        self.assertIsNone(TH.leak.evidence([], trace[:1], rng))  # a guest's own triple fault
+        self.assertIn("the test host's KVM trace of a shutdown exit shows vcpu1 at rip 0xffffffffc055a20c",
+                      TH.leak.evidence([], trace, rng))
+        self.assertIsNone(TH.leak.evidence([], trace, None))  # no kvm-amd symbols: no evidence
+
     def test_with_retry_plain_a_plain_failure_reruns_its_class_listed(self):
         os.environ["AMBER_E2E_RETRY_PLAIN"] = "1"
         self.addCleanup(os.environ.pop, "AMBER_E2E_RETRY_PLAIN")

@@ -11,6 +11,10 @@ Retry rules. A failure counts unless the test host itself broke under it:
   test runs again in the fresh test host;
 - the test failed and the test host's own kernel logged an oops, BUG, soft lockup, hung task or
   RCU stall meanwhile (/dev/kmsg): the test runs again at the end of the run;
+- the test failed and its guest ran on the test host's own state: amber's stall report, or the
+  test host's KVM trace of a shutdown exit (init.sh), shows a guest vCPU's RIP inside the test
+  host's own VMRUN function (tests/testhost/leak.py): its whole class runs again at the end of
+  the run, as one retry;
 - the test failed, its guest's log shows a fault of the kinds nested SVM under TCG causes (a
   triple fault, a guest soft lockup, or an exit livelock: the vCPU loops in the test host's KVM,
   which emulates instructions without NRIP save, and never reaches amber), and the QEMU-microvm
@@ -33,6 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "e2e"))
 
 import harness  # noqa: E402
+import leak  # noqa: E402
 import run_tests  # noqa: E402
 
 MAX_RETRIED = 2
@@ -79,10 +84,12 @@ class Journal(run_tests.Outcomes):
         self.retried = {}  # test id -> the retry's line
         self.kernel = {}  # test id -> the test host's kernel line logged while it failed
         self.guest_fault = {}  # test id -> the guest fault its logs showed when it failed
+        self.leaked = {}  # test id -> evidence that its guest ran on the test host's state (leak.py)
         self.fault_window = {}  # test id -> (fault labels, its start, its failure), epoch seconds
         self.control = None  # the QEMU control guest (control.ControlGuest), when one runs
         self._kmsg = None
         self._t0 = 0.0
+        self._trace = 0  # where the test host's shutdown trace stood when the test started
         if os.path.exists(path):
             with open(path) as f:
                 for line in f:
@@ -109,12 +116,17 @@ class Journal(run_tests.Outcomes):
     def record(self, event, name, reason="", evidence=""):
         if event == "start":
             self._t0 = time.time()
+            self._trace = leak.mark()
             self._kernel_lines()  # what the test host's kernel said before is not this test's
         elif event == "fail":
             broke = [line for line in self._kernel_lines() if KERNEL_BROKE.search(line)]
             if broke:
                 self.kernel[name] = "the test host's kernel logged: " + broke[0][:200]
-            seen = guest_faults(self._t0)
+            texts = recent_logs(self._t0)
+            seen = guest_faults(texts)
+            leaked = leak.evidence(texts, leak.shutdown_lines(self._trace), leak.vmrun_range())
+            if leaked:
+                self.leaked[name] = leaked
             if seen:
                 self.guest_fault[name] = "its guest's log shows " + ", ".join(seen)
                 self.fault_window[name] = (seen, self._t0, time.time())
@@ -152,21 +164,25 @@ class Journal(run_tests.Outcomes):
         self.record("rerun", class_of(name) if whole_class or reruns_class(name) else name)
 
 
-def guest_faults(since):
-    """The faults of the kinds nested SVM under TCG causes ("a guest triple fault", ...) that a
-    console or stderr log written since `since` shows, sorted; [] when none."""
-    seen = set()
+def recent_logs(since):
+    """The last MiB of each console or stderr log in $AMBER_E2E_LOGDIR written since `since`."""
+    texts = []
     for path in glob.glob(os.path.join(os.environ.get("AMBER_E2E_LOGDIR", "/nonexistent"), "*.log")):
         try:
             if os.path.getmtime(path) < since:
                 continue
             with open(path, errors="replace") as f:
                 f.seek(max(0, os.path.getsize(path) - (1 << 20)))
-                text = f.read()
+                texts.append(f.read())
         except OSError:
             continue
-        seen.update(label for marker, label in GUEST_FAULTS if marker in text)
-    return sorted(seen)
+    return texts
+
+
+def guest_faults(texts):
+    """The faults of the kinds nested SVM under TCG causes ("a guest triple fault", ...) that the
+    logs' texts show, sorted; [] when none."""
+    return sorted({label for text in texts for marker, label in GUEST_FAULTS if marker in text})
 
 
 def select(found, journal):
@@ -215,7 +231,7 @@ def retry_after_evidence(runner, found, journal):
     """Runs again, once, each failed test during which the test host's kernel broke or whose
     guest showed a nested-SVM fault that the QEMU control guest showed too."""
     plain = PLAIN_FAILURE if retry_plain() else None
-    evidence = {n: journal.kernel.get(n) or control_evidence(journal, n) or plain
+    evidence = {n: journal.kernel.get(n) or journal.leaked.get(n) or control_evidence(journal, n) or plain
                 for n, o in journal.outcomes.items() if o == "fail" and n not in journal.retried}
     todo = [n for n, e in evidence.items() if e]
     scopes = set()

@@ -60,6 +60,18 @@ echo 4294967295 >$t/khugepaged/scan_sleep_millisecs
 echo 4294967295 >$t/khugepaged/alloc_sleep_millisecs
 echo 0 >/proc/sys/vm/compaction_proactiveness
 [ -d "/host$job" ] || fail "job directory $job is missing"
+# KVM's shutdown exits (a nested guest's triple fault) with the guest's RIP at that moment: on
+# AMD, KVM resets the vCPU before amber hears of it, so this trace is the only record of where
+# the guest was. It goes to the job folder, where it outlives a test host that dies, and
+# tests/testhost/leak.py reads it through /run (SVM_EXIT_SHUTDOWN is exit reason 127).
+tr=/host/sys/kernel/tracing
+if mount -t tracefs tracefs $tr 2>/dev/null && [ -d $tr/events/kvm/kvm_exit ]; then
+    echo 64 >$tr/buffer_size_kb
+    echo 'exit_reason == 127' >$tr/events/kvm/kvm_exit/filter
+    echo 1 >$tr/events/kvm/kvm_exit/enable
+    cat $tr/trace_pipe >"/host$job/kvm-shutdowns.log" &
+    ln -s "$job/kvm-shutdowns.log" /host/run/amber-kvm-shutdowns.log
+fi
 
 echo "$(cut -d' ' -f1 /proc/uptime)" >"/host$job/started"
 # A heartbeat for tests/testhost/testhost.sh: it stops if this kernel or the 9p share stops. It runs at
