@@ -83,3 +83,26 @@ def save(vms, results_dir, test_id, state=None):
         except Exception as e:  # noqa: BLE001 - a failure's evidence must not fail the run
             print("e2e: evidence for %s not saved: %s" % (test_id, e), flush=True)
     return paths
+
+
+def live_vms():
+    """The harness's VMs that are still running."""
+    with harness._LIVE_LOCK:
+        return list(harness.LIVE)
+
+
+def report_live(test_id=None, results_dir=None):
+    """Prints each live VM's console tail and amber's state report; with test_id and
+    results_dir, also saves them with the guest agent's log to RESULTS/<test id>/."""
+    state = {}
+    for vm in live_vms():
+        try:
+            state[vm] = vm.state_report()
+            print("e2e: live %s (pid %d), console tail:\n%s%s"
+                  % (os.path.basename(vm.argv[0]), vm.proc.pid, "\n".join(vm.lines[-15:]),
+                     state[vm]), flush=True)
+        except Exception as e:  # noqa: BLE001 - a report must never stop the run
+            print("e2e: no state from pid %d: %s" % (vm.proc.pid, e), flush=True)
+    if test_id and results_dir:
+        for path in save(list(state), results_dir, test_id, state):
+            print("e2e: evidence in %s" % path, flush=True)

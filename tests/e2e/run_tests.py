@@ -92,11 +92,11 @@ class CountingResult(unittest.TextTestResult):
                 why = "ran past %.0f s" % self.test_timeout_s
             else:
                 check = time.monotonic() + 30.0
-                why = self.stall_check and self.stall_check(live_vms())
+                why = self.stall_check and self.stall_check(evidence.live_vms())
                 if not why:
                     continue
             print("\ne2e: watchdog: %s %s; its VMs' state, then killing them" % (name, why), flush=True)
-            report_live(name, self.results_dir)
+            evidence.report_live(name, self.results_dir)
             kill_live()
             return
 
@@ -105,7 +105,7 @@ class CountingResult(unittest.TextTestResult):
         print("\ne2e: FAIL %s: %s" % (name, reason), flush=True)
         self.outcomes.record("fail", name, reason)
         # The test's VMs are still up (cleanups run after this): what they look like now.
-        report_live(name, self.results_dir)
+        evidence.report_live(name, self.results_dir)
 
     def addSuccess(self, test):
         super().addSuccess(test)
@@ -165,28 +165,6 @@ def write_results(results_dir, outcomes, extra_failures=()):
     return failed
 
 
-def live_vms():
-    with harness._LIVE_LOCK:
-        return list(harness.LIVE)
-
-
-def report_live(test_id=None, results_dir=None):
-    """Prints each live VM's console tail and amber's state report; with test_id and
-    results_dir, also saves them with the guest agent's log to RESULTS/<test id>/."""
-    state = {}
-    for vm in live_vms():
-        try:
-            state[vm] = vm.state_report()
-            print("e2e: live %s (pid %d), console tail:\n%s%s"
-                  % (os.path.basename(vm.argv[0]), vm.proc.pid, "\n".join(vm.lines[-15:]),
-                     state[vm]), flush=True)
-        except Exception as e:  # noqa: BLE001 - a report must never stop the run
-            print("e2e: no state from pid %d: %s" % (vm.proc.pid, e), flush=True)
-    if test_id and results_dir:
-        for path in evidence.save(list(state), results_dir, test_id, state):
-            print("e2e: evidence in %s" % path, flush=True)
-
-
 def descendants(pid):
     """Every process below pid (from /proc), deepest last; pid itself is not included."""
     children = {}
@@ -205,7 +183,7 @@ def descendants(pid):
 def kill_live():
     """Kills the harness's VMs, then every other process this runner started (the SDK's
     sandboxes, amberctl, nc): a hung test ends, whatever it was waiting on."""
-    targets = [(os.killpg, vm.proc.pid) for vm in live_vms()]
+    targets = [(os.killpg, vm.proc.pid) for vm in evidence.live_vms()]
     for kill, pid in targets + [(os.kill, p) for p in descendants(os.getpid())]:
         try:
             kill(pid, signal.SIGKILL)
