@@ -11,5 +11,5 @@ $(eval $(call unit_test,test_vcpu_stats,vmm/vcpu_stats.o,))
 # board (board/board.mk) saves and loads the devices and drives both.
 VMM_OBJS += vmm/snapshot_fmt.o vmm/x86/cpu_state.o vmm/x86/vm_state.o
 $(eval $(call fuzz_target,fuzz_snapshot,vmm/snapshot_fmt.c vmm/x86/cpu_state.c vmm/x86/vm_state.c \
-  devices/virtio/virtio_snap.c devices/virtio/virtq.c devices/virtio/mmio.c vmm/mem.c \
+  devices/virtio/virtio_snap.c devices/virtio/ratelimit.c devices/virtio/virtq.c devices/virtio/mmio.c vmm/mem.c \
   vmm/loop.c vmm/log.c,))

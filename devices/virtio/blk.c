@@ -191,6 +191,13 @@ static void blk_resume(struct virtio_dev *d)
     pthread_mutex_unlock(&d->lock);
 }
 
+static unsigned blk_rate_limiters(const struct virtio_dev *d, struct rate_limiter **rl)
+{
+    struct blk *b = d->priv;
+    rl[0] = &b->rl;
+    return 1;
+}
+
 static void blk_free(struct blk *b)
 {
     if (b->ring_ok) {
@@ -266,6 +273,7 @@ int blk_create(struct virtio_dev *d, const struct drive_config *cfg, const struc
         .quiesce = blk_quiesce,
         .resume = blk_resume,
         .destroy = blk_destroy,
+        .rate_limiters = blk_rate_limiters,
     };
     rc = virtio_dev_init(d, &b->ops, b, mem, loop, mmio_base, gsi);
     if (rc < 0) {

@@ -9,3 +9,7 @@ BLKNET_CORE_OBJS := devices/virtio/virtq.o devices/virtio/mmio.o vmm/mem.o vmm/l
 $(eval $(call unit_test,test_blk,$(BLK_OBJS) $(BLKNET_CORE_OBJS),-luring))
 $(eval $(call unit_test,test_net,$(NET_OBJS) $(BLKNET_CORE_OBJS) vmm/seccomp.o,-lseccomp))
 $(eval $(call fuzz_target,fuzz_blk_req,devices/virtio/blk_req.c devices/virtio/virtq.c vmm/mem.c vmm/log.c,))
+
+# Device state in snapshots: rate limiter levels (blk, net) and a queue's used index (rng).
+$(eval $(call unit_test,test_snapshot_devices,$(BLK_OBJS) $(NET_OBJS) devices/virtio/rng.o \
+  devices/virtio/virtio_snap.o vmm/snapshot_fmt.o $(BLKNET_CORE_OBJS),-luring))

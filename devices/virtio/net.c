@@ -323,6 +323,14 @@ static void net_dump(struct virtio_dev *d)
              n->tx_pending, n->rx_have, n->rx_placed, n->rx_len, n->rx_nheads, n->offload_pending);
 }
 
+static unsigned net_rate_limiters(const struct virtio_dev *d, struct rate_limiter **rl)
+{
+    struct net *n = d->priv;
+    rl[0] = &n->rx_rl;
+    rl[1] = &n->tx_rl;
+    return 2;
+}
+
 static void net_destroy(struct virtio_dev *d)
 {
     struct net *n = net_of(d);
@@ -379,6 +387,7 @@ int net_create_with_fd(struct virtio_dev *d, const struct net_config *cfg, int f
         .resume = net_resume,
         .destroy = net_destroy,
         .dump = net_dump,
+        .rate_limiters = net_rate_limiters,
     };
     int rc = virtio_dev_init(d, &n->ops, n, mem, loop, mmio_base, gsi);
     if (rc < 0) {

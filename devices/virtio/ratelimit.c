@@ -2,6 +2,7 @@
 #include "devices/virtio/ratelimit.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
@@ -118,6 +119,86 @@ uint64_t rl_wait_ns(struct rate_limiter *rl, uint64_t now_ns, uint64_t bytes, ui
     uint64_t a = tb_wait_ns(&rl->bw, tb_lack(&rl->bw, bytes), now_ns);
     uint64_t b = tb_wait_ns(&rl->ops, tb_lack(&rl->ops, ops), now_ns);
     return a > b ? a : b;
+}
+
+static void tb_snap_save(struct token_bucket *b, uint64_t now_ns, struct rl_snap_bucket *out)
+{
+    *out = (struct rl_snap_bucket){0};
+    if (b->size == 0)
+        return;
+    tb_refill(b, now_ns); /* what is left uncredited is less than one token's time */
+    *out = (struct rl_snap_bucket){
+        .size = b->size,
+        .refill_ns = b->refill_ns,
+        .budget = b->budget,
+        .burst = b->burst,
+        .elapsed_ns = now_ns > b->last_ns ? now_ns - b->last_ns : 0,
+    };
+}
+
+void rl_snap_save(struct rate_limiter *rl, uint64_t now_ns, struct rl_snap *out)
+{
+    tb_snap_save(&rl->bw, now_ns, &out->bw);
+    tb_snap_save(&rl->ops, now_ns, &out->ops);
+}
+
+static int tb_snap_check(const struct token_bucket *cfg, const struct rl_snap_bucket *s,
+                         const char *name, char *why, size_t whylen)
+{
+    if (s->size != cfg->size || s->refill_ns != cfg->refill_ns) {
+        snprintf(why, whylen,
+                 "%s bucket of %llu tokens per %llu ns, the configuration says %llu per %llu", name,
+                 (unsigned long long)s->size, (unsigned long long)s->refill_ns,
+                 (unsigned long long)cfg->size, (unsigned long long)cfg->refill_ns);
+        return -EBADMSG;
+    }
+    if (s->size == 0) {
+        if (s->budget != 0 || s->burst != 0 || s->elapsed_ns != 0) {
+            snprintf(why, whylen, "%s bucket is off but holds tokens or time", name);
+            return -EBADMSG;
+        }
+        return 0;
+    }
+    if (s->budget > (int64_t)s->size || s->budget < -RL_SNAP_DEBT_MAX) {
+        snprintf(why, whylen, "%s bucket budget %lld outside -%lld..%llu", name,
+                 (long long)s->budget, (long long)RL_SNAP_DEBT_MAX, (unsigned long long)s->size);
+        return -EBADMSG;
+    }
+    if (s->burst > cfg->burst) {
+        snprintf(why, whylen, "%s bucket one-time burst left %llu, more than the configured %llu",
+                 name, (unsigned long long)s->burst, (unsigned long long)cfg->burst);
+        return -EBADMSG;
+    }
+    if (s->elapsed_ns > s->refill_ns) {
+        snprintf(why, whylen, "%s bucket elapsed time %llu ns, more than its refill time", name,
+                 (unsigned long long)s->elapsed_ns);
+        return -EBADMSG;
+    }
+    return 0;
+}
+
+int rl_snap_check(const struct rate_limiter *cfg_rl, const struct rl_snap *s, char *why,
+                  size_t whylen)
+{
+    int ret = tb_snap_check(&cfg_rl->bw, &s->bw, "bandwidth", why, whylen);
+    return ret ? ret : tb_snap_check(&cfg_rl->ops, &s->ops, "ops", why, whylen);
+}
+
+static void tb_snap_load(struct token_bucket *b, const struct rl_snap_bucket *s, uint64_t now_ns)
+{
+    *b = (struct token_bucket){
+        .size = s->size,
+        .refill_ns = s->refill_ns,
+        .budget = s->budget,
+        .burst = s->burst,
+        .last_ns = now_ns > s->elapsed_ns ? now_ns - s->elapsed_ns : 0,
+    };
+}
+
+void rl_snap_load(struct rate_limiter *rl, const struct rl_snap *s, uint64_t now_ns)
+{
+    tb_snap_load(&rl->bw, &s->bw, now_ns);
+    tb_snap_load(&rl->ops, &s->ops, now_ns);
 }
 
 int rl_timer_init(struct rl_timer *t, struct loop *loop, loop_fn fn, void *opaque)

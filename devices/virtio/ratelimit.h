@@ -3,6 +3,7 @@
 #define AMBER_DEVICES_VIRTIO_RATELIMIT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "config/config.h"
@@ -51,6 +52,47 @@ void rl_charge(struct rate_limiter *rl, uint64_t now_ns, uint64_t bytes, uint64_
 
 /* Nanoseconds from now_ns until rl_consume(bytes, ops) would succeed; 0 if it would now. */
 uint64_t rl_wait_ns(struct rate_limiter *rl, uint64_t now_ns, uint64_t bytes, uint64_t ops);
+
+/*
+ * A bucket as a snapshot holds it (docs/snapshot.md, "Rate limiters"): 40 bytes, little-endian.
+ * elapsed_ns is the refill time earned but not yet credited at the save, so a restore carries
+ * on from the same point whatever time passed between the two (as Firecracker does).
+ */
+struct rl_snap_bucket {
+    uint64_t size; /* 0: the bucket is off, and every other field is 0 too */
+    uint64_t refill_ns;
+    int64_t budget;      /* tokens left; below zero, a debt */
+    uint64_t burst;      /* one-time burst left */
+    uint64_t elapsed_ns; /* at most refill_ns */
+};
+
+struct rl_snap {
+    struct rl_snap_bucket bw, ops;
+};
+
+/*
+ * Deepest debt a saved bucket may hold. A debt comes from one request larger than the bucket
+ * (rl_consume) or one received frame (rl_charge); no chain amber accepts reaches 2^42 bytes
+ * (VIRTQ_MAX_IOV descriptors of at most 4 GiB each).
+ */
+#define RL_SNAP_DEBT_MAX (INT64_C(1) << 42)
+
+/* Credit the refill earned up to now_ns, then describe rl's buckets in *out. */
+void rl_snap_save(struct rate_limiter *rl, uint64_t now_ns, struct rl_snap *out);
+
+/*
+ * Check a saved limiter from an untrusted file against cfg_rl, the limiter the configuration
+ * in the same file set up (fresh from rl_set, so full): each bucket's size and refill time
+ * equal to it, an off bucket all zero, budget within -RL_SNAP_DEBT_MAX..size, burst left no
+ * more than the configured one, elapsed_ns no more than refill_ns. Pure. Returns 0 or -EBADMSG
+ * with a one-line reason naming the bucket in why.
+ */
+int rl_snap_check(const struct rate_limiter *cfg_rl, const struct rl_snap *s, char *why,
+                  size_t whylen);
+
+/* Load a checked limiter: the same budget and burst, and refill counted from now_ns less
+ * elapsed_ns. */
+void rl_snap_load(struct rate_limiter *rl, const struct rl_snap *s, uint64_t now_ns);
 
 /*
  * The one-shot timer that brings a throttled queue back: a disarmed timerfd watched on loop

@@ -152,6 +152,13 @@ static void rng_destroy(struct virtio_dev *d)
     d->priv = NULL;
 }
 
+static unsigned rng_rate_limiters(const struct virtio_dev *d, struct rate_limiter **rl)
+{
+    struct rng *r = d->priv;
+    rl[0] = &r->rl;
+    return 1;
+}
+
 static const struct virtio_dev_ops rng_ops = {
     .name = "rng",
     .device_id = VIRTIO_ID_RNG,
@@ -161,6 +168,7 @@ static const struct virtio_dev_ops rng_ops = {
     .quiesce = rng_quiesce,
     .resume = rng_resume,
     .destroy = rng_destroy,
+    .rate_limiters = rng_rate_limiters,
 };
 
 int rng_create(struct virtio_dev *d, const struct guest_mem *mem, struct loop *loop,

@@ -10,7 +10,8 @@
 #include "vmm/loop.h"
 #include "vmm/mem.h"
 
-#define VIRTIO_MAX_QUEUES 4
+#define VIRTIO_MAX_QUEUES   4
+#define VIRTIO_MAX_LIMITERS 2 /* rate limiters per device (net: rx and tx) */
 
 /* Device status bits (virtio 1.x, 2.1). */
 #define VIRTIO_STATUS_ACKNOWLEDGE 1
@@ -32,6 +33,7 @@
 #define VIRTIO_ID_VSOCK 19
 
 struct virtio_dev;
+struct rate_limiter;
 
 /*
  * What a device implements. Only device_id, num_queues and queue_notify are required; every
@@ -88,6 +90,10 @@ struct virtio_dev_ops {
      * the back-end activated; tell the driver what could not cross the process change (vsock
      * sends a transport reset). Loop thread before the vCPUs run, d->lock held. */
     void (*restored)(struct virtio_dev *d);
+    /* Optional: the device's rate limiters, whose bucket levels snapshots carry. Point rl[]
+     * at them (at most VIRTIO_MAX_LIMITERS, always the same order: net rx then tx) and return
+     * how many. Any thread, with d->lock held or before the device runs. */
+    unsigned (*rate_limiters)(const struct virtio_dev *d, struct rate_limiter **rl);
 };
 
 /*

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "vmm/clock.h"
 #include "vmm/log.h"
 
 #define CONFIG_SNAP_MAX 256
@@ -16,6 +17,15 @@
 static uint16_t queue_max(const struct virtio_dev *d)
 {
     return d->ops->queue_max ? d->ops->queue_max : 256;
+}
+
+/* The device's rate limiters into rl[] (VIRTIO_MAX_LIMITERS); how many. */
+static unsigned limiters(const struct virtio_dev *d, struct rate_limiter **rl)
+{
+    if (!d->ops->rate_limiters)
+        return 0;
+    unsigned n = d->ops->rate_limiters(d, rl);
+    return n < VIRTIO_MAX_LIMITERS ? n : VIRTIO_MAX_LIMITERS;
 }
 
 void virtio_snap_save(struct virtio_dev *d, unsigned slot, struct snap_writer *w)
@@ -54,11 +64,22 @@ void virtio_snap_save(struct virtio_dev *d, unsigned slot, struct snap_writer *w
         d->ops->config_read(d, 0, cfg, cfg_len);
     else
         cfg_len = 0;
+    struct virtio_snap_ratelimit rls;
+    memset(&rls, 0, sizeof(rls));
+    struct rate_limiter *rl[VIRTIO_MAX_LIMITERS];
+    unsigned nrl = limiters(d, rl);
+    rls.version = VSNAP_RATELIMIT_VERSION;
+    rls.count = nrl;
+    uint64_t now = clock_now_ns();
+    for (unsigned i = 0; i < nrl; i++)
+        rl_snap_save(rl[i], now, &rls.rl[i]);
     pthread_mutex_unlock(&d->lock);
 
     snapw_begin(w, SNAP_SEC_VIRTIO, slot);
     snapw_record(w, VSNAP_TRANSPORT, &t, sizeof(t));
     snapw_record(w, VSNAP_CONFIG, cfg, cfg_len);
+    if (d->ops->rate_limiters)
+        snapw_record(w, VSNAP_RATELIMIT, &rls, sizeof(rls));
     snapw_end(w);
 }
 
@@ -67,6 +88,58 @@ static int bad(char *err, size_t errlen, const struct virtio_dev *d, unsigned sl
 {
     snprintf(err, errlen, "snapshot file: virtio-%s (slot %u): %s", d->ops->name, slot, what);
     return -EBADMSG;
+}
+
+/*
+ * The rate limiter record, if any, into *out: 1 if present and sane for d, 0 if absent (a file
+ * from an amber before it), or -EBADMSG with err set.
+ */
+static int check_ratelimit_into(const struct snap_reader *r, const struct snap_entry *s,
+                                const struct virtio_dev *d, struct virtio_snap_ratelimit *out,
+                                char *err, size_t errlen)
+{
+    unsigned slot = s->instance;
+    const void *data;
+    uint32_t len;
+    if (snapr_record(r, s, VSNAP_RATELIMIT, &data, &len) != 0)
+        return 0;
+    struct rate_limiter *rl[VIRTIO_MAX_LIMITERS];
+    unsigned nrl = limiters(d, rl);
+    char what[192];
+    if (!d->ops->rate_limiters)
+        return bad(err, errlen, d, slot, "rate limiter state for a device without limiters");
+    if (len < sizeof(out->version))
+        return bad(err, errlen, d, slot, "rate limiter record too short");
+    memcpy(&out->version, data, sizeof(out->version));
+    if (out->version != VSNAP_RATELIMIT_VERSION) {
+        snprintf(what, sizeof(what), "rate limiter record version %u, this amber reads %u",
+                 out->version, VSNAP_RATELIMIT_VERSION);
+        return bad(err, errlen, d, slot, what);
+    }
+    if (len != sizeof(*out))
+        return bad(err, errlen, d, slot, "rate limiter record of the wrong size");
+    memcpy(out, data, sizeof(*out));
+    if (out->count != nrl) {
+        snprintf(what, sizeof(what), "%u rate limiters saved, the device has %u", out->count, nrl);
+        return bad(err, errlen, d, slot, what);
+    }
+    for (unsigned i = 0; i < VIRTIO_MAX_LIMITERS; i++) {
+        static const struct rate_limiter none;
+        char why[160];
+        if (rl_snap_check(i < nrl ? rl[i] : &none, &out->rl[i], why, sizeof(why)) != 0) {
+            snprintf(what, sizeof(what), "rate limiter %u: %s", i, why);
+            return bad(err, errlen, d, slot, what);
+        }
+    }
+    return 1;
+}
+
+static int check_ratelimit(const struct snap_reader *r, const struct snap_entry *s,
+                           const struct virtio_dev *d, char *err, size_t errlen)
+{
+    struct virtio_snap_ratelimit rls;
+    int ret = check_ratelimit_into(r, s, d, &rls, err, errlen);
+    return ret < 0 ? ret : 0;
 }
 
 int virtio_snap_check(const struct snap_reader *r, const struct snap_entry *s,
@@ -112,6 +185,33 @@ int virtio_snap_check(const struct snap_reader *r, const struct snap_entry *s,
             return bad(err, errlen, d, slot, what);
         }
     }
+    return check_ratelimit(r, s, d, err, errlen);
+}
+
+/* The bucket levels, checked once more (the file may not have been checked against this
+ * device); a file without them leaves the limiters full, as configured. d->lock held. */
+static int load_ratelimit(struct virtio_dev *d, const struct snap_reader *r,
+                          const struct snap_entry *s, char *err, size_t errlen)
+{
+    struct virtio_snap_ratelimit rls;
+    int ret = check_ratelimit_into(r, s, d, &rls, err, errlen);
+    if (ret < 0)
+        return ret;
+    struct rate_limiter *rl[VIRTIO_MAX_LIMITERS];
+    unsigned nrl = limiters(d, rl);
+    if (ret == 0) {
+        for (unsigned i = 0; i < nrl; i++)
+            if (rl_enabled(rl[i])) {
+                log_info("virtio-%s (slot %u): the snapshot has no rate limiter levels (an older "
+                         "amber): the buckets start full",
+                         d->ops->name, s->instance);
+                break;
+            }
+        return 0;
+    }
+    uint64_t now = clock_now_ns();
+    for (unsigned i = 0; i < nrl; i++)
+        rl_snap_load(rl[i], &rls.rl[i], now);
     return 0;
 }
 
@@ -122,6 +222,11 @@ int virtio_snap_load(struct virtio_dev *d, const struct snap_reader *r, const st
     if (snapr_get(r, s, VSNAP_TRANSPORT, &t, sizeof(t)) != 0)
         return bad(err, errlen, d, s->instance, "transport record missing");
     pthread_mutex_lock(&d->lock);
+    int rc = load_ratelimit(d, r, s, err, errlen); /* first: a refused record changes nothing */
+    if (rc) {
+        pthread_mutex_unlock(&d->lock);
+        return rc;
+    }
     d->status = t.status;
     d->isr = t.isr;
     d->driver_features = t.driver_features;

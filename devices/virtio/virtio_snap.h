@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "devices/virtio/ratelimit.h"
 #include "devices/virtio/virtio.h"
 #include "vmm/snapshot_fmt.h"
 
@@ -12,6 +13,17 @@
 enum virtio_snap_tag {
     VSNAP_TRANSPORT = 1, /* struct virtio_snap_transport */
     VSNAP_CONFIG = 2,    /* the device's config space as the driver read it (diagnostics) */
+    VSNAP_RATELIMIT = 3, /* struct virtio_snap_ratelimit; absent in files from before it */
+};
+
+/* Layout of the VSNAP_RATELIMIT record: a reader refuses any other. */
+#define VSNAP_RATELIMIT_VERSION 1
+
+/* The bucket levels of the device's rate limiters (ops->rate_limiters order). */
+struct virtio_snap_ratelimit {
+    uint32_t version; /* VSNAP_RATELIMIT_VERSION */
+    uint32_t count;   /* limiters the device has; entries past it are zero */
+    struct rl_snap rl[VIRTIO_MAX_LIMITERS];
 };
 
 struct virtio_snap_queue {
@@ -40,14 +52,17 @@ struct virtio_snap_transport {
     struct virtio_snap_queue q[VIRTIO_MAX_QUEUES];
 };
 
-/* Write a SNAP_SEC_VIRTIO section (instance slot) for a quiesced device. Takes d->lock. */
+/* Write a SNAP_SEC_VIRTIO section (instance slot) for a quiesced device: the transport, the
+ * config space, and the rate limiters' bucket levels if it has any. Takes d->lock. */
 void virtio_snap_save(struct virtio_dev *d, unsigned slot, struct snap_writer *w);
 
 /*
  * Check a device section against the device that will receive it (ops: id, queue count and
  * maximum, offered features) and guest RAM: status bits a driver can reach, acked features
  * offered, every ready queue's size a power of two within the maximum and its three rings
- * inside RAM, and ring indices no further apart than the queue size. Pure. Returns 0 or
+ * inside RAM, and ring indices no further apart than the queue size; a rate limiter record
+ * of this layout for exactly the device's limiters, each bucket sane against the limiter the
+ * configuration gave the device (rl_snap_check), or none at all. Pure. Returns 0 or
  * -EBADMSG with err naming the device and field.
  */
 int virtio_snap_check(const struct snap_reader *r, const struct snap_entry *s,
@@ -55,7 +70,8 @@ int virtio_snap_check(const struct snap_reader *r, const struct snap_entry *s,
 
 /*
  * Load a checked section into a freshly created device (no vCPU has run): registers and
- * queues, then, if the driver had reached DRIVER_OK, activate the back-end, let the device
+ * queues and the rate limiters' bucket levels (kept full as configured when the file has
+ * none), then, if the driver had reached DRIVER_OK, activate the back-end, let the device
  * finish (ops->restored), kick every ready queue and re-raise a withheld interrupt. Runs on
  * the loop thread; takes d->lock. Returns 0 or a negative errno with err set.
  */

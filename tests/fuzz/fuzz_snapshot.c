@@ -13,9 +13,10 @@
 /*
  * What restore does with an untrusted file before anything reaches KVM: snapr_open (framing,
  * bounds, checksums), then the per-section checks against a small guest (1 MiB of RAM and an
- * rng-shaped virtio device). Every record of every section is also read out, so ASan sees any
- * read past the buffer. The checksums make random mutations fail early; the seed corpus holds
- * valid files, and the fuzzer's CMP tracing gets it past the CRCs.
+ * rng-shaped virtio device with one rate limiter, whose saved levels are checked too). Every
+ * record of every section is also read out, so ASan sees any read past the buffer. The
+ * checksums make random mutations fail early; the seed corpus holds valid files, and the
+ * fuzzer's CMP tracing gets it past the CRCs.
  */
 
 static void noop_notify(struct virtio_dev *d, unsigned q)
@@ -24,8 +25,23 @@ static void noop_notify(struct virtio_dev *d, unsigned q)
     (void)q;
 }
 
-static const struct virtio_dev_ops ops = {
-    .name = "fuzz", .device_id = 4, .num_queues = 1, .queue_max = 256, .queue_notify = noop_notify};
+/* One limiter as a configuration would set it up (rl_snap_check compares against it): 1 MiB
+ * per 100 ms with a 4 KiB burst, 100 ops per second. */
+static struct rate_limiter limiter;
+
+static unsigned fuzz_rate_limiters(const struct virtio_dev *d, struct rate_limiter **rl)
+{
+    (void)d;
+    rl[0] = &limiter;
+    return 1;
+}
+
+static const struct virtio_dev_ops ops = {.name = "fuzz",
+                                          .device_id = 4,
+                                          .num_queues = 1,
+                                          .queue_max = 256,
+                                          .queue_notify = noop_notify,
+                                          .rate_limiters = fuzz_rate_limiters};
 
 static struct guest_mem mem;
 static struct virtio_dev dev;
@@ -41,6 +57,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         dev.ops = &ops;
         dev.mem = &mem;
         dev.host_features = (1ULL << 32) | (1ULL << 28) | (1ULL << 29);
+        const struct rl_config cfg = {
+            .bandwidth = {.size = 1 << 20, .one_time_burst = 4096, .refill_time_ms = 100},
+            .ops = {.size = 100, .refill_time_ms = 1000}};
+        rl_set(&limiter, &cfg, ~0u, 0);
     }
     /* A private copy of exactly size bytes: reads past the end are caught. */
     uint8_t *buf = malloc(size ? size : 1);

@@ -1,8 +1,10 @@
 /* Unit tests for the token-bucket rate limiter, on a clock the test moves by hand. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <cmocka.h>
 
@@ -190,6 +192,122 @@ static void test_large_values_do_not_overflow(void **state)
     assert_true(rl_consume(&rl, day, CONFIG_RL_SIZE_MAX, 1));
 }
 
+/*
+ * A snapshot carries each bucket's level: restored at another time, the limiter answers
+ * exactly as the saved one would have, the refill counted from the moment of the save.
+ */
+static void test_snapshot_round_trip(void **state)
+{
+    (void)state;
+    uint64_t t = 7 * MS;
+    struct rate_limiter rl = make(1000, 300, 10, t); /* bw: 1000/100 ms + 300 burst */
+    assert_true(rl_consume(&rl, t, 800, 3));         /* burst 300, then 500 of the budget */
+    t += 25 * MS + 50000; /* 250 tokens and half of the next one's time */
+    struct rl_snap s;
+    rl_snap_save(&rl, t, &s);
+    assert_int_equal(s.bw.size, 1000);
+    assert_int_equal(s.bw.refill_ns, 100 * MS);
+    assert_int_equal(s.bw.budget, 750);
+    assert_int_equal(s.bw.burst, 0);
+    assert_int_equal(s.bw.elapsed_ns, 50000);
+    assert_int_equal(s.ops.budget, 9); /* 7 + the 2 whole ops of 2.505 earned */
+    assert_int_equal(s.ops.elapsed_ns, 5 * MS + 50000);
+    struct rate_limiter fresh = make(1000, 300, 10, 0);
+    char why[160] = "";
+    assert_int_equal(rl_snap_check(&fresh, &s, why, sizeof(why)), 0);
+
+    /* Restore an hour later on the other clock: the same answers, one by one. */
+    uint64_t t2 = 3600000 * MS;
+    struct rate_limiter back = fresh;
+    rl_snap_load(&back, &s, t2);
+    assert_int_equal(rl_wait_ns(&back, t2, 1000, 1), 25 * MS - 50000);
+    assert_int_equal(rl_wait_ns(&rl, t, 1000, 1), 25 * MS - 50000);
+    assert_false(rl_consume(&back, t2, 751, 1));
+    assert_true(rl_consume(&back, t2 + 50000, 751, 1)); /* the half token earned before */
+    assert_false(rl_consume(&rl, t, 751, 1));
+    assert_true(rl_consume(&rl, t + 50000, 751, 1));
+    assert_memory_equal(&back.bw.budget, &rl.bw.budget, sizeof(rl.bw.budget));
+    assert_int_equal(back.bw.last_ns - t2, rl.bw.last_ns - t);
+    assert_int_equal(back.ops.budget, rl.ops.budget);
+    assert_int_equal(back.ops.last_ns - t2, rl.ops.last_ns - t);
+    /* A fresh limiter (what a restore gave before) would have let the 751 bytes through. */
+    assert_true(rl_consume(&fresh, t2, 751, 1));
+
+    /* An off bucket saves as all zero and is refused with anything in it. */
+    struct rate_limiter off = make(0, 0, 0, 0);
+    rl_snap_save(&off, t, &s);
+    assert_int_equal(s.bw.size, 0);
+    assert_int_equal(s.bw.elapsed_ns, 0);
+    assert_int_equal(rl_snap_check(&off, &s, why, sizeof(why)), 0);
+}
+
+/* Each hostile value of a saved bucket is refused, naming the bucket and the field. */
+static void test_snapshot_hostile_values(void **state)
+{
+    (void)state;
+    struct rate_limiter cfg = make(1000, 300, 10, 0);
+    struct rl_snap good;
+    struct rate_limiter rl = cfg;
+    rl_snap_save(&rl, 0, &good);
+    struct {
+        int field; /* which edit */
+        int64_t v;
+        const char *want;
+    } cases[] = {
+        {0, 1001, "bandwidth bucket of 1001 tokens per 100000000 ns, the configuration says 1000"},
+        {1, 1, "bandwidth bucket of 1000 tokens per 1 ns"},
+        {2, 1001, "bandwidth bucket budget 1001 outside -4398046511104..1000"},
+        {2, -RL_SNAP_DEBT_MAX - 1, "bandwidth bucket budget -4398046511105 outside"},
+        {2, INT64_MIN, "outside"},
+        {3, 301, "bandwidth bucket one-time burst left 301, more than the configured 300"},
+        {4, 100 * MS + 1, "bandwidth bucket elapsed time 100000001 ns, more than its refill"},
+        {4, -1, "elapsed time 18446744073709551615 ns"},
+        {5, 11, "ops bucket budget 11 outside"},
+        {6, 1, "ops bucket one-time burst left 1, more than the configured 0"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct rl_snap s = good;
+        switch (cases[i].field) {
+        case 0:
+            s.bw.size = (uint64_t)cases[i].v;
+            break;
+        case 1:
+            s.bw.refill_ns = (uint64_t)cases[i].v;
+            break;
+        case 2:
+            s.bw.budget = cases[i].v;
+            break;
+        case 3:
+            s.bw.burst = (uint64_t)cases[i].v;
+            break;
+        case 4:
+            s.bw.elapsed_ns = (uint64_t)cases[i].v;
+            break;
+        case 5:
+            s.ops.budget = cases[i].v;
+            break;
+        case 6:
+            s.ops.burst = (uint64_t)cases[i].v;
+            break;
+        }
+        char why[160] = "";
+        assert_int_equal(rl_snap_check(&cfg, &s, why, sizeof(why)), -EBADMSG);
+        if (!strstr(why, cases[i].want))
+            fail_msg("case %zu: '%s' lacks '%s'", i, why, cases[i].want);
+    }
+    /* The deepest debt allowed passes; an off bucket holding anything does not. */
+    struct rl_snap s = good;
+    s.bw.budget = -RL_SNAP_DEBT_MAX;
+    char why[160] = "";
+    assert_int_equal(rl_snap_check(&cfg, &s, why, sizeof(why)), 0);
+    struct rate_limiter off = make(0, 0, 0, 0);
+    struct rl_snap z;
+    rl_snap_save(&off, 0, &z);
+    z.ops.elapsed_ns = 1;
+    assert_int_equal(rl_snap_check(&off, &z, why, sizeof(why)), -EBADMSG);
+    assert_non_null(strstr(why, "ops bucket is off but holds tokens or time"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -203,6 +321,8 @@ int main(void)
         cmocka_unit_test(test_clock_going_backwards_is_ignored),
         cmocka_unit_test(test_update_one_bucket),
         cmocka_unit_test(test_large_values_do_not_overflow),
+        cmocka_unit_test(test_snapshot_round_trip),
+        cmocka_unit_test(test_snapshot_hostile_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
