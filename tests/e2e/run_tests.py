@@ -103,9 +103,10 @@ class CountingResult(unittest.TextTestResult):
     def _fail(self, name, test, err):
         reason = one_line(self._exc_info_to_string(err, test)) if err else "unexpected success"
         print("\ne2e: FAIL %s: %s" % (name, reason), flush=True)
-        self.outcomes.record("fail", name, reason)
-        # The test's VMs are still up (cleanups run after this): what they look like now.
+        # The test's VMs are still up (cleanups run after this): what they look like now. First,
+        # so that the test host's evidence rules (tests/testhost/leak.py) see amber's report.
         evidence.report_live(name, self.results_dir)
+        self.outcomes.record("fail", name, reason)
 
     def addSuccess(self, test):
         super().addSuccess(test)

@@ -376,6 +376,30 @@ class Accounting(unittest.TestCase):
         self.assertIn("evidence: amber's stall report shows vcpu1 at rip 0xffffffffc055a20c, inside the test "
                       "host's own __svm_vcpu_run (0xffffffffc055a170-0xffffffffc055a380)", line)
 
+    def test_a_failure_asks_the_live_vm_for_its_report_before_judging_it(self):
+        self.leak_setup(0)  # the test's log has no stall report of its own
+        log = os.path.join(self.dir, "asked.log")
+
+        class StalledVm:
+            argv, lines = ["/build/amber"], []
+            proc = subprocess.Popen(["sleep", "60"])
+
+            def state_report(self):  # amber answers SIGUSR2 into the test's log
+                with open(log, "a") as f:
+                    f.write("[stderr] amber: info: state: vcpu0 regs: rip 0xffffffffc055a20c rsp 0\n")
+                os.utime(log, (time.time() + 60, time.time() + 60))
+                return "--- amber state (SIGUSR2) ---"
+
+        vm = StalledVm()
+        self.addCleanup(lambda: (vm.proc.kill(), vm.proc.wait()))
+        with TH.harness._LIVE_LOCK:
+            TH.harness.LIVE.add(vm)
+        self.addCleanup(TH.harness.LIVE.discard, vm)
+        journal = self.journal()
+        self.run_testhost(journal, Mocks.FailsOnce)
+        self.assertEqual(journal.totals(), (1, 0, 0))
+        self.assertIn("amber's stall report shows vcpu0 at rip 0xffffffffc055a20c", list(journal.retried.values())[0])
+
     def test_a_stall_report_at_an_ordinary_rip_is_no_evidence(self):
         self.leak_setup(0xffffffffc055a380)  # the next function: not the VMRUN site
         journal = self.journal()
