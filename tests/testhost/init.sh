@@ -72,6 +72,8 @@ if mount -t tracefs tracefs $tr 2>/dev/null && [ -d $tr/events/kvm/kvm_exit ]; t
     cat $tr/trace_pipe >"/host$job/kvm-shutdowns.log" &
     ln -s "$job/kvm-shutdowns.log" /host/run/amber-kvm-shutdowns.log
 fi
+# The test host's own kernel text and KVM modules, to place a traced RIP after the test host is gone.
+{ grep -wE '_stext|_etext|__svm_vcpu_run' /proc/kallsyms; grep '^kvm' /proc/modules; } >"/host$job/testhost-layout.txt"
 
 echo "$(cut -d' ' -f1 /proc/uptime)" >"/host$job/started"
 # A heartbeat for tests/testhost/testhost.sh: it stops if this kernel or the 9p share stops. It runs at
