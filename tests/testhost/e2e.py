@@ -20,7 +20,9 @@ Retry rules. A failure counts unless the test host itself broke under it:
   which emulates instructions without NRIP save, and never reaches amber), and the QEMU-microvm
   control guest running alongside (tests/testhost/control.py, AMBER_E2E_CONTROL=1) showed the same
   kind of fault in this run: the test's whole class runs again at the end of the run, as one
-  retry (its tests may share the guest). Without the control guest's word the failure counts.
+  retry (its tests may share the guest). Without the control guest's word the failure counts,
+  unless AMBER_E2E_RETRY_UNCONFIRMED=1 (make e2e, make test): then it is retried the same way,
+  listed as unconfirmed. A failure with none of these signs always counts.
 A test is retried at most once and its retry's outcome is final; a retried test_pause* test re-runs its whole class,
 and every test of the class must pass again. Every retry, and every test host that died and was
 resumed, is listed above the summary line; more than MAX_RETRIED retried tests fail the run.
