@@ -18,6 +18,7 @@
 #include "devices/virtio/rng.h"
 #include "devices/virtio/virtio_snap.h"
 #include "tests/unit/virtio_test_ring.h"
+#include "tests/unit/virtio_test_snap.h"
 #include "board/snapshot.h"
 #include "ctl/snapshot_merge.h"
 #include "vmm/x86/cpu_state.h"
@@ -421,17 +422,10 @@ static void vfix_fini(struct vfix *f)
 static uint8_t *save_device(struct virtio_dev *d, struct snap_reader *r,
                             void (*edit)(struct virtio_snap_transport *))
 {
-    struct snap_writer w;
-    snapw_init(&w);
-    virtio_snap_save(d, 0, &w);
-    uint8_t *buf;
-    size_t len;
-    assert_int_equal(snapw_finish(&w, "x", &buf, &len), 0);
-    snapw_free(&w);
-    char err[256];
-    assert_int_equal(snapr_open(r, buf, len, err, sizeof(err)), 0);
+    uint8_t *buf = virtio_test_snap(d, r);
     if (!edit)
         return buf;
+    struct snap_writer w;
     struct virtio_snap_transport t;
     assert_int_equal(
         snapr_get(r, snapr_find(r, SNAP_SEC_VIRTIO, 0), VSNAP_TRANSPORT, &t, sizeof(t)), 0);
@@ -441,10 +435,7 @@ static uint8_t *save_device(struct virtio_dev *d, struct snap_reader *r,
     snapw_begin(&w, SNAP_SEC_VIRTIO, 0);
     snapw_record(&w, VSNAP_TRANSPORT, &t, sizeof(t));
     snapw_end(&w);
-    assert_int_equal(snapw_finish(&w, "x", &buf, &len), 0);
-    snapw_free(&w);
-    assert_int_equal(snapr_open(r, buf, len, err, sizeof(err)), 0);
-    return buf;
+    return virtio_test_snap_open(&w, r);
 }
 
 static void test_virtio_transport_state(void **state)

@@ -17,6 +17,7 @@
 #include "devices/virtio/rng.h"
 #include "devices/virtio/virtio_snap.h"
 #include "tests/unit/virtio_test_ring.h"
+#include "tests/unit/virtio_test_snap.h"
 #include "vmm/clock.h"
 #include "vmm/log.h"
 
@@ -82,21 +83,6 @@ static void make_net(struct fix *f, const struct rl_config *rx, const struct rl_
                      0);
 }
 
-/* The device's section as a snapshot file, opened by r; the caller frees the buffer. */
-static uint8_t *save(struct virtio_dev *d, struct snap_reader *r)
-{
-    struct snap_writer w;
-    snapw_init(&w);
-    virtio_snap_save(d, 0, &w);
-    uint8_t *buf;
-    size_t len;
-    assert_int_equal(snapw_finish(&w, "x", &buf, &len), 0);
-    snapw_free(&w);
-    char err[256];
-    assert_int_equal(snapr_open(r, buf, len, err, sizeof(err)), 0);
-    return buf;
-}
-
 /* The section of src again, with rl (rl_len bytes) as its rate limiter record, or none. */
 static uint8_t *resave(const struct snap_reader *src, const void *rl, uint32_t rl_len,
                        struct snap_reader *r)
@@ -112,13 +98,7 @@ static uint8_t *resave(const struct snap_reader *src, const void *rl, uint32_t r
     if (rl)
         snapw_record(&w, VSNAP_RATELIMIT, rl, rl_len);
     snapw_end(&w);
-    uint8_t *buf;
-    size_t len;
-    assert_int_equal(snapw_finish(&w, "x", &buf, &len), 0);
-    snapw_free(&w);
-    char err[256];
-    assert_int_equal(snapr_open(r, buf, len, err, sizeof(err)), 0);
-    return buf;
+    return virtio_test_snap_open(&w, r);
 }
 
 static struct virtio_snap_ratelimit saved_levels(const struct snap_reader *r)
@@ -165,7 +145,7 @@ static void test_blk_levels_round_trip(void **state)
     struct blk *ab = a.d.priv;
     assert_true(rl_consume(&ab->rl, clock_now_ns(), 4096 + 300000, 7));
     struct snap_reader r;
-    uint8_t *buf = save(&a.d, &r);
+    uint8_t *buf = virtio_test_snap(&a.d, &r);
     struct virtio_snap_ratelimit rls = saved_levels(&r);
     assert_int_equal(rls.version, VSNAP_RATELIMIT_VERSION);
     assert_int_equal(rls.count, 1);
@@ -200,7 +180,7 @@ static void test_net_levels_round_trip(void **state)
     rl_charge(&an->rx_rl, now, 1500, 1);
     assert_true(rl_consume(&an->tx_rl, now, 0, 8)); /* the burst of 5, then 3 */
     struct snap_reader r;
-    uint8_t *buf = save(&a.d, &r);
+    uint8_t *buf = virtio_test_snap(&a.d, &r);
     struct virtio_snap_ratelimit rls = saved_levels(&r);
     assert_int_equal(rls.count, 2);
     assert_in_range(rls.rl[0].bw.budget, 2000000 - 1500, 2000000 - 1490);
@@ -231,7 +211,7 @@ static void test_levels_absent(void **state)
     struct blk *ab = a.d.priv;
     assert_true(rl_consume(&ab->rl, clock_now_ns(), 4096 + 300000, 7));
     struct snap_reader r0, r;
-    uint8_t *buf0 = save(&a.d, &r0);
+    uint8_t *buf0 = virtio_test_snap(&a.d, &r0);
     uint8_t *buf = resave(&r0, NULL, 0, &r);
     make_blk(&b, &blk_rl);
     uint64_t t[2];
@@ -255,7 +235,7 @@ static void test_hostile_levels_refused(void **state)
     make_blk(&b, &blk_rl);
     a.d.isr = VIRTIO_ISR_USED;
     struct snap_reader r0;
-    uint8_t *buf0 = save(&a.d, &r0);
+    uint8_t *buf0 = virtio_test_snap(&a.d, &r0);
     const struct virtio_snap_ratelimit good = saved_levels(&r0);
     struct {
         struct virtio_snap_ratelimit rls;
@@ -373,7 +353,7 @@ static void test_used_index_carries_on(void **state)
 
     /* Paused and saved; the new process maps the memory file (here: a copy of RAM). */
     struct snap_reader r;
-    uint8_t *buf = save(&a.d, &r);
+    uint8_t *buf = virtio_test_snap(&a.d, &r);
     memcpy(b.mem.map, a.mem.map, RAM_BYTES);
     uint64_t t[2];
     restore(&b.d, &r, t);
