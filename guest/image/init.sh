@@ -18,8 +18,16 @@ ready() {
     echo "amber-guest: ready"
 }
 
+# Waits (5 s at most) until the console has sent what its tty still holds: stty sets the line
+# with TCSADRAIN. Power-off and reboot print through the kernel's console directly, which would
+# otherwise cut into a line still queued, such as "amber-guest: ready".
+drain() {
+    timeout 5 stty -F /dev/console -tostop 2>/dev/null
+}
+
 off() {
     sync
+    drain
     poweroff -f
     sleep 5
 }
@@ -64,6 +72,7 @@ if [ -n "$test" ]; then
         case "$end" in
         reboot)
             sync
+            drain
             reboot -f
             sleep 5
             ;;
