@@ -60,6 +60,10 @@ class Mocks:
         def test_b(self):
             self.assertGreater(count("shared_b"), 1, "the shared guest died")
 
+    class FailsTwice(unittest.TestCase):
+        def test_twice(self):
+            self.assertGreater(count("twice"), 2, "fails its first two runs")
+
     class AlwaysFails(unittest.TestCase):
         def test_broken(self):
             self.fail("always")
@@ -205,10 +209,24 @@ class Accounting(unittest.TestCase):
         journal = self.journal()
         self.run_testhost(journal, Mocks.FailsOnce)
         self.assertEqual(journal.totals(), (1, 0, 0))
-        self.assertEqual(len(journal.notes), 2, journal.notes)
-        self.assertIn("RESUMED in a fresh test host (it died under %s): test host" % name, journal.notes[0])
-        self.assertIn("RETRIED %s: first failure: cut off: its test host died under it; evidence: test host "
-                      "(debian12) killed: its heartbeat stopped" % name, journal.notes[1])
+        self.assertEqual(len(journal.notes), 1, journal.notes)
+        self.assertIn("RESUMED in a fresh test host (it died under %s): test host (debian12) killed: its "
+                      "heartbeat stopped" % name, journal.notes[0])
+        self.assertEqual(journal.retried, {})  # a resume is not a retry
+
+    def test_a_resumed_test_keeps_its_one_retry_for_a_failure_with_evidence(self):
+        name = Mocks.FailsTwice("test_twice").id()
+        count("twice")  # its first run was cut off
+        self.journal().record("start", name)
+        with open(os.path.join(self.dir, "e2e-journal.txt"), "a") as f:
+            f.write("died test host (debian12) killed: its heartbeat stopped 61 s ago\n")
+        journal = self.journal()
+        said = iter([[], ["Oops: 0000 [#1] PREEMPT SMP NOPTI"]])  # its resumed run fails under an oops
+        journal._kernel_lines = lambda: next(said, [])
+        self.run_testhost(journal, Mocks.FailsTwice)
+        self.assertEqual(CALLS["twice"], 3)
+        self.assertEqual(journal.totals(), (1, 0, 0))
+        self.assertIn("evidence: the test host's kernel logged: Oops", journal.retried[name])
 
     def test_a_cut_off_test_without_evidence_counts(self):
         name = Mocks.FailsOnce("test_flaky").id()

@@ -8,7 +8,8 @@ usage: e2e.py --unfinished RESULTS_DIR   (totals of a run that died: its journal
 Retry rules. A failure counts unless the test host itself broke under it:
 - the test host died under the test (its heartbeat stopped, its kernel panicked, its QEMU
   exited; tests/testhost/testhost.sh writes which, run-e2e.sh journals it as "died"): the
-  test runs again in the fresh test host;
+  test runs again in the fresh test host, once. That resume is listed, and it is not a retry
+  of the test: a later failure of it may still earn its one retry on the evidence below;
 - the test failed and the test host's own kernel logged an oops, BUG, soft lockup, hung task or
   RCU stall meanwhile (/dev/kmsg): the test runs again at the end of the run;
 - the test failed and its guest ran on the test host's own state: amber's stall report, or the
@@ -83,6 +84,7 @@ class Journal(run_tests.Outcomes):
         self.path = path
         self.cut = {}  # test id -> evidence that its test host died under it
         self.retried = {}  # test id -> the retry's line
+        self.resumed = set()  # tests that ran again in a fresh test host after one died under them
         self.kernel = {}  # test id -> the test host's kernel line logged while it failed
         self.guest_fault = {}  # test id -> the guest fault its logs showed when it failed
         self.leaked = {}  # test id -> evidence that its guest ran on the test host's state (leak.py)
@@ -104,6 +106,8 @@ class Journal(run_tests.Outcomes):
                 self.cut[test] = name
             self.notes.append("e2e: RESUMED in a fresh test host%s: %s"
                               % (" (it died under %s)" % ", ".join(cut) if cut else " (it died between tests)", name))
+        elif event == "resume":  # listed once already, by its "died" line
+            self.resumed.add(name)
         elif event == "retry":
             self.retried[name] = ("e2e: RETRIED %s: first failure: %s; evidence: %s" % (name, reason, evidence))
             self.notes.append(self.retried[name])
@@ -158,6 +162,12 @@ class Journal(run_tests.Outcomes):
         except OSError:
             return []
 
+    def resume(self, name):
+        """Journals that name, cut off by a test host that died, runs again in the fresh one (its
+        whole class for a pause test). Not a retry: it keeps its one retry for a later failure."""
+        self.record("resume", name)
+        self.record("rerun", class_of(name) if reruns_class(name) else name)
+
     def retry(self, name, reason, evidence, whole_class=False):
         """Journals name's one retry: it (its whole class for a pause test, or when asked) runs
         again."""
@@ -191,9 +201,9 @@ def select(found, journal):
     with its evidence), and the classes of cut-off pause tests."""
     for name in journal.unfinished():
         evidence = journal.cut.get(name)
-        if evidence and name not in journal.retried:
+        if evidence and name not in journal.resumed:
             print("e2e: %s was cut off when its test host died; running it again" % name, flush=True)
-            journal.retry(name, "cut off: its test host died under it", evidence)
+            journal.resume(name)
         elif evidence:
             journal.record("fail", name, "its test host died under it again (%s)" % evidence)
         else:
