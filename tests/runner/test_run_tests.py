@@ -64,6 +64,11 @@ class Mocks:
         def test_twice(self):
             self.assertGreater(count("twice"), 2, "fails its first two runs")
 
+    class GoneSandbox(unittest.TestCase):
+        def test_gone(self):
+            if count("gone") == 1:
+                raise RuntimeError("sandbox sbx-1 is gone: guest reset (triple fault on vcpu0) (status 0)")
+
     class AlwaysFails(unittest.TestCase):
         def test_broken(self):
             self.fail("always")
@@ -433,6 +438,15 @@ class Accounting(unittest.TestCase):
         self.assertIn("the test host's KVM trace of a shutdown exit shows vcpu1 at rip 0xffffffffc055a20c",
                       TH.leak.evidence([], trace, rng))
         self.assertIsNone(TH.leak.evidence([], trace, None))  # no kvm-amd symbols: no evidence
+
+    def test_with_retry_unconfirmed_a_fault_named_in_the_failure_itself_reruns(self):
+        os.environ["AMBER_E2E_RETRY_UNCONFIRMED"] = "1"
+        self.addCleanup(os.environ.pop, "AMBER_E2E_RETRY_UNCONFIRMED")
+        journal = self.journal()
+        self.run_testhost(journal, Mocks.GoneSandbox)  # no log names the fault; the SDK's error does
+        self.assertEqual(journal.totals(), (1, 0, 0))
+        self.assertIn("evidence: its guest's log shows a guest triple fault; unconfirmed",
+                      list(journal.retried.values())[0])
 
     def test_with_retry_unconfirmed_a_failure_without_a_fault_still_counts(self):
         os.environ["AMBER_E2E_RETRY_UNCONFIRMED"] = "1"

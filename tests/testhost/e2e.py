@@ -128,7 +128,7 @@ class Journal(run_tests.Outcomes):
             if broke:
                 self.kernel[name] = "the test host's kernel logged: " + broke[0][:200]
             texts = recent_logs(self._t0)
-            seen = guest_faults(texts)
+            seen = guest_faults(texts + [reason])  # an SDK error may name the fault ("guest reset (triple fault ...)")
             leaked = leak.evidence(texts, leak.shutdown_lines(self._trace), leak.vmrun_range())
             if leaked:
                 self.leaked[name] = leaked
