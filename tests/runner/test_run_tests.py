@@ -205,13 +205,17 @@ class Accounting(unittest.TestCase):
         self.assertEqual(CALLS, {"flaky": 2, "fixture": 1})  # the fixture failed without evidence
         self.assertEqual(journal.totals(), (1, 1, 0))
 
-    def test_a_cut_off_test_with_evidence_runs_again_in_the_fresh_test_host(self):
-        name = Mocks.FailsOnce("test_flaky").id()
-        count("flaky")  # its first run was cut off
+    def cut_off(self, name, calls):
+        """A journal in which name started, counted as run once, and its test host died under it."""
+        count(calls)
         self.journal().record("start", name)
         with open(os.path.join(self.dir, "e2e-journal.txt"), "a") as f:
             f.write("died test host (debian12) killed: its heartbeat stopped 61 s ago\n")
-        journal = self.journal()
+        return self.journal()
+
+    def test_a_cut_off_test_with_evidence_runs_again_in_the_fresh_test_host(self):
+        name = Mocks.FailsOnce("test_flaky").id()
+        journal = self.cut_off(name, "flaky")
         self.run_testhost(journal, Mocks.FailsOnce)
         self.assertEqual(journal.totals(), (1, 0, 0))
         self.assertEqual(len(journal.notes), 1, journal.notes)
@@ -221,11 +225,7 @@ class Accounting(unittest.TestCase):
 
     def test_a_resumed_test_keeps_its_one_retry_for_a_failure_with_evidence(self):
         name = Mocks.FailsTwice("test_twice").id()
-        count("twice")  # its first run was cut off
-        self.journal().record("start", name)
-        with open(os.path.join(self.dir, "e2e-journal.txt"), "a") as f:
-            f.write("died test host (debian12) killed: its heartbeat stopped 61 s ago\n")
-        journal = self.journal()
+        journal = self.cut_off(name, "twice")
         said = iter([[], ["Oops: 0000 [#1] PREEMPT SMP NOPTI"]])  # its resumed run fails under an oops
         journal._kernel_lines = lambda: next(said, [])
         self.run_testhost(journal, Mocks.FailsTwice)
