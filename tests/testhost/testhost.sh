@@ -34,6 +34,7 @@ cpus=${TESTHOST_CPUS:-2}
 timeout_s=${TESTHOST_TIMEOUT_S:-0}
 stall_s=${TESTHOST_STALL_S:-120}
 thp=${TESTHOST_THP:-never}
+tcg_thread=${TESTHOST_TCG_THREAD:-multi}
 stack=${TESTHOST_STACK:-debian12}
 evidence=${TESTHOST_EVIDENCE:-/dev/null}
 modules=(irqbypass ccp kvm kvm-amd virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev
@@ -48,6 +49,14 @@ for v in "$timeout_s" "$stall_s" "$mem_mib" "$cpus"; do
         ;;
     esac
 done
+
+case "$tcg_thread" in
+multi | single) ;;
+*)
+    echo "testhost: TESTHOST_TCG_THREAD takes multi or single, not '$tcg_thread'" >&2
+    exit 2
+    ;;
+esac
 
 case "$thp" in
 never | madvise | always) ;;
@@ -149,7 +158,7 @@ tty=0
 
 # EPYC minus what TCG cannot emulate (QEMU warns about each of these otherwise).
 tcg_missing=-rdseed,-sha-ni,-fxsr-opt,-misalignsse,-3dnowprefetch,-osvw,-topoext,-nrip-save,-xsavec
-qemu=("${qemu_bin[@]}" -accel tcg,thread=multi -M q35 -cpu "EPYC,+svm,+npt,$tcg_missing"
+qemu=("${qemu_bin[@]}" -accel "tcg,thread=$tcg_thread" -M q35 -cpu "EPYC,+svm,+npt,$tcg_missing"
     -smp "$cpus" -m "$mem_mib" -nodefaults -no-user-config -display none -no-reboot
     -kernel "$kernel" -initrd "$th/initramfs.cpio.gz"
     -append "console=ttyS0 reboot=t panic=-1 quiet transparent_hugepage=$thp amber.repo=$repo amber.job=$job amber.tty=$tty"

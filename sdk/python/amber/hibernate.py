@@ -29,9 +29,12 @@ def persistent_dir(sandbox_id):
 
 
 def is_hibernated(sandbox_id, runtime_root=None):
-    """True if sandbox_id has a committed snapshot on disk and no live amber."""
+    """True if sandbox_id has a committed snapshot on disk and no live amber. A runtime
+    directory whose amber has ended (one that outlived hibernate's wait for its SIGKILL) does
+    not count: restoring replaces it."""
     d = os.path.join(runtime_root or runtime.runtime_root(), sandbox_id)
-    return store.is_hibernated(persistent_dir(sandbox_id)) and runtime.probe(d) == runtime.MISSING
+    return (store.is_hibernated(persistent_dir(sandbox_id))
+            and runtime.probe(d) in (runtime.MISSING, runtime.STALE))
 
 
 def stored_config(sandbox_id):
@@ -140,7 +143,8 @@ def _end_amber_steps(sbx):
             try:
                 if runtime.probe(sbx.dir) == runtime.ALIVE:  # still amber's pid
                     sdk._signal(pidfd, pid, signal.SIGKILL)
-                    yield flow.WaitExit(pidfd, 10.0)
+                    if not (yield flow.WaitExit(pidfd, sdk._scaled(sdk.KILL_WAIT_S))):
+                        raise sdk._still_running(sbx.id, pid, "its snapshot is safe on disk: resume() works once it is gone")
             finally:
                 os.close(pidfd)
     sdk._reap_child(pid)

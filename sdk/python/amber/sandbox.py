@@ -31,6 +31,9 @@ DOWNLOAD_TIMEOUT_S = 120.0  # multiplied by the timeout scale
 API_TIMEOUT_S = 10.0
 POWEROFF_GRACE_S = 5.0
 TERM_GRACE_S = 5.0
+# How long a SIGKILLed amber may take to be gone: freeing a large guest's memory, or a vCPU
+# thread leaving the kernel, can take seconds on a loaded host. Multiplied by the timeout scale.
+KILL_WAIT_S = 30.0
 
 # amber processes this Python process started, so that their exit status can be collected
 # (and no zombie is left) when they end; keyed by pid.
@@ -465,6 +468,7 @@ class Sandbox:
         grace = _scaled(POWEROFF_GRACE_S, cap=60.0) if timeout is None else timeout
         pid = runtime.read_pid(self.dir)
         pidfd = None
+        gone = True
         if pid:
             try:
                 pidfd = os.pidfd_open(pid)
@@ -480,14 +484,16 @@ class Sandbox:
                     _signal(pidfd, pid, signal.SIGTERM)
                     if not _wait_pidfd(pidfd, _scaled(TERM_GRACE_S, cap=30.0)):
                         _signal(pidfd, pid, signal.SIGKILL)
-                        _wait_pidfd(pidfd, 10.0)
+                        gone = _wait_pidfd(pidfd, _scaled(KILL_WAIT_S))
             elif pid:
                 _signal(pidfd, pid, signal.SIGKILL)
                 if pidfd is not None:
-                    _wait_pidfd(pidfd, 10.0)
+                    gone = _wait_pidfd(pidfd, _scaled(KILL_WAIT_S))
         finally:
             if pidfd is not None:
                 os.close(pidfd)
+        if not gone:
+            raise _still_running(self.id, pid, "nothing was removed: delete() again once it is gone")
         _reap_child(pid)
         runtime.remove_dir(self.dir)
         sbxnet.down(self.id)
@@ -766,6 +772,13 @@ def _wait_pidfd(pidfd, timeout):
     p = select.poll()
     p.register(pidfd, select.POLLIN)
     return bool(p.poll(max(0, int(timeout * 1000))))
+
+
+def _still_running(sandbox_id, pid, then):
+    """The error for an amber that outlived its SIGKILL by KILL_WAIT_S; then says what the
+    caller may do once it is gone (its runtime directory is left in place)."""
+    return SandboxError("sandbox %s: amber (pid %d) has not exited %.0f s after SIGKILL; %s"
+                        % (sandbox_id, pid, _scaled(KILL_WAIT_S), then), sandbox_id=sandbox_id)
 
 
 def _signal(pidfd, pid, sig):

@@ -10,7 +10,7 @@ import unittest
 import fakeenv  # noqa: E402
 from fakeenv import SDK  # noqa: E402
 
-from amber import Sandbox, SandboxClientError, SandboxNotFoundError  # noqa: E402
+from amber import Sandbox, SandboxClientError, SandboxError, SandboxNotFoundError  # noqa: E402
 from amber import store, template  # noqa: E402
 
 _saved_identity = template.set_identity
@@ -110,6 +110,31 @@ class TestHibernate(HibernateCase):
         self.assertFalse(os.path.exists(os.path.join(self.pd(sbx.id), "vm.mem")), "a partial file stayed")
         sbx.resume()
         self.assertEqual(sbx.execute("echo ok").stdout.strip(), "ok")
+
+    def test_an_amber_that_outlives_its_sigkill_is_an_error(self):
+        """The kill after the snapshot waits for amber to be gone and says so when it is not;
+        the snapshot stays, and resume() works once amber has ended."""
+        from unittest import mock
+        sbx = self.create()
+        sbx.execute("echo kept > %s" % os.path.join(self.work, "lingers"))
+        pid = sbx.pid
+        with mock.patch("amber.sandbox._wait_pidfd", return_value=False):
+            with self.assertRaises(SandboxError) as cm:
+                sbx.pause(keep_memory=False)
+        self.assertIn("amber (pid %d) has not exited" % pid, str(cm.exception))
+        self.assertIn("snapshot is safe on disk", str(cm.exception))
+        self.assertTrue(store.is_hibernated(self.pd(sbx.id)))
+        sbx.resume()
+        self.assertEqual(sbx.execute("cat %s" % os.path.join(self.work, "lingers")).stdout.strip(), "kept")
+
+    def test_delete_of_an_amber_that_outlives_its_sigkill_keeps_its_files(self):
+        from unittest import mock
+        sbx = self.create()
+        with mock.patch("amber.sandbox._wait_pidfd", return_value=False):
+            with self.assertRaises(SandboxError) as cm:
+                sbx.delete(timeout=0.1)
+        self.assertIn("has not exited", str(cm.exception))
+        self.assertTrue(os.path.isdir(sbx.dir), "its runtime directory went while amber lived")
 
     def test_corrupt_or_missing_snapshot_names_the_file(self):
         sbx = self.create()
