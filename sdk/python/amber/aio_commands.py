@@ -9,13 +9,9 @@ from .errors import SandboxClientError, SandboxTimeoutError, StdinClosedError
 from .sandbox import _scaled
 
 
-async def _result(c):
+async def _result(c, what="request"):
     ftype, data = await c.recv()
-    if ftype == proto.ERROR:
-        proto._raise_error(data)
-    if ftype != proto.RESULT:
-        raise proto.ProtocolError("expected RESULT, got frame type 0x%02x" % ftype)
-    return proto.Tlvs(data)
+    return proto.expect(ftype, data, proto.RESULT, what)
 
 
 class AsyncCommandHandle:
@@ -158,12 +154,9 @@ class AsyncCommands:
                     await c.send(proto.EOF)
                 c.deadline = time.monotonic() + _scaled(10.0)
                 ftype, data = await c.recv()
-                if ftype == proto.ERROR:
-                    proto._raise_error(data)
-                if ftype != proto.STARTED:
-                    raise proto.ProtocolError("exec: expected STARTED, got frame type 0x%02x" % ftype)
+                started = proto.expect(ftype, data, proto.STARTED, "exec")
                 c.deadline = None if timeout is None else time.monotonic() + timeout + _scaled(10.0)
-                return AsyncCommandHandle(a, c, proto.Tlvs(data).int(proto.TAG_PID), on_stdout, on_stderr)
+                return AsyncCommandHandle(a, c, started.int(proto.TAG_PID), on_stdout, on_stderr)
             except BaseException:
                 c.close()
                 raise

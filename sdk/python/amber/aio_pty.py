@@ -66,12 +66,9 @@ class AsyncPty:
                 await c.send(proto.PTY, payload)
                 c.deadline = time.monotonic() + _scaled(10.0)
                 ftype, data = await c.recv()
-                if ftype == proto.ERROR:
-                    proto._raise_error(data)
-                if ftype != proto.STARTED:
-                    raise proto.ProtocolError("pty: expected STARTED, got frame type 0x%02x" % ftype)
+                started = proto.expect(ftype, data, proto.STARTED, "pty")
                 c.deadline = None
-                return AsyncPtyHandle(a, c, proto.Tlvs(data).int(proto.TAG_PID), on_data)
+                return AsyncPtyHandle(a, c, started.int(proto.TAG_PID), on_data)
             except BaseException:
                 c.close()
                 raise

@@ -397,11 +397,7 @@ class Commands:
             c.deadline = time.monotonic() + self._sbx._scaled_s(10.0)
             c.send(ftype, payload)
             rtype, data = c.recv()
-            if rtype == proto.ERROR:
-                proto._raise_error(data)
-            if rtype != proto.STARTED:
-                raise proto.ProtocolError("%s: expected STARTED, got frame type 0x%02x" % (what, rtype))
-            pid = proto.Tlvs(data).int(proto.TAG_PID)
+            pid = proto.expect(rtype, data, proto.STARTED, what).int(proto.TAG_PID)
             c.deadline = None
         except BaseException:
             c.close()
@@ -432,20 +428,10 @@ class Commands:
         """ATTACH to command pid on a new connection: (connection, bytes the guest dropped before
         what it kept). Raises the agent's error; the connection is closed on any failure."""
         c = self._open(None)
-        try:
-            c.deadline = time.monotonic() + self._sbx._scaled_s(10.0)
-            c.send(proto.ATTACH, proto.tlv(proto.TAG_PID, pid))
-            ftype, data = c.recv()
-            if ftype == proto.ERROR:
-                proto._raise_error(data)
-            if ftype != proto.RESULT:
-                raise proto.ProtocolError("attach: expected RESULT, got frame type 0x%02x" % ftype)
-            dropped = proto.Tlvs(data).int(proto.TAG_DROPPED, 0)
-            c.deadline = None
-        except BaseException:
-            c.close()
-            raise
-        return c, dropped
+        c.deadline = time.monotonic() + self._sbx._scaled_s(10.0)
+        t = c.request(proto.ATTACH, proto.tlv(proto.TAG_PID, pid), "attach", keep=True)
+        c.deadline = None
+        return c, t.int(proto.TAG_DROPPED, 0)
 
     def kill(self, pid, signal=9):
         """Signals background command pid's process group. True if it was running, False if it
@@ -457,17 +443,8 @@ class Commands:
 
         def kill():
             c = self._open(self._sbx._scaled_s(10.0))
-            try:
-                c.send(proto.KILL, proto.tlv(proto.TAG_PID, pid) + proto.tlv(proto.TAG_SIGNAL, signal))
-                ftype, data = c.recv()
-                if ftype == proto.ERROR:
-                    proto._raise_error(data)
-                if ftype != proto.RESULT:
-                    raise proto.ProtocolError("kill: expected RESULT, got frame type 0x%02x" % ftype)
-                t = proto.Tlvs(data)
-                return t.raw(proto.TAG_EXIT_CODE) is None and t.raw(proto.TAG_SIGNAL) is None
-            finally:
-                c.close()
+            t = c.request(proto.KILL, proto.tlv(proto.TAG_PID, pid) + proto.tlv(proto.TAG_SIGNAL, signal), "kill")
+            return t.raw(proto.TAG_EXIT_CODE) is None and t.raw(proto.TAG_SIGNAL) is None
 
         self._sbx._refuse_if_paused("commands.kill()")
         return self._call("commands.kill(%d)" % pid, kill, pid)

@@ -116,17 +116,7 @@ class Files:
         return self._sbx._scaled_s(META_TIMEOUT_S)
 
     def _request(self, ftype, payload):
-        c = self._open(self._meta_timeout())
-        try:
-            c.send(ftype, payload)
-            ftype, data = c.recv()
-            if ftype == proto.ERROR:
-                proto._raise_error(data)
-            if ftype != proto.RESULT:
-                raise proto.ProtocolError("expected RESULT, got frame type 0x%02x" % ftype)
-            return proto.Tlvs(data)
-        finally:
-            c.close()
+        return self._open(self._meta_timeout()).request(ftype, payload, "request 0x%02x" % ftype)
 
     # ---------------------------------------------------------------- read and write
     def read(self, path, format="text", max_size=READ_MAX):
@@ -162,17 +152,8 @@ class Files:
 
     def _open_stream(self, path):
         c = self._open(None)
-        try:
-            c.send(proto.READ_FILE, proto.tlv(proto.TAG_PATH, path))
-            ftype, data = c.recv()
-            if ftype == proto.ERROR:
-                proto._raise_error(data)
-            if ftype != proto.RESULT:
-                raise proto.ProtocolError("read: expected RESULT, got frame type 0x%02x" % ftype)
-        except BaseException:
-            c.close()
-            raise
-        return _ReadStream(self._sbx, c, path, proto.Tlvs(data).int(proto.TAG_SIZE))
+        t = c.request(proto.READ_FILE, proto.tlv(proto.TAG_PATH, path), "read", keep=True)
+        return _ReadStream(self._sbx, c, path, t.int(proto.TAG_SIZE))
 
     def write(self, path, data, mode=0o644):
         """Writes data to the guest file path, replacing it whole (PROTOCOL.md write_file):
@@ -194,12 +175,7 @@ class Files:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the agent refused early: its ERROR frame says why
                 c.deadline = None
-                ftype, payload = c.recv()
-                if ftype == proto.ERROR:
-                    proto._raise_error(payload)
-                if ftype != proto.RESULT:
-                    raise proto.ProtocolError("write: expected RESULT, got frame type 0x%02x" % ftype)
-                t = proto.Tlvs(payload)
+                t = c.result("write")
                 return WriteInfo(path, t.int(proto.TAG_SIZE, 0), t.int(proto.TAG_MODE, mode) & 0o7777)
             finally:
                 c.close()

@@ -348,11 +348,40 @@ class _Conn:
                 raise ProtocolError("the agent closed the connection")
             self.reader.feed(data)
 
+    def result(self, what):
+        """Waits for the answer to a request: its RESULT frame's Tlvs. An ERROR frame raises
+        the agent's error; any other frame raises ProtocolError naming what."""
+        ftype, data = self.recv()
+        return expect(ftype, data, RESULT, what)
+
+    def request(self, ftype, payload, what, keep=False):
+        """Sends one request frame and returns result(what). The connection is closed
+        afterwards, or only on a failure with keep=True (the caller goes on using it)."""
+        try:
+            self.send(ftype, payload)
+            t = self.result(what)
+        except BaseException:
+            self.close()
+            raise
+        if not keep:
+            self.close()
+        return t
+
     def close(self):
         try:
             self.sock.close()
         except OSError:
             pass
+
+
+def expect(ftype, payload, want, what):
+    """The Tlvs of a frame that must be of type want (RESULT, STARTED): an ERROR frame raises
+    the agent's error, any other type raises ProtocolError naming what."""
+    if ftype == ERROR:
+        _raise_error(payload)
+    if ftype != want:
+        raise ProtocolError("%s: expected frame type 0x%02x, got 0x%02x" % (what, want, ftype))
+    return Tlvs(payload)
 
 
 def _raise_error(payload):

@@ -133,16 +133,7 @@ class Pty:
         payload = proto.tlv(proto.TAG_PID, pid) + _check_size(self._sbx, cols, rows)
 
         def resize():
-            c = self._commands._open(self._sbx._scaled_s(10.0))
-            try:
-                c.send(proto.RESIZE, payload)
-                ftype, data = c.recv()
-                if ftype == proto.ERROR:
-                    proto._raise_error(data)
-                if ftype != proto.RESULT:
-                    raise proto.ProtocolError("resize: expected RESULT, got frame type 0x%02x" % ftype)
-            finally:
-                c.close()
+            self._commands._open(self._sbx._scaled_s(10.0)).request(proto.RESIZE, payload, "resize")
 
         self._sbx._refuse_if_paused("pty.resize()")
         return self._commands._call("pty.resize(%d)" % pid, resize, pid)

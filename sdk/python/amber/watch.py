@@ -124,19 +124,9 @@ def watch_dir(files, path, on_event=None, recursive=False):
 
     def start():
         c = files._open(None)
-        try:
-            c.deadline = time.monotonic() + files._meta_timeout()
-            c.send(proto.WATCH, payload)
-            ftype, data = c.recv()
-            if ftype == proto.ERROR:
-                proto._raise_error(data)
-            if ftype != proto.RESULT:
-                raise proto.ProtocolError("watch: expected RESULT, got frame type 0x%02x" % ftype)
-            dirs = proto.Tlvs(data).int(proto.TAG_SIZE, 0)
-            c.deadline = None
-        except BaseException:
-            c.close()
-            raise
+        c.deadline = time.monotonic() + files._meta_timeout()
+        dirs = c.request(proto.WATCH, payload, "watch", keep=True).int(proto.TAG_SIZE, 0)
+        c.deadline = None
         return WatchHandle(sbx, c, path, on_event, dirs)
 
     return files._call("watch_dir", path, start)

@@ -109,6 +109,43 @@ class TestFraming(unittest.TestCase):
         self.assertEqual(r.returncode, -9, "a signal gives -N as subprocess does")
 
 
+
+class TestRequest(unittest.TestCase):
+    """_Conn.request: one request, its RESULT's Tlvs, and the connection closed when it fails."""
+
+    def answer(self, ftype, payload, keep=False):
+        a, b = socket.socketpair()
+        self.addCleanup(b.close)
+        c = self.conn = proto._Conn(a, b"", time.monotonic() + 10, None)
+        b.sendall(proto.encode_frame(ftype, 1, payload))
+        try:
+            return c, c.request(proto.KILL, proto.tlv(proto.TAG_PID, 7), "kill", keep=keep)
+        finally:
+            sent = b.recv(64)
+            self.assertEqual(sent, proto.encode_frame(proto.KILL, 1, proto.tlv(proto.TAG_PID, 7)))
+
+    def test_result_is_returned_and_the_connection_closed(self):
+        c, t = self.answer(proto.RESULT, proto.tlv(proto.TAG_SIZE, 42))
+        self.assertEqual(t.int(proto.TAG_SIZE), 42)
+        self.assertEqual(c.sock.fileno(), -1, "request() without keep must close the connection")
+
+    def test_keep_leaves_it_open(self):
+        c, _ = self.answer(proto.RESULT, b"", keep=True)
+        self.assertNotEqual(c.sock.fileno(), -1)
+        c.close()
+
+    def test_another_frame_type_is_a_protocol_error_and_closes(self):
+        for keep in (False, True):
+            with self.assertRaises(proto.ProtocolError) as cm:
+                self.answer(proto.STARTED, proto.tlv(proto.TAG_PID, 1), keep=keep)
+            self.assertIn("kill: expected frame type 0x20, got 0x24", str(cm.exception))
+            self.assertEqual(self.conn.sock.fileno(), -1, "a failed request must close the connection")
+
+    def test_an_error_frame_raises_the_agents_error(self):
+        with self.assertRaises(proto.AgentError) as cm:
+            self.answer(proto.ERROR, proto.tlv(proto.TAG_ERRNO, 3) + proto.tlv(proto.TAG_MESSAGE, "no such pid"))
+        self.assertIn("no such pid", str(cm.exception))
+
 class FakePeer:
     """A Unix socket whose accepted connection runs handler(conn) in a thread."""
 
