@@ -5,7 +5,8 @@ usage: bench.py --place NAME --out FILE [--tiny-only]
   --place     where this runs ("test host", "this host"...), recorded with the samples
   --tiny-only only the tiny-guest pause figure and startup (for a host that cannot boot Linux)
 Env: BENCH_QUICK=1, BENCH_RUNS=N, BENCH_CYCLES=N, BENCH_SDK_RUNS=N,
-     BENCH_ONLY=boot,exec,block,tcp,vsock,pause,startup,tiny,sdk,sdkmore,snapshot,hibernate (a subset).
+     BENCH_ONLY=boot,exec,block,tcp,vsock,pause,startup,tiny,sdk,sdkmore,snapshot,hibernate (a subset),
+     BENCH_BLOCK_FS=ext4|tmpfs (where block drives live; lib.Settings says why).
 bench/report.py turns the JSON into the tables.
 """
 import argparse

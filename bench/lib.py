@@ -46,6 +46,12 @@ class Settings:
         self.exec_cycles = cycles
         self.pause_cycles = cycles
         self.block_mib = 64 if self.quick else 256
+        # Where block drives live: "ext4" (an ext4 file system on a loop device over a tmpfs
+        # file, so both VMMs open the drive O_DIRECT and the page-cache copy falls to the loop
+        # device's kernel thread, outside either VMM) or "tmpfs" (page-cached for both).
+        self.block_fs = env.get("BENCH_BLOCK_FS") or "ext4"
+        if self.block_fs not in ("ext4", "tmpfs"):
+            raise ValueError("BENCH_BLOCK_FS takes ext4 or tmpfs, not %r" % self.block_fs)
         # The test host's nested guests move busybox nc and the agent's stream at about 1-3 MiB/s,
         # so TCP runs are short and the 256 MiB vsock stream runs BENCH_VSOCK_RUNS times (1).
         self.tcp_mib = int(env.get("BENCH_TCP_MIB") or (2 if self.quick else 8))

@@ -100,6 +100,14 @@ def table_boot(g):
     return t
 
 
+def block_fs_label(gu):
+    """Where the run's drives lived, as the report says it (runs before BENCH_BLOCK_FS: tmpfs)."""
+    fs = gu.get("block_fs") or "tmpfs (page-cached)"
+    if fs.startswith("ext4"):
+        return fs + ": amber opens it O_DIRECT, QEMU cache=none"
+    return fs + ": amber's page-cached fallback, QEMU cache=writeback"
+
+
 def table_io(g):
     s = g["settings"]
     gu = g.get("guest") or {}
@@ -108,14 +116,14 @@ def table_io(g):
     t = Table("Block and network throughput (issue 3), and the VMM's CPU per MiB (issue 14)",
               "Measured in: %s, 1 vCPU guests booted side by side, run in turns (who goes first rotates). "
               "Block: guest `dd bs=1M count=%d` with oflag=direct / iflag=direct on /dev/vda, a raw file on "
-              "tmpfs (page-cached open: amber's fallback, QEMU cache=writeback with aio=threads%s); the ratio "
+              "%s (QEMU with aio=threads%s); the ratio "
               "is the median of the per-run ratios; time = the agent's duration of the dd process. VMM CPU = "
               "user + system of every thread of the VMM process (/proc/PID/stat) over the dd, per MiB; "
               "\"own\" subtracts guest_time (vCPU threads running guest code), leaving the VMM's own work "
               "(QEMU's vhost-vsock kernel thread is not in its process; amber's vsock, carrying the agent's "
               "few frames, is). TCP: busybox nc over a TAP each (QEMU: userspace virtio-net, no vhost-net), "
               "%d MiB per run, timed on the host. MiB/s, median (min–max) over %d runs."
-              % (g["place"], s["block_mib"],
+              % (g["place"], s["block_mib"], block_fs_label(gu),
                  ", and a second QEMU guest with aio=io_uring" if uring else
                  " (this QEMU build has no aio=io_uring)" if uring is False else "",
                  s["tcp_mib"], s["io_runs"]))

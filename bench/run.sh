@@ -3,7 +3,7 @@
 # With vmx/svm everything runs directly here. Without, the tiny-guest pause figure runs directly on
 # this host's /dev/kvm (if it has one) and everything that boots Linux runs inside ONE test-host
 # boot (scripts/testhost.sh). Env: BENCH_QUICK=1, BENCH_RUNS, BENCH_CYCLES, BENCH_SDK_RUNS,
-# BENCH_ONLY (see bench/bench.py). The test host runs with transparent huge pages on
+# BENCH_ONLY, BENCH_BLOCK_FS (see bench/bench.py). The test host runs with transparent huge pages on
 # (TESTHOST_THP, default always here), as a stock kernel does, for amber and QEMU alike.
 set -u
 repo=$(cd "$(dirname "$0")/.." && pwd -P)
@@ -26,7 +26,7 @@ else
     # panics it (125): a fresh test host then resumes the run, keeping the finished sections.
     thp=${TESTHOST_THP:-always}
     for attempt in 1 2 3; do
-        TESTHOST_THP=$thp TESTHOST_ENV="${TESTHOST_ENV:-} BENCH_TOKEN BENCH_QUICK BENCH_RUNS BENCH_CYCLES BENCH_SDK_RUNS BENCH_ONLY BENCH_TCP_MIB BENCH_VSOCK_RUNS" \
+        TESTHOST_THP=$thp TESTHOST_ENV="${TESTHOST_ENV:-} BENCH_TOKEN BENCH_QUICK BENCH_RUNS BENCH_CYCLES BENCH_SDK_RUNS BENCH_ONLY BENCH_TCP_MIB BENCH_VSOCK_RUNS BENCH_BLOCK_FS" \
             scripts/testhost.sh -- /usr/bin/python3 bench/bench.py --place "test host (QEMU TCG, nested SVM, THP $thp)" \
             --out "$out/guest.json" </dev/null
         rc=$?

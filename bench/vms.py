@@ -20,9 +20,10 @@ class GuestVm:
 
     def __init__(self, session, kind, vcpus=1, mem_mib=256, drive=None, tap=None, vsock=False,
                  control=False, kernel=harness.VMLINUZ, initrd=harness.INITRAMFS, cmdline=lib.CMDLINE,
-                 name=None, cid=lib.QEMU_CID, aio="threads"):
+                 name=None, cid=lib.QEMU_CID, aio="threads", direct=False):
         """name tells apart two VMs of one kind (socket names); cid is a QEMU guest's vhost-vsock
-        CID; aio is QEMU's drive aio= setting (threads or io_uring)."""
+        CID; aio is QEMU's drive aio= setting (threads or io_uring); direct opens QEMU's drive
+        with cache=none (O_DIRECT), which amber does by itself where the file system allows it."""
         self.session, self.kind = session, kind
         self.name, self.cid = name or kind, cid
         self.vcpus, self.mem_mib = vcpus, mem_mib
@@ -51,7 +52,8 @@ class GuestVm:
             if initrd:
                 argv += ["-initrd", initrd]
             if drive:
-                argv += ["-drive", "id=bench,file=%s,format=raw,if=none,cache=writeback,aio=%s" % (drive, aio),
+                argv += ["-drive", "id=bench,file=%s,format=raw,if=none,cache=%s,aio=%s"
+                         % (drive, "none" if direct else "writeback", aio),
                          "-device", "virtio-blk-device,drive=bench"]
             if tap:
                 argv += ["-netdev", "tap,id=n0,ifname=%s,script=no,downscript=no" % tap,

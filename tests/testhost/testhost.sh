@@ -39,7 +39,7 @@ stack=${TESTHOST_STACK:-debian12}
 evidence=${TESTHOST_EVIDENCE:-/dev/null}
 modules=(irqbypass ccp kvm kvm-amd virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev
     virtio_pci netfs fscache 9pnet 9pnet_virtio 9p tun vhost vhost_iotlb vsock vhost_vsock
-    crc32c_generic veth nf_tables nf_conntrack nf_nat nft_ct nft_chain_nat nft_nat nft_masq)
+    crc32c_generic veth nf_tables nf_conntrack nf_nat nft_ct nft_chain_nat nft_nat nft_masq loop ext4)
 
 for v in "$timeout_s" "$stall_s" "$mem_mib" "$cpus"; do
     case "$v" in
