@@ -9,8 +9,20 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 exec </dev/console >/dev/console 2>&1
 
+# A module's parameters come from the kernel command line's MODULE.PARAM=VALUE words
+# (TESTHOST_KERNEL_ARGS), as modprobe would pass them; busybox insmod does not look there.
+modparams() {
+    for arg in $(cat /proc/cmdline); do
+        case "$arg" in
+        "$1".*=*) echo "${arg#"$1".}" ;;
+        esac
+    done
+}
 while read -r mod; do
-    [ -n "$mod" ] && insmod "/lib/modules/$mod" 2>/dev/null
+    [ -n "$mod" ] || continue
+    name=$(echo "${mod%.ko}" | tr - _)
+    # shellcheck disable=SC2046 # one word per parameter
+    insmod "/lib/modules/$mod" $(modparams "$name") 2>/dev/null
 done </etc/amber-modules
 
 job=

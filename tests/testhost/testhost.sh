@@ -35,6 +35,7 @@ timeout_s=${TESTHOST_TIMEOUT_S:-0}
 stall_s=${TESTHOST_STALL_S:-120}
 thp=${TESTHOST_THP:-never}
 tcg_thread=${TESTHOST_TCG_THREAD:-multi}
+kernel_args=${TESTHOST_KERNEL_ARGS:-}
 stack=${TESTHOST_STACK:-debian12}
 evidence=${TESTHOST_EVIDENCE:-/dev/null}
 modules=(irqbypass ccp kvm kvm-amd virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev
@@ -49,6 +50,13 @@ for v in "$timeout_s" "$stall_s" "$mem_mib" "$cpus"; do
         ;;
     esac
 done
+
+case "$kernel_args" in
+*[!A-Za-z0-9_.,=\ -]*)
+    echo "testhost: TESTHOST_KERNEL_ARGS takes words of letters, digits and _ . , = -, not '$kernel_args'" >&2
+    exit 2
+    ;;
+esac
 
 case "$tcg_thread" in
 multi | single) ;;
@@ -161,7 +169,7 @@ tcg_missing=-rdseed,-sha-ni,-fxsr-opt,-misalignsse,-3dnowprefetch,-osvw,-topoext
 qemu=("${qemu_bin[@]}" -accel "tcg,thread=$tcg_thread" -M q35 -cpu "EPYC,+svm,+npt,$tcg_missing"
     -smp "$cpus" -m "$mem_mib" -nodefaults -no-user-config -display none -no-reboot
     -kernel "$kernel" -initrd "$th/initramfs.cpio.gz"
-    -append "console=ttyS0 reboot=t panic=-1 quiet transparent_hugepage=$thp amber.repo=$repo amber.job=$job amber.tty=$tty"
+    -append "console=ttyS0 reboot=t panic=-1 quiet transparent_hugepage=$thp $kernel_args amber.repo=$repo amber.job=$job amber.tty=$tty"
     -virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"
     -virtfs "local,path=$repo,mount_tag=repo,security_model=none,multidevs=remap"
     -serial "file:$job/console.log" -pidfile "$job/qemu.pid")
