@@ -448,6 +448,25 @@ class Accounting(unittest.TestCase):
         self.assertIn("evidence: its guest's log shows a guest triple fault; unconfirmed",
                       list(journal.retried.values())[0])
 
+    def test_a_failure_s_evidence_outlives_the_test_host_that_saw_it(self):
+        """A test fails with a guest fault, then its test host dies before the retries: the run
+        resumed in a fresh test host retries it on the journaled evidence."""
+        os.environ["AMBER_E2E_RETRY_UNCONFIRMED"] = "1"
+        self.addCleanup(os.environ.pop, "AMBER_E2E_RETRY_UNCONFIRMED")
+        name = Mocks.GoneSandbox("test_gone").id()
+        count("gone")
+        first = self.journal()
+        first.record("start", name)
+        first.record("fail", name, "RuntimeError: sandbox sbx-1 is gone: guest reset (triple fault on vcpu0)")
+        with open(first.path, "a") as f:
+            f.write("died test host (debian12) killed: its heartbeat stopped 61 s ago\n")
+        journal = self.journal()
+        self.run_testhost(journal, Mocks.GoneSandbox)
+        self.assertEqual(CALLS["gone"], 2)
+        self.assertEqual(journal.totals(), (1, 0, 0))
+        self.assertIn("evidence: its guest's log shows a guest triple fault; unconfirmed",
+                      journal.retried[name])
+
     def test_with_retry_unconfirmed_a_failure_without_a_fault_still_counts(self):
         os.environ["AMBER_E2E_RETRY_UNCONFIRMED"] = "1"
         self.addCleanup(os.environ.pop, "AMBER_E2E_RETRY_UNCONFIRMED")

@@ -44,6 +44,8 @@ import leak  # noqa: E402
 import run_tests  # noqa: E402
 
 MAX_RETRIED = 2
+# The evidence a failure may carry (Journal attributes), journaled with it.
+EVIDENCE_KINDS = ("kernel", "leaked", "guest_fault")
 # make e2e and make test set AMBER_E2E_RETRY_UNCONFIRMED=1 (E2E_STRICT=1 leaves it unset and runs
 # the QEMU control guest instead, which costs the suite its time budget): then a failure whose
 # guest's log shows a fault of the nested-SVM kinds (GUEST_FAULTS) earns its class one listed
@@ -111,6 +113,9 @@ class Journal(run_tests.Outcomes):
         elif event == "retry":
             self.retried[name] = ("e2e: RETRIED %s: first failure: %s; evidence: %s" % (name, reason, evidence))
             self.notes.append(self.retried[name])
+        elif event == "evidence":  # a failure's evidence, kept for a run resumed in a fresh test host
+            if reason in EVIDENCE_KINDS:
+                getattr(self, reason)[name] = evidence
         elif event == "rerun":  # name: a test, or a class whose every test, runs again
             for table in (self.starts, self.outcomes):
                 for test in [t for t in table if name in (t, class_of(t)) or "(%s)" % name in t]:
@@ -138,9 +143,14 @@ class Journal(run_tests.Outcomes):
                 reason += " (after %s)" % ", ".join(seen)
         with self.lock:
             self._note(event, name, reason, evidence)
+            lines = [(event, name, reason, evidence)]
+            if event == "fail":  # its evidence too: a test host that dies before the retries loses it
+                lines += [("evidence", name, kind, getattr(self, kind)[name])
+                          for kind in EVIDENCE_KINDS if name in getattr(self, kind)]
             with open(self.path, "a") as f:
-                fields = [event + " " + name] + [x.replace("\t", " ") for x in (reason, evidence)]
-                f.write("\t".join(fields).rstrip("\t") + "\n")
+                for ev, n, *rest in lines:
+                    fields = [ev + " " + n] + [x.replace("\t", " ").replace("\n", " ") for x in rest]
+                    f.write("\t".join(fields).rstrip("\t") + "\n")
                 f.flush()
                 os.fsync(f.fileno())
 
@@ -229,12 +239,14 @@ def control_evidence(journal, name):
     run; else None, and the failure's reason says that the control guest did not confirm it."""
     if name not in journal.guest_fault:
         return None
-    labels, t0, t1 = journal.fault_window[name]
-    confirmed = journal.control.evidence(labels, t0, t1) if journal.control else None
+    window = journal.fault_window.get(name)  # none for a failure in a test host that died since
+    confirmed = journal.control.evidence(*window) if journal.control and window else None
     if confirmed:
         return journal.guest_fault[name] + "; " + confirmed
     journal.why[name] = journal.why.get(name, "?") + (
-        "; the QEMU control guest showed no such fault" if journal.control else "; no QEMU control guest ran")
+        "; no QEMU control guest ran" if not journal.control else
+        "; the QEMU control guest showed no such fault" if window else
+        "; its test host and QEMU control guest died since")
     return None
 
 
