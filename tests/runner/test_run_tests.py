@@ -538,3 +538,48 @@ class Accounting(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class WedgedVcpu(unittest.TestCase):
+    """The stall report's wedge label (e2e.wedge_label): a vCPU runnable in KVM_RUN that made no
+    exit and did not answer amber's signal."""
+
+    REPORT = ["amber: info: state: vcpu0: 9 exits, last KVM_EXIT_IO at 0x3fc, in KVM_RUN; back from 0 pauses",
+              "amber: info: state: vcpu0 regs: no sample (did not answer)"]
+
+    def test_a_runnable_silent_vcpu_with_no_exit_is_wedged(self):
+        label = TH.wedge_label({"vcpu0": "R"}, {"vcpu0": "R"}, {"exits": 0}, self.REPORT, 1.0)
+        self.assertIn("(a wedged vCPU: vcpu0 stayed runnable in KVM_RUN for 1 s", label)
+        self.assertEqual(TH.guest_faults(["kvm counters (debugfs, +1 s): exits 24478 (+0)" + label]),
+                         ["a wedged vCPU"])
+
+    def test_any_exit_a_sleeping_thread_or_an_answer_is_not(self):
+        self.assertEqual(TH.wedge_label({"vcpu0": "R"}, {"vcpu0": "R"}, {"exits": 3}, self.REPORT, 1.0), "")
+        self.assertEqual(TH.wedge_label({"vcpu0": "S"}, {"vcpu0": "S"}, {"exits": 0}, self.REPORT, 1.0), "",
+                         "a halted vCPU sleeps in KVM_RUN and makes no exit: not wedged")
+        self.assertEqual(TH.wedge_label({"vcpu0": "R"}, {"vcpu0": "S"}, {"exits": 0}, self.REPORT, 1.0), "")
+        answered = self.REPORT[:1] + ["amber: info: state: vcpu0 regs: rip 0xffffffff81000000 rsp 0x0"]
+        self.assertEqual(TH.wedge_label({"vcpu0": "R"}, {"vcpu0": "R"}, {"exits": 0}, answered, 1.0), "")
+        self.assertEqual(TH.wedge_label({"vcpu1": "R"}, {"vcpu1": "R"}, {"exits": 0}, self.REPORT, 1.0), "",
+                         "vcpu1 answered (only vcpu0 did not), and vcpu0's thread was not seen runnable")
+
+    def test_vcpu_states_reads_this_process_threads(self):
+        import threading
+        ready, stop = threading.Event(), threading.Event()
+
+        def spin():
+            ready.set()
+            while not stop.is_set():
+                pass
+        t = threading.Thread(target=spin, name="vcpu7", daemon=True)
+        t.start()
+        ready.wait()
+        try:
+            import ctypes
+            libc = ctypes.CDLL(None)
+            libc.pthread_setname_np(ctypes.c_ulong(t.ident), b"vcpu7")
+            states = TH.vcpu_states(os.getpid())
+        finally:
+            stop.set()
+            t.join()
+        self.assertIn(states.get("vcpu7"), ("R", "S"), states)

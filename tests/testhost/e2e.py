@@ -64,7 +64,7 @@ def retry_unconfirmed():
 KERNEL_BROKE = re.compile(r"Kernel panic|BUG:|Oops|general protection fault|soft lockup|hard LOCKUP|"
                           r"self-detected stall|blocked for more than|corrupted stack end")
 GUEST_FAULTS = (("triple fault", "a guest triple fault"), ("BUG: soft lockup", "a guest soft lockup"),
-                ("exit livelock", "an exit livelock"))
+                ("exit livelock", "an exit livelock"), ("(a wedged vCPU", "a wedged vCPU"))
 
 
 def class_of(name):
@@ -354,6 +354,41 @@ KVM_COUNTERS = ("exits", "halt_exits", "irq_injections", "irq_window_exits", "io
 LIVELOCK_EXITS = 1000
 
 
+NO_ANSWER = re.compile(r"state: vcpu(\d+) regs: no sample \(did not answer\)")
+
+
+def vcpu_states(pid):
+    """{vCPU thread name: its scheduler state letter} for amber pid, from /proc."""
+    out = {}
+    for stat in glob.glob("/proc/%d/task/*/stat" % pid):
+        try:
+            with open(stat) as f:
+                text = f.read()
+        except OSError:
+            continue
+        comm, _, rest = text.partition("(")[2].rpartition(")")
+        if comm.startswith("vcpu") and rest.split():
+            out[comm] = rest.split()[0]
+    return out
+
+
+def wedge_label(before, after, delta, stderr_lines, interval):
+    """The stall report's label for vCPUs wedged inside KVM_RUN, or "". A vCPU counts when its
+    thread was runnable ("R": not halted, which sleeps) at both samples, it did not answer
+    amber's sampling signal in amber's last state report, and KVM counted no exit in between: a
+    working kernel's KVM leaves guest mode at least on every host timer tick, and answers a
+    signal within milliseconds. The layer below the test host (nested SVM under TCG) is then
+    holding that CPU."""
+    if delta.get("exits", 1) != 0:
+        return ""
+    silent = {"vcpu" + m.group(1) for line in stderr_lines[-400:] for m in [NO_ANSWER.search(line)] if m}
+    wedged = sorted(t for t in silent if before.get(t) == "R" and after.get(t) == "R")
+    if not wedged:
+        return ""
+    return ("\n(a wedged vCPU: %s stayed runnable in KVM_RUN for %.0f s without one exit and did not answer "
+            "amber's signal)" % (", ".join(wedged), interval))
+
+
 def kvm_sample(vm, interval=1.0):
     """KVM's own counters for vm from debugfs (kvm/<pid>-<fd>/, mounted by init.sh), read twice
     interval seconds apart. Returns (line, livelocked); ("", False) when there are none."""
@@ -371,10 +406,11 @@ def kvm_sample(vm, interval=1.0):
                 pass
         return out
 
-    before = sample()
+    before, threads = sample(), vcpu_states(vm.pid)
     time.sleep(interval)
     after = sample()
     delta = {k: after[k] - before.get(k, 0) for k in after}
+    wedge = wedge_label(threads, vcpu_states(vm.pid), delta, list(getattr(vm, "stderr_lines", [])), interval)
     line = "kvm counters (debugfs, +%.0f s): %s" % (interval, ", ".join(
         "%s %d (+%d)" % (k, after[k], delta[k]) for k in KVM_COUNTERS if k in after))
     quiet = ("halt_exits", "irq_injections", "io_exits", "mmio_exits")
@@ -382,7 +418,7 @@ def kvm_sample(vm, interval=1.0):
     if stuck:
         line += "\n(an exit livelock: the vCPUs exit thousands of times a second but neither halt, take an " \
                 "interrupt nor do I/O)"
-    return line, stuck
+    return line + wedge, stuck
 
 
 def livelock_check(vms):
