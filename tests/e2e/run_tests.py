@@ -71,6 +71,8 @@ class CountingResult(unittest.TextTestResult):
     # Inside the test host: a callable(live_vms) -> reason or None, asked every 30 s after a
     # test's first minute, that ends a test early (an exit livelock below the guest).
     stall_check = None
+    # Inside the test host: a callable(test id) run after the watchdog's kills.
+    after_kill = None
 
     def startTest(self, test):
         super().startTest(test)
@@ -98,6 +100,8 @@ class CountingResult(unittest.TextTestResult):
             print("\ne2e: watchdog: %s %s; its VMs' state, then killing them" % (name, why), flush=True)
             evidence.report_live(name, self.results_dir)
             kill_live()
+            if self.after_kill:
+                self.after_kill(name)
             return
 
     def _fail(self, name, test, err):

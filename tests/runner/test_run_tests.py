@@ -583,3 +583,30 @@ class WedgedVcpu(unittest.TestCase):
             stop.set()
             t.join()
         self.assertIn(states.get("vcpu7"), ("R", "S"), states)
+
+
+class Unkillable(unittest.TestCase):
+    """e2e.unkillable_check: a process that outlives the watchdog's SIGKILL ends the test host."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="amber-runner-")
+        self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
+        self.broken = os.path.join(self.dir, "broken")
+
+    def test_a_process_still_there_is_reported_to_the_test_host(self):
+        p = subprocess.Popen(["sleep", "30"])  # stands in for an amber stuck in the kernel
+        self.addCleanup(p.wait)
+        self.addCleanup(p.kill)
+        with contextlib.redirect_stdout(io.StringIO()):
+            why = TH.unkillable_check("test_x", wait_s=0.5, broken=self.broken)
+        self.assertIn("pid %d still alive" % p.pid, why)
+        with open(self.broken) as f:
+            self.assertIn("under test_x (stuck in the test host's kernel)", f.read())
+
+    def test_gone_or_zombie_processes_are_not(self):
+        p = subprocess.Popen(["true"])
+        while TH.proc_state(p.pid) not in ("Z", None):
+            time.sleep(0.01)
+        self.assertIsNone(TH.unkillable_check("test_x", wait_s=0.5, broken=self.broken))
+        p.wait()
+        self.assertFalse(os.path.exists(self.broken))

@@ -307,6 +307,7 @@ def run(runner, found, journal, results_dir):
     failures for write_results."""
     harness.STALL_HOOKS.append(lambda vm: kvm_sample(vm)[0])
     run_tests.CountingResult.stall_check = staticmethod(livelock_check)
+    run_tests.CountingResult.after_kill = staticmethod(unkillable_check)
     watchdog = start_deadline(results_dir, journal)
     control = journal.control or start_control(journal)
     try:
@@ -419,6 +420,45 @@ def kvm_sample(vm, interval=1.0):
         line += "\n(an exit livelock: the vCPUs exit thousands of times a second but neither halt, take an " \
                 "interrupt nor do I/O)"
     return line + wedge, stuck
+
+
+# init.sh links it to the job folder, where tests/testhost/testhost.sh's watchdog looks for it.
+BROKEN = "/run/amber-testhost-broken"
+UNKILLABLE_S = 60
+
+
+def unkillable_check(name, wait_s=UNKILLABLE_S, broken=BROKEN):
+    """After the watchdog's SIGKILLs for test name: a process of this run still there wait_s
+    seconds later (not a zombie) is held inside the test host's kernel (a wedged vCPU's amber
+    cannot leave KVM_RUN), and the tests after it would hang on it too. That is evidence that the
+    test host broke: it goes to broken, and testhost.sh then ends this test host, so that the run
+    resumes in a fresh one (the test's failure keeps its own evidence). Returns the reason, or None."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        left = [p for p in run_tests.descendants(os.getpid()) if proc_state(p) not in ("Z", None)]
+        if not left:
+            return None
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(1)
+    why = ("pid %s still alive %.0f s after the watchdog's SIGKILL under %s (stuck in the test host's kernel)"
+           % (", ".join(map(str, left)), wait_s, name))
+    print("e2e: %s: ending this test host" % why, flush=True)
+    try:
+        with open(broken, "w") as f:
+            f.write(why + "\n")
+    except OSError as e:
+        print("e2e: cannot tell the test host's watchdog (%s)" % e, flush=True)
+    return why
+
+
+def proc_state(pid):
+    """Process pid's scheduler state letter, or None when it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
 
 
 def livelock_check(vms):

@@ -84,6 +84,9 @@ if mount -t tracefs tracefs $tr 2>/dev/null && [ -d $tr/events/kvm/kvm_exit ]; t
     cat $tr/trace_pipe >"/host$job/kvm-shutdowns.log" &
     ln -s "$job/kvm-shutdowns.log" /host/run/amber-kvm-shutdowns.log
 fi
+# The e2e runner writes here when it finds this kernel broken (a SIGKILLed process that never
+# leaves it, tests/testhost/e2e.py); testhost.sh's watchdog then ends the test host.
+ln -s "$job/broken" /host/run/amber-testhost-broken
 # The test host's own kernel text and KVM modules, to place a traced RIP after the test host is gone.
 { grep -wE '_stext|_etext|__svm_vcpu_run' /proc/kallsyms; grep '^kvm' /proc/modules; } >"/host$job/testhost-layout.txt"
 

@@ -193,6 +193,8 @@ start=$EPOCHREALTIME
         reason=
         if [ "$timeout_s" -gt 0 ] && [ "$elapsed" -ge "$timeout_s" ]; then
             reason="it ran past TESTHOST_TIMEOUT_S=$timeout_s s"
+        elif [ -s "$job/broken" ]; then
+            reason="the command found its kernel broken: $(head -c 300 "$job/broken" | tr -d '\n')"
         elif [ "$booted" = 1 ] && [ -e "$job/alive" ]; then
             quiet=$(( ${now%[.,]*} - $(stat -c %Y "$job/alive") ))
             [ "$quiet" -ge "$stall_s" ] && reason="its heartbeat stopped $quiet s ago (hung kernel?)"
