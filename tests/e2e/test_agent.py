@@ -212,7 +212,12 @@ class TestAgent(unittest.TestCase):
         # connections go to stderr, and the VM carries on.
         conn = U.VsockConn(self.vsock)  # held open: it must show up as a connection line
         try:
-            report = self.vm.state_report(timeout=30)
+            # Some vCPU's bytes at its RIP must show; both vCPUs on unmapped user pages at
+            # once is rare, and a second report moves on.
+            for _ in range(3):
+                report = self.vm.state_report(timeout=30)
+                if re.search(r"state: vcpu\d insn at gpa", report):
+                    break
             want = [r"state: vcpu0: \d+ exits, last KVM_EXIT_\w+ at 0x[0-9a-f]+, ",
                     r"state: vcpu1: \d+ exits",
                     # each vCPU's own KVM counters (its stats fd), read under the loop's seccomp
@@ -227,7 +232,11 @@ class TestAgent(unittest.TestCase):
                     # (KVM_TRANSLATE through the guest's page tables, then guest RAM)
                     r"state: vcpu0 cr0 0x[0-9a-f]+ cr3 0x[0-9a-f]+ cr4 0x[0-9a-f]+ efer 0x[0-9a-f]+ "
                     r"event (none|irq \d+ injected|nmi injected|exception \d+ \w+ error 0x[0-9a-f]+)",
-                    r"state: vcpu0 insn at gpa 0x[0-9a-f]+:( [0-9a-f]{2}){1,16}(\n|$)",
+                    # vcpu0's line either way: a user RIP whose page the guest has not faulted in
+                    # yet is not mapped, and the report says so (seen on shadow paging)
+                    r"state: vcpu0 insn(: rip not mapped in the guest's page tables| at gpa 0x[0-9a-f]+:"
+                    r"( [0-9a-f]{2}){1,16}(\n|$))",
+                    r"state: vcpu\d insn at gpa 0x[0-9a-f]+:( [0-9a-f]{2}){1,16}(\n|$)",
                     r"state: \d+ virtio devices",
                     r"state: virtio-vsock @0x[0-9a-f]+ gsi \d+: status 0xf ",
                     r"state: virtio-vsock queue 1: size \d+ ready 1 avail \d+ last_avail \d+",
