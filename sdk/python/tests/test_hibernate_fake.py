@@ -5,13 +5,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 import unittest
 
 import fakeenv  # noqa: E402
 from fakeenv import SDK  # noqa: E402
 
 from amber import Sandbox, SandboxClientError, SandboxError, SandboxNotFoundError  # noqa: E402
-from amber import store, template  # noqa: E402
+from amber import runtime, store, template  # noqa: E402
 
 _saved_identity = template.set_identity
 
@@ -23,6 +24,15 @@ def setUpModule():
 def tearDownModule():
     fakeenv.restore_env()
     template.set_identity = _saved_identity
+
+
+def ended(pid):
+    """True once process pid is gone or a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 class HibernateCase(fakeenv.StoreCase):
@@ -124,6 +134,12 @@ class TestHibernate(HibernateCase):
         self.assertIn("amber (pid %d) has not exited" % pid, str(cm.exception))
         self.assertIn("snapshot is safe on disk", str(cm.exception))
         self.assertTrue(store.is_hibernated(self.pd(sbx.id)))
+        # The SIGKILL was sent; resume() is for once amber has ended and let go of its lock
+        # (the fake's agent, which dies with it, may hold it a moment longer).
+        deadline = time.monotonic() + 30
+        while not (ended(pid) and runtime.probe(sbx.dir) != runtime.ALIVE):
+            self.assertLess(time.monotonic(), deadline, "the fake amber outlived its SIGKILL")
+            time.sleep(0.01)
         sbx.resume()
         self.assertEqual(sbx.execute("cat %s" % os.path.join(self.work, "lingers")).stdout.strip(), "kept")
 
