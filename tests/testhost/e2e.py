@@ -434,8 +434,9 @@ def unkillable_check(name, wait_s=UNKILLABLE_S, broken=BROKEN):
     test host broke: it goes to broken, and testhost.sh then ends this test host, so that the run
     resumes in a fresh one (the test's failure keeps its own evidence). Returns the reason, or None."""
     deadline = time.monotonic() + wait_s
+    killed = run_tests.descendants(os.getpid())  # what the kills just hit, not what cleanups start later
     while True:
-        left = [p for p in run_tests.descendants(os.getpid()) if proc_state(p) not in ("Z", None)]
+        left = [p for p in killed if proc_state(p) not in ("Z", None)]
         if not left:
             return None
         if time.monotonic() >= deadline:
