@@ -3,7 +3,8 @@
 The guest agent keeps its recent log lines in a ring in memory (guest/agent/logring.h: 512
 lines) and hands a dump of it to whoever connects to its log port, the agent's port + 1 (1025 by
 default). fetch_agent_log() reads it through amber's vsock Unix socket; save() writes one file
-per live VM into RESULTS/<test id>/.
+per live VM into RESULTS/<test id>/. read_stat() reads a process's /proc stat line, for the
+runner's and the test host's process checks.
 """
 import os
 import re
@@ -106,3 +107,13 @@ def report_live(test_id=None, results_dir=None):
     if test_id and results_dir:
         for path in save(list(state), results_dir, test_id, state):
             print("e2e: evidence in %s" % path, flush=True)
+
+
+def read_stat(path):
+    """(comm, [state, ppid, ...]) from a /proc/.../stat file, or None when it is gone."""
+    try:
+        with open(path) as f:
+            comm, _, rest = f.read().partition("(")[2].rpartition(")")
+    except OSError:
+        return None
+    return comm, rest.split()

@@ -71,7 +71,7 @@ class CountingResult(unittest.TextTestResult):
     # Inside the test host: a callable(live_vms) -> reason or None, asked every 30 s after a
     # test's first minute, that ends a test early (an exit livelock below the guest).
     stall_check = None
-    # Inside the test host: a callable(test id) run after the watchdog's kills.
+    # Inside the test host: a callable(test id, the pids killed) run after the watchdog's kills.
     after_kill = None
 
     def startTest(self, test):
@@ -99,9 +99,9 @@ class CountingResult(unittest.TextTestResult):
                     continue
             print("\ne2e: watchdog: %s %s; its VMs' state, then killing them" % (name, why), flush=True)
             evidence.report_live(name, self.results_dir)
-            kill_live()
+            killed = kill_live()
             if self.after_kill:
-                self.after_kill(name)
+                self.after_kill(name, killed)
             return
 
     def _fail(self, name, test, err):
@@ -174,11 +174,9 @@ def descendants(pid):
     """Every process below pid (from /proc), deepest last; pid itself is not included."""
     children = {}
     for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open("/proc/%s/stat" % entry) as f:
-                children.setdefault(int(f.read().rsplit(")", 1)[1].split()[1]), []).append(int(entry))
-        except (OSError, IndexError, ValueError):
-            continue
+        st = evidence.read_stat("/proc/%s/stat" % entry)
+        if st and len(st[1]) > 1 and st[1][1].isdigit():
+            children.setdefault(int(st[1][1]), []).append(int(entry))
     out = list(children.get(pid, []))
     for p in out:  # grows as it goes: breadth first
         out.extend(children.get(p, []))
@@ -187,13 +185,15 @@ def descendants(pid):
 
 def kill_live():
     """Kills the harness's VMs, then every other process this runner started (the SDK's
-    sandboxes, amberctl, nc): a hung test ends, whatever it was waiting on."""
+    sandboxes, amberctl, nc): a hung test ends, whatever it was waiting on. Returns their pids."""
     targets = [(os.killpg, vm.proc.pid) for vm in evidence.live_vms()]
-    for kill, pid in targets + [(os.kill, p) for p in descendants(os.getpid())]:
+    targets += [(os.kill, p) for p in descendants(os.getpid())]
+    for kill, pid in targets:
         try:
             kill(pid, signal.SIGKILL)
         except OSError:
             pass
+    return [pid for _, pid in targets]
 
 
 def flatten(suite):

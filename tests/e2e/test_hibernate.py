@@ -24,6 +24,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, SDK)
 
 import harness  # noqa: E402
+import evidence  # noqa: E402
 from amber import AsyncSandbox, Sandbox, SandboxClientError  # noqa: E402
 from amber import store  # noqa: E402
 
@@ -47,11 +48,8 @@ def rss_kib(pid):
 def ended(pid):
     """True when process pid has ended: gone, or a zombie that its parent has not reaped yet (an
     amber that amberctl started is reaped by the test host's init, some time later)."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
+    st = evidence.read_stat("/proc/%d/stat" % pid)
+    return st is None or st[1][:1] == ["Z"]
 
 
 def amberctl(run_root, *args):

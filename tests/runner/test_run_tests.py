@@ -517,19 +517,12 @@ class Accounting(unittest.TestCase):
         kids = R.descendants(os.getpid())
         self.assertIn(proc.pid, kids)
         self.assertNotIn(os.getpid(), kids)
-        R.kill_live()
+        killed = R.kill_live()
+        self.assertEqual(set(kids) - set(killed), set(), "kill_live must return every pid it killed")
         self.assertEqual(proc.wait(timeout=5), -9)
 
         def running():
-            left = []
-            for p in kids:
-                try:
-                    with open("/proc/%d/stat" % p) as f:
-                        if f.read().rsplit(")", 1)[1].split()[0] != "Z":
-                            left.append(p)
-                except OSError:
-                    pass  # gone
-            return left
+            return [p for p in kids if TH.proc_state(p) not in ("Z", None)]
         deadline = time.monotonic() + 5
         while running() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -598,7 +591,7 @@ class Unkillable(unittest.TestCase):
         self.addCleanup(p.wait)
         self.addCleanup(p.kill)
         with contextlib.redirect_stdout(io.StringIO()):
-            why = TH.unkillable_check("test_x", wait_s=0.5, broken=self.broken)
+            why = TH.unkillable_check("test_x", [p.pid], wait_s=0.5, broken=self.broken)
         self.assertIn("pid %d still alive" % p.pid, why)
         with open(self.broken) as f:
             self.assertIn("under test_x (stuck in the test host's kernel)", f.read())
@@ -607,6 +600,6 @@ class Unkillable(unittest.TestCase):
         p = subprocess.Popen(["true"])
         while TH.proc_state(p.pid) not in ("Z", None):
             time.sleep(0.01)
-        self.assertIsNone(TH.unkillable_check("test_x", wait_s=0.5, broken=self.broken))
+        self.assertIsNone(TH.unkillable_check("test_x", [p.pid], wait_s=0.5, broken=self.broken))
         p.wait()
         self.assertFalse(os.path.exists(self.broken))

@@ -39,6 +39,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "e2e"))
 
+import evidence  # noqa: E402
 import harness  # noqa: E402
 import leak  # noqa: E402
 import run_tests  # noqa: E402
@@ -362,14 +363,9 @@ def vcpu_states(pid):
     """{vCPU thread name: its scheduler state letter} for amber pid, from /proc."""
     out = {}
     for stat in glob.glob("/proc/%d/task/*/stat" % pid):
-        try:
-            with open(stat) as f:
-                text = f.read()
-        except OSError:
-            continue
-        comm, _, rest = text.partition("(")[2].rpartition(")")
-        if comm.startswith("vcpu") and rest.split():
-            out[comm] = rest.split()[0]
+        st = evidence.read_stat(stat)
+        if st and st[0].startswith("vcpu") and st[1]:
+            out[st[0]] = st[1][0]
     return out
 
 
@@ -427,14 +423,13 @@ BROKEN = "/run/amber-testhost-broken"
 UNKILLABLE_S = 60
 
 
-def unkillable_check(name, wait_s=UNKILLABLE_S, broken=BROKEN):
-    """After the watchdog's SIGKILLs for test name: a process of this run still there wait_s
-    seconds later (not a zombie) is held inside the test host's kernel (a wedged vCPU's amber
+def unkillable_check(name, killed, wait_s=UNKILLABLE_S, broken=BROKEN):
+    """After the watchdog's SIGKILLs for test name: a process of killed (their pids) still there
+    wait_s seconds later (not a zombie) is held inside the test host's kernel (a wedged vCPU's amber
     cannot leave KVM_RUN), and the tests after it would hang on it too. That is evidence that the
     test host broke: it goes to broken, and testhost.sh then ends this test host, so that the run
     resumes in a fresh one (the test's failure keeps its own evidence). Returns the reason, or None."""
     deadline = time.monotonic() + wait_s
-    killed = run_tests.descendants(os.getpid())  # what the kills just hit, not what cleanups start later
     while True:
         left = [p for p in killed if proc_state(p) not in ("Z", None)]
         if not left:
@@ -455,11 +450,8 @@ def unkillable_check(name, wait_s=UNKILLABLE_S, broken=BROKEN):
 
 def proc_state(pid):
     """Process pid's scheduler state letter, or None when it is gone."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return None
+    st = evidence.read_stat("/proc/%d/stat" % pid)
+    return st[1][0] if st and st[1] else None
 
 
 def livelock_check(vms):
