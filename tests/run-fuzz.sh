@@ -7,8 +7,25 @@
 set -u
 results=$1; seconds=$2; shift 2
 mkdir -p "$results"
+# FUZZ_JOBS (the CPU count) targets run at once; their lines are printed in the order given.
+jobs=${FUZZ_JOBS:-$(nproc)}
+case "$jobs" in '' | *[!0-9]* | 0) echo "fuzz: FUZZ_JOBS takes a whole number above 0, not '$jobs'" >&2; exit 2 ;; esac
 passed=0; failed=0; skipped=0
 : >"$results/fuzz-skipped.txt"
+mkdir -p build/fuzz
+for t in "$@"; do
+    name=$(basename "$t")
+    rm -f build/fuzz/"$name".rc
+    [ -x "$t" ] || continue
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n; done
+    corpus=tests/fuzz/corpus/$name
+    work=build/fuzz/corpus-$name
+    mkdir -p "$work" "$corpus"
+    ("$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+        -print_final_stats=1 -artifact_prefix=build/fuzz/"$name"- "$work" "$corpus" > build/fuzz/"$name".log 2>&1
+    echo $? > build/fuzz/"$name".rc) &
+done
+wait
 for t in "$@"; do
     name=$(basename "$t")
     if [ ! -x "$t" ]; then
@@ -16,11 +33,7 @@ for t in "$@"; do
         skipped=$((skipped + 1))
         continue
     fi
-    corpus=tests/fuzz/corpus/$name
-    work=build/fuzz/corpus-$name
-    mkdir -p "$work" "$corpus"
-    if "$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-        -print_final_stats=1 -artifact_prefix=build/fuzz/"$name"- "$work" "$corpus" > build/fuzz/"$name".log 2>&1; then
+    if [ "$(cat build/fuzz/"$name".rc 2>/dev/null)" = 0 ]; then
         execs=$(sed -n 's/^stat::number_of_executed_units: *//p' build/fuzz/"$name".log | tail -1)
         echo "$name $seconds ${execs:-?}" >> "$results/fuzz-stats.txt"
         echo "fuzz: $name ok ($(grep -o 'stat::number_of_executed_units: [0-9]*' build/fuzz/"$name".log || tail -1 build/fuzz/"$name".log))"

@@ -2,14 +2,29 @@
 # Runs each cmocka unit-test binary and records "N passed, N failed, N skipped" in
 # RESULTS/$UNIT_SUITE.txt (UNIT_SUITE defaults to "unit"; the sanitizer run uses "unit-san");
 # each skipped test is listed, with the message it printed before skip(), in RESULTS/$UNIT_SUITE-skipped.txt.
+# UNIT_JOBS (4) binaries run at once: most of a binary's time is spent waiting (threads, timers,
+# child processes), not on a CPU. Their outputs are printed whole, in the order given.
 set -u
 results=$1; shift
 mkdir -p "$results"
 suite=${UNIT_SUITE:-unit}
+jobs=${UNIT_JOBS:-4}
+case "$jobs" in '' | *[!0-9]* | 0) echo "$suite: UNIT_JOBS takes a whole number above 0, not '$jobs'" >&2; exit 2 ;; esac
 passed=0; failed=0; skipped=0
 : >"$results/$suite-skipped.txt"
+outs=$(mktemp -d)
+trap 'rm -rf "$outs"' EXIT
+i=0
 for t in "$@"; do
-    out=$(timeout 300 "$t" 2>&1 </dev/null); rc=$?
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n; done
+    (timeout 300 "$t" >"$outs/$i.out" 2>&1 </dev/null; echo $? >"$outs/$i.rc") &
+    i=$((i + 1))
+done
+wait
+i=0
+for t in "$@"; do
+    out=$(cat "$outs/$i.out"); rc=$(cat "$outs/$i.rc")
+    i=$((i + 1))
     [ "$rc" -eq 124 ] && echo "$suite: $t timed out after 300 s"
     printf '%s\n' "$out"
     p=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | tail -1)

@@ -60,6 +60,18 @@ class Mocks:
         def test_b(self):
             self.assertGreater(count("shared_b"), 1, "the shared guest died")
 
+    class GoneInTeardown(unittest.TestCase):
+        """A class whose guest died: its test fails, and so does its tearDownClass (the SDK's
+        delete() of a sandbox that is gone)."""
+
+        @classmethod
+        def tearDownClass(cls):
+            if count("teardown") == 1:
+                raise RuntimeError("sandbox sbx-2 is gone: guest reset (triple fault on vcpu0)")
+
+        def test_on_it(self):
+            self.assertGreater(count("on_it"), 1, "the class's guest died")
+
     class FailsTwice(unittest.TestCase):
         def test_twice(self):
             self.assertGreater(count("twice"), 2, "fails its first two runs")
@@ -372,6 +384,15 @@ class Accounting(unittest.TestCase):
         self.assertEqual(journal.totals(), (2, 0, 0))
         self.assertEqual(len(journal.retried), 1)  # one fault, one retry, whatever it failed
         self.assertEqual(TH.too_many_retries(journal), [])
+
+    def test_a_guest_fault_that_fails_a_test_and_its_class_teardown_is_one_retry(self):
+        self.guest_fault_log()
+        journal = self.journal()
+        self.control_guest(journal, "a guest triple fault")
+        self.run_testhost(journal, Mocks.GoneInTeardown)
+        self.assertEqual(journal.totals(), (1, 0, 0))
+        self.assertEqual(CALLS["teardown"], 2)  # the class ran again, fixture included
+        self.assertEqual(list(journal.retried), ["test_run_tests.Mocks.GoneInTeardown.test_on_it"])
 
     def leak_setup(self, rip):
         """A fake test-host kallsyms with __svm_vcpu_run at 0xffffffffc055a170, and a test log whose

@@ -69,13 +69,15 @@ GUEST_FAULTS = (("triple fault", "a guest triple fault"), ("BUG: soft lockup", "
 
 
 def class_of(name):
-    """The class id of a test id ("test_pause.TestPause.test_x" -> "test_pause.TestPause")."""
-    return name.rsplit(".", 1)[0]
+    """The class id of a test id ("test_pause.TestPause.test_x" -> "test_pause.TestPause"), or of
+    a class fixture's ("tearDownClass_(test_sdk.TestSdk)" -> "test_sdk.TestSdk")."""
+    fixture = re.fullmatch(r"\w+_\(([\w.]+)\)", name)
+    return fixture.group(1) if fixture else name.rsplit(".", 1)[0]
 
 
 def reruns_class(name):
     """A pause test's retry re-runs its class: its tests build on each other's pauses."""
-    return name.split(".", 1)[0].startswith("test_pause")
+    return class_of(name).split(".", 1)[0].startswith("test_pause")
 
 
 class Journal(run_tests.Outcomes):
