@@ -14,6 +14,9 @@
 #      TESTHOST_STACK (debian12): the QEMU and Linux pair, debian12 (QEMU 7.2, Linux 6.1, from
 #      the system) or backports (QEMU 10.0, Linux 6.12, unpacked by scripts/setup.sh --stack
 #      backports into build/testhost/backports/).
+#      TESTHOST_HOLD_SVM (1): keep one idle KVM VM open inside, so that the test host's KVM never
+#      switches SVM off and on between sandboxes, which hangs it now and then under TCG
+#      (tests/testhost/hold_svm.py). 0 is for reproducing that hang only.
 #      TESTHOST_EVIDENCE: a file that gets one line saying how the test host died (its heartbeat
 #      stopped, its kernel panicked, its QEMU exited), when it did; tests/testhost/run-e2e.sh
 #      journals it as the evidence that lets the test it cut off run again.
@@ -35,6 +38,7 @@ timeout_s=${TESTHOST_TIMEOUT_S:-0}
 stall_s=${TESTHOST_STALL_S:-120}
 thp=${TESTHOST_THP:-never}
 tcg_thread=${TESTHOST_TCG_THREAD:-multi}
+hold_svm=${TESTHOST_HOLD_SVM:-1}
 kernel_args=${TESTHOST_KERNEL_ARGS:-}
 stack=${TESTHOST_STACK:-debian12}
 evidence=${TESTHOST_EVIDENCE:-/dev/null}
@@ -54,6 +58,14 @@ done
 case "$kernel_args" in
 *[!A-Za-z0-9_.,=\ -]*)
     echo "testhost: TESTHOST_KERNEL_ARGS takes words of letters, digits and _ . , = -, not '$kernel_args'" >&2
+    exit 2
+    ;;
+esac
+
+case "$hold_svm" in
+0 | 1) ;;
+*)
+    echo "testhost: TESTHOST_HOLD_SVM takes 0 or 1, not '$hold_svm'" >&2
     exit 2
     ;;
 esac
@@ -169,7 +181,7 @@ tcg_missing=-rdseed,-sha-ni,-fxsr-opt,-misalignsse,-3dnowprefetch,-osvw,-topoext
 qemu=("${qemu_bin[@]}" -accel "tcg,thread=$tcg_thread" -M q35 -cpu "EPYC,+svm,+npt,$tcg_missing"
     -smp "$cpus" -m "$mem_mib" -nodefaults -no-user-config -display none -no-reboot
     -kernel "$kernel" -initrd "$th/initramfs.cpio.gz"
-    -append "console=ttyS0 reboot=t panic=-1 quiet transparent_hugepage=$thp $kernel_args amber.repo=$repo amber.job=$job amber.tty=$tty"
+    -append "console=ttyS0 reboot=t panic=-1 quiet transparent_hugepage=$thp $kernel_args amber.repo=$repo amber.job=$job amber.tty=$tty amber.hold_svm=$hold_svm"
     -virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"
     -virtfs "local,path=$repo,mount_tag=repo,security_model=none,multidevs=remap"
     -serial "file:$job/console.log" -pidfile "$job/qemu.pid")
