@@ -94,9 +94,9 @@ ln -s "$job/broken" /host/run/amber-testhost-broken
 
 # Linux 6.1's KVM switches SVM on in every CPU when its first VM is created and off when its last
 # one is closed. Under this TCG, the switch hangs the test host now and then: a loop creating and
-# closing VMs hung it before its fifth VM in three of three tries, and created 2,100 without a
-# hang while one VM stayed open. One idle VM, held while the test host lives, keeps SVM on
-# (docs/testing.md, "SVM switched off and on"; TESTHOST_HOLD_SVM=0 turns this off).
+# closing VMs hung it in three of three tries (twice before the fifth VM), and created 2,700 in
+# three tries without a hang while one VM stayed open. One idle VM, held while the test host lives,
+# keeps SVM on (docs/testing.md, "SVM switched off and on"; TESTHOST_HOLD_SVM=0 turns this off).
 if [ "$hold_svm" = 1 ]; then
     chroot /host /usr/bin/python3 "$repo/tests/testhost/hold_svm.py" &
     # Its VM shows in debugfs once created: the command's first VM must not be the first one.
