@@ -21,6 +21,13 @@ trap cleanup EXIT
 ok() { echo "ok   - $1"; passed=$((passed + 1)); }
 bad() { echo "FAIL - $1${2:+: $2}"; failed=$((failed + 1)); }
 skipped=0
+skips=
+# skip REASON: counted, and listed in RESULTS/agent-host-skipped.txt like every suite's skips.
+skip() {
+    echo "SKIPPED - $1"
+    skipped=$((skipped + 1))
+    skips="$skips${skips:+$'\n'}agent-host: SKIPPED $1"
+}
 # run_sub NAME CMD...: a checker script that prints ok/FAIL lines and ends with "NAME: P F".
 run_sub() {
     local name=$1 counts
@@ -243,8 +250,7 @@ PY
     if command -v tmux > /dev/null; then
         run_sub tmux timeout 180 python3 tests/agent/tmux_pty.py "$PWD/$CTL" --agent-sock "$SOCK"
     else
-        echo "SKIPPED - amberctl exec -t in tmux: tmux is not installed (make setup installs it)"
-        skipped=$((skipped + 1))
+        skip "amberctl exec -t in tmux: tmux is not installed (make setup installs it)"
     fi
     kill -0 "$agent_pid" 2>/dev/null && ok "agent survived the PTY and WATCH checks" || bad "agent died in the PTY and WATCH checks"
 
@@ -259,10 +265,12 @@ PY
     if [ "$(ended)" -gt "$ended_before" ]; then
         ok "a request cut short is logged"
     else
-        # Not counted either way: in about 3 runs of 10 the agent logs no new line here (the
-        # cause is not known yet; see the stop-12 note), and a gate that flips at random
-        # proves nothing.
-        echo "NOT COUNTED - a request cut short is logged: no new line; $(tail -n 1 "$T/agent.err")"
+        # Skipped, with its reason, rather than failed: in about 1 run of 10 the agent logs no
+        # new line. Likely cause, not yet fixed: when amberctl dies with the stream unread, the
+        # agent's next step decides the error. A write gets EPIPE (logged); a read gets
+        # ECONNRESET, which the agent takes for a peer that left without a request (not
+        # logged). A gate that flips with that race proves nothing either way.
+        skip "a request cut short is logged: no new line (the agent read ECONNRESET before it wrote?); $(tail -n 1 "$T/agent.err")"
     fi
 
     python3 - "$SOCK" <<'PY'
@@ -311,5 +319,9 @@ fi
 
 [ $((passed + failed)) -eq 0 ] && bad "agent-host: no test ran"
 echo "agent-host: $passed passed, $failed failed, $skipped skipped"
-[ -n "$results" ] && mkdir -p "$results" && echo "$passed passed, $failed failed, $skipped skipped" > "$results/agent-host.txt"
+if [ -n "$results" ]; then
+    mkdir -p "$results"
+    echo "$passed passed, $failed failed, $skipped skipped" > "$results/agent-host.txt"
+    printf '%s' "$skips${skips:+$'\n'}" > "$results/agent-host-skipped.txt"
+fi
 [ "$failed" -eq 0 ]
