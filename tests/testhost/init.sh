@@ -101,7 +101,8 @@ if [ "$hold_svm" = 1 ]; then
     chroot /host /usr/bin/python3 "$repo/tests/testhost/hold_svm.py" &
     # Its VM shows in debugfs once created: the command's first VM must not be the first one.
     i=0
-    while [ $i -lt 100 ] && ! ls -d "/host/sys/kernel/debug/kvm/$!"-* >/dev/null 2>&1; do
+    holder=$!
+    while [ $i -lt 100 ] && kill -0 $holder 2>/dev/null && ! ls -d "/host/sys/kernel/debug/kvm/$holder"-* >/dev/null 2>&1; do
         sleep 0.1
         i=$((i + 1))
     done
