@@ -1,10 +1,9 @@
 """Helpers for amber's end-to-end tests: start a VMM with a captured console, wait for lines, clean up.
 
-A test derives from AmberTestCase and starts VMs with self.amber(...) (see Session.amber); each
-test's sockets and scratch images live in a directory under /tmp (a tmpfs in the test host: 9p
-cannot hold Unix sockets), every process it starts is killed in tearDown, and its console and
-stderr go to $AMBER_E2E_LOGDIR/<test id>.log when that is set. Timeouts are multiplied by
-$AMBER_E2E_TIMEOUT_SCALE (default 1).
+A test derives from AmberTestCase and starts VMs with self.amber(...) (see Session.amber); each test's
+sockets and scratch images live in a directory under /tmp (a tmpfs in the test host: 9p cannot hold Unix
+sockets), every process it starts is killed in tearDown, and its console and stderr go to
+$AMBER_E2E_LOGDIR/<test id>.log when that is set. Timeouts are multiplied by $AMBER_E2E_TIMEOUT_SCALE (1).
 """
 import os
 import re
@@ -37,9 +36,9 @@ EXIT_TIMEOUT_S = 60.0
 # Every live Vm, so that the run_tests.py watchdog can ask for their state and kill them.
 LIVE = set()
 _LIVE_LOCK = threading.Lock()
-# Callables(vm) -> one more line for a stall report, or "": the test host adds KVM's counters
-# (tests/testhost/e2e.py).
+# Test-host hooks (tests/testhost/e2e.py): stall-report lines per vm; pids still there 1 s after a SIGKILL.
 STALL_HOOKS = []
+AFTER_SIGKILL = None
 _ANSI = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|[()][0-9A-Za-z]|[=>c78])")
 
 
@@ -217,7 +216,11 @@ class Vm:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except OSError:
             pass
-        self.returncode = self.proc.wait()
+        try:
+            self.returncode = self.proc.wait(1.0 if AFTER_SIGKILL else None)
+        except subprocess.TimeoutExpired:
+            AFTER_SIGKILL([self.proc.pid])
+            self.returncode = self.proc.wait()
         for t in self._readers:
             t.join(5)
         with _LIVE_LOCK:

@@ -207,8 +207,7 @@ def one_line(tb):
     lines = [line for line in str(tb).strip().splitlines() if line.strip()]
     found = [line for line in lines if not line.startswith(" ") and
              any(w in line.split(":", 1)[0] for w in ("Error", "Exception"))]
-    line = found[0] if found else (lines[-1] if lines else "?")
-    return line[:300]
+    return (found[0] if found else (lines[-1] if lines else "?"))[:300]
 
 
 def testhost_module():

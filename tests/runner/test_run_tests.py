@@ -9,6 +9,7 @@ import sys
 import tempfile
 import time
 import unittest
+from unittest import mock
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
@@ -385,6 +386,21 @@ class Accounting(unittest.TestCase):
         self.assertEqual(len(journal.retried), 1)  # one fault, one retry, whatever it failed
         self.assertEqual(TH.too_many_retries(journal), [])
 
+    def test_a_wedged_vcpu_in_the_saved_stall_report_is_a_guest_fault(self):
+        os.environ["AMBER_E2E_RETRY_UNCONFIRMED"] = "1"
+        self.addCleanup(os.environ.pop, "AMBER_E2E_RETRY_UNCONFIRMED")
+        name = "test_run_tests.Mocks.FailsOnce.test_flaky"
+        os.makedirs(os.path.join(self.dir, name))
+        report = os.path.join(self.dir, name, "vm0-1.txt")  # what report_live saves at the failure
+        with open(report, "w") as f:
+            f.write("amber: info: state: vcpu0 regs: no sample (did not answer)\n(a wedged vCPU: vcpu0 stayed "
+                    "runnable in KVM_RUN for 1 s without one exit and did not answer amber's signal)\n")
+        os.utime(report, (time.time() + 60, time.time() + 60))  # written while the test ran
+        journal = self.journal()
+        self.run_testhost(journal, Mocks.FailsOnce)
+        self.assertEqual(journal.totals(), (1, 0, 0))
+        self.assertIn("its guest's log shows a wedged vCPU", journal.retried[name])
+
     def test_a_guest_fault_that_fails_a_test_and_its_class_teardown_is_one_retry(self):
         self.guest_fault_log()
         journal = self.journal()
@@ -616,6 +632,20 @@ class Unkillable(unittest.TestCase):
         self.assertIn("pid %d still alive" % p.pid, why)
         with open(self.broken) as f:
             self.assertIn("under test_x (stuck in the test host's kernel)", f.read())
+
+    def test_a_vm_that_outlives_its_cleanup_s_sigkill_is_handed_to_the_test_host(self):
+        seen = []
+
+        def after_sigkill(pids):  # the test host's hook; here it ends the process for real
+            seen.extend(pids)
+            for pid in pids:
+                os.kill(pid, 9)
+
+        vm = TH.harness.Vm(["sh", "-c", "trap '' TERM; sleep 30"], os.path.join(self.dir, "vm.log"))
+        # A SIGKILL that does not end the process, as for an amber held in the test host's kernel.
+        with mock.patch.object(TH.harness.os, "killpg"), mock.patch.object(TH.harness, "AFTER_SIGKILL", after_sigkill):
+            vm.kill(grace_s=0.1)
+        self.assertEqual(seen, [vm.proc.pid])
 
     def test_gone_or_zombie_processes_are_not(self):
         p = subprocess.Popen(["true"])

@@ -135,7 +135,9 @@ class Journal(run_tests.Outcomes):
             broke = [line for line in self._kernel_lines() if KERNEL_BROKE.search(line)]
             if broke:
                 self.kernel[name] = "the test host's kernel logged: " + broke[0][:200]
-            texts = recent_logs(self._t0)
+            # The stall reports saved for this failure (RESULTS/<test id>/) carry the test host's
+            # own labels (a wedged vCPU), which amber's logs cannot.
+            texts = recent_logs(self._t0) + saved_reports(os.path.dirname(self.path), name, self._t0)
             seen = guest_faults(texts + [reason])  # an SDK error may name the fault ("guest reset (triple fault ...)")
             leaked = leak.evidence(texts, leak.shutdown_lines(self._trace), leak.vmrun_range())
             if leaked:
@@ -198,6 +200,20 @@ def recent_logs(since):
             with open(path, errors="replace") as f:
                 f.seek(max(0, os.path.getsize(path) - (1 << 20)))
                 texts.append(f.read())
+        except OSError:
+            continue
+    return texts
+
+
+def saved_reports(results_dir, name, since):
+    """The evidence files evidence.report_live saved for test name (RESULTS/<name>/*.txt) since
+    `since`."""
+    texts = []
+    for path in glob.glob(os.path.join(results_dir, glob.escape(name), "*.txt")):
+        try:
+            if os.path.getmtime(path) >= since:
+                with open(path, errors="replace") as f:
+                    texts.append(f.read(1 << 20))
         except OSError:
             continue
     return texts
@@ -311,6 +327,10 @@ def run(runner, found, journal, results_dir):
     harness.STALL_HOOKS.append(lambda vm: kvm_sample(vm)[0])
     run_tests.CountingResult.stall_check = staticmethod(livelock_check)
     run_tests.CountingResult.after_kill = staticmethod(unkillable_check)
+    # A test's own cleanup SIGKILLs its amber too (harness.Vm.kill), and would wait on one that
+    # cannot die until the per-test watchdog came, minutes later.
+    harness.AFTER_SIGKILL = lambda pids: unkillable_check(", ".join(journal.unfinished()) or "a class fixture",
+                                                         pids, who="a test's cleanup")
     watchdog = start_deadline(results_dir, journal)
     control = journal.control or start_control(journal)
     try:
@@ -425,8 +445,8 @@ BROKEN = "/run/amber-testhost-broken"
 UNKILLABLE_S = 60
 
 
-def unkillable_check(name, killed, wait_s=UNKILLABLE_S, broken=BROKEN):
-    """After the watchdog's SIGKILLs for test name: a process of killed (their pids) still there
+def unkillable_check(name, killed, wait_s=UNKILLABLE_S, broken=BROKEN, who="the watchdog"):
+    """After the watchdog's (or who's) SIGKILLs for test name: a process of killed (their pids) still there
     wait_s seconds later (not a zombie) is held inside the test host's kernel (a wedged vCPU's amber
     cannot leave KVM_RUN), and the tests after it would hang on it too. That is evidence that the
     test host broke: it goes to broken, and testhost.sh then ends this test host, so that the run
@@ -439,8 +459,8 @@ def unkillable_check(name, killed, wait_s=UNKILLABLE_S, broken=BROKEN):
         if time.monotonic() >= deadline:
             break
         time.sleep(1)
-    why = ("pid %s still alive %.0f s after the watchdog's SIGKILL under %s (stuck in the test host's kernel)"
-           % (", ".join(map(str, left)), wait_s, name))
+    why = ("pid %s still alive %.0f s after %s's SIGKILL under %s (stuck in the test host's kernel)"
+           % (", ".join(map(str, left)), wait_s, who, name))
     print("e2e: %s: ending this test host" % why, flush=True)
     try:
         with open(broken, "w") as f:
