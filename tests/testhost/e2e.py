@@ -190,10 +190,11 @@ class Journal(run_tests.Outcomes):
         self.record("rerun", class_of(name) if whole_class or reruns_class(name) else name)
 
 
-def recent_logs(since):
-    """The last MiB of each console or stderr log in $AMBER_E2E_LOGDIR written since `since`."""
+def recent_logs(since, pattern=None):
+    """The last MiB of each file matching pattern (default: every console or stderr log in
+    $AMBER_E2E_LOGDIR) written since `since`."""
     texts = []
-    for path in glob.glob(os.path.join(os.environ.get("AMBER_E2E_LOGDIR", "/nonexistent"), "*.log")):
+    for path in glob.glob(pattern or os.path.join(os.environ.get("AMBER_E2E_LOGDIR", "/nonexistent"), "*.log")):
         try:
             if os.path.getmtime(path) < since:
                 continue
@@ -208,15 +209,7 @@ def recent_logs(since):
 def saved_reports(results_dir, name, since):
     """The evidence files evidence.report_live saved for test name (RESULTS/<name>/*.txt) since
     `since`."""
-    texts = []
-    for path in glob.glob(os.path.join(results_dir, glob.escape(name), "*.txt")):
-        try:
-            if os.path.getmtime(path) >= since:
-                with open(path, errors="replace") as f:
-                    texts.append(f.read(1 << 20))
-        except OSError:
-            continue
-    return texts
+    return recent_logs(since, os.path.join(results_dir, glob.escape(name), "*.txt"))
 
 
 def guest_faults(texts):
